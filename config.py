@@ -1,0 +1,121 @@
+"""Every hyperparameter of a pix2pix run, with the paper's defaults.
+
+Edit the defaults here, or override any field from the command line:
+    python train.py --lambda_l1 10 --lr 1e-4 --epochs 30
+The effective config is printed at start, saved as config.json in the run folder and stored inside
+every checkpoint, so that infer.py can rebuild the model from the checkpoint alone.
+"""
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass
+
+
+@dataclass
+class Config:
+    # --- data ---
+    data_dir: str = "data/edges2shoes"  # folder holding train/ (and val/) of side-by-side 2N×N AB images
+    direction: str = "AtoB"  # AtoB: left half (edges) -> right half (photo); BtoA the reverse
+    image_size: int = 256  # training resolution in pixels (square)
+    jitter: bool = False  # paper's random jitter: resize to load_size, random crop, random flip.
+    # The paper jitters in general, but the reference implementation trains edges2shoes without it.
+    load_size: int = 286  # resize target before the random crop when jitter is on, pixels
+    num_workers: int = 4  # data loader processes (0 = load in the main process)
+    demo_data: bool = False  # generate the synthetic demo shoes (demo.py) into data_dir if it is missing
+
+    # --- model ---
+    ngf: int = 64  # generator filters in the first layer
+    ndf: int = 64  # discriminator filters in the first layer
+    num_downs: int = 8  # UNet downsamplings: 8 takes 256×256 down to 1×1 (the paper's UNet-256)
+    n_layers_d: int = 3  # PatchGAN stride-2 layers: 3 gives the paper's 70×70 patches
+    dropout: float = 0.5  # dropout in the first three decoder blocks, also on at test time
+
+    # --- objective and optimiser ---
+    lambda_l1: float = 100.0  # weight λ of the L1 term: G loss = GAN + λ·L1
+    lr: float = 2e-4  # Adam learning rate for both networks
+    beta1: float = 0.5  # Adam β1
+    beta2: float = 0.999  # Adam β2
+    batch_size: int = 4  # images per step; the paper used 4 for edges2shoes, 1 for most sets
+    epochs: int = 15  # total epochs; the paper trained edges2shoes for 15
+    epochs_decay: int = 0  # of those, the last N decay the learning rate linearly to zero (0 = off)
+
+    # --- run ---
+    run: str = "edges2shoes"  # run name: checkpoints in models/<run>/, sample grids in samples/<run>/
+    models_dir: str = "models"  # where run folders with checkpoints and logs go
+    samples_dir: str = "samples"  # where run folders with validation grids go
+    resume: bool = False  # continue from models/<run>/last.pt if it exists
+    seed: int = 0  # seeds weights, data order and dropout
+    device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...
+    precision: str = "auto"  # auto (bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU), fp32, bf16, fp16
+    log_every: int = 100  # steps between log lines; losses are only read from the GPU then
+    save_every: int = 0  # steps between mid-epoch checkpoints (0 = only at the end of each epoch)
+    n_samples: int = 8  # validation images in each epoch's sample grid
+    val_images: int = 64  # fixed validation pairs scored each epoch (val L1); the grid shows n_samples
+
+    def __post_init__(self):
+        """Reject values that cannot work, with a message that names the field."""
+        if self.direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"config: direction must be AtoB or BtoA, got {self.direction!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"config: precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        if self.image_size % 2**self.num_downs:
+            raise ValueError(
+                f"config: image_size {self.image_size} must be divisible by 2**num_downs = {2**self.num_downs}")
+        if self.jitter and self.load_size < self.image_size:
+            raise ValueError(f"config: load_size {self.load_size} is smaller than image_size {self.image_size}")
+        if not 0 <= self.epochs_decay <= self.epochs:
+            raise ValueError(f"config: epochs_decay {self.epochs_decay} must lie in [0, epochs={self.epochs}]")
+        if not (self.lr > 0 and self.lambda_l1 >= 0 and 0 <= self.dropout < 1):  # also false for NaN
+            raise ValueError(f"config: need lr > 0, lambda_l1 >= 0, 0 <= dropout < 1; got lr={self.lr}, "
+                             f"lambda_l1={self.lambda_l1}, dropout={self.dropout}")
+        for name in ("batch_size", "epochs", "ngf", "ndf", "num_downs", "n_layers_d", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"config: {name} must be at least 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        """Rebuild a config saved in a checkpoint; unknown keys mean another project's file."""
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"config: unknown keys {unknown}")
+        return cls(**d)
+
+    def __str__(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+# The built-in demo: a small UNet at 128×128 on the synthetic shoes of demo.py, sized so that
+# `python train.py --demo` finishes on a 2-core CPU in a few minutes. Every other value is the paper's.
+DEMO = dict(data_dir="data/demo", demo_data=True, run="demo", image_size=128, num_downs=7, ngf=32, ndf=32,
+            batch_size=4, epochs=5, num_workers=2, log_every=25, n_samples=8, val_images=16)
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def parse_args(argv=None, description: str = "") -> Config:
+    """Config from the command line: one --flag per field, plus --demo for the demo preset."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--demo", action="store_true",
+                        help="train on the built-in synthetic shoes (generated into data/demo on first use)")
+    for field in dataclasses.fields(Config):
+        kind = _parse_bool if field.type is bool else field.type
+        parser.add_argument(f"--{field.name}", type=kind, default=None, metavar=field.name.upper(),
+                            help=f"default {field.default}")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k != "demo" and v is not None}
+    base = dict(DEMO) if args.demo else {}
+    try:
+        return Config(**{**base, **overrides})
+    except ValueError as e:
+        parser.error(str(e))
