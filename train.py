@@ -1,0 +1,249 @@
+"""Train pix2pix: UNet generator + PatchGAN discriminator, GAN loss + λ·L1 (Isola et al. 2017).
+
+    python train.py --demo                                   # synthetic shoes, a few minutes on a CPU
+    python train.py --data_dir data/edges2shoes              # the paper's edges2shoes schedule
+    python train.py --data_dir data/edges2shoes --resume true   # continue after a crash or Ctrl-C
+
+Every field of config.py is a flag. The run writes models/<run>/{config.json, log.jsonl, last.pt,
+generator.pt} and samples/<run>/epoch_NNN.png (rows of sketch | generated | real).
+"""
+
+import json
+import math
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from config import Config, parse_args
+from dataset import EpochSampler, PairDataset
+from discriminator import PatchDiscriminator
+from generator import translate
+from save import CHECKPOINT_KEYS, build_generator, load_checkpoint, save_checkpoint, save_grid, set_rng_state
+
+
+FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "batch_size")  # the shapes and the data position
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' means the GPU when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"config: device {name!r} asked for, but torch sees no CUDA GPU")
+    return device
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype:
+    """Autocast dtype: bf16 where the GPU has it (no loss scaling needed), fp16 on older GPUs, fp32 on CPU."""
+    if name == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def lr_factor(epoch: int, cfg: Config) -> float:
+    """Constant, then linear decay over the last epochs_decay epochs, as in the reference implementation."""
+    return 1.0 - max(0, epoch + 1 - (cfg.epochs - cfg.epochs_decay)) / (cfg.epochs_decay + 1)
+
+
+def split_folders(data_dir: Path) -> tuple:
+    """(train, val) folders: data_dir/train and data_dir/val (or test) when present, else data_dir alone."""
+    train_dir = data_dir / "train" if (data_dir / "train").is_dir() else data_dir
+    val_dir = next((data_dir / s for s in ("val", "test") if (data_dir / s).is_dir()), train_dir)
+    return train_dir, val_dir
+
+
+def main(cfg: Config) -> dict:
+    """Train with cfg; returns the last logged losses and the per-epoch validation L1."""
+    # ---------------------------------------------------------------- setup
+    device = pick_device(cfg.device)
+    amp_dtype = pick_precision(cfg.precision, device)
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype != torch.float32 else nullcontext()
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
+    run_dir, samples_dir = Path(cfg.models_dir) / cfg.run, Path(cfg.samples_dir) / cfg.run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(str(cfg) + "\n")
+    print(f"config:\n{cfg}\ndevice {device}, precision {str(amp_dtype).removeprefix('torch.')}")
+
+    # ---------------------------------------------------------------- data
+    if cfg.demo_data:
+        from demo import make_demo
+        make_demo(cfg.data_dir)
+    train_dir, val_dir = split_folders(Path(cfg.data_dir))
+    train_set = PairDataset(train_dir, cfg.image_size, cfg.load_size, cfg.jitter, cfg.direction)
+    val_set = PairDataset(val_dir, cfg.image_size, direction=cfg.direction)
+    sampler = EpochSampler(len(train_set), cfg.seed)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0,
+        generator=torch.Generator().manual_seed(cfg.seed))  # its own seeds: dropout's stream stays resumable
+    batches_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    # A fixed set of validation pairs, drawn for every epoch's grid and L1, so epochs compare like for like.
+    n_val = min(len(val_set), max(cfg.n_samples, cfg.val_images))
+    val_sketch, val_photo = (torch.stack(t) for t in zip(*(val_set[i] for i in range(n_val))))
+    print(f"data: {len(train_set)} train pairs in {train_dir}, {n_val} val pairs from {val_dir}")
+
+    # ---------------------------------------------------------------- networks and optimizers
+    G = build_generator(cfg).to(device, memory_format=memory_format)
+    D = PatchDiscriminator(in_ch=6, ndf=cfg.ndf, n_layers=cfg.n_layers_d).to(device, memory_format=memory_format)
+    fused = device.type == "cuda"  # one fused kernel for all parameters instead of a loop over them
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+    # fp16 needs loss scaling to keep small gradients from flushing to zero; bf16 and fp32 do not.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    print(f"generator {sum(p.numel() for p in G.parameters()):,} parameters, "
+          f"discriminator {sum(p.numel() for p in D.parameters()):,}")
+
+    start_epoch, start_batch, step = 0, 0, 0
+    last_path = run_dir / "last.pt"
+    if cfg.resume and last_path.exists():
+        ckpt = load_checkpoint(last_path, keys=CHECKPOINT_KEYS)
+        changed = [f"{k}={getattr(ckpt['config'], k)} (now {getattr(cfg, k)})" for k in FIXED_ON_RESUME
+                   if getattr(ckpt["config"], k) != getattr(cfg, k)]
+        if changed:
+            raise ValueError(f"{last_path}: cannot resume, the checkpoint has {', '.join(changed)}; "
+                             f"use the same settings or another --run")
+        G.load_state_dict(ckpt["generator"])
+        D.load_state_dict(ckpt["discriminator"])
+        opt_g.load_state_dict(ckpt["opt_g"])
+        opt_d.load_state_dict(ckpt["opt_d"])
+        scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        start_epoch, start_batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
+        print(f"resumed from {last_path} at epoch {start_epoch} batch {start_batch} (step {step})")
+    elif cfg.resume:
+        print(f"no checkpoint at {last_path}: starting from scratch")
+
+    def checkpoint(epoch: int, batch: int) -> None:
+        save_checkpoint(last_path, generator=G, discriminator=D, opt_g=opt_g, opt_d=opt_d, scaler=scaler,
+                        epoch=epoch, batch=batch, step=step, config=cfg)
+
+    # Ctrl-C or SIGTERM (a cluster's preemption) finishes the step in flight, saves, and stops; so a resumed
+    # run continues exactly where this one left off. A second Ctrl-C leaves at once.
+    stop = []
+
+    def request_stop(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(signal.Signals(signum).name)
+        tqdm.write(f"{stop[0]}: finishing this step, then saving (press Ctrl-C again to abort without saving)")
+
+    handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    # ---------------------------------------------------------------- training loop
+    log_file = open(run_dir / "log.jsonl", "a")
+    loss_sums = torch.zeros(3, device=device)  # D, G_gan, G_l1 summed on the device: no sync per step
+    interval_steps, interval_start = 0, time.perf_counter()
+    last_losses, val_l1s = {}, []
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            lr = cfg.lr * lr_factor(epoch, cfg)
+            for opt in (opt_g, opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = lr
+            first = start_batch if epoch == start_epoch else 0
+            sampler.epoch, sampler.start = epoch, first * cfg.batch_size
+            G.train()
+            D.train()
+            bar = tqdm(loader, desc=f"epoch {epoch}", total=batches_per_epoch, initial=first, leave=False,
+                       dynamic_ncols=True, file=sys.stderr)
+            for batch, (sketch, photo) in enumerate(bar, start=first):
+                sketch = sketch.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, H, W)
+                photo = photo.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, H, W)
+
+                # --- D step: real pairs -> 1, fake pairs -> 0. The fake is detached: this step trains D only.
+                with autocast:
+                    fake_photo = G(sketch)
+                    logits_real = D(torch.cat([sketch, photo], dim=1))  # (B, 1, h, w), one logit per patch
+                    logits_fake = D(torch.cat([sketch, fake_photo.detach()], dim=1))
+                    loss_d = 0.5 * (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+                                    + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
+                opt_d.zero_grad(set_to_none=True)
+                scaler.scale(loss_d).backward()  # halved above: slows D relative to G, as in the paper
+                scaler.step(opt_d)
+
+                # --- G step: make D call the fake real, and stay close to the target in L1.
+                D.requires_grad_(False)  # gradients flow through D to G, but D's own are not needed
+                with autocast:
+                    logits_fake = D(torch.cat([sketch, fake_photo], dim=1))
+                    loss_g_gan = F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
+                    loss_g_l1 = F.l1_loss(fake_photo.float(), photo)
+                    loss_g = loss_g_gan + cfg.lambda_l1 * loss_g_l1
+                opt_g.zero_grad(set_to_none=True)
+                scaler.scale(loss_g).backward()
+                scaler.step(opt_g)
+                scaler.update()
+                D.requires_grad_(True)
+
+                step += 1
+                interval_steps += 1
+                loss_sums += torch.stack([loss_d.detach(), loss_g_gan.detach(), loss_g_l1.detach()]).float()
+                if step % cfg.log_every == 0 or batch == batches_per_epoch - 1:
+                    d, g_gan, g_l1 = (loss_sums / interval_steps).tolist()  # the one host-device sync
+                    img_per_s = interval_steps * cfg.batch_size / (time.perf_counter() - interval_start)
+                    if not all(math.isfinite(v) for v in (d, g_gan, g_l1)):
+                        if not scaler.is_enabled():
+                            raise FloatingPointError(f"loss is NaN or Inf by step {step} (epoch {epoch}); "
+                                                     f"the last good checkpoint is {last_path}")
+                        tqdm.write(f"step {step}: non-finite fp16 loss; the GradScaler skipped those updates")
+                    last_losses = {"epoch": epoch, "step": step, "loss_d": d, "loss_g_gan": g_gan,
+                                   "loss_g_l1": g_l1, "lr": lr, "img_per_s": img_per_s}
+                    tqdm.write(f"epoch {epoch} step {step} | D {d:.3f} | G_gan {g_gan:.3f} | G_l1 {g_l1:.4f} "
+                               f"| lr {lr:.2e} | {img_per_s:.1f} img/s")
+                    bar.set_postfix(D=f"{d:.3f}", G_gan=f"{g_gan:.3f}", G_l1=f"{g_l1:.4f}")
+                    log_file.write(json.dumps(last_losses) + "\n")
+                    log_file.flush()
+                    loss_sums.zero_()
+                    interval_steps, interval_start = 0, time.perf_counter()
+                if batch < batches_per_epoch - 1 and (stop or (cfg.save_every and step % cfg.save_every == 0)):
+                    checkpoint(epoch, batch + 1)
+                    if stop:
+                        print(f"\nstopped at epoch {epoch} batch {batch + 1} (step {step}); saved {last_path}; "
+                              f"continue with --resume true")
+                        raise SystemExit(130)
+            bar.close()
+
+            # --- end of epoch: validation L1 and sample grid on the fixed pairs, then a checkpoint.
+            with autocast, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(cfg.seed)  # the same dropout masks every epoch
+                val_fake = translate(G, val_sketch.to(device, memory_format=memory_format)).float().cpu()
+            val_l1 = F.l1_loss(val_fake, val_photo).item()
+            val_l1s.append(val_l1)
+            log_file.write(json.dumps({"epoch": epoch, "step": step, "val_l1": val_l1}) + "\n")
+            log_file.flush()
+            grid_path = samples_dir / f"epoch_{epoch:03d}.png"
+            save_grid(grid_path, val_sketch[:cfg.n_samples], val_fake[:cfg.n_samples], val_photo[:cfg.n_samples])
+            checkpoint(epoch + 1, 0)
+            print(f"epoch {epoch} done: val L1 {val_l1:.4f}, step {step}, saved {last_path} and {grid_path}")
+            if stop:
+                print(f"stopped after epoch {epoch}; continue with --resume true")
+                raise SystemExit(130)
+    finally:
+        log_file.close()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    return {**last_losses, "val_l1": val_l1s, "step": step}
+
+
+if __name__ == "__main__":
+    config = parse_args(description=__doc__.split("\n")[0])
+    try:
+        main(config)
+    except (OSError, ValueError, FloatingPointError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2)
