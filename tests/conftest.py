@@ -1,0 +1,47 @@
+"""Shared test helpers: small synthetic pair folders in tmp dirs, tiny configs. No download, no ../shared."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from config import Config  # noqa: E402
+
+
+def make_pairs(folder, n: int, size: int = 64, seed: int = 0) -> Path:
+    """n side-by-side pairs: left an outline (black on white), right the same shape filled in colour."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        pair = Image.new("RGB", (2 * size, size), "white")
+        draw = ImageDraw.Draw(pair)
+        x0, y0 = rng.integers(2, size // 3, 2)
+        x1, y1 = rng.integers(2 * size // 3, size - 2, 2)
+        colour = tuple(int(c) for c in rng.integers(0, 200, 3))
+        shape = draw.ellipse if i % 2 else draw.rectangle
+        shape((x0, y0, x1, y1), outline="black", width=1)
+        shape((size + x0, y0, size + x1, y1), fill=colour)
+        pair.save(folder / f"{i + 1}_AB.png")
+    return folder
+
+
+@pytest.fixture
+def pairs_dir(tmp_path) -> Path:
+    """data/ with train/ (16 pairs) and val/ (4 pairs) at 64×64 per half."""
+    make_pairs(tmp_path / "data" / "train", 16, seed=1)
+    make_pairs(tmp_path / "data" / "val", 4, seed=2)
+    return tmp_path / "data"
+
+
+def tiny_config(tmp_path, data_dir, **overrides) -> Config:
+    """A config small enough for a CPU test: 64×64, a 6-level UNet with 8 base filters."""
+    values = dict(data_dir=str(data_dir), image_size=64, num_downs=6, ngf=8, ndf=8, batch_size=4, epochs=1,
+                  num_workers=0, models_dir=str(tmp_path / "models"), samples_dir=str(tmp_path / "samples"),
+                  run="test", device="cpu", log_every=2, n_samples=2, val_images=4)
+    return Config(**{**values, **overrides})
