@@ -48,6 +48,8 @@ class Config:
     seed: int = 0  # seeds weights, data order and dropout
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...
     precision: str = "auto"  # auto (bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU), fp32, bf16, fp16
+    channels_last: bool = True  # NHWC tensors on CUDA (faster convolutions); ignored on CPU
+    compile: bool = False  # torch.compile G and D for the training step (slow first step, faster after)
     log_every: int = 100  # steps between log lines; losses are only read from the GPU then
     save_every: int = 0  # steps between mid-epoch checkpoints (0 = only at the end of each epoch)
     n_samples: int = 8  # validation images in each epoch's sample grid

@@ -63,13 +63,43 @@ def split_folders(data_dir: Path) -> tuple:
     return train_dir, val_dir
 
 
+def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autocast) -> torch.Tensor:
+    """One pix2pix iteration: D on the real and the detached fake pair, then G on GAN + λ·L1.
+    Returns the losses (D, G_gan, G_l1) detached and still on the device: reading them would sync."""
+    # --- D step: real pairs -> 1, fake pairs -> 0. The fake is detached: this step trains D only.
+    with autocast:
+        fake_photo = G(sketch)
+        logits_real = D(torch.cat([sketch, photo], dim=1))  # (B, 1, h, w), one logit per patch
+        logits_fake = D(torch.cat([sketch, fake_photo.detach()], dim=1))
+        loss_d = 0.5 * (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+                        + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
+    opt_d.zero_grad(set_to_none=True)
+    scaler.scale(loss_d).backward()  # halved above: slows D relative to G, as in the paper
+    scaler.step(opt_d)
+
+    # --- G step: make D call the fake real, and stay close to the target in L1.
+    D.requires_grad_(False)  # gradients flow through D to G, but D's own are not needed
+    with autocast:
+        logits_fake = D(torch.cat([sketch, fake_photo], dim=1))
+        loss_g_gan = F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
+        loss_g_l1 = F.l1_loss(fake_photo.float(), photo)
+        loss_g = loss_g_gan + lambda_l1 * loss_g_l1
+    opt_g.zero_grad(set_to_none=True)
+    scaler.scale(loss_g).backward()
+    scaler.step(opt_g)
+    scaler.update()
+    D.requires_grad_(True)
+    return torch.stack([loss_d.detach(), loss_g_gan.detach(), loss_g_l1.detach()]).float()
+
+
 def main(cfg: Config) -> dict:
     """Train with cfg; returns the last logged losses and the per-epoch validation L1."""
     # ---------------------------------------------------------------- setup
     device = pick_device(cfg.device)
     amp_dtype = pick_precision(cfg.precision, device)
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype != torch.float32 else nullcontext()
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    # NHWC lets cuDNN use tensor-core convolutions without transposes; on CPU it gains nothing for training.
+    memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" else torch.contiguous_format
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -104,6 +134,8 @@ def main(cfg: Config) -> dict:
     fused = device.type == "cuda"  # one fused kernel for all parameters instead of a loop over them
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+    # The step runs compiled modules when asked; checkpoints always hold the plain ones (no _orig_mod. prefix).
+    G_step, D_step = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
     # fp16 needs loss scaling to keep small gradients from flushing to zero; bf16 and fp32 do not.
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     print(f"generator {sum(p.numel() for p in G.parameters()):,} parameters, "
@@ -166,33 +198,10 @@ def main(cfg: Config) -> dict:
                 sketch = sketch.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, H, W)
                 photo = photo.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, H, W)
 
-                # --- D step: real pairs -> 1, fake pairs -> 0. The fake is detached: this step trains D only.
-                with autocast:
-                    fake_photo = G(sketch)
-                    logits_real = D(torch.cat([sketch, photo], dim=1))  # (B, 1, h, w), one logit per patch
-                    logits_fake = D(torch.cat([sketch, fake_photo.detach()], dim=1))
-                    loss_d = 0.5 * (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
-                                    + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
-                opt_d.zero_grad(set_to_none=True)
-                scaler.scale(loss_d).backward()  # halved above: slows D relative to G, as in the paper
-                scaler.step(opt_d)
-
-                # --- G step: make D call the fake real, and stay close to the target in L1.
-                D.requires_grad_(False)  # gradients flow through D to G, but D's own are not needed
-                with autocast:
-                    logits_fake = D(torch.cat([sketch, fake_photo], dim=1))
-                    loss_g_gan = F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
-                    loss_g_l1 = F.l1_loss(fake_photo.float(), photo)
-                    loss_g = loss_g_gan + cfg.lambda_l1 * loss_g_l1
-                opt_g.zero_grad(set_to_none=True)
-                scaler.scale(loss_g).backward()
-                scaler.step(opt_g)
-                scaler.update()
-                D.requires_grad_(True)
-
+                losses = gan_step(G_step, D_step, opt_g, opt_d, scaler, sketch, photo, cfg.lambda_l1, autocast)
                 step += 1
                 interval_steps += 1
-                loss_sums += torch.stack([loss_d.detach(), loss_g_gan.detach(), loss_g_l1.detach()]).float()
+                loss_sums += losses
                 if step % cfg.log_every == 0 or batch == batches_per_epoch - 1:
                     d, g_gan, g_l1 = (loss_sums / interval_steps).tolist()  # the one host-device sync
                     img_per_s = interval_steps * cfg.batch_size / (time.perf_counter() - interval_start)
