@@ -1,0 +1,584 @@
+"""Measure what a generator makes: L1, PSNR, SSIM and edge F1 per image, FID and KID given Inception weights.
+
+    python evaluate.py --checkpoint models/edges2shoes/generator.pt --data data/edges2shoes/val
+    python evaluate.py --checkpoint models/a/generator.pt --data data/edges2shoes/val --compare models/b/generator.pt
+    python evaluate.py --checkpoint ... --data ... --inception pt_inception-2015-12-05-6726825d.pth  # + FID, KID
+
+Prints a table of means and writes results/<run>/results.json (every image's scores and the means) and
+results/<run>/index.html (sketch | generated | real thumbnails with scores, worst L1 first; click a column
+header to sort; opens from disk). By default the generator runs as in the paper at test time (dropout on,
+per-image batch statistics) with --seed fixing the noise; --eval runs it deterministically in eval mode.
+
+Per image, images in [-1, 1] as the generator makes them:
+    l1       mean |fake - real| on the [-1, 1] scale, the scale of the training L1 and log.jsonl's val_l1
+    psnr     dB on the [0, 1] scale (peak 1.0); identical images are capped at PSNR_CAP_DB = 100 dB
+    ssim     Wang et al. 2004 on [0, 1] (data range 1): 11×11 Gaussian window σ=1.5, K1=0.01, K2=0.03,
+             'valid' filtering (no padding), computed per RGB channel and averaged over the channels
+    edge_f1  edges of the generated photo (edges.detect_edges) against the sketch's dark pixels, F1 with
+             a match tolerance of 2 pixels: a photo that ignores the sketch's lines scores low
+Over the set: FID and KID on Inception v3 pool features (2048 per image), only with --inception FILE:
+pytorch-fid's pt_inception-2015-12-05 weights (then its TF-compatible pooling is used, so FIDs compare with
+published ones) or torchvision's inception_v3 state dict. Nothing is ever downloaded.
+
+From Python:
+    from evaluate import evaluate, plot_curves
+    result = evaluate(G, cfg, "data/edges2shoes/val", paper=False)   # {"images": [...], "mean": {...}}
+    plot_curves("models/edges2shoes/log.jsonl", "models/edges2shoes/curves.png")
+"""
+
+import argparse
+import html
+import json
+import math
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from config import pick_device
+from dataset import PairDataset, to_image
+from edges import detect_edges
+from generator import translate
+from save import load_generator
+
+PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps means and JSON finite
+SKETCH_THRESHOLD = 0.5  # a sketch pixel darker than this (on [0, 1], mean of RGB) is a reference edge
+METRICS = {"l1": "lower", "psnr": "higher", "ssim": "higher", "edge_f1": "higher"}  # name -> which is better
+THUMB_SIZE = 128  # pixels per side of the thumbnails on the HTML page
+
+
+# ------------------------------------------------------------------------------------------ per-image metrics
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1]."""
+    return (images.float() + 1) / 2
+
+
+def l1(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error per image (B,), on the [-1, 1] scale like the training loss."""
+    return (fake.double() - real.double()).abs().flatten(1).mean(1)
+
+
+def psnr(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image (B,) in dB on the [0, 1] scale, capped at PSNR_CAP_DB."""
+    mse = ((fake.double() - real.double()) / 2).pow(2).flatten(1).mean(1)  # /2: differences on [0, 1]
+    return (-10 * torch.log10(mse)).clamp(max=PSNR_CAP_DB)  # mse 0 gives +inf, then the cap
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
+    """Normalized 1-D Gaussian (size,); its outer product with itself is SSIM's 2-D window."""
+    offsets = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+    weights = torch.exp(-offsets**2 / (2 * sigma**2))
+    return weights / weights.sum()
+
+
+def ssim(fake: torch.Tensor, real: torch.Tensor, window: int = 11, sigma: float = 1.5,
+         k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+    """Structural similarity per image (B,): Wang et al. 2004 on [0, 1], per channel, averaged over channels."""
+    x, y = to_unit(fake), to_unit(real)  # (B, C, H, W)
+    batch, channels, height, width = x.shape
+    if min(height, width) < window:
+        raise ValueError(f"ssim: images of {height}×{width} are smaller than the {window}×{window} window")
+    # local means of x, y, x², y², xy under the Gaussian window; valid filtering, as in Wang's reference code
+    moments = torch.stack([x, y, x * x, y * y, x * y], dim=2).flatten(1, 2)  # (B, 5C, H, W)
+    n = moments.shape[1]
+    g = gaussian_window(window, sigma, x.device)
+    moments = F.conv2d(moments, g.view(1, 1, 1, -1).expand(n, 1, 1, window), groups=n)  # separable: rows,
+    moments = F.conv2d(moments, g.view(1, 1, -1, 1).expand(n, 1, window, 1), groups=n)  # then columns
+    mu_x, mu_y, xx, yy, xy = moments.unflatten(1, (channels, 5)).unbind(2)  # each (B, C, H-10, W-10)
+    var_x, var_y, cov_xy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    c1, c2 = (k1 * 1.0) ** 2, (k2 * 1.0) ** 2  # data range 1.0
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.flatten(2).mean(2).mean(1).double()  # mean over the map, then over the channels
+
+
+def edge_f1(fake_photo: torch.Tensor, sketch: torch.Tensor, tolerance: int = 2) -> torch.Tensor:
+    """F1 (B,) of the generated photo's edges against the sketch's lines, matching within `tolerance` pixels.
+
+    Precision: the share of predicted edge pixels with a sketch pixel within `tolerance` (a square window,
+    by max-pool dilation); recall: the share of sketch pixels with a predicted edge that near. No edges on
+    either side scores 1 (they agree), edges on one side only score 0.
+    """
+    predicted = detect_edges(to_unit(fake_photo))  # (B, 1, H, W) bool, thin lines
+    reference = to_unit(sketch).mean(1, keepdim=True) < SKETCH_THRESHOLD  # (B, 1, H, W) the dark strokes
+
+    def near(mask):  # pixels within `tolerance` of mask
+        return F.max_pool2d(mask.float(), 2 * tolerance + 1, stride=1, padding=tolerance) > 0
+
+    n_predicted, n_reference = predicted.sum((1, 2, 3)).double(), reference.sum((1, 2, 3)).double()
+    precision = (predicted & near(reference)).sum((1, 2, 3)) / n_predicted.clamp(min=1)
+    recall = (reference & near(predicted)).sum((1, 2, 3)) / n_reference.clamp(min=1)
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0)
+    return torch.where((n_predicted == 0) & (n_reference == 0), 1.0, f1)
+
+
+def score(fake_photo: torch.Tensor, photo: torch.Tensor, sketch: torch.Tensor, edges: bool = True) -> dict:
+    """All per-image metrics of a batch: {name: (B,) tensor}; edges=False leaves out edge_f1."""
+    scores = {"l1": l1(fake_photo, photo), "psnr": psnr(fake_photo, photo), "ssim": ssim(fake_photo, photo)}
+    if edges:
+        scores["edge_f1"] = edge_f1(fake_photo, sketch)
+    return scores
+
+
+# ------------------------------------------------------------------------------------------ FID and KID
+
+def fid_from_features(features_a, features_b) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (N, D):
+    ||μa - μb||² + tr(Σa) + tr(Σb) - 2 tr((Σa Σb)^½), in float64."""
+    a, b = (torch.as_tensor(f).double().cpu() for f in (features_a, features_b))
+    if min(len(a), len(b)) < 2:
+        raise ValueError(f"FID needs at least 2 images per set, got {len(a)} and {len(b)}")
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)  # (D, D), unbiased like numpy's np.cov
+    # Σa Σb is similar to the symmetric PSD matrix Σa^½ Σb Σa^½, so the traces of their square roots agree;
+    # the symmetric form lets eigh do it, with rounding's tiny negative eigenvalues clipped to 0.
+    values, vectors = torch.linalg.eigh(cov_a)
+    sqrt_a = (vectors * values.clamp(min=0).sqrt()) @ vectors.T
+    middle = sqrt_a @ cov_b @ sqrt_a
+    trace_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    fid = (a.mean(0) - b.mean(0)).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * trace_sqrt
+    return max(float(fid), 0.0)
+
+
+def kid_from_features(features_a, features_b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple:
+    """Kernel Inception Distance (Bińkowski et al. 2018): unbiased MMD² with the kernel (x·y/D + 1)³,
+    averaged over random subsets of min(subset_size, N) images per set; returns (mean, std over subsets)."""
+    a, b = (torch.as_tensor(f).double().cpu() for f in (features_a, features_b))
+    m, dim = min(subset_size, len(a), len(b)), a.shape[1]
+    if m < 2:
+        raise ValueError(f"KID needs at least 2 images per set, got {len(a)} and {len(b)}")
+    generator = torch.Generator().manual_seed(seed)
+    estimates = []
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a), generator=generator)[:m]]
+        y = b[torch.randperm(len(b), generator=generator)[:m]]
+        k_xx, k_yy, k_xy = ((p @ q.T / dim + 1) ** 3 for p, q in ((x, x), (y, y), (x, y)))
+        # unbiased: the diagonals k(x_i, x_i) are left out of the within-set means
+        within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
+        estimates.append(float(within - 2 * k_xy.mean()))
+    mean = sum(estimates) / len(estimates)
+    std = math.sqrt(sum((e - mean) ** 2 for e in estimates) / max(1, len(estimates) - 1))
+    return mean, std
+
+
+class ExcludePadding(nn.Module):
+    """Rescale torchvision's avg_pool2d(3, 1, padding=1), whose padded zeros count, to TF's average over
+    the pixels inside the image (count_include_pad=False), which pytorch-fid's weights were trained with."""
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        inside = F.avg_pool2d(torch.ones_like(pooled[:1, :1]), 3, stride=1, padding=1)  # share of window inside
+        return pooled / inside
+
+
+def _max_pool_forward(block, x: torch.Tensor) -> list:
+    """InceptionE._forward with TF's max pool in the pool branch (pytorch-fid's Mixed_7c)."""
+    branch3x3 = block.branch3x3_1(x)
+    branch3x3dbl = block.branch3x3dbl_2(block.branch3x3dbl_1(x))
+    return [block.branch1x1(x),
+            torch.cat([block.branch3x3_2a(branch3x3), block.branch3x3_2b(branch3x3)], 1),
+            torch.cat([block.branch3x3dbl_3a(branch3x3dbl), block.branch3x3dbl_3b(branch3x3dbl)], 1),
+            block.branch_pool(F.max_pool2d(x, kernel_size=3, stride=1, padding=1))]
+
+
+def load_inception(path, device="cpu") -> nn.Module:
+    """torchvision's Inception v3 with weights from a local file, returning 2048 pool features per image."""
+    import torchvision  # only needed here: keeps `import evaluate` light for train.py's plot_curves
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such Inception weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or a pickle that wants to run code
+        raise ValueError(f"{path}: not a loadable weights file ({str(e).strip().splitlines()[0][:100]})") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not torch.is_tensor(state.get("fc.weight")):
+        raise ValueError(f"{path}: not an Inception v3 state dict (no fc.weight)")
+    state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}  # the aux head is not used
+    num_classes = state["fc.weight"].shape[0]  # 1008: pytorch-fid's port of TF's 2015 model; 1000: torchvision
+    model = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False,
+                                            num_classes=num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not fit Inception v3 ({str(e).splitlines()[0][:100]})") from None
+    if num_classes == 1008:  # pytorch-fid's FIDInception blocks: pool like TF, so FIDs match published ones
+        for block in (model.Mixed_5b, model.Mixed_5c, model.Mixed_5d, model.Mixed_6b, model.Mixed_6c,
+                      model.Mixed_6d, model.Mixed_6e, model.Mixed_7b):
+            block.branch_pool = nn.Sequential(ExcludePadding(), block.branch_pool)
+        model.Mixed_7c._forward = _max_pool_forward.__get__(model.Mixed_7c)
+    model.fc = nn.Identity()  # the 2048 pool3 features are the output
+    return model.eval().requires_grad_(False).to(device)
+
+
+@torch.no_grad()
+def inception_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Pool features (B, 2048) of images (B, 3, H, W) in [-1, 1], resized to 299×299 as pytorch-fid does."""
+    device = next(model.parameters()).device
+    resized = F.interpolate(images.float().to(device), size=(299, 299), mode="bilinear", align_corners=False)
+    return model(resized).double().cpu()  # the [-1, 1] input range is what both weight sets expect
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+
+@torch.no_grad()
+def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int = 0, batch_size: int = 16,
+             device="cpu", on_batch=None, progress: bool = False) -> dict:
+    """Translate every pair in data_dir and score it: {"images": [{name, l1, psnr, ssim, edge_f1}],
+    "mean": {metric: mean}, "skipped": [names that would not decode]}. Images in file order.
+
+    paper: the paper's test-time mode (dropout on, per-image batch statistics), seeded by `seed`;
+    False is eval mode. cfg gives image_size and direction; edge_f1 only with direction AtoB (sketch in).
+    on_batch(names, sketch, fake_photo, photo), if given, sees every batch (for thumbnails, features).
+    """
+    data = PairDataset(data_dir, cfg.image_size, direction=cfg.direction)  # no jitter: the images as they are
+    device = torch.device(device)
+    generator.to(device)
+    images, skipped = [], []
+    batches = range(0, len(data.files), batch_size)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)  # the same dropout noise for every run with this seed
+        for start in tqdm(batches, desc="evaluate", leave=False, disable=not progress, file=sys.stderr):
+            names, pairs = [], []
+            for path in data.files[start:start + batch_size]:
+                try:
+                    pairs.append(data.load(path))
+                    names.append(path.name)
+                except ValueError as e:  # passed the header scan but would not decode: report, go on
+                    warnings.warn(f"skipping {e}", stacklevel=2)
+                    skipped.append(path.name)
+            if not pairs:
+                continue
+            sketch, photo = (torch.stack(t).to(device) for t in zip(*pairs))  # (B, 3, H, W) each
+            fake_photo = translate(generator, sketch, paper=paper).float()
+            scores = {k: v.tolist() for k, v in score(fake_photo, photo, sketch, cfg.direction == "AtoB").items()}
+            images += [{"name": name, **{k: v[i] for k, v in scores.items()}} for i, name in enumerate(names)]
+            if on_batch is not None:
+                on_batch(names, sketch, fake_photo, photo)
+    if not images:
+        raise ValueError(f"{data_dir}: none of the {len(data.files)} pairs could be decoded")
+    metrics = [k for k in METRICS if k in images[0]]
+    mean = {k: sum(image[k] for image in images) / len(images) for k in metrics}
+    return {"images": images, "mean": mean, "skipped": skipped}
+
+
+# ------------------------------------------------------------------------------------------ loss curves
+
+def read_log(path) -> tuple:
+    """Training and validation points of a log.jsonl: ({key: [(step, value)]}, [(step, val_l1)]).
+    A step logged twice (a resumed run repeats steps) keeps its last value; unreadable lines are skipped."""
+    train, val = {}, {}
+    for line in Path(path).read_text().splitlines():
+        try:
+            record = json.loads(line)
+            step = int(record["step"])
+        except (ValueError, KeyError, TypeError):  # a half-written last line, or not a log record
+            continue
+        if "val_l1" in record:
+            val[step] = record["val_l1"]
+        elif "loss_d" in record:
+            train[step] = record
+
+    def points(values):
+        return [(s, float(v)) for s, v in sorted(values.items())
+                if isinstance(v, (int, float)) and math.isfinite(v)]
+
+    series = {key: points({s: r.get(key) for s, r in train.items()}) for key in ("loss_d", "loss_g_gan", "loss_g_l1")}
+    return series, points(val)
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list:
+    """About `count` round tick values (1, 2, 5 × 10^k apart) covering [low, high]."""
+    raw = (high - low) / max(1, count)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(low / step - 1e-9) * step
+    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+
+
+def tick_label(value: float) -> str:
+    """Short tick text: 1200, 1.2k, 0.05, 2.5e-05."""
+    if abs(value) >= 10_000:
+        return f"{value / 1000:g}k"
+    return f"{value:.4g}" if value else "0"
+
+
+def draw_panel(draw, box, title, lines, x_range, font, small_font) -> None:
+    """One chart in box (left, top, right, bottom): axes, grid, ticks, lines and a legend.
+    lines: [(label, colour, [(step, value)], markers)]."""
+    left, top, right, bottom = box
+    plot = (left + 70, top + 30, right - 15, bottom - 45)  # room for y tick labels, title, x ticks and label
+    draw.text((left + 70, top + 6), title, fill="black", font=font)
+    values = [v for _, _, points, _ in lines for _, v in points]
+    if not values:
+        draw.rectangle(plot, outline="#999999")
+        draw.text((plot[0] + 10, plot[1] + 10), "no data yet", fill="#666666", font=font)
+        return
+    y_low, y_high = min(values), max(values)
+    pad = (y_high - y_low) * 0.08 or abs(y_high) * 0.1 or 1.0  # a flat or single-point series gets a band
+    y_low, y_high = y_low - pad, y_high + pad
+    x_low, x_high = x_range
+
+    def to_pixel(step, value):
+        return (plot[0] + (step - x_low) / (x_high - x_low) * (plot[2] - plot[0]),
+                plot[3] - (value - y_low) / (y_high - y_low) * (plot[3] - plot[1]))
+
+    for tick in nice_ticks(y_low, y_high):
+        y = to_pixel(x_low, tick)[1]
+        draw.line([(plot[0], y), (plot[2], y)], fill="#e4e4e4")
+        draw.line([(plot[0] - 4, y), (plot[0], y)], fill="black")
+        draw.text((plot[0] - 7, y), tick_label(tick), fill="black", font=small_font, anchor="rm")
+    for tick in nice_ticks(x_low, x_high, 8):
+        x = to_pixel(tick, y_low)[0]
+        draw.line([(x, plot[1]), (x, plot[3])], fill="#e4e4e4")
+        draw.line([(x, plot[3]), (x, plot[3] + 4)], fill="black")
+        draw.text((x, plot[3] + 7), tick_label(tick), fill="black", font=small_font, anchor="mt")
+    draw.text(((plot[0] + plot[2]) / 2, bottom - 6), "step", fill="black", font=small_font, anchor="mb")
+    draw.rectangle(plot, outline="black")
+    for label, colour, points, markers in lines:
+        pixels = [to_pixel(s, v) for s, v in points]
+        if len(pixels) > 1:
+            draw.line(pixels, fill=colour, width=2, joint="curve")
+        if markers or len(pixels) == 1:  # a lone point would otherwise be invisible
+            for x, y in pixels:
+                draw.ellipse([x - 3.5, y - 3.5, x + 3.5, y + 3.5], fill=colour)
+    x = plot[2]  # legend: one row above the plot, right-aligned, so it never hides a line
+    for label, colour, points, _ in reversed(lines):
+        if points:
+            x -= draw.textlength(label, font=small_font) + 46
+            draw.line([(x, top + 15), (x + 22, top + 15)], fill=colour, width=4)
+            draw.text((x + 28, top + 15), label, fill="black", font=small_font, anchor="lm")
+
+
+def load_font(size: int):
+    """Pillow's built-in scalable font; its fixed bitmap font where Pillow lacks FreeType."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def plot_curves(log_jsonl_path, png_path, width: int = 900, height: int = 660) -> Path:
+    """Draw train.py's log.jsonl as a PNG: D and G_GAN losses, then training and validation L1, against step.
+    Any log works: one line, training lines only, a half-written last line. Written atomically."""
+    series, val = read_log(log_jsonl_path)
+    steps = [s for points in (*series.values(), val) for s, _ in points]
+    x_range = (0, max(steps)) if steps and max(steps) > 0 else (0, 1)
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font, small_font = load_font(15), load_font(12)
+    half = height // 2
+    draw_panel(draw, (0, 0, width, half), "GAN losses (binary cross-entropy)",
+               [("D", "#1f77b4", series["loss_d"], False), ("G_GAN", "#d62728", series["loss_g_gan"], False)],
+               x_range, font, small_font)
+    draw_panel(draw, (0, half, width, height), "L1 on the [-1, 1] scale",
+               [("G_L1 (train)", "#2ca02c", series["loss_g_l1"], False), ("val L1 (per epoch)", "#ff7f0e", val, True)],
+               x_range, font, small_font)
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=png_path.parent, prefix=f".{png_path.name}.", suffix=".tmp")
+    try:  # a viewer refreshing the file each epoch never sees half a PNG
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG")
+        os.replace(tmp, png_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return png_path
+
+
+# ------------------------------------------------------------------------------------------ HTML page
+
+def thumbnail_path(name: str, kind: str) -> str:
+    """Where a thumbnail lives, relative to the page: images/<file name>.<kind>.png (unique per file)."""
+    return f"images/{name}.{kind}.png"
+
+
+def save_thumbnails(out_dir, names, images: dict, size: int = THUMB_SIZE) -> None:
+    """Save each batch in images ({kind: (B, 3, H, W) in [-1, 1]}) as PNG thumbnails under out_dir/images/."""
+    (Path(out_dir) / "images").mkdir(parents=True, exist_ok=True)
+    for kind, batch in images.items():
+        for name, image in zip(names, batch):
+            to_image(image).resize((size, size), Image.BICUBIC).save(Path(out_dir) / thumbnail_path(name, kind))
+
+
+SORT_SCRIPT = """
+for (const th of document.querySelectorAll("#scores th.sort")) {
+  th.title = "click to sort";
+  th.onclick = () => {
+    const body = document.querySelector("#scores tbody"), col = th.cellIndex;
+    const up = th.dataset.dir !== "up";
+    th.dataset.dir = up ? "up" : "down";
+    const key = row => { const v = row.cells[col].dataset.v; return isNaN(v) ? v : Number(v); };
+    const rows = [...body.rows].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0) * (up ? 1 : -1));
+    rows.forEach(row => body.append(row));
+  };
+}
+"""
+
+
+def write_html(results: list, out_dir, title: str = "pix2pix evaluation", notes: tuple = ()) -> Path:
+    """out_dir/index.html: one row per image (worst L1 of results[0] first) with sketch | generated (one per
+    result) | real thumbnails from save_thumbnails (kinds sketch, fake0, fake1, ..., real) and the scores.
+    results: evaluate()'s dicts, each with a "label"; notes: lines shown under the title."""
+    esc = html.escape  # quote=True by default: safe in text and in attribute values
+
+    def img(name, kind):
+        return f'<img src="{esc(quote(thumbnail_path(name, kind)))}" width="{THUMB_SIZE}" alt="{esc(kind)}">'
+
+    metrics = [k for k in METRICS if k in results[0]["mean"]]
+    by_name = [{image["name"]: image for image in result["images"]} for result in results]
+    labels = [esc(result.get("label", f"run {k}")) for k, result in enumerate(results)]
+    suffix = (lambda k: f" ({labels[k]})") if len(results) > 1 else (lambda k: "")
+
+    summary = ["<tr><th>metric</th><th>better</th>" + "".join(f"<th>{label}</th>" for label in labels) + "</tr>"]
+    for key, better in [*((k, METRICS[k]) for k in metrics), ("fid", "lower"), ("kid", "lower")]:
+        values = [r["mean"].get(key, r.get(key)) for r in results]
+        if any(v is not None for v in values):
+            summary.append(f"<tr><td>{key}</td><td>{better}</td>" + "".join(
+                f"<td>{'' if v is None else f'{v:.4g}'}</td>" for v in values) + "</tr>")
+
+    head = ['<th class="sort">#</th>', '<th class="sort">file</th>', "<th>sketch</th>",
+            *(f"<th>generated{suffix(k)}</th>" for k in range(len(results))), "<th>real</th>",
+            *(f'<th class="sort">{key}{suffix(k)}</th>' for key in metrics for k in range(len(results)))]
+    rows = []
+    order = sorted(results[0]["images"], key=lambda image: -image["l1"])  # worst first
+    for rank, first in enumerate(order, 1):
+        name = first["name"]
+        cells = [f'<td data-v="{rank}">{rank}</td>', f'<td data-v="{esc(name)}">{esc(name)}</td>',
+                 f"<td>{img(name, 'sketch')}</td>",
+                 *(f"<td>{img(name, f'fake{k}')}</td>" for k in range(len(results))), f"<td>{img(name, 'real')}</td>"]
+        for key in metrics:
+            for scores in by_name:
+                value = scores.get(name, {}).get(key)
+                cells.append(f'<td data-v="{value:.6g}">{value:.4f}</td>' if value is not None else '<td data-v="">'
+                             "</td>")
+        rows.append(f'<tr data-name="{esc(name)}">' + "".join(cells) + "</tr>")
+
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+th.sort {{ cursor: pointer; background: #eef; }}
+img {{ display: block; image-rendering: auto; }}
+</style></head><body>
+<h1>{esc(title)}</h1>
+{"".join(f"<p>{esc(note)}</p>" for note in notes)}
+<table>{"".join(summary)}</table>
+<p>Worst L1 first; click a blue column header to sort.</p>
+<table id="scores"><thead><tr>{"".join(head)}</tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table>
+<script>{SORT_SCRIPT}</script>
+</body></html>
+"""
+    path = Path(out_dir) / "index.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+def default_data_dir(cfg) -> Path:
+    """The validation folder of the run's data: data_dir/val, else data_dir/test, as train.py picks it."""
+    return next((Path(cfg.data_dir) / s for s in ("val", "test") if (Path(cfg.data_dir) / s).is_dir()),
+                Path(cfg.data_dir) / "val")
+
+
+def print_table(results: list) -> None:
+    """Means side by side, one column per checkpoint."""
+    rows = [("images", "", [str(len(r["images"])) for r in results])]
+    names = {"l1": "L1 [-1,1]", "psnr": "PSNR dB", "ssim": "SSIM", "edge_f1": "edge F1"}
+    for key in (k for k in METRICS if k in results[0]["mean"]):
+        rows.append((names[key], METRICS[key], [f"{r['mean'][key]:.4f}" for r in results]))
+    if "fid" in results[0]:
+        rows.append(("FID", "lower", [f"{r['fid']:.2f}" for r in results]))
+        rows.append(("KID", "lower", [f"{r['kid']:.4f} ± {r['kid_std']:.4f}" for r in results]))
+    width = max(len(text) for text in [*(r["label"] for r in results), *(v for *_, values in rows for v in values)])
+    print(f"{'metric':<12}{'better':<7}" + "".join(f"  {r['label']:>{width}}" for r in results))
+    for name, better, values in rows:
+        print(f"{name:<12}{better:<7}" + "".join(f"  {v:>{width}}" for v in values))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="generator.pt or last.pt of a run")
+    parser.add_argument("--data", help="folder of side-by-side pairs (default: the run's data_dir/val)")
+    parser.add_argument("--out", help="folder for results.json, index.html and thumbnails (default: results/<run>)")
+    parser.add_argument("--eval", action="store_true", help="eval mode: no dropout, running statistics")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the dropout noise in paper mode")
+    parser.add_argument("--inception", help="Inception v3 weights file for FID and KID (never downloaded)")
+    parser.add_argument("--compare", help="a second checkpoint, evaluated on the same data, shown side by side")
+    parser.add_argument("--batch_size", type=int, default=16, help="images per generator call")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    args = parser.parse_args(argv)
+    try:
+        device = pick_device(args.device)
+        paths = [Path(args.checkpoint)] + ([Path(args.compare)] if args.compare else [])
+        runs = [load_generator(path) for path in paths]  # every file checked before any long work
+        configs = [cfg for _, cfg in runs]
+        if any((c.image_size, c.direction) != (configs[0].image_size, configs[0].direction) for c in configs):
+            first, last = configs[0], configs[-1]
+            raise ValueError(f"cannot compare: {paths[0]} has image_size {first.image_size} and direction "
+                             f"{first.direction}, {paths[-1]} {last.image_size} and {last.direction}")
+        inception = load_inception(args.inception, device) if args.inception else None
+        data_dir = Path(args.data) if args.data else default_data_dir(configs[0])
+        out_dir = Path(args.out) if args.out else Path("results") / paths[0].parent.name
+        if inception is None:
+            print("FID/KID skipped: no --inception weights file given (they need Inception v3 weights, "
+                  "which evaluate.py never downloads)")
+        labels = [f"{p.parent.name}/{p.name}" for p in paths]
+        if len(set(labels)) < len(labels):
+            labels = [str(p) for p in paths]
+        results, real_features = [], []
+        for k, (path, (generator, cfg)) in enumerate(zip(paths, runs)):
+            fake_features = []
+
+            def on_batch(names, sketch, fake_photo, photo, k=k, fake_features=fake_features):
+                save_thumbnails(out_dir, names, {f"fake{k}": fake_photo, **({"sketch": sketch, "real": photo}
+                                                                             if k == 0 else {})})
+                if inception is not None:
+                    fake_features.append(inception_features(inception, fake_photo))
+                    if k == 0:  # the real photos are the same for every checkpoint
+                        real_features.append(inception_features(inception, photo))
+
+            result = evaluate(generator, cfg, data_dir, paper=not args.eval, seed=args.seed,
+                              batch_size=args.batch_size, device=device, on_batch=on_batch, progress=True)
+            result = {"label": labels[k], "checkpoint": str(path), **result}
+            if inception is not None:
+                fake, real = torch.cat(fake_features), torch.cat(real_features)
+                result["fid"] = fid_from_features(fake, real)
+                result["kid"], result["kid_std"] = kid_from_features(fake, real, seed=args.seed)
+            results.append(result)
+            generator.cpu()  # free the device for the next checkpoint
+        mode = "eval mode" if args.eval else f"paper mode (dropout on, seed {args.seed})"
+        print(f"{len(results[0]['images'])} pairs from {data_dir}, {mode}")
+        print_table(results)
+        if inception is not None and len(real_features) and sum(len(f) for f in real_features) < 2048:
+            print("note: FID on fewer than 2048 images is biased upward; compare FIDs only at equal image counts")
+        report = {"data": str(data_dir), "mode": "eval" if args.eval else "paper", "seed": args.seed, **results[0]}
+        if len(results) > 1:
+            report["compare"] = results[1]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+        write_html(results, out_dir, title=f"{' vs '.join(labels)} on {data_dir}", notes=(mode,))
+        print(f"wrote {out_dir / 'results.json'} and {out_dir / 'index.html'}")
+    except (OSError, ValueError) as e:
+        print(f"evaluate.py: error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
