@@ -11,6 +11,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+import torch
+
 
 @dataclass
 class Config:
@@ -22,6 +24,7 @@ class Config:
     # The paper jitters in general, but the reference implementation trains edges2shoes without it.
     load_size: int = 286  # resize target before the random crop when jitter is on, pixels
     num_workers: int = 4  # data loader processes (0 = load in the main process)
+    skip_bad: bool = False  # leave out unreadable or wrongly sized files (else list them and stop before training)
     demo_data: bool = False  # generate the synthetic demo shoes (demo.py) into data_dir if it is missing
 
     # --- model ---
@@ -40,11 +43,14 @@ class Config:
     epochs: int = 15  # total epochs; the paper trained edges2shoes for 15
     epochs_decay: int = 0  # of those, the last N decay the learning rate linearly to zero (0 = off)
 
+    # --- several GPUs (torchrun) ---
+    sync_bn: bool = False  # batch norm statistics over all processes' images (SyncBatchNorm), else per GPU
+
     # --- run ---
-    run: str = "edges2shoes"  # run name: checkpoints in models/<run>/, sample grids in samples/<run>/
+    name: str = "edges2shoes"  # run name: checkpoints in models/<name>/, sample grids in samples/<name>/
     models_dir: str = "models"  # where run folders with checkpoints and logs go
     samples_dir: str = "samples"  # where run folders with validation grids go
-    resume: bool = False  # continue from models/<run>/last.pt if it exists
+    resume: bool = False  # continue from models/<name>/last.pt if it exists
     seed: int = 0  # seeds weights, data order and dropout
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...
     precision: str = "auto"  # auto (bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU), fp32, bf16, fp16
@@ -92,8 +98,21 @@ class Config:
 
 # The built-in demo: a small UNet at 128×128 on the synthetic shoes of demo.py, sized so that
 # `python train.py --demo` finishes on a 2-core CPU in a few minutes. Every other value is the paper's.
-DEMO = dict(data_dir="data/demo", demo_data=True, run="demo", image_size=128, num_downs=7, ngf=32, ndf=32,
+DEMO = dict(data_dir="data/demo", demo_data=True, name="demo", image_size=128, num_downs=7, ngf=32, ndf=32,
             batch_size=4, epochs=5, num_workers=2, log_every=25, n_samples=8, val_images=16)
+
+
+def pick_device(name: str) -> torch.device:
+    """The device a config names; 'auto' means the GPU when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:1, ...") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU")
+    return device
 
 
 def _parse_bool(text: str) -> bool:

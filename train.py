@@ -4,12 +4,13 @@
     python train.py --data_dir data/edges2shoes              # the paper's edges2shoes schedule
     python train.py --data_dir data/edges2shoes --resume true   # continue after a crash or Ctrl-C
 
-Every field of config.py is a flag. The run writes models/<run>/{config.json, log.jsonl, last.pt,
-generator.pt} and samples/<run>/epoch_NNN.png (rows of sketch | generated | real).
+Every field of config.py is a flag. The run writes models/<name>/{config.json, log.jsonl, curves.png,
+last.pt, generator.pt} and samples/<name>/epoch_NNN.png (rows of sketch | generated | real).
 """
 
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -19,27 +20,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from PIL import Image
 from tqdm import tqdm
 
-from config import Config, parse_args
-from dataset import EpochSampler, PairDataset
+from config import Config, parse_args, pick_device
+from dataset import EpochSampler, PairDataset, split_folders
 from discriminator import PatchDiscriminator
+from evaluate import plot_curves, psnr
 from generator import translate
+try:  # TensorBoard is optional: scalars and sample grids go there too when the package is installed
+    from torch.utils.tensorboard import SummaryWriter
+except ImportError:
+    SummaryWriter = None
 from save import CHECKPOINT_KEYS, build_generator, load_checkpoint, save_checkpoint, save_grid, set_rng_state
 
 
 FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "batch_size")  # the shapes and the data position
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' means the GPU when there is one."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"config: device {name!r} asked for, but torch sees no CUDA GPU")
-    return device
 
 
 def pick_precision(name: str, device: torch.device) -> torch.dtype:
@@ -54,13 +54,6 @@ def pick_precision(name: str, device: torch.device) -> torch.dtype:
 def lr_factor(epoch: int, cfg: Config) -> float:
     """Constant, then linear decay over the last epochs_decay epochs, as in the reference implementation."""
     return 1.0 - max(0, epoch + 1 - (cfg.epochs - cfg.epochs_decay)) / (cfg.epochs_decay + 1)
-
-
-def split_folders(data_dir: Path) -> tuple:
-    """(train, val) folders: data_dir/train and data_dir/val (or test) when present, else data_dir alone."""
-    train_dir = data_dir / "train" if (data_dir / "train").is_dir() else data_dir
-    val_dir = next((data_dir / s for s in ("val", "test") if (data_dir / s).is_dir()), train_dir)
-    return train_dir, val_dir
 
 
 def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autocast) -> torch.Tensor:
@@ -78,8 +71,8 @@ def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autoca
     scaler.step(opt_d)
 
     # --- G step: make D call the fake real, and stay close to the target in L1.
-    D.requires_grad_(False)  # gradients flow through D to G, but D's own are not needed
-    with autocast:
+    D.requires_grad_(False)  # gradients flow through D to G, but D's own are not needed...
+    with autocast, getattr(D, "no_sync", nullcontext)():  # ...nor averaged across processes under DDP
         logits_fake = D(torch.cat([sketch, fake_photo], dim=1))
         loss_g_gan = F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
         loss_g_l1 = F.l1_loss(fake_photo.float(), photo)
@@ -92,64 +85,92 @@ def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autoca
     return torch.stack([loss_d.detach(), loss_g_gan.detach(), loss_g_l1.detach()]).float()
 
 
+def setup_distributed(cfg: Config) -> tuple:
+    """(rank, world_size, device). Under torchrun (which sets RANK) join the process group, one GPU per
+    process; otherwise this is the world-size-1 case and nothing is initialized."""
+    if "RANK" not in os.environ:
+        return 0, 1, pick_device(cfg.device)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, dist.get_world_size(), device
+
+
 def main(cfg: Config) -> dict:
     """Train with cfg; returns the last logged losses and the per-epoch validation L1."""
     # ---------------------------------------------------------------- setup
-    device = pick_device(cfg.device)
+    rank, world_size, device = setup_distributed(cfg)
+    main_process = rank == 0  # only rank 0 prints, writes logs, samples and checkpoints
+    say = print if main_process else (lambda *args, **kwargs: None)
     amp_dtype = pick_precision(cfg.precision, device)
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype != torch.float32 else nullcontext()
     # NHWC lets cuDNN use tensor-core convolutions without transposes; on CPU it gains nothing for training.
     memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" else torch.contiguous_format
     torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    random.seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
-    run_dir, samples_dir = Path(cfg.models_dir) / cfg.run, Path(cfg.samples_dir) / cfg.run
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(str(cfg) + "\n")
-    print(f"config:\n{cfg}\ndevice {device}, precision {str(amp_dtype).removeprefix('torch.')}")
+    run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
+    last_path = run_dir / "last.pt"
+    if main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(str(cfg) + "\n")
+        for stale in run_dir.glob(".*.tmp"):  # half-written checkpoints of a killed run
+            stale.unlink()
+    say(f"config:\n{cfg}\ndevice {device} × {world_size} process(es), "
+        f"precision {str(amp_dtype).removeprefix('torch.')}")
 
     # ---------------------------------------------------------------- data
-    if cfg.demo_data:
+    if cfg.demo_data and main_process:
         from demo import make_demo
         make_demo(cfg.data_dir)
-    train_dir, val_dir = split_folders(Path(cfg.data_dir))
-    train_set = PairDataset(train_dir, cfg.image_size, cfg.load_size, cfg.jitter, cfg.direction)
-    val_set = PairDataset(val_dir, cfg.image_size, direction=cfg.direction)
-    sampler = EpochSampler(len(train_set), cfg.seed)
+    if world_size > 1:
+        dist.barrier()  # the other ranks wait for rank 0's demo data
+    splits = split_folders(cfg.data_dir)  # train/ and val/ (or test/) if present, else the folder itself
+    train_dir = splits.get("train", Path(cfg.data_dir))
+    val_dir = splits.get("val", splits.get("test", train_dir))
+    train_set = PairDataset(train_dir, cfg.image_size, cfg.load_size, cfg.jitter, cfg.direction, skip_bad=cfg.skip_bad)
+    val_set = PairDataset(val_dir, cfg.image_size, direction=cfg.direction, skip_bad=cfg.skip_bad)
+    sampler = EpochSampler(len(train_set), cfg.seed, rank=rank, world_size=world_size)
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0,
         generator=torch.Generator().manual_seed(cfg.seed))  # its own seeds: dropout's stream stays resumable
-    batches_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    batches_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
     # A fixed set of validation pairs, drawn for every epoch's grid and L1, so epochs compare like for like.
     n_val = min(len(val_set), max(cfg.n_samples, cfg.val_images))
     val_sketch, val_photo = (torch.stack(t) for t in zip(*(val_set[i] for i in range(n_val))))
-    print(f"data: {len(train_set)} train pairs in {train_dir}, {n_val} val pairs from {val_dir}")
+    say(f"data: {len(train_set)} train pairs in {train_dir}, {n_val} val pairs from {val_dir}; "
+        f"{cfg.batch_size} × {world_size} images per step")
 
     # ---------------------------------------------------------------- networks and optimizers
-    G = build_generator(cfg).to(device, memory_format=memory_format)
-    D = PatchDiscriminator(in_ch=6, ndf=cfg.ndf, n_layers=cfg.n_layers_d).to(device, memory_format=memory_format)
+    G = build_generator(cfg)
+    D = PatchDiscriminator(in_ch=6, ndf=cfg.ndf, n_layers=cfg.n_layers_d)
+    if world_size > 1 and cfg.sync_bn:  # batch statistics over the global batch instead of each GPU's share
+        if device.type != "cuda":
+            raise ValueError("config: sync_bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on CPU)")
+        G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
+    G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
     fused = device.type == "cuda"  # one fused kernel for all parameters instead of a loop over them
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
-    # The step runs compiled modules when asked; checkpoints always hold the plain ones (no _orig_mod. prefix).
-    G_step, D_step = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
     # fp16 needs loss scaling to keep small gradients from flushing to zero; bf16 and fp32 do not.
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    print(f"generator {sum(p.numel() for p in G.parameters()):,} parameters, "
-          f"discriminator {sum(p.numel() for p in D.parameters()):,}")
+    say(f"generator {sum(p.numel() for p in G.parameters()):,} parameters, "
+        f"discriminator {sum(p.numel() for p in D.parameters()):,}")
 
     start_epoch, start_batch, step = 0, 0, 0
-    last_path = run_dir / "last.pt"
     if cfg.resume and last_path.exists():
         ckpt = load_checkpoint(last_path, keys=CHECKPOINT_KEYS)
         changed = [f"{k}={getattr(ckpt['config'], k)} (now {getattr(cfg, k)})" for k in FIXED_ON_RESUME
                    if getattr(ckpt["config"], k) != getattr(cfg, k)]
         if changed:
             raise ValueError(f"{last_path}: cannot resume, the checkpoint has {', '.join(changed)}; "
-                             f"use the same settings or another --run")
+                             f"use the same settings or another --name")
         G.load_state_dict(ckpt["generator"])
         D.load_state_dict(ckpt["discriminator"])
         opt_g.load_state_dict(ckpt["opt_g"])
@@ -157,13 +178,25 @@ def main(cfg: Config) -> dict:
         scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
         start_epoch, start_batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
-        print(f"resumed from {last_path} at epoch {start_epoch} batch {start_batch} (step {step})")
+        if world_size > 1:
+            torch.manual_seed(cfg.seed + 1_000_003 * rank + step)  # ranks draw different dropout masks
+        say(f"resumed from {last_path} at epoch {start_epoch} batch {start_batch} (step {step})")
     elif cfg.resume:
-        print(f"no checkpoint at {last_path}: starting from scratch")
+        say(f"no checkpoint at {last_path}: starting from scratch")
+    elif world_size > 1:
+        torch.manual_seed(cfg.seed + 1_000_003 * rank)  # same initial weights above, different dropout masks
+    # The step runs on DDP- and compile-wrapped views of G and D; checkpoints always hold the plain
+    # modules, so their keys carry no "module." or "_orig_mod." prefix and load anywhere.
+    G_step, D_step = G, D
+    if world_size > 1:
+        G_step, D_step = DDP(G), DDP(D)  # averages gradients across processes during backward
+    if cfg.compile:
+        G_step, D_step = torch.compile(G_step), torch.compile(D_step)
 
     def checkpoint(epoch: int, batch: int) -> None:
-        save_checkpoint(last_path, generator=G, discriminator=D, opt_g=opt_g, opt_d=opt_d, scaler=scaler,
-                        epoch=epoch, batch=batch, step=step, config=cfg)
+        if main_process:
+            save_checkpoint(last_path, generator=G, discriminator=D, opt_g=opt_g, opt_d=opt_d, scaler=scaler,
+                            epoch=epoch, batch=batch, step=step, config=cfg)
 
     # Ctrl-C or SIGTERM (a cluster's preemption) finishes the step in flight, saves, and stops; so a resumed
     # run continues exactly where this one left off. A second Ctrl-C leaves at once.
@@ -173,12 +206,24 @@ def main(cfg: Config) -> dict:
         if stop:
             raise KeyboardInterrupt
         stop.append(signal.Signals(signum).name)
-        tqdm.write(f"{stop[0]}: finishing this step, then saving (press Ctrl-C again to abort without saving)")
+        if main_process:
+            tqdm.write(f"{stop[0]}: finishing this step, then saving (press Ctrl-C again to abort without saving)")
+
+    def agreed_stop() -> bool:
+        """Whether to stop now. Processes stop together, agreeing only at log steps (which sync anyway)."""
+        if world_size == 1:
+            return bool(stop)
+        if step % cfg.log_every:
+            return False
+        flag = torch.tensor([float(bool(stop))], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return flag.item() > 0
 
     handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     # ---------------------------------------------------------------- training loop
-    log_file = open(run_dir / "log.jsonl", "a")
+    log_file = open(run_dir / "log.jsonl", "a") if main_process else None
+    board = SummaryWriter(str(run_dir / "tensorboard")) if SummaryWriter and main_process else None
     loss_sums = torch.zeros(3, device=device)  # D, G_gan, G_l1 summed on the device: no sync per step
     interval_steps, interval_start = 0, time.perf_counter()
     last_losses, val_l1s = {}, []
@@ -193,59 +238,81 @@ def main(cfg: Config) -> dict:
             G.train()
             D.train()
             bar = tqdm(loader, desc=f"epoch {epoch}", total=batches_per_epoch, initial=first, leave=False,
-                       dynamic_ncols=True, file=sys.stderr)
+                       dynamic_ncols=True, file=sys.stderr, disable=not main_process)
             for batch, (sketch, photo) in enumerate(bar, start=first):
                 sketch = sketch.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, H, W)
                 photo = photo.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, H, W)
-
                 losses = gan_step(G_step, D_step, opt_g, opt_d, scaler, sketch, photo, cfg.lambda_l1, autocast)
                 step += 1
                 interval_steps += 1
                 loss_sums += losses
                 if step % cfg.log_every == 0 or batch == batches_per_epoch - 1:
+                    if world_size > 1:
+                        dist.all_reduce(loss_sums)
+                        loss_sums /= world_size
                     d, g_gan, g_l1 = (loss_sums / interval_steps).tolist()  # the one host-device sync
-                    img_per_s = interval_steps * cfg.batch_size / (time.perf_counter() - interval_start)
+                    img_per_s = interval_steps * cfg.batch_size * world_size / (time.perf_counter() - interval_start)
                     if not all(math.isfinite(v) for v in (d, g_gan, g_l1)):
                         if not scaler.is_enabled():
                             raise FloatingPointError(f"loss is NaN or Inf by step {step} (epoch {epoch}); "
                                                      f"the last good checkpoint is {last_path}")
-                        tqdm.write(f"step {step}: non-finite fp16 loss; the GradScaler skipped those updates")
+                        say(f"step {step}: non-finite fp16 loss; the GradScaler skipped those updates")
                     last_losses = {"epoch": epoch, "step": step, "loss_d": d, "loss_g_gan": g_gan,
                                    "loss_g_l1": g_l1, "lr": lr, "img_per_s": img_per_s}
-                    tqdm.write(f"epoch {epoch} step {step} | D {d:.3f} | G_gan {g_gan:.3f} | G_l1 {g_l1:.4f} "
-                               f"| lr {lr:.2e} | {img_per_s:.1f} img/s")
-                    bar.set_postfix(D=f"{d:.3f}", G_gan=f"{g_gan:.3f}", G_l1=f"{g_l1:.4f}")
-                    log_file.write(json.dumps(last_losses) + "\n")
-                    log_file.flush()
+                    if main_process:
+                        tqdm.write(f"epoch {epoch} step {step} | D {d:.3f} | G_gan {g_gan:.3f} | G_l1 {g_l1:.4f} "
+                                   f"| lr {lr:.2e} | {img_per_s:.1f} img/s")
+                        bar.set_postfix(D=f"{d:.3f}", G_gan=f"{g_gan:.3f}", G_l1=f"{g_l1:.4f}")
+                        log_file.write(json.dumps(last_losses) + "\n")
+                        log_file.flush()
+                        for key in ("loss_d", "loss_g_gan", "loss_g_l1", "lr", "img_per_s") if board else ():
+                            board.add_scalar(f"train/{key}", last_losses[key], step)
                     loss_sums.zero_()
                     interval_steps, interval_start = 0, time.perf_counter()
-                if batch < batches_per_epoch - 1 and (stop or (cfg.save_every and step % cfg.save_every == 0)):
-                    checkpoint(epoch, batch + 1)
-                    if stop:
-                        print(f"\nstopped at epoch {epoch} batch {batch + 1} (step {step}); saved {last_path}; "
-                              f"continue with --resume true")
+                if batch < batches_per_epoch - 1:
+                    stopping = agreed_stop()
+                    if stopping or (cfg.save_every and step % cfg.save_every == 0):
+                        checkpoint(epoch, batch + 1)
+                    if stopping:
+                        say(f"\nstopped at epoch {epoch} batch {batch + 1} (step {step}); saved {last_path}; "
+                            f"continue with --resume true")
                         raise SystemExit(130)
             bar.close()
 
-            # --- end of epoch: validation L1 and sample grid on the fixed pairs, then a checkpoint.
+            # --- end of epoch: validation L1 and sample grid on the fixed pairs, then a checkpoint. Every
+            # process runs it (with synchronized batch norm the layers talk to each other); rank 0 writes.
             with autocast, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(cfg.seed)  # the same dropout masks every epoch
                 val_fake = translate(G, val_sketch.to(device, memory_format=memory_format)).float().cpu()
-            val_l1 = F.l1_loss(val_fake, val_photo).item()
+            val_l1, val_psnr = F.l1_loss(val_fake, val_photo).item(), psnr(val_fake, val_photo).mean().item()
             val_l1s.append(val_l1)
-            log_file.write(json.dumps({"epoch": epoch, "step": step, "val_l1": val_l1}) + "\n")
-            log_file.flush()
             grid_path = samples_dir / f"epoch_{epoch:03d}.png"
-            save_grid(grid_path, val_sketch[:cfg.n_samples], val_fake[:cfg.n_samples], val_photo[:cfg.n_samples])
+            if main_process:
+                log_file.write(json.dumps({"epoch": epoch, "step": step, "val_l1": val_l1, "val_psnr": val_psnr}) + "\n")
+                log_file.flush()
+                save_grid(grid_path, val_sketch[:cfg.n_samples], val_fake[:cfg.n_samples],
+                          val_photo[:cfg.n_samples])
+                plot_curves(run_dir / "log.jsonl", run_dir / "curves.png")
+                if board:
+                    board.add_scalar("val/l1", val_l1, step)
+                    board.add_scalar("val/psnr", val_psnr, step)
+                    board.add_image("val/sketch_generated_real", np.asarray(Image.open(grid_path)), step,
+                                    dataformats="HWC")
             checkpoint(epoch + 1, 0)
-            print(f"epoch {epoch} done: val L1 {val_l1:.4f}, step {step}, saved {last_path} and {grid_path}")
-            if stop:
-                print(f"stopped after epoch {epoch}; continue with --resume true")
+            say(f"epoch {epoch} done: val L1 {val_l1:.4f}, PSNR {val_psnr:.2f} dB, step {step}; saved {last_path}, "
+                f"{grid_path} and {run_dir / 'curves.png'}")
+            if stop:  # Ctrl-C during validation: this epoch is saved complete
+                say(f"stopped after epoch {epoch}; continue with --resume true")
                 raise SystemExit(130)
     finally:
-        log_file.close()
+        if log_file:
+            log_file.close()
+        if board:
+            board.close()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+        if world_size > 1:
+            dist.destroy_process_group()
     return {**last_losses, "val_l1": val_l1s, "step": step}
 
 

@@ -1,11 +1,14 @@
 """Training: one step moves both networks, a short run learns, and interrupted runs resume exactly."""
 
+import json
+import math
 import os
 import signal
 
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 import dataset
 import save
@@ -148,3 +151,33 @@ def test_command_line_overrides_and_rejects():
             parse_args(bad)
     with pytest.raises(ValueError, match="unknown keys"):
         Config.from_dict({**Config().to_dict(), "norm_layer": "instance"})
+
+
+def test_logs_curves_and_optional_tensorboard(tmp_path, pairs_dir, monkeypatch):
+    written = []
+
+    class Board:  # stands in for torch.utils.tensorboard.SummaryWriter, which needs the optional package
+        def __init__(self, folder):
+            written.append(("folder", folder))
+
+        def add_scalar(self, tag, value, step):
+            written.append((tag, step))
+
+        def add_image(self, tag, image, step, dataformats):
+            written.append((tag, image.shape))
+
+        def close(self):
+            written.append("closed")
+
+    monkeypatch.setattr(train, "SummaryWriter", Board)
+    train.main(tiny_config(tmp_path, pairs_dir, epochs=2, log_every=2))
+    run_dir = tmp_path / "models/test"
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss_d" in r] == [2, 4, 6, 8]
+    val = [r for r in log if "val_l1" in r]
+    assert len(val) == 2
+    for r in val:  # mean square ≥ (mean |error|)², so PSNR ≤ -20·log10(L1 / 2) on the [0, 1] scale
+        assert 0 < r["val_psnr"] <= -20 * math.log10(r["val_l1"] / 2) + 1e-6
+    assert Image.open(run_dir / "curves.png").size[0] > 300
+    assert ("train/loss_g_l1", 8) in written and ("val/psnr", 8) in written and written[-1] == "closed"
+    assert ("val/sketch_generated_real", (2 * 64 + 3 * 2, 3 * 64 + 4 * 2, 3)) in written
