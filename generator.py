@@ -9,6 +9,7 @@ Encoder C64-C128-C256-C512-C512-C512-C512-C512, decoder CD512-CD1024-CD1024-C102
 """
 
 import contextlib
+import copy
 
 import torch
 import torch.nn as nn
@@ -103,3 +104,63 @@ def translate(generator: nn.Module, sketch: torch.Tensor, paper: bool = True) ->
         if paper:
             return torch.cat([generator(one[None]) for one in sketch])
         return generator(sketch)
+
+
+def fold_batchnorm(generator: nn.Module) -> nn.Module:
+    """A copy of G for eval-mode sampling with every batch norm folded into the conv before it.
+
+    Eval-mode batch norm is an affine map per channel, y = (x - mean) / sqrt(var + eps) * gamma + beta, so
+    it merges into the preceding conv's weights and bias: the same outputs up to float rounding, one pass
+    over each activation fewer. Dropout (off in eval mode) is dropped too, so the copy computes eval-mode G
+    whatever its train() flag. Paper mode cannot use it: there batch norm needs each batch's statistics.
+    """
+    folded = copy.deepcopy(generator).eval()
+    for blocks in (folded.downs, folded.ups):
+        for k, block in enumerate(blocks):
+            if isinstance(block, nn.Sequential):
+                blocks[k] = _fold_block(block)
+    folded.final = _fold_block(folded.final)  # no norm there, but the same rule
+    return folded
+
+
+def _fold_block(block: nn.Sequential) -> nn.Sequential:
+    """(..., conv, BatchNorm2d, ...) -> (..., conv with bias, ...), without Dropout."""
+    layers, kept = list(block), []
+    for layer in layers:
+        if isinstance(layer, nn.Dropout):
+            continue
+        if isinstance(layer, nn.BatchNorm2d) and kept and isinstance(kept[-1], (nn.Conv2d, nn.ConvTranspose2d)):
+            kept[-1] = _fold_conv(kept[-1], layer)
+            continue
+        kept.append(layer)
+    return nn.Sequential(*kept)
+
+
+@torch.no_grad()
+def _fold_conv(conv: nn.Module, norm: nn.BatchNorm2d) -> nn.Module:
+    """conv followed by eval-mode norm, as one conv."""
+    assert conv.groups == 1, "folding assumes an ungrouped conv"
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)  # (C_out,)
+    bias = norm.bias - norm.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    # Conv2d weights are (out, in, kH, kW); ConvTranspose2d weights are (in, out, kH, kW).
+    shape = (-1, 1, 1, 1) if isinstance(conv, nn.Conv2d) else (1, -1, 1, 1)
+    fused = copy.deepcopy(conv)
+    fused.weight = nn.Parameter(conv.weight * scale.reshape(shape), requires_grad=False)
+    fused.bias = nn.Parameter(bias, requires_grad=False)
+    return fused
+
+
+def for_inference(generator: nn.Module, paper: bool = True, channels_last: bool = True) -> nn.Module:
+    """G ready for fast sampling with translate() under torch.inference_mode().
+
+    Eval mode (paper=False) gets a copy with batch norm folded into the convs, in channels_last (NHWC)
+    layout unless told otherwise: together ~5% faster on a 2-core CPU (bench.py infer). Paper mode keeps G as it
+    is: its batch norm needs each image's statistics, and NHWC would change which units a seeded dropout
+    drops (masks are drawn in memory order), so a seed would no longer give the photo it gave before.
+    """
+    if paper:
+        return generator
+    folded = fold_batchnorm(generator)
+    return folded.to(memory_format=torch.channels_last) if channels_last else folded

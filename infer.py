@@ -12,15 +12,23 @@ so each run draws a slightly different photo; --seed fixes it, --eval makes it d
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-import torch
-from PIL import Image, ImageOps
+if __name__ == "__main__":
+    # Read once when torch loads OpenMP: idle threads sleep instead of spinning. On a CPU shared with other
+    # processes a spinning thread starves the working one: the 2-thread generator ran 2× (256×256) to 70×
+    # (64×64) slower (bench.py infer). An OMP_WAIT_POLICY set in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from dataset import IMAGE_EXTS, load_rgb, split_pair, to_image, to_tensor
-from generator import translate
-from save import load_generator
+import torch  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
+
+from config import pick_device  # noqa: E402
+from dataset import IMAGE_EXTS, load_rgb, split_pair, to_image, to_tensor  # noqa: E402
+from generator import for_inference, translate  # noqa: E402
+from save import load_generator  # noqa: E402
 
 
 def find_checkpoint(models_dir: str = "models") -> Path:
@@ -68,20 +76,25 @@ def main(argv=None) -> int:
     parser.add_argument("--eval", action="store_true", help="eval mode: no dropout, deterministic output")
     parser.add_argument("--seed", type=int, default=0, help="seed for the dropout noise in paper mode")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default, one per core)")
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     try:
-        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                              else "cpu" if args.device == "auto" else args.device)
+        device = pick_device(args.device)
         checkpoint = Path(args.checkpoint) if args.checkpoint else find_checkpoint()
         generator, cfg = load_generator(checkpoint)
         generator.to(device)
+        # Eval mode: batch norm folded into the convs, NHWC; paper mode: G as it is (see for_inference).
+        model = for_inference(generator, paper=not args.eval)
         files = collect_inputs(args.inputs)
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(args.seed)
         for path in files:
             sketch = prepare_sketch(path, cfg.image_size, cfg.direction)[None].to(device)  # (1, 3, S, S)
-            fake_photo = translate(generator, sketch, paper=not args.eval)[0]
+            with torch.inference_mode():
+                fake_photo = translate(model, sketch, paper=not args.eval)[0]
             target = out_dir / f"{path.stem}.png"
             to_image(fake_photo).save(target)
             print(f"{path} -> {target}")

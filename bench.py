@@ -1,0 +1,464 @@
+"""Speed of pix2pix: the training step, the input pipeline and CPU inference (issue #3).
+
+    python bench.py train --batch 1 4 16 --precision fp32 bf16 fp16 --channels-last 0 1 --compile 0 1
+    python bench.py train --size 64 --ngf 8 --batch 2 --repeats 2 --warmup 1 --device cpu   # a quick check
+    python bench.py loader --data data/edges2shoes/train --batch 16 --workers 0 2 4 8 [--cache /tmp/e2s.npy]
+    python bench.py infer --threads 1 2                          # CPU ms/image: plain vs fast path
+
+train: times train.gan_step (G and D forward and backward, both Adam steps, fused on CUDA, GradScaler for
+fp16) on random batches already on the device, for every combination of the options. Warm-up steps come
+first (torch.compile compiles there; the first step's time is reported apart); the timed steps of all
+configurations are interleaved, so that a busy machine slows them alike (all of them stay in memory for
+that: about 0.9 GB of weights, gradients and Adam state each at ngf 64); medians are reported. FLOPs per
+image are counted once by FlopCounterMode on the real step (on the meta device, so it costs nothing; it
+counts convolutions and matmuls, not batch norm, activations or Adam) and compared with --peak-tflops (800:
+an H100's dense bf16). Peak memory is CUDA's max_memory_allocated during the warm-up above what was
+allocated before the configuration was built; on CPU the growth of resident memory instead.
+loader: images/s of the input pipeline alone (JPEG -> dataset.PairDataset -> DataLoader -> device), per
+worker count, to compare with the step; --cache adds a prototype that decodes every pair once into a
+uint8 memmap and converts to [-1, 1] on the device.
+infer: ms per 256×256 image on the CPU for the full generator (ngf 64), plain translate() under OpenMP's
+default spin-waiting (infer.py before) against infer.py's fast path (OMP_WAIT_POLICY=PASSIVE,
+generator.for_inference, torch.inference_mode) and steps between, paper and eval mode; the two OpenMP
+settings run in two worker processes, and every timed image alternates between variants and processes.
+Every configuration prints one readable line and one JSON line (also appended to --out FILE.jsonl).
+"""
+
+import argparse
+import copy
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import statistics
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+if __name__ == "__main__":
+    # Before torch loads OpenMP, as infer.py does: idle threads sleep rather than spin, which on a CPU shared
+    # with other processes made the 2-thread generator up to 70× slower (a spinning thread starves the working
+    # one). An OMP_WAIT_POLICY set in the environment wins; bench infer sets it for its two workers itself.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+import train  # noqa: E402
+from config import Config, pick_device  # noqa: E402
+from dataset import PairDataset  # noqa: E402
+from discriminator import PatchDiscriminator  # noqa: E402
+from generator import UNetGenerator, fold_batchnorm, for_inference, translate  # noqa: E402
+
+EDGES2SHOES_TRAIN_IMAGES = 49_825  # pairs in edges2shoes/train: one epoch
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the GPU, so that a timer around it measures the work and not the launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MiB (Linux), or NaN where /proc is missing."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return math.nan
+
+
+def emit(record: dict, out) -> None:
+    """One JSON line to stdout, and appended to the --out file if there is one."""
+    line = json.dumps(record)
+    print(line, flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(line + "\n")
+
+
+def default_num_downs(size: int) -> int:
+    """Downsamplings that take size down to 1×1, as UNet-256 does at 256 (8)."""
+    num_downs = int(math.log2(size))
+    if 2**num_downs != size or num_downs < 5:
+        raise SystemExit(f"bench.py: --size must be a power of two of at least 32, got {size}")
+    return num_downs
+
+
+# ------------------------------------------------------------------------------------------------ train
+
+def build_nets(cfg: Config, device: torch.device, memory_format=torch.contiguous_format) -> tuple:
+    """G, D and their Adam optimizers as train.py builds them (fused Adam on CUDA)."""
+    G = UNetGenerator(3, 3, cfg.ngf, cfg.num_downs, cfg.dropout).to(device, memory_format=memory_format)
+    D = PatchDiscriminator(6, cfg.ndf, cfg.n_layers_d).to(device, memory_format=memory_format)
+    fused = device.type == "cuda"
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+    return G, D, opt_g, opt_d
+
+
+def count_step_flops(cfg: Config) -> float:
+    """FLOPs per image of one training step, counted by FlopCounterMode on gan_step with meta tensors."""
+    meta = torch.device("meta")
+    with meta:  # built there directly: no time spent initializing 54M real weights
+        G, D, opt_g, opt_d = build_nets(cfg, meta)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    sketch = torch.empty(1, 3, cfg.image_size, cfg.image_size, device=meta)
+    photo = torch.empty_like(sketch)
+    with FlopCounterMode(display=False) as counter:
+        train.gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, cfg.lambda_l1, nullcontext())
+    return float(counter.get_total_flops())
+
+
+class StepSetup:
+    """One training configuration: its own nets, optimizers, scaler and random batch on the device."""
+
+    def __init__(self, cfg: Config, device: torch.device, batch: int, precision: str, channels_last: bool,
+                 compile_: bool):
+        self.batch, self.precision, self.channels_last, self.compile = batch, precision, channels_last, compile_
+        self.device, self.lambda_l1 = device, cfg.lambda_l1
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        torch.manual_seed(cfg.seed)
+        self.G, self.D, self.opt_g, self.opt_d = build_nets(cfg, device, memory_format)
+        amp_dtype = train.pick_precision(precision, device)
+        self.amp_dtype = str(amp_dtype).removeprefix("torch.")
+        self.autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype != torch.float32 else nullcontext()
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        shape = (batch, 3, cfg.image_size, cfg.image_size)
+        self.sketch = (torch.rand(shape, device=device) * 2 - 1).contiguous(memory_format=memory_format)
+        self.photo = (torch.rand(shape, device=device) * 2 - 1).contiguous(memory_format=memory_format)
+        self.G_step, self.D_step = (torch.compile(self.G), torch.compile(self.D)) if compile_ else (self.G, self.D)
+        self.losses = None
+        self.peak_mem_mb = self.rss_delta_mb = None  # filled in after the warm-up
+
+    def step(self) -> float:
+        """One timed train.gan_step; returns its wall time in seconds."""
+        sync(self.device)
+        start = time.perf_counter()
+        self.losses = train.gan_step(self.G_step, self.D_step, self.opt_g, self.opt_d, self.scaler,
+                                     self.sketch, self.photo, self.lambda_l1, self.autocast)
+        sync(self.device)
+        return time.perf_counter() - start
+
+    def name(self) -> str:
+        return (f"batch {self.batch} {self.amp_dtype} channels_last {int(self.channels_last)} "
+                f"compile {int(self.compile)}")
+
+
+def bench_train(args) -> list:
+    device = pick_device(args.device)
+    num_downs = args.num_downs or default_num_downs(args.size)
+    args.ndf = args.ndf or args.ngf
+    cfg = Config(image_size=args.size, ngf=args.ngf, ndf=args.ndf, num_downs=num_downs, device=str(device))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as train.py: fixed shapes, let cuDNN pick its kernels
+    flops_per_image = count_step_flops(cfg)
+    print(f"device {device}, {args.size}×{args.size}, ngf {args.ngf}, ndf {args.ndf}, num_downs {num_downs}: "
+          f"training step = {flops_per_image / 1e9:.2f} GFLOP/image (FlopCounterMode)", flush=True)
+
+    # Build and warm up each configuration in turn: peak memory is read per configuration here.
+    setups, warm = [], {}
+    for batch, precision, channels_last, compile_ in itertools.product(
+            args.batch, args.precision, args.channels_last, args.compile):
+        sync(device)
+        allocated_before, rss_before = (torch.cuda.memory_allocated(device) if device.type == "cuda" else 0), rss_mb()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        setup = StepSetup(cfg, device, batch, precision, bool(channels_last), bool(compile_))
+        times = [setup.step() for _ in range(args.warmup)]
+        if device.type == "cuda":
+            setup.peak_mem_mb = (torch.cuda.max_memory_allocated(device) - allocated_before) / 2**20
+        else:
+            setup.rss_delta_mb = rss_mb() - rss_before
+        warm[id(setup)] = times
+        print(f"warmed up {setup.name()}: first step {times[0]:.2f} s", flush=True)
+        setups.append(setup)
+
+    # Timed steps, interleaved across configurations.
+    timed = {id(s): [] for s in setups}
+    for _ in range(args.repeats):
+        for setup in setups:
+            timed[id(setup)].append(setup.step())
+
+    records = []
+    for setup in setups:
+        step_s = statistics.median(timed[id(setup)])
+        img_per_s = setup.batch / step_s
+        achieved_tflops = flops_per_image * img_per_s / 1e12
+        first = warm[id(setup)][0]
+        record = {
+            "mode": "train", "device": str(device), "size": args.size, "ngf": args.ngf, "ndf": args.ndf,
+            "num_downs": num_downs, "batch": setup.batch, "precision": setup.amp_dtype,
+            "channels_last": int(setup.channels_last), "compile": int(setup.compile),
+            "img_per_s": img_per_s, "ms_per_step": 1000 * step_s, "ms_per_step_min": 1000 * min(timed[id(setup)]),
+            "repeats": args.repeats, "warmup_s": sum(warm[id(setup)]), "first_step_s": first,
+            "compile_s": first - step_s if setup.compile else None,
+            "peak_mem_mb": setup.peak_mem_mb, "rss_delta_mb": setup.rss_delta_mb,
+            "gflop_per_image": flops_per_image / 1e9, "achieved_tflops": achieved_tflops,
+            "peak_tflops": args.peak_tflops, "ceiling_share": achieved_tflops / args.peak_tflops,
+            "epoch_min": EDGES2SHOES_TRAIN_IMAGES / img_per_s / 60,
+            "losses": [round(v, 5) for v in setup.losses.tolist()],
+        }
+        memory = (f"peak {setup.peak_mem_mb:.0f} MiB" if setup.peak_mem_mb is not None
+                  else f"RSS +{setup.rss_delta_mb:.0f} MiB")
+        print(f"{setup.name()} | {img_per_s:.2f} img/s | {1000 * step_s:.1f} ms/step | {memory} | "
+              f"{achieved_tflops:.3g} TFLOP/s = {100 * record['ceiling_share']:.3g}% of {args.peak_tflops:g} | "
+              f"edges2shoes epoch {record['epoch_min']:.1f} min"
+              + (f" | compile {record['compile_s']:.1f} s" if record["compile_s"] is not None else ""), flush=True)
+        emit(record, args.out)
+        records.append(record)
+    return records
+
+
+# ------------------------------------------------------------------------------------------------ loader
+
+class Uint8Cache:
+    """Prototype input pipeline: every pair decoded once into an (N, 2, S, S, 3) uint8 .npy memmap; a batch
+    is gathered from it, copied to the device as uint8 (a quarter of the float bytes) and scaled to [-1, 1]
+    there. Exact for jitter-free training (edges2shoes' default); jitter would have to run on the device."""
+
+    def __init__(self, dataset: PairDataset, path, device: torch.device):
+        path, self.device = Path(path), device
+        size = dataset.image_size
+        if not path.exists():
+            start = time.perf_counter()
+            array = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=np.uint8,
+                                              shape=(len(dataset), 2, size, size, 3))
+            for i in range(len(dataset)):
+                for half, tensor in enumerate(dataset[i]):  # (3, S, S) in [-1, 1], made from uint8: exact inverse
+                    array[i, half] = tensor.add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
+            array.flush()
+            del array
+            os.replace(path.with_suffix(".tmp.npy"), path)
+            self.build_s = time.perf_counter() - start
+        else:
+            self.build_s = 0.0
+        self.array = np.load(path, mmap_mode="r")
+        if self.array.shape[0] != len(dataset) or self.array.shape[2] != size:
+            raise SystemExit(f"bench.py: {path} holds {self.array.shape}, not this data set; delete it")
+
+    def batches(self, batch: int, seed: int = 0):
+        """Endless (sketch, photo) batches in [-1, 1] on the device, shuffled."""
+        rng = np.random.default_rng(seed)
+        while True:
+            order = rng.permutation(len(self.array))
+            for k in range(0, len(order) - batch + 1, batch):
+                pairs = torch.from_numpy(self.array[np.sort(order[k:k + batch])])  # (B, 2, S, S, 3) uint8
+                if self.device.type == "cuda":
+                    pairs = pairs.pin_memory()
+                pairs = pairs.to(self.device, non_blocking=True).permute(0, 1, 4, 2, 3).float().div_(127.5).sub_(1)
+                yield pairs[:, 0], pairs[:, 1]  # (B, 3, S, S) each
+
+
+def file_batches(dataset: PairDataset, batch: int, workers: int, device: torch.device):
+    """Endless batches through DataLoader as train.py makes them: pinned memory, non_blocking copies."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+                                         pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                                         drop_last=True)
+    while True:
+        for sketch, photo in loader:
+            yield sketch.to(device, non_blocking=True), photo.to(device, non_blocking=True)
+
+
+def bench_loader(args) -> list:
+    device = pick_device(args.device)
+    warnings.filterwarnings("once", message="This DataLoader will create")  # more workers than cores: said once
+    dataset = PairDataset(args.data, args.size, jitter=args.jitter)
+    if len(dataset) < args.batch:
+        raise SystemExit(f"bench.py: {args.data} has {len(dataset)} pairs, fewer than --batch {args.batch}")
+    variants = [(f"files, {w} workers", lambda w=w: file_batches(dataset, args.batch, w, device))
+                for w in args.workers]
+    if args.cache:
+        if args.jitter:
+            raise SystemExit("bench.py: the uint8 cache prototype is jitter-free; drop --jitter or --cache")
+        cache = Uint8Cache(dataset, args.cache, device)
+        print(f"uint8 cache {args.cache}: {cache.array.nbytes / 2**20:.0f} MiB, built in {cache.build_s:.1f} s",
+              flush=True)
+        variants.append(("uint8 memmap cache", lambda: cache.batches(args.batch)))
+    print(f"{len(dataset)} pairs in {args.data}, batch {args.batch}, {args.batches} batches per pass, "
+          f"{args.rounds} interleaved rounds, device {device}", flush=True)
+
+    results = {name: {"img_per_s": [], "first_batch_s": []} for name, _ in variants}
+    for _ in range(args.rounds):
+        for name, make in variants:
+            start = time.perf_counter()
+            batches = make()
+            next(batches)  # worker start-up and the first batch, timed apart
+            sync(device)
+            first = time.perf_counter() - start
+            start = time.perf_counter()
+            for _, _ in zip(range(args.batches), batches):
+                pass
+            sync(device)
+            results[name]["img_per_s"].append(args.batches * args.batch / (time.perf_counter() - start))
+            results[name]["first_batch_s"].append(first)
+            batches.close()  # ends the DataLoader and its workers
+    records = []
+    for name, _ in variants:
+        img_per_s = statistics.median(results[name]["img_per_s"])
+        record = {"mode": "loader", "variant": name, "device": str(device), "size": args.size, "batch": args.batch,
+                  "jitter": args.jitter, "img_per_s": img_per_s, "img_per_s_runs": results[name]["img_per_s"],
+                  "first_batch_s": statistics.median(results[name]["first_batch_s"]),
+                  "epoch_min": EDGES2SHOES_TRAIN_IMAGES / img_per_s / 60}
+        print(f"{name} | {img_per_s:.1f} img/s | first batch {record['first_batch_s']:.2f} s | "
+              f"edges2shoes epoch {record['epoch_min']:.1f} min", flush=True)
+        emit(record, args.out)
+        records.append(record)
+    return records
+
+
+# ------------------------------------------------------------------------------------------------ infer
+
+# OpenMP settings of the two processes that bench infer compares. "default" is what infer.py ran under before:
+# libgomp's default wait policy, spinning ~3 ms (300,000 spins) before sleeping; "passive" is what infer.py
+# sets now. The setting is read once when torch loads, so each needs a process of its own.
+OMP_SETTINGS = {"default": {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"},
+                "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
+
+
+def infer_variants(size: int, ngf: int, num_downs: int) -> dict:
+    """name -> function making one photo from one sketch: plain translate() as infer.py did, the fast path
+    infer.py uses now (for_inference + inference_mode), and steps between that isolate one change each."""
+    torch.manual_seed(0)
+    G = UNetGenerator(3, 3, ngf, num_downs)
+    with torch.no_grad():  # running statistics away from their initial (0, 1), as after training
+        for norm in (m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            norm.running_mean.uniform_(-0.5, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+    sketch = torch.rand(1, 3, size, size) * 2 - 1  # (1, 3, S, S)
+    fast_paper, fast_eval = for_inference(G, paper=True), for_inference(G, paper=False)
+    folded = fold_batchnorm(G)
+    G_nhwc = copy.deepcopy(G).to(memory_format=torch.channels_last)
+
+    def fast(model, paper):
+        with torch.inference_mode():
+            return translate(model, sketch, paper=paper)
+
+    return {
+        "paper plain": lambda: translate(G, sketch, paper=True),
+        "paper fast": lambda: fast(fast_paper, True),
+        "paper +channels_last": lambda: fast(G_nhwc, True),  # not used: it changes the seeded dropout masks
+        "eval plain": lambda: translate(G, sketch, paper=False),
+        "eval +inference_mode": lambda: fast(G, False),
+        "eval +fold": lambda: fast(folded, False),
+        "eval fast": lambda: fast(fast_eval, False),  # fold + channels_last, as infer.py --eval
+    }
+
+
+def infer_worker(conn, size: int, ngf: int, num_downs: int) -> None:
+    """Child process of bench infer: builds the variants, then times each one asked for until sent None."""
+    variants = infer_variants(size, ngf, num_downs)
+    conn.send(torch.get_num_threads())
+    while (request := conn.recv()) is not None:
+        name, threads = request
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        variants[name]()
+        conn.send(time.perf_counter() - start)
+
+
+def bench_infer(args) -> list:
+    num_downs = args.num_downs or default_num_downs(args.size)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter, so that torch reads its OpenMP setting
+    workers, saved = {}, dict(os.environ)
+    try:
+        for omp, settings in OMP_SETTINGS.items():
+            for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+                os.environ.pop(key, None)
+            os.environ.update(settings)
+            conn, child_conn = context.Pipe()
+            process = context.Process(target=infer_worker, args=(child_conn, args.size, args.ngf, num_downs),
+                                      daemon=True)
+            process.start()
+            child_conn.close()  # so that a crashed worker ends recv() with EOFError instead of a hang
+            workers[omp] = (process, conn)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    default_threads = {omp: conn.recv() for omp, (_, conn) in workers.items()}
+    threads = args.threads or [default_threads["passive"]]
+    names = {"default": ["paper plain", "eval plain"],  # infer.py before, and after: every variant
+             "passive": ["paper plain", "paper fast", "paper +channels_last", "eval plain", "eval +inference_mode",
+                         "eval +fold", "eval fast"]}
+    keys = [(omp, name, t) for omp in OMP_SETTINGS for name in names[omp] for t in threads]
+
+    def time_one(key) -> float:
+        omp, name, t = key
+        workers[omp][1].send((name, t))
+        return workers[omp][1].recv()
+
+    for key in keys:
+        time_one(key)  # warm-up: oneDNN primitives, the allocator, the thread pool
+    runs = {key: [] for key in keys}
+    for _ in range(args.repeats):
+        for key in keys:
+            runs[key].append(time_one(key))
+    for process, conn in workers.values():
+        conn.send(None)
+        process.join()
+
+    print(f"CPU inference, {args.size}×{args.size}, ngf {args.ngf}, num_downs {num_downs}, "
+          f"{args.repeats} interleaved repeats; OpenMP 'default' = libgomp's spin-then-sleep (infer.py before), "
+          f"'passive' = infer.py now", flush=True)
+    records = []
+    for (omp, name, t), times in runs.items():
+        ms = 1000 * statistics.median(times)
+        plain_ms = 1000 * statistics.median(runs[("default", name.split()[0] + " plain", t)])
+        record = {"mode": "infer", "variant": name, "omp_wait": omp, "threads": t, "size": args.size,
+                  "ngf": args.ngf, "num_downs": num_downs, "ms_per_image": ms, "ms_min": 1000 * min(times),
+                  "repeats": args.repeats, "speedup_vs_plain": plain_ms / ms}
+        print(f"OpenMP {omp:7s} | {name:20s} | threads {t} | {ms:8.1f} ms/image (min {record['ms_min']:.1f}) | "
+              f"×{record['speedup_vs_plain']:.2f} vs {name.split()[0]} plain, OpenMP default", flush=True)
+        emit(record, args.out)
+        records.append(record)
+    return records
+
+
+def main(args) -> list:
+    """Run the benchmark args.mode names; returns its JSON records."""
+    return {"train": bench_train, "loader": bench_loader, "infer": bench_infer}[args.mode](args)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    modes = parser.add_subparsers(dest="mode", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    t = modes.add_parser("train", help="time the full training step (train.gan_step)", formatter_class=fmt)
+    d = modes.add_parser("loader", help="time the input pipeline alone", formatter_class=fmt)
+    i = modes.add_parser("infer", help="CPU ms/image: plain vs fast inference", formatter_class=fmt)
+    t.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16], help="images per step")
+    t.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16", "fp16"])
+    t.add_argument("--channels-last", type=int, nargs="+", default=[1], choices=[0, 1], help="NHWC tensors")
+    t.add_argument("--compile", type=int, nargs="+", default=[0], choices=[0, 1], help="torch.compile G and D")
+    t.add_argument("--repeats", type=int, default=20, help="timed steps per configuration (median reported)")
+    t.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
+    t.add_argument("--ndf", type=int, default=None, help="discriminator filters in the first layer (default: --ngf)")
+    t.add_argument("--peak-tflops", type=float, default=800.0, help="the device's dense bf16 peak (H100: ~800)")
+    d.add_argument("--data", required=True, help="folder of side-by-side pairs (e.g. data/edges2shoes/train)")
+    d.add_argument("--batch", type=int, default=16, help="images per batch")
+    d.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4, 8], help="DataLoader worker processes")
+    d.add_argument("--batches", type=int, default=50, help="timed batches per pass")
+    d.add_argument("--rounds", type=int, default=3, help="interleaved passes over all variants (median reported)")
+    d.add_argument("--jitter", action="store_true", help="the paper's random resize, crop and flip")
+    d.add_argument("--cache", help="also time the uint8 memmap prototype, cached in this .npy file")
+    i.add_argument("--threads", type=int, nargs="+", default=None, help="torch threads (default: torch's own)")
+    i.add_argument("--repeats", type=int, default=30, help="timed images per variant (median reported)")
+    for p in (t, d, i):
+        p.add_argument("--size", type=int, default=256, help="image side in pixels")
+        p.add_argument("--out", help="append the JSON lines to this file")
+    for p in (t, d):
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    for p in (t, i):
+        p.add_argument("--ngf", type=int, default=64, help="generator filters in the first layer")
+        p.add_argument("--num-downs", type=int, default=None, help="UNet depth (default: down to 1×1)")
+    args = parser.parse_args(argv)
+    if min(getattr(args, name, 1) for name in ("repeats", "warmup", "batches", "rounds")) < 1:
+        parser.error("--repeats, --warmup, --batches and --rounds must be at least 1")
+    return args
+
+
+if __name__ == "__main__":
+    main(parse_args())
