@@ -1,0 +1,464 @@
+"""Draw a shoe in the browser: a sketch canvas and the photo the generator makes of it, side by side.
+
+    python app.py                                    # newest models/*/generator.pt on http://127.0.0.1:8000
+    python app.py --checkpoint models/demo/generator.pt --port 8080 --eval
+
+One page, no build step and no network: pen, eraser, undo, clear, example sketches and upload on the left;
+the photo, refreshed 300 ms after each stroke, and its download on the right. The API behind it:
+    POST /generate   body: a PNG (or any image PIL reads, or a data: URL) -> image/png at the model's size
+    GET  /           the page
+    GET  /examples/N.png   example sketch N (val-set sketches of the checkpoint's data, else drawn shoes)
+The sketch is prepared exactly as infer.py prepares a file, so with --eval the photo equals
+`python infer.py sketch.png --eval`; by default G runs as in the paper (dropout on) with the seed reset
+before every request, so one sketch always gives the same photo (that of `infer.py sketch.png --seed 0`).
+"""
+
+import argparse
+import base64
+import binascii
+import html
+import io
+import os
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep between requests (see infer.py)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from config import pick_device  # noqa: E402
+from dataset import image_files, to_image  # noqa: E402
+from demo import draw_shoe  # noqa: E402
+from edges import photo_to_sketch  # noqa: E402
+from generator import for_inference, translate  # noqa: E402
+from infer import find_checkpoint, prepare_sketch  # noqa: E402
+from save import load_generator  # noqa: E402
+
+CANVAS_SIZE = 256  # drawing canvas and example sketches, pixels (the photo comes at the model's image_size)
+MAX_BODY_BYTES = 4 * 1024 * 1024  # larger uploads get 413 before being read; a 256×256 canvas PNG is < 200 KB
+SOCKET_TIMEOUT_S = 10  # a client that stops sending mid-request is dropped after this long
+N_EXAMPLES = 3  # example sketches offered on the page
+
+
+class ShoeApp:
+    """The loaded generator and the example sketches; generate() is safe to call from many threads."""
+
+    def __init__(self, checkpoint, paper: bool = True, seed: int = 0, device: str = "auto"):
+        self.checkpoint = Path(checkpoint)
+        self.device = pick_device(device)
+        generator, self.cfg = load_generator(self.checkpoint)
+        # Eval mode: batch norm folded into the convs; paper mode: G as it is (generator.for_inference).
+        self.model = for_inference(generator.to(self.device), paper=paper)
+        self.paper, self.seed = paper, seed
+        self.lock = threading.Lock()  # one generation at a time: the seed and G's train flag are global state
+        self.examples = make_examples(self.cfg)  # PNG bytes
+
+    def generate(self, image_bytes: bytes) -> bytes:
+        """An uploaded sketch (any image file's bytes) -> the generated photo as PNG bytes; ValueError if unusable."""
+        with tempfile.TemporaryDirectory(prefix="pix2pix-app-") as folder, self.lock:
+            upload = Path(folder) / "upload"
+            upload.write_bytes(image_bytes)
+            try:  # the same decoding, size checks, padding and resizing as infer.py applies to a file
+                sketch = prepare_sketch(upload, self.cfg.image_size, self.cfg.direction)[None].to(self.device)
+            except ValueError as e:
+                raise ValueError(str(e).replace(str(upload), "upload")) from None
+            torch.manual_seed(self.seed)  # paper mode: the same dropout masks for every request
+            with torch.inference_mode():
+                fake_photo = translate(self.model, sketch, paper=self.paper)[0]  # (3, S, S)
+        buffer = io.BytesIO()
+        to_image(fake_photo).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def page(self) -> bytes:
+        """The HTML page, with this checkpoint's facts filled in."""
+        mode = f"paper mode (dropout on, seed {self.seed})" if self.paper else "eval mode (deterministic)"
+        facts = f"{self.checkpoint} · {self.cfg.image_size}×{self.cfg.image_size} · {mode}"
+        examples = "".join(f'<button class="example" data-n="{n}" title="example {n + 1}">'
+                           f'<img src="examples/{n}.png" alt="example sketch {n + 1}"></button>'
+                           for n in range(len(self.examples)))
+        half = "right" if self.cfg.direction == "BtoA" else "left"
+        return (PAGE.replace("%FACTS%", html.escape(facts)).replace("%EXAMPLES%", examples)
+                .replace("%SIZE%", str(CANVAS_SIZE)).replace("%INPUT_HALF%", half).encode())
+
+
+def make_examples(cfg, count: int = N_EXAMPLES, size: int = CANVAS_SIZE) -> list:
+    """PNG bytes of a few sketches to start from: the first val pairs' input halves, else drawn demo shoes."""
+    val = Path(cfg.data_dir) / "val"
+    if not val.is_dir() and not val.is_absolute():
+        val = Path(__file__).resolve().parent / val  # data_dir is relative to the repo, not to the cwd
+    sketches = []
+    for path in image_files(val) if val.is_dir() else []:
+        try:  # the model's input half, padded and resized as infer.py does, at canvas size
+            sketches.append(to_image(prepare_sketch(path, size, cfg.direction)))
+        except ValueError:
+            continue
+        if len(sketches) == count:
+            break
+    if not sketches:  # no data at hand: edge maps of procedurally drawn shoes (demo.py), about 0.3 s for three
+        photos = np.stack([np.asarray(draw_shoe(np.random.default_rng([2024, n]), size)) for n in range(count)])
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the edge ops are many small kernels: one thread is fastest (demo.py)
+        try:
+            drawn = photo_to_sketch(torch.from_numpy(photos).permute(0, 3, 1, 2).float() / 255)  # (N, 3, S, S)
+        finally:
+            torch.set_num_threads(threads)
+        sketches = [Image.fromarray(s) for s in (drawn * 255).round().byte().permute(0, 2, 3, 1).numpy()]
+    encoded = []
+    for sketch in sketches:
+        buffer = io.BytesIO()
+        sketch.save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    return encoded
+
+
+def decode_body(body: bytes) -> bytes:
+    """The image bytes of a request body: the body itself, or the payload of a base64 data: URL."""
+    if body[:5].lower() != b"data:":
+        return body
+    header, comma, payload = body.partition(b",")
+    if not comma or not header.endswith(b";base64"):
+        raise ValueError("a data: URL body must be base64 (data:image/png;base64,...)")
+    try:
+        return base64.b64decode(payload.strip(), validate=True)
+    except binascii.Error:
+        raise ValueError("the data: URL is not valid base64") from None
+
+
+class Handler(BaseHTTPRequestHandler):
+    """GET / and /examples/N.png, POST /generate; errors are a status and one line of text."""
+
+    timeout = SOCKET_TIMEOUT_S  # socket timeout for every read and write of this connection
+    server_version = "pix2pix-app"
+
+    def parse_request(self) -> bool:
+        self.started, self.note = time.perf_counter(), ""
+        return super().parse_request()
+
+    def do_GET(self):
+        path = urlsplit(self.path).path
+        app = self.server.app
+        if path in ("/", "/index.html"):
+            return self.reply(200, app.page(), "text/html; charset=utf-8")
+        if path.startswith("/examples/") and path.endswith(".png"):
+            n = path[len("/examples/"):-len(".png")]
+            if n.isdigit() and int(n) < len(app.examples):
+                return self.reply(200, app.examples[int(n)], "image/png", cache=True)
+        if path == "/favicon.ico":
+            return self.reply(204, b"")
+        self.reply(404, f"not found: {path}\n".encode(), "text/plain; charset=utf-8")
+
+    def do_POST(self):
+        path = urlsplit(self.path).path
+        if path != "/generate":
+            return self.reply(404, f"not found: {path} (POST an image to /generate)\n".encode(),
+                              "text/plain; charset=utf-8")
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return self.text(411, "Content-Length required")
+        if not length.strip().isdigit():
+            return self.text(400, f"bad Content-Length {length[:40]!r}")
+        if int(length) > MAX_BODY_BYTES:
+            self.close_connection = True  # the body stays unread
+            return self.text(413, f"body of {int(length)} bytes is over the {MAX_BODY_BYTES}-byte limit")
+        body = self.rfile.read(int(length))  # the socket timeout bounds how long this can wait
+        if len(body) < int(length):
+            return self.text(400, f"body ended after {len(body)} of {length} bytes")
+        try:
+            photo = self.server.app.generate(decode_body(body))
+        except ValueError as e:
+            return self.text(400, str(e))
+        except Exception as e:  # a bug or an out-of-memory: say so, keep serving
+            return self.text(500, f"generation failed: {type(e).__name__}: {printable(e)}")
+        self.reply(200, photo, "image/png")
+
+    def text(self, code: int, message: str):
+        """A short plain-text error for the client."""
+        self.note = message
+        self.reply(code, (message + "\n").encode(), "text/plain; charset=utf-8")
+
+    def reply(self, code: int, body: bytes, content_type: str = "", cache: bool = False):
+        self.send_response(code, size=len(body))
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_response(self, code, message=None, size="-"):
+        self.log_request(code, size)
+        self.send_response_only(code, message)
+        self.send_header("Server", self.version_string())
+        self.send_header("Date", self.date_time_string())
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (bad request line, unknown method) as one line of text too."""
+        self.close_connection = True
+        self.text(code, message or self.responses.get(code, ("error",))[0])
+
+    def log_request(self, code="-", size="-"):
+        """One line per request: client, method, path, status, bytes sent, time taken, and why if refused."""
+        ms = (time.perf_counter() - self.started) * 1000 if hasattr(self, "started") else 0.0
+        request = f"{self.command or '-'} {printable(urlsplit(self.path).path if self.command else '-')}"
+        note = f" | {printable(self.note)}" if getattr(self, "note", "") else ""
+        print(f"{self.client_address[0]} {request} {code} {size} B {ms:.0f} ms{note}", flush=True)
+
+    def log_error(self, format, *args):
+        """Timeouts and the like: one line as well."""
+        print(f"{self.client_address[0]} {printable(format % args)}", flush=True)
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """text for a log line: no control characters, at most limit characters."""
+    return "".join(c if c.isprintable() else "?" for c in str(text)[:limit])
+
+
+def make_server(checkpoint, host: str = "127.0.0.1", port: int = 8000, paper: bool = True, seed: int = 0,
+                device: str = "auto") -> ThreadingHTTPServer:
+    """An HTTP server with the app loaded, bound but not yet serving (port 0: any free port)."""
+    app = ShoeApp(checkpoint, paper=paper, seed=seed, device=device)
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.app = app
+    return server
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", help="generator.pt or last.pt (default: newest models/*/generator.pt)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--eval", action="store_true", help="eval mode: no dropout, deterministic output")
+    parser.add_argument("--seed", type=int, default=0, help="seed set before each generation in paper mode")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    args = parser.parse_args(argv)
+    try:
+        checkpoint = Path(args.checkpoint) if args.checkpoint else find_checkpoint()
+        server = make_server(checkpoint, args.host, args.port, paper=not args.eval, seed=args.seed,
+                             device=args.device)
+    except (OSError, ValueError) as e:
+        print(f"app.py: error: {e}", file=sys.stderr)
+        return 2
+    host, port = server.server_address[:2]
+    print(f"serving {checkpoint} on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>pix2pix · draw a shoe</title>
+<style>
+  * { box-sizing: border-box; }
+  body { margin: 0; padding: 20px 24px; font: 14px/1.4 system-ui, sans-serif; color: #222; background: #f4f3ef; }
+  h1 { font-size: 20px; margin: 0 0 2px; }
+  .sub { color: #666; margin: 0 0 16px; }
+  main { display: flex; gap: 20px; flex-wrap: wrap; align-items: flex-start; }
+  .card { width: calc(%SIZE%px + 26px); background: #fff; border-radius: 10px; padding: 12px;
+          box-shadow: 0 1px 3px rgba(0,0,0,.12); }
+  .card h2 { font-size: 13px; font-weight: 600; text-transform: uppercase; letter-spacing: .05em; color: #777;
+             margin: 0 0 8px; }
+  canvas, .result { display: block; box-sizing: content-box; width: %SIZE%px; height: %SIZE%px;
+                   border: 1px solid #ddd; border-radius: 4px; }
+  canvas { cursor: crosshair; touch-action: none; background: #fff; }
+  .result { position: relative; background: #fafafa; }
+  .result img { width: 100%; height: 100%; border-radius: 4px; }
+  .result img:not([src]) { display: none; }
+  .placeholder { position: absolute; inset: 0; display: grid; place-items: center; color: #aaa; }
+  .placeholder[hidden] { display: none; }
+  .tools { display: flex; gap: 6px; margin-top: 8px; flex-wrap: wrap; }
+  button, .button { font: inherit; padding: 4px 10px; border: 1px solid #ccc; border-radius: 6px; background: #fff;
+                    color: #222; cursor: pointer; text-decoration: none; }
+  button:hover:not(:disabled), .button:hover { background: #f0f0f0; }
+  button.on { background: #222; color: #fff; border-color: #222; }
+  button:disabled, .button.off { opacity: .4; cursor: default; pointer-events: none; }
+  input[type=file] { display: none; }
+  .caption { color: #777; font-size: 12px; margin-top: 10px; }
+  .examples { display: flex; flex-wrap: wrap; gap: 8px; margin-top: 4px; align-items: center; }
+  .examples > * { flex: none; }
+  .example { padding: 0; border-radius: 4px; overflow: hidden; line-height: 0; }
+  .example img { width: 44px; height: 44px; }
+  #status { color: #666; margin-top: 8px; min-height: 1.4em; }
+  #status.error { color: #b00020; }
+  footer { color: #888; font-size: 12px; margin-top: 16px; }
+</style>
+</head>
+<body>
+<h1>Draw a shoe</h1>
+<p class="sub">pix2pix edges2shoes: sketch an outline, the generator paints the photo.</p>
+<main>
+  <section class="card">
+    <h2>Sketch</h2>
+    <canvas id="sketch" width="%SIZE%" height="%SIZE%"></canvas>
+    <div class="tools">
+      <button id="pen" class="on" title="black lines (P)">Pen</button>
+      <button id="eraser" title="white, wide (E)">Eraser</button>
+      <button id="undo" title="Ctrl+Z" disabled>Undo</button>
+      <button id="clear">Clear</button>
+    </div>
+    <div class="caption">or start from an example or an image:</div>
+    <div class="examples">%EXAMPLES%
+      <label class="button" for="upload" title="an image of a sketch; pairs give their input half">Upload…</label>
+      <input id="upload" type="file" accept="image/*">
+    </div>
+  </section>
+  <section class="card">
+    <h2>Photo</h2>
+    <div class="result">
+      <div class="placeholder" id="placeholder">draw to see a photo</div><img id="photo" alt="generated photo">
+    </div>
+    <div class="tools"><a id="download" class="button off" download="pix2pix-shoe.png">Download photo</a></div>
+    <div id="status"></div>
+  </section>
+</main>
+<footer>%FACTS%</footer>
+<script>
+"use strict";
+const W = %SIZE%, H = %SIZE%, INPUT_HALF = "%INPUT_HALF%", DEBOUNCE_MS = 300;
+const canvas = document.getElementById("sketch"), ctx = canvas.getContext("2d", {willReadFrequently: true});
+const photo = document.getElementById("photo"), statusLine = document.getElementById("status");
+const download = document.getElementById("download"), undoButton = document.getElementById("undo");
+// version counts canvas changes, shown is the version whose photo is on screen (tests wait for them to meet)
+const app = window.app = {version: 0, shown: 0};
+const undoStack = [];
+let tool = "pen", last = null, timer = null, inFlight = null, photoUrl = null;
+
+function whiten() { ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, W, H); }
+function remember() {
+  undoStack.push(ctx.getImageData(0, 0, W, H));
+  if (undoStack.length > 50) undoStack.shift();
+  undoButton.disabled = false;
+}
+function changed(delay = DEBOUNCE_MS) {
+  app.version++;
+  clearTimeout(timer);
+  timer = setTimeout(generate, delay);
+}
+function say(text, error = false) { statusLine.textContent = text; statusLine.classList.toggle("error", error); }
+
+async function generate() {
+  const version = app.version;
+  if (inFlight) inFlight.abort();  // its answer would be stale anyway
+  const controller = inFlight = new AbortController();
+  const started = performance.now();
+  say("generating…");
+  try {
+    const sketch = await new Promise(resolve => canvas.toBlob(resolve, "image/png"));
+    const response = await fetch("generate", {method: "POST", headers: {"Content-Type": "image/png"},
+                                              body: sketch, signal: controller.signal});
+    if (!response.ok) throw new Error(`${response.status} ${(await response.text()).trim()}`);
+    const png = await response.blob();
+    if (version !== app.version) return;  // the canvas changed meanwhile: a newer request follows
+    const url = URL.createObjectURL(png);
+    photo.src = url;
+    await photo.decode();
+    if (photoUrl) URL.revokeObjectURL(photoUrl);
+    photoUrl = download.href = url;
+    download.classList.remove("off");
+    document.getElementById("placeholder").hidden = true;
+    app.shown = version;
+    say(`${photo.naturalWidth}×${photo.naturalHeight} photo in ${Math.round(performance.now() - started)} ms`);
+  } catch (err) {
+    if (err.name !== "AbortError" && version === app.version) say(`error: ${err.message}`, true);
+  } finally {
+    if (inFlight === controller) inFlight = null;
+  }
+}
+
+function at(event) {
+  const box = canvas.getBoundingClientRect();  // clientLeft/Top: the border's width
+  return [(event.clientX - box.left - canvas.clientLeft) * W / canvas.clientWidth,
+          (event.clientY - box.top - canvas.clientTop) * H / canvas.clientHeight];
+}
+function segment(from, to) {
+  ctx.beginPath(); ctx.moveTo(...from); ctx.lineTo(...to); ctx.stroke();
+}
+canvas.addEventListener("pointerdown", event => {
+  if (event.button !== 0) return;
+  canvas.setPointerCapture(event.pointerId);
+  clearTimeout(timer);  // no request in the middle of a stroke
+  remember();
+  ctx.lineCap = ctx.lineJoin = "round";
+  ctx.strokeStyle = tool === "pen" ? "#000" : "#fff";
+  ctx.lineWidth = tool === "pen" ? 2 : 18;
+  last = at(event);
+  segment(last, last);  // a click leaves a dot
+});
+canvas.addEventListener("pointermove", event => {
+  if (!last) return;
+  const point = at(event);
+  segment(last, point);
+  last = point;
+});
+function endStroke() { if (last) { last = null; changed(); } }
+canvas.addEventListener("pointerup", endStroke);
+canvas.addEventListener("pointercancel", endStroke);
+
+function pick(name) {
+  tool = name;
+  for (const id of ["pen", "eraser"]) document.getElementById(id).classList.toggle("on", id === name);
+}
+document.getElementById("pen").onclick = () => pick("pen");
+document.getElementById("eraser").onclick = () => pick("eraser");
+undoButton.onclick = () => {
+  if (!undoStack.length) return;
+  ctx.putImageData(undoStack.pop(), 0, 0);
+  undoButton.disabled = !undoStack.length;
+  changed();
+};
+document.getElementById("clear").onclick = () => { remember(); whiten(); changed(); };
+document.addEventListener("keydown", event => {
+  if ((event.ctrlKey || event.metaKey) && event.key === "z") { event.preventDefault(); undoButton.click(); }
+  else if (event.key === "p") pick("pen");
+  else if (event.key === "e") pick("eraser");
+});
+
+// A picture on white, scaled to fit and centred: the server pads non-square sketches the same way.
+function place(image, width, height) {
+  let left = 0;
+  if (width === 2 * height) { width = height; if (INPUT_HALF === "right") left = width; }  // an AB pair
+  remember();
+  whiten();
+  const scale = Math.min(W / width, H / height), w = width * scale, h = height * scale;
+  ctx.drawImage(image, left, 0, width, height, (W - w) / 2, (H - h) / 2, w, h);
+  changed(0);
+}
+for (const button of document.querySelectorAll(".example")) {
+  const image = button.querySelector("img");
+  button.onclick = () => place(image, image.naturalWidth, image.naturalHeight);
+}
+document.getElementById("upload").addEventListener("change", async event => {
+  const file = event.target.files[0];
+  event.target.value = "";
+  if (!file) return;
+  try {
+    const bitmap = await createImageBitmap(file);
+    place(bitmap, bitmap.width, bitmap.height);
+  } catch (err) {
+    say(`cannot read ${file.name} as an image`, true);
+  }
+});
+whiten();
+</script>
+</body>
+</html>
+"""
+
+if __name__ == "__main__":
+    sys.exit(main())
