@@ -181,6 +181,8 @@ def main(cfg: Config) -> dict:
         if world_size > 1:
             torch.manual_seed(cfg.seed + 1_000_003 * rank + step)  # ranks draw different dropout masks
         say(f"resumed from {last_path} at epoch {start_epoch} batch {start_batch} (step {step})")
+        if start_epoch >= cfg.epochs:
+            say(f"the run has already trained {start_epoch} of {cfg.epochs} epochs; raise --epochs to go on")
     elif cfg.resume:
         say(f"no checkpoint at {last_path}: starting from scratch")
     elif world_size > 1:
