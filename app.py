@@ -37,7 +37,7 @@ from PIL import Image  # noqa: E402
 from config import pick_device  # noqa: E402
 from dataset import image_files, to_image  # noqa: E402
 from demo import draw_shoe  # noqa: E402
-from edges import photo_to_sketch  # noqa: E402
+from edges import sketch_pixels  # noqa: E402
 from generator import for_inference, translate  # noqa: E402
 from infer import find_checkpoint, prepare_sketch  # noqa: E402
 from save import load_generator  # noqa: E402
@@ -104,13 +104,7 @@ def make_examples(cfg, count: int = N_EXAMPLES, size: int = CANVAS_SIZE) -> list
             break
     if not sketches:  # no data at hand: edge maps of procedurally drawn shoes (demo.py), about 0.3 s for three
         photos = np.stack([np.asarray(draw_shoe(np.random.default_rng([2024, n]), size)) for n in range(count)])
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the edge ops are many small kernels: one thread is fastest (demo.py)
-        try:
-            drawn = photo_to_sketch(torch.from_numpy(photos).permute(0, 3, 1, 2).float() / 255)  # (N, 3, S, S)
-        finally:
-            torch.set_num_threads(threads)
-        sketches = [Image.fromarray(s) for s in (drawn * 255).round().byte().permute(0, 2, 3, 1).numpy()]
+        sketches = [Image.fromarray(s) for s in sketch_pixels(photos)]
     encoded = []
     for sketch in sketches:
         buffer = io.BytesIO()
@@ -160,6 +154,8 @@ class Handler(BaseHTTPRequestHandler):
         if path != "/generate":
             return self.reply(404, f"not found: {path} (POST an image to /generate)\n".encode(),
                               "text/plain; charset=utf-8")
+        if not self.same_origin():
+            return self.text(403, "cross-origin request refused: open the page from this server instead")
         length = self.headers.get("Content-Length")
         if length is None:
             return self.text(411, "Content-Length required")
@@ -178,6 +174,16 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:  # a bug or an out-of-memory: say so, keep serving
             return self.text(500, f"generation failed: {type(e).__name__}: {printable(e)}")
         self.reply(200, photo, "image/png")
+
+    def same_origin(self) -> bool:
+        """Refuse what another web page makes the browser send: a POST from a page the user visits
+        (its Origin differs) or, after DNS rebinding, one addressed to another host name (its Host)."""
+        host, origin = self.headers.get("Host"), self.headers.get("Origin")
+        bound = self.server.server_address[0]
+        if host and bound in ("127.0.0.1", "localhost", "::1"):
+            if host.rsplit(":", 1)[0].strip("[]") not in ("127.0.0.1", "localhost", "::1"):
+                return False
+        return origin is None or origin.split("://", 1)[-1] == host
 
     def text(self, code: int, message: str):
         """A short plain-text error for the client."""

@@ -52,6 +52,7 @@ from config import Config, pick_device  # noqa: E402
 from dataset import PairDataset  # noqa: E402
 from discriminator import PatchDiscriminator  # noqa: E402
 from generator import UNetGenerator, fold_batchnorm, for_inference, translate  # noqa: E402
+from save import build_generator  # noqa: E402
 
 EDGES2SHOES_TRAIN_IMAGES = 49_825  # pairs in edges2shoes/train: one epoch
 
@@ -91,12 +92,9 @@ def default_num_downs(size: int) -> int:
 
 def build_nets(cfg: Config, device: torch.device, memory_format=torch.contiguous_format) -> tuple:
     """G, D and their Adam optimizers as train.py builds them (fused Adam on CUDA)."""
-    G = UNetGenerator(3, 3, cfg.ngf, cfg.num_downs, cfg.dropout).to(device, memory_format=memory_format)
+    G = build_generator(cfg).to(device, memory_format=memory_format)
     D = PatchDiscriminator(6, cfg.ndf, cfg.n_layers_d).to(device, memory_format=memory_format)
-    fused = device.type == "cuda"
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
-    return G, D, opt_g, opt_d
+    return (G, D, *train.make_optimizers(G, D, cfg, device))
 
 
 def count_step_flops(cfg: Config) -> float:
@@ -122,10 +120,8 @@ class StepSetup:
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         torch.manual_seed(cfg.seed)
         self.G, self.D, self.opt_g, self.opt_d = build_nets(cfg, device, memory_format)
-        amp_dtype = train.pick_precision(precision, device)
+        amp_dtype, self.autocast, self.scaler = train.mixed_precision(precision, device)
         self.amp_dtype = str(amp_dtype).removeprefix("torch.")
-        self.autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype != torch.float32 else nullcontext()
-        self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         shape = (batch, 3, cfg.image_size, cfg.image_size)
         self.sketch = (torch.rand(shape, device=device) * 2 - 1).contiguous(memory_format=memory_format)
         self.photo = (torch.rand(shape, device=device) * 2 - 1).contiguous(memory_format=memory_format)

@@ -59,7 +59,7 @@ class Config:
     log_every: int = 100  # steps between log lines; losses are only read from the GPU then
     save_every: int = 0  # steps between mid-epoch checkpoints (0 = only at the end of each epoch)
     n_samples: int = 8  # validation images in each epoch's sample grid
-    val_images: int = 64  # fixed validation pairs scored each epoch (val L1); the grid shows n_samples
+    val_images: int = 64  # fixed validation pairs scored each epoch (val L1, PSNR); the grid shows n_samples
 
     def __post_init__(self):
         """Reject values that cannot work, with a message that names the field."""
@@ -77,7 +77,9 @@ class Config:
         if not (self.lr > 0 and self.lambda_l1 >= 0 and 0 <= self.dropout < 1):  # also false for NaN
             raise ValueError(f"config: need lr > 0, lambda_l1 >= 0, 0 <= dropout < 1; got lr={self.lr}, "
                              f"lambda_l1={self.lambda_l1}, dropout={self.dropout}")
-        for name in ("batch_size", "epochs", "ngf", "ndf", "num_downs", "n_layers_d", "log_every"):
+        if self.num_downs < 5:
+            raise ValueError(f"config: num_downs must be at least 5 (C64-C128-C256-C512-C512), got {self.num_downs}")
+        for name in ("batch_size", "epochs", "ngf", "ndf", "n_layers_d", "log_every", "n_samples", "val_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config: {name} must be at least 1, got {getattr(self, name)}")
 
@@ -125,7 +127,7 @@ def _parse_bool(text: str) -> bool:
 
 def parse_args(argv=None, description: str = "") -> Config:
     """Config from the command line: one --flag per field, plus --demo for the demo preset."""
-    parser = argparse.ArgumentParser(description=description,
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,  # --lambda must not mean --lambda_l1
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--demo", action="store_true",
                         help="train on the built-in synthetic shoes (generated into data/demo on first use)")

@@ -34,12 +34,13 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from config import pick_device
-from edges import photo_to_sketch
+from edges import sketch_pixels
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MAX_PIXELS = 64 * 1024 * 1024  # refuse larger images before decoding: a 2 KB PNG can claim 50 GB
 MIN_SIDE = 16  # halves smaller than this are not images a UNet can use
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL's own bomb check, as a second line of defence
+FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")  # decoders PIL may use: no EPS (Ghostscript), no exotic parsers
 SCAN_BAR_MIN_FILES = 2000  # header scans of smaller folders take about a second: no progress bar
 
 
@@ -67,7 +68,7 @@ def read_header(path, pair: bool = True) -> tuple:
             return None, "empty file (0 bytes)"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with the file's name
-            with Image.open(path) as img:
+            with Image.open(path, formats=FORMATS) as img:
                 w, h = img.size
     except Image.DecompressionBombError:  # PIL refuses outright above twice its limit
         return None, f"too large (more than {2 * MAX_PIXELS} pixels)"
@@ -107,7 +108,7 @@ def load_rgb(path) -> Image.Image:
     if problem:
         raise ValueError(f"{path}: {problem}")
     try:
-        with Image.open(path) as img:
+        with Image.open(path, formats=FORMATS) as img:
             img = ImageOps.exif_transpose(img)
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
@@ -385,8 +386,7 @@ def photos_to_pairs(photos_dir, out_dir, size: int = 256, val_fraction: float = 
                     skipped.append((path, str(e)))
             if loaded:
                 squares = torch.from_numpy(np.stack([square for _, square in loaded])).to(device)  # (B, S, S, 3)
-                sketches = photo_to_sketch(squares.permute(0, 3, 1, 2).float() / 255)  # (B, 3, S, S) in [0, 1]
-                sketches = (sketches * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+                sketches = sketch_pixels(squares)  # (B, S, S, 3)
                 for (path, square), sketch in zip(loaded, sketches):
                     side_by_side(sketch, square).save(out_dir / split_of[path] / f"{path.stem}_AB.jpg", quality=95)
                     written[split_of[path]] += 1

@@ -10,6 +10,7 @@ Usage:
 import argparse
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -173,6 +174,21 @@ def photo_to_sketch(photos, **edge_options):
     """Photos (B, 3, H, W) in [0, 1] -> edges2shoes-style sketches (B, 3, H, W) in [0, 1]."""
     return draw_sketch(detect_edges(photos, **edge_options))
 
+
+
+def sketch_pixels(photos) -> np.ndarray:
+    """uint8 photos (B, H, W, 3), numpy or a tensor on any device -> uint8 sketches (B, H, W, 3) on the CPU.
+    On a CPU the edge ops, many small element-wise kernels, run on one thread: it beats several by far when
+    the cores are shared (1.3 s against 4-6 s per batch of 32 on 2 busy cores)."""
+    photos = torch.as_tensor(photos)
+    threads = torch.get_num_threads()
+    if photos.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        sketches = photo_to_sketch(photos.permute(0, 3, 1, 2).float() / 255)  # (B, 3, H, W) in [0, 1]
+    finally:
+        torch.set_num_threads(threads)
+    return (sketches * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 if __name__ == "__main__":
     import numpy as np

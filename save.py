@@ -48,22 +48,22 @@ def save_checkpoint(path, *, generator, discriminator, opt_g, opt_d, scaler, epo
         raise FloatingPointError(f"not saving {path}: the generator has NaN or Inf weights at step {step}")
     atomic_save({"generator": generator_state, "discriminator": discriminator.state_dict(),
                  "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(),
-                 "epoch": epoch, "batch": batch, "step": step, "rng": rng_state(), "config": config.to_dict()}, path)
+                 "epoch": epoch, "batch": batch, "step": step, "rng": rng_state(next(generator.parameters()).device), "config": config.to_dict()}, path)
     atomic_save({"generator": generator_state, "config": config.to_dict(), "step": step},
                 Path(path).parent / "generator.pt")
 
 
-def rng_state() -> dict:
-    """States of torch's CPU and CUDA generators and of Python's random (used by the jitter)."""
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+def rng_state(device: torch.device) -> dict:
+    """States of torch's CPU generator, the training GPU's generator and Python's random (the jitter)."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8)
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "cuda": cuda}
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if device.type == "cuda" and state["cuda"].numel():  # a CPU checkpoint resumed on a GPU keeps its seed
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def load_checkpoint(path, keys=("generator", "config")) -> dict:

@@ -47,8 +47,24 @@ def pick_precision(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         if device.type != "cuda":
             return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # bf16 needs Ampere (compute capability 8) or newer; is_bf16_supported() also admits emulation.
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def mixed_precision(precision: str, device: torch.device) -> tuple:
+    """(dtype, autocast context, GradScaler) for a precision name. fp16 needs loss scaling to keep small
+    gradients from flushing to zero; bf16 and fp32 do not, so their scaler is a no-op."""
+    amp_dtype = pick_precision(precision, device)
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype != torch.float32 else nullcontext()
+    return amp_dtype, autocast, torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+
+def make_optimizers(G: nn.Module, D: nn.Module, cfg: Config, device: torch.device) -> tuple:
+    """The paper's Adam for each network; on CUDA one fused kernel updates all of a network's parameters."""
+    fused = device.type == "cuda"
+    return (torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused),
+            torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused))
 
 
 def lr_factor(epoch: int, cfg: Config) -> float:
@@ -105,13 +121,11 @@ def main(cfg: Config) -> dict:
     rank, world_size, device = setup_distributed(cfg)
     main_process = rank == 0  # only rank 0 prints, writes logs, samples and checkpoints
     say = print if main_process else (lambda *args, **kwargs: None)
-    amp_dtype = pick_precision(cfg.precision, device)
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype != torch.float32 else nullcontext()
+    amp_dtype, autocast, scaler = mixed_precision(cfg.precision, device)
     # NHWC lets cuDNN use tensor-core convolutions without transposes; on CPU it gains nothing for training.
     memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" else torch.contiguous_format
     torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed + rank)
-    np.random.seed(cfg.seed + rank)
+    random.seed(cfg.seed + rank)  # the jitter's crops and flips when num_workers is 0
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
@@ -139,7 +153,7 @@ def main(cfg: Config) -> dict:
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0,
-        generator=torch.Generator().manual_seed(cfg.seed))  # its own seeds: dropout's stream stays resumable
+        generator=torch.Generator().manual_seed(cfg.seed + rank))  # its own seeds: dropout's stream stays resumable
     batches_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
     # A fixed set of validation pairs, drawn for every epoch's grid and L1, so epochs compare like for like.
     n_val = min(len(val_set), max(cfg.n_samples, cfg.val_images))
@@ -155,11 +169,7 @@ def main(cfg: Config) -> dict:
             raise ValueError("config: sync_bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on CPU)")
         G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
     G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
-    fused = device.type == "cuda"  # one fused kernel for all parameters instead of a loop over them
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
-    # fp16 needs loss scaling to keep small gradients from flushing to zero; bf16 and fp32 do not.
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    opt_g, opt_d = make_optimizers(G, D, cfg, device)
     say(f"generator {sum(p.numel() for p in G.parameters()):,} parameters, "
         f"discriminator {sum(p.numel() for p in D.parameters()):,}")
 
@@ -171,12 +181,16 @@ def main(cfg: Config) -> dict:
         if changed:
             raise ValueError(f"{last_path}: cannot resume, the checkpoint has {', '.join(changed)}; "
                              f"use the same settings or another --name")
-        G.load_state_dict(ckpt["generator"])
-        D.load_state_dict(ckpt["discriminator"])
-        opt_g.load_state_dict(ckpt["opt_g"])
-        opt_d.load_state_dict(ckpt["opt_d"])
-        scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
+        try:
+            G.load_state_dict(ckpt["generator"])
+            D.load_state_dict(ckpt["discriminator"])
+            opt_g.load_state_dict(ckpt["opt_g"])
+            opt_d.load_state_dict(ckpt["opt_d"])
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(f"{last_path}: does not fit this run ({str(e).splitlines()[0]})") from None
+        if ckpt["scaler"] and scaler.is_enabled():  # empty when the run that saved it did not use fp16
+            scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"], device)
         start_epoch, start_batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
         if world_size > 1:
             torch.manual_seed(cfg.seed + 1_000_003 * rank + step)  # ranks draw different dropout masks
@@ -187,6 +201,12 @@ def main(cfg: Config) -> dict:
         say(f"no checkpoint at {last_path}: starting from scratch")
     elif world_size > 1:
         torch.manual_seed(cfg.seed + 1_000_003 * rank)  # same initial weights above, different dropout masks
+    if world_size > 1:  # every process must resume from the same place (models/ on a shared filesystem)
+        start = torch.tensor([step, -step], device=device)
+        dist.all_reduce(start, op=dist.ReduceOp.MAX)
+        if start[0] != -start[1]:
+            raise ValueError(f"{last_path}: processes would resume at different steps ({-start[1]}..{start[0]}); "
+                             f"put models/ on a filesystem that every machine sees")
     # The step runs on DDP- and compile-wrapped views of G and D; checkpoints always hold the plain
     # modules, so their keys carry no "module." or "_orig_mod." prefix and load anywhere.
     G_step, D_step = G, D
@@ -211,11 +231,12 @@ def main(cfg: Config) -> dict:
         if main_process:
             tqdm.write(f"{stop[0]}: finishing this step, then saving (press Ctrl-C again to abort without saving)")
 
-    def agreed_stop() -> bool:
-        """Whether to stop now. Processes stop together, agreeing only at log steps (which sync anyway)."""
+    def agreed_stop(check_now: bool) -> bool:
+        """Whether to stop now. A single process stops at once; several stop together, agreeing at log
+        steps and epoch ends (every process reaches those at the same step)."""
         if world_size == 1:
             return bool(stop)
-        if step % cfg.log_every:
+        if not check_now:
             return False
         flag = torch.tensor([float(bool(stop))], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -272,7 +293,7 @@ def main(cfg: Config) -> dict:
                     loss_sums.zero_()
                     interval_steps, interval_start = 0, time.perf_counter()
                 if batch < batches_per_epoch - 1:
-                    stopping = agreed_stop()
+                    stopping = agreed_stop(check_now=step % cfg.log_every == 0)
                     if stopping or (cfg.save_every and step % cfg.save_every == 0):
                         checkpoint(epoch, batch + 1)
                     if stopping:
@@ -303,7 +324,7 @@ def main(cfg: Config) -> dict:
             checkpoint(epoch + 1, 0)
             say(f"epoch {epoch} done: val L1 {val_l1:.4f}, PSNR {val_psnr:.2f} dB, step {step}; saved {last_path}, "
                 f"{grid_path} and {run_dir / 'curves.png'}")
-            if stop:  # Ctrl-C during validation: this epoch is saved complete
+            if agreed_stop(check_now=True):  # Ctrl-C in the epoch's last step or its validation: saved complete
                 say(f"stopped after epoch {epoch}; continue with --resume true")
                 raise SystemExit(130)
     finally:
@@ -325,3 +346,6 @@ if __name__ == "__main__":
     except (OSError, ValueError, FloatingPointError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         raise SystemExit(2)
+    except KeyboardInterrupt:  # a second Ctrl-C: leave without saving, the last checkpoint stays as it was
+        print("\ntrain.py: aborted", file=sys.stderr)
+        raise SystemExit(130)

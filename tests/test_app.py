@@ -217,6 +217,11 @@ def test_limits_and_that_the_server_stays_up(eval_url, monkeypatch):
     assert connection.getresponse().status == 411
     connection.close()
     assert request(eval_url, "POST", "/elsewhere", b"x")[0] == 404
+    sketch = png(sketch_image())
+    # Another site's page (Origin) or a rebound DNS name (Host) cannot use the local model; this page can.
+    assert request(eval_url, "POST", "/generate", sketch, {"Origin": "http://evil.example"})[0] == 403
+    assert request(eval_url, "POST", "/generate", sketch, {"Host": f"evil.example:{port}"})[0] == 403
+    assert request(eval_url, "POST", "/generate", sketch, {"Origin": f"http://127.0.0.1:{port}"})[0] == 200
     assert request(eval_url, "PUT", "/generate", b"x")[0] == 501
     # A client that stalls mid-body is dropped after the socket timeout and blocks no one meanwhile.
     monkeypatch.setattr(app.Handler, "timeout", 0.5)

@@ -89,6 +89,13 @@ def test_unreadable_zero_byte_and_oversized_files_are_reported(tmp_path):
     assert "text.jpg: not a readable image" in message and "zero.png: empty file" in message
 
 
+def test_only_plain_image_formats_are_decoded(tmp_path):
+    Image.new("RGB", (64, 32)).save(tmp_path / "pair.eps")  # PostScript: PIL would hand it to Ghostscript
+    (tmp_path / "pair.eps").rename(tmp_path / "pair.png")
+    with pytest.raises(ValueError, match="pair.png: not a readable image"):
+        PairDataset(tmp_path)
+
+
 def test_a_file_that_fails_to_decode_mid_epoch_is_skipped_with_a_warning(tmp_path):
     two_halves(tmp_path / "1.png", left=(255, 0, 0))
     two_halves(tmp_path / "2.png", left=(0, 255, 0))
