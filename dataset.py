@@ -225,6 +225,13 @@ def split_folders(folder) -> dict:
     return {split: folder / split for split in SPLITS if (folder / split).is_dir()} or {folder.name: folder}
 
 
+def train_val_folders(data_dir) -> tuple:
+    """(train, val) folders of a data set: its train/ and val/ (or test/), or the folder itself for both."""
+    splits = split_folders(data_dir)
+    train = splits.get("train", Path(data_dir))
+    return train, splits.get("val", splits.get("test", train))
+
+
 def split_counts(folder) -> str:
     """'train 49825 pairs, val 200 pairs' for a data folder."""
     return ", ".join(f"{split} {len(image_files(path))} pairs" for split, path in split_folders(folder).items())

@@ -30,9 +30,7 @@ import argparse
 import html
 import json
 import math
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -44,10 +42,10 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from config import pick_device
-from dataset import PairDataset, to_image
+from dataset import PairDataset, to_image, train_val_folders
 from edges import detect_edges
 from generator import translate
-from save import load_generator
+from save import atomic_write, load_generator
 
 PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps means and JSON finite
 SKETCH_THRESHOLD = 0.5  # a sketch pixel darker than this (on [0, 1], mean of RGB) is a reference edge
@@ -380,17 +378,8 @@ def plot_curves(log_jsonl_path, png_path, width: int = 900, height: int = 660) -
     draw_panel(draw, (0, half, width, height), "L1 on the [-1, 1] scale",
                [("G_L1 (train)", "#2ca02c", series["loss_g_l1"], False), ("val L1 (per epoch)", "#ff7f0e", val, True)],
                x_range, font, small_font)
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=png_path.parent, prefix=f".{png_path.name}.", suffix=".tmp")
-    try:  # a viewer refreshing the file each epoch never sees half a PNG
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.replace(tmp, png_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return png_path
+    atomic_write(png_path, lambda f: image.save(f, format="PNG"))  # a viewer never sees half a PNG
+    return Path(png_path)
 
 
 # ------------------------------------------------------------------------------------------ HTML page
@@ -490,9 +479,8 @@ img {{ display: block; image-rendering: auto; }}
 # ------------------------------------------------------------------------------------------ command line
 
 def default_data_dir(cfg) -> Path:
-    """The validation folder of the run's data: data_dir/val, else data_dir/test, as train.py picks it."""
-    return next((Path(cfg.data_dir) / s for s in ("val", "test") if (Path(cfg.data_dir) / s).is_dir()),
-                Path(cfg.data_dir) / "val")
+    """The validation folder of the run's data, as train.py picks it."""
+    return train_val_folders(cfg.data_dir)[1]
 
 
 def print_table(results: list) -> None:

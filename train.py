@@ -28,7 +28,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from config import Config, parse_args, pick_device
-from dataset import EpochSampler, PairDataset, split_folders
+from dataset import EpochSampler, PairDataset, train_val_folders
 from discriminator import PatchDiscriminator
 from evaluate import plot_curves, psnr
 from generator import translate
@@ -144,9 +144,7 @@ def main(cfg: Config) -> dict:
         make_demo(cfg.data_dir)
     if world_size > 1:
         dist.barrier()  # the other ranks wait for rank 0's demo data
-    splits = split_folders(cfg.data_dir)  # train/ and val/ (or test/) if present, else the folder itself
-    train_dir = splits.get("train", Path(cfg.data_dir))
-    val_dir = splits.get("val", splits.get("test", train_dir))
+    train_dir, val_dir = train_val_folders(cfg.data_dir)  # train/ and val/ (or test/), else the folder itself
     train_set = PairDataset(train_dir, cfg.image_size, cfg.load_size, cfg.jitter, cfg.direction, skip_bad=cfg.skip_bad)
     val_set = PairDataset(val_dir, cfg.image_size, direction=cfg.direction, skip_bad=cfg.skip_bad)
     sampler = EpochSampler(len(train_set), cfg.seed, rank=rank, world_size=world_size)
