@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import torch
 
 
+RETIRED = {"demo_data"}  # fields of older checkpoints that no longer mean anything: ignored on load
+
+
 @dataclass
 class Config:
     # --- data ---
@@ -25,7 +28,6 @@ class Config:
     load_size: int = 286  # resize target before the random crop when jitter is on, pixels
     num_workers: int = 4  # data loader processes (0 = load in the main process)
     skip_bad: bool = False  # leave out unreadable or wrongly sized files (else list them and stop before training)
-    demo_data: bool = False  # generate the synthetic demo shoes (demo.py) into data_dir if it is missing
 
     # --- model ---
     ngf: int = 64  # generator filters in the first layer
@@ -89,6 +91,7 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
         """Rebuild a config saved in a checkpoint; unknown keys mean another project's file."""
+        d = {k: v for k, v in d.items() if k not in RETIRED}
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"config: unknown keys {unknown}")
@@ -98,9 +101,9 @@ class Config:
         return json.dumps(self.to_dict(), indent=2)
 
 
-# The built-in demo: a small UNet at 128×128 on the synthetic shoes of demo.py, sized so that
-# `python train.py --demo` finishes on a 2-core CPU in a few minutes. Every other value is the paper's.
-DEMO = dict(data_dir="data/demo", demo_data=True, name="demo", image_size=128, num_downs=7, ngf=32, ndf=32,
+# The built-in demo: a small UNet at 128×128 on the synthetic shoes that `python -m tools.demo` draws into
+# data/demo, sized so that `python train.py --demo` finishes on a 2-core CPU in a few minutes. Every other value is the paper's.
+DEMO = dict(data_dir="data/demo", name="demo", image_size=128, num_downs=7, ngf=32, ndf=32,
             batch_size=4, epochs=5, num_workers=2, log_every=25, n_samples=8, val_images=16)
 
 
@@ -130,7 +133,7 @@ def parse_args(argv=None, description: str = "") -> Config:
     parser = argparse.ArgumentParser(description=description, allow_abbrev=False,  # --lambda must not mean --lambda_l1
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--demo", action="store_true",
-                        help="train on the built-in synthetic shoes (generated into data/demo on first use)")
+                        help="the demo preset: the synthetic shoes of python -m tools.demo, 128×128, 5 epochs")
     for field in dataclasses.fields(Config):
         kind = _parse_bool if field.type is bool else field.type
         parser.add_argument(f"--{field.name}", type=kind, default=None, metavar=field.name.upper(),

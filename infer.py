@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from config import pick_device  # noqa: E402
-from dataset import image_files, load_rgb, split_pair, to_image, to_tensor  # noqa: E402
+from dataset import list_images, load_rgb, split_pair, to_image, to_tensor  # noqa: E402
 from generator import for_inference, translate  # noqa: E402
 from save import load_generator  # noqa: E402
 
@@ -45,7 +45,7 @@ def collect_inputs(paths) -> list:
     files = []
     for path in map(Path, paths):
         if path.is_dir():
-            found = image_files(path)
+            found = list_images(path, required=False)
             if not found:
                 raise FileNotFoundError(f"{path}: no images in this folder")
             files += found

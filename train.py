@@ -1,6 +1,6 @@
 """Train pix2pix: UNet generator + PatchGAN discriminator, GAN loss + λ·L1 (Isola et al. 2017).
 
-    python train.py --demo                                   # synthetic shoes, a few minutes on a CPU
+    python -m tools.demo && python train.py --demo          # synthetic shoes, a few minutes on a CPU
     python train.py --data_dir data/edges2shoes              # the paper's edges2shoes schedule
     python train.py --data_dir data/edges2shoes --resume true   # continue after a crash or Ctrl-C
 
@@ -27,16 +27,16 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from PIL import Image
 from tqdm import tqdm
 
-from config import Config, parse_args, pick_device
+from config import DEMO, Config, parse_args, pick_device
 from dataset import EpochSampler, PairDataset, train_val_folders
 from discriminator import PatchDiscriminator
-from evaluate import plot_curves, psnr
 from generator import translate
 try:  # TensorBoard is optional: scalars and sample grids go there too when the package is installed
     from torch.utils.tensorboard import SummaryWriter
 except ImportError:
     SummaryWriter = None
-from save import CHECKPOINT_KEYS, build_generator, load_checkpoint, save_checkpoint, save_grid, set_rng_state
+from save import (CHECKPOINT_KEYS, build_generator, load_checkpoint, plot_curves, psnr, save_checkpoint, save_grid,
+                  set_rng_state)
 
 
 FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "batch_size")  # the shapes and the data position
@@ -139,11 +139,9 @@ def main(cfg: Config) -> dict:
         f"precision {str(amp_dtype).removeprefix('torch.')}")
 
     # ---------------------------------------------------------------- data
-    if cfg.demo_data and main_process:
-        from demo import make_demo
-        make_demo(cfg.data_dir)
-    if world_size > 1:
-        dist.barrier()  # the other ranks wait for rank 0's demo data
+    if not Path(cfg.data_dir).is_dir():
+        make = "python -m tools.demo" if cfg.data_dir == DEMO["data_dir"] else "python -m tools.data download edges2shoes"
+        raise FileNotFoundError(f"{cfg.data_dir}: no such folder; make or fetch the data first ({make})")
     train_dir, val_dir = train_val_folders(cfg.data_dir)  # train/ and val/ (or test/), else the folder itself
     train_set = PairDataset(train_dir, cfg.image_size, cfg.load_size, cfg.jitter, cfg.direction, skip_bad=cfg.skip_bad)
     val_set = PairDataset(val_dir, cfg.image_size, direction=cfg.direction, skip_bad=cfg.skip_bad)

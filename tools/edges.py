@@ -5,7 +5,7 @@ lines and dropping small fragments. This does the same post-processing on Canny 
 ops only, so it runs batched on CPU or GPU and needs no download or OpenCV.
 
 Usage:
-    python edges.py photo.jpg sketch.png      # or: from edges import photo_to_sketch
+    python -m tools.edges photo.jpg sketch.png      # or: from tools.edges import photo_to_sketch
 """
 import argparse
 import math

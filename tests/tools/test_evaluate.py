@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-import evaluate
+from tools import evaluate
 import save
 from conftest import ROOT, make_pairs, tiny_config
 from discriminator import PatchDiscriminator
@@ -71,7 +71,7 @@ def reference_ssim(a, b):
 def test_identical_images_score_perfectly():
     images = torch.stack([as_tensor(smooth_image(seed=s)) for s in range(2)])
     assert evaluate.l1(images, images).tolist() == [0.0, 0.0]
-    assert evaluate.psnr(images, images).tolist() == [evaluate.PSNR_CAP_DB] * 2  # capped, not inf
+    assert save.psnr(images, images).tolist() == [save.PSNR_CAP_DB] * 2  # capped, not inf
     assert evaluate.ssim(images, images).sub(1).abs().max() < 1e-6
 
 
@@ -81,7 +81,7 @@ def test_constant_shift_gives_exact_l1_and_psnr(shift):
     fake = real + shift
     assert evaluate.l1(fake, real).sub(shift).abs().max() < 1e-6  # L1 on the [-1, 1] scale
     expected = -10 * math.log10((shift / 2) ** 2)  # a shift of c on [-1, 1] is c / 2 on [0, 1]
-    assert evaluate.psnr(fake, real).sub(expected).abs().max() < 1e-4
+    assert save.psnr(fake, real).sub(expected).abs().max() < 1e-4
 
 
 def test_ssim_of_a_blurred_copy_matches_a_direct_implementation():
@@ -238,7 +238,7 @@ def test_plot_curves_draws_every_series(tmp_path):
     log = write_log(tmp_path / "log.jsonl", records)
     with open(log, "a") as f:
         f.write('{"epoch": 3, "st')  # the half-written line of a run still training
-    png = evaluate.plot_curves(log, tmp_path / "curves" / "loss.png")
+    png = save.plot_curves(log, tmp_path / "curves" / "loss.png")
     assert Image.open(png).size == (900, 660)
     for colour in [(0x1F, 0x77, 0xB4), (0xD6, 0x27, 0x28), (0x2C, 0xA0, 0x2C), (0xFF, 0x7F, 0x0E)]:  # D, G, L1, val
         assert colour_pixels(png, colour) > 100, colour
@@ -247,7 +247,7 @@ def test_plot_curves_draws_every_series(tmp_path):
 def test_plot_curves_copes_with_a_single_line(tmp_path):
     log = write_log(tmp_path / "log.jsonl", [{"epoch": 0, "step": 1, "loss_d": 0.69, "loss_g_gan": 0.7,
                                               "loss_g_l1": 0.5, "lr": 2e-4, "img_per_s": 3.0}])
-    png = evaluate.plot_curves(log, tmp_path / "loss.png")
+    png = save.plot_curves(log, tmp_path / "loss.png")
     pixels = np.asarray(Image.open(png).convert("RGB")).astype(np.int64)
     assert pixels.shape == (660, 900, 3)
     assert len(np.unique(pixels[..., 0] << 16 | pixels[..., 1] << 8 | pixels[..., 2])) > 10  # colours, not blank
@@ -269,7 +269,7 @@ def test_html_escapes_file_names(tmp_path):
 
 def run_evaluate(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny tensors: one thread, as in-process
-    return subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tools.evaluate", *map(str, args)], capture_output=True,
                           text=True, timeout=120, cwd=ROOT, env=env)
 
 

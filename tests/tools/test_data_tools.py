@@ -12,10 +12,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-import dataset
+import dataset as core_dataset
+from tools import data as dataset
 from conftest import make_pairs
-from dataset import PairDataset, check, combine, download, main, photos_to_pairs, split_pair
-from demo import make_demo
+from dataset import PairDataset, split_pair
+from tools.data import check, combine, download, main, photos_to_pairs
+from tools.demo import make_demo
 
 
 # ---------------------------------------------------------------- download, served offline
@@ -131,7 +133,7 @@ def test_a_corrupt_archive_is_refused_and_leaves_nothing_behind(tmp_path, server
     server.files["facades.tar.gz"] = archive[:len(archive) * 2 // 3]  # complete download of a truncated file
     code = main(["download", "facades", "--root", str(tmp_path / "data"), "--url-base", server.url])
     error = capsys.readouterr().err.splitlines()[-1]  # after the progress bars, also on stderr
-    assert code == 2 and error.startswith("dataset.py: error:")
+    assert code == 2 and error.startswith("tools.data: error:")
     assert "not a valid .tar.gz archive" in error and "download it afresh" in error
     assert list((tmp_path / "data").iterdir()) == []  # no folder, no staging folder, no broken archive
 
@@ -276,7 +278,7 @@ def test_check_counts_splits_sizes_and_bad_files(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "train 6 files, val 4 files" in out and "64×32: 4" in out and "train/zero.jpg: empty file" in out
     assert main(["check", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.splitlines()[-1] == (f"dataset.py: error: 4 bad files in {tmp_path} "
+    assert capsys.readouterr().err.splitlines()[-1] == (f"tools.data: error: 4 bad files in {tmp_path} "
                                                         "(listed above); remove them, or pass --skip-bad")
     assert main(["check", str(tmp_path), "--skip-bad"]) == 0
     make_pairs(tmp_path / "clean", 2)
@@ -311,6 +313,6 @@ def test_the_header_scan_shows_a_bar_only_for_big_folders(tmp_path, monkeypatch,
     make_pairs(tmp_path, 3)
     PairDataset(tmp_path)
     assert "checking" not in capsys.readouterr().err
-    monkeypatch.setattr(dataset, "SCAN_BAR_MIN_FILES", 2)
+    monkeypatch.setattr(core_dataset, "SCAN_BAR_MIN_FILES", 2)
     PairDataset(tmp_path)
     assert "checking" in capsys.readouterr().err

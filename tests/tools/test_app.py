@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # conftest, also when imported as tests.test_app
 from conftest import ROOT, make_pairs, tiny_config  # noqa: E402
 
-import app  # noqa: E402
+from tools import app  # noqa: E402
 import save  # noqa: E402
 from dataset import to_image  # noqa: E402
 from generator import translate  # noqa: E402

@@ -1,7 +1,7 @@
 """Draw a shoe in the browser: a sketch canvas and the photo the generator makes of it, side by side.
 
-    python app.py                                    # newest models/*/generator.pt on http://127.0.0.1:8000
-    python app.py --checkpoint models/demo/generator.pt --port 8080 --eval
+    python -m tools.app                                    # newest models/*/generator.pt on http://127.0.0.1:8000
+    python -m tools.app --checkpoint models/demo/generator.pt --port 8080 --eval
 
 One page, no build step and no network: pen, eraser, undo, clear, example sketches and upload on the left;
 the photo, refreshed 300 ms after each stroke, and its download on the right. The API behind it:
@@ -35,9 +35,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from config import pick_device  # noqa: E402
-from dataset import image_files, to_image  # noqa: E402
-from demo import draw_shoe  # noqa: E402
-from edges import sketch_pixels  # noqa: E402
+from dataset import list_images, to_image  # noqa: E402
+from tools.demo import draw_shoe  # noqa: E402
+from tools.edges import sketch_pixels  # noqa: E402
 from generator import for_inference, translate  # noqa: E402
 from infer import find_checkpoint, prepare_sketch  # noqa: E402
 from save import load_generator  # noqa: E402
@@ -95,7 +95,7 @@ def make_examples(cfg, count: int = N_EXAMPLES, size: int = CANVAS_SIZE) -> list
     if not val.is_dir() and not val.is_absolute():
         val = Path(__file__).resolve().parent / val  # data_dir is relative to the repo, not to the cwd
     sketches = []
-    for path in image_files(val) if val.is_dir() else []:
+    for path in list_images(val, required=False):
         try:  # the model's input half, padded and resized as infer.py does, at canvas size
             sketches.append(to_image(prepare_sketch(path, size, cfg.direction)))
         except ValueError:

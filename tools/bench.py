@@ -1,9 +1,9 @@
 """Speed of pix2pix: the training step, the input pipeline and CPU inference (issue #3).
 
-    python bench.py train --batch 1 4 16 --precision fp32 bf16 fp16 --channels-last 0 1 --compile 0 1
-    python bench.py train --size 64 --ngf 8 --batch 2 --repeats 2 --warmup 1 --device cpu   # a quick check
-    python bench.py loader --data data/edges2shoes/train --batch 16 --workers 0 2 4 8 [--cache /tmp/e2s.npy]
-    python bench.py infer --threads 1 2                          # CPU ms/image: plain vs fast path
+    python -m tools.bench train --batch 1 4 16 --precision fp32 bf16 fp16 --channels-last 0 1 --compile 0 1
+    python -m tools.bench train --size 64 --ngf 8 --batch 2 --repeats 2 --warmup 1 --device cpu   # a quick check
+    python -m tools.bench loader --data data/edges2shoes/train --batch 16 --workers 0 2 4 8 [--cache /tmp/e2s.npy]
+    python -m tools.bench infer --threads 1 2                          # CPU ms/image: plain vs fast path
 
 train: times train.gan_step (G and D forward and backward, both Adam steps, fused on CUDA, GradScaler for
 fp16) on random batches already on the device, for every combination of the options. Warm-up steps come

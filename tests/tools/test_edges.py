@@ -5,7 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from edges import detect_edges, draw_sketch, photo_to_sketch
+from tools.edges import detect_edges, draw_sketch, photo_to_sketch
 
 
 def dilate(mask, radius):

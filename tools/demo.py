@@ -5,7 +5,7 @@ made by edges.photo_to_sketch) on the left, the photo on the right, as in edges2
 train and test the whole pipeline without downloading the 2 GB data set.
 
 Usage:
-    python demo.py --out data/demo --train 400 --val 16 --seed 0
+    python -m tools.demo --out data/demo --train 400 --val 16 --seed 0
 """
 import argparse
 import json
@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
-from edges import sketch_pixels
+from tools.edges import sketch_pixels
 
 STYLES = ["sneaker", "boot", "pump", "loafer"]
 UPPER_COLOURS = [(30, 30, 34), (28, 40, 80), (110, 62, 30), (176, 122, 72), (160, 28, 36), (120, 120, 126),

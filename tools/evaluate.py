@@ -1,8 +1,8 @@
 """Measure what a generator makes: L1, PSNR, SSIM and edge F1 per image, FID and KID given Inception weights.
 
-    python evaluate.py --checkpoint models/edges2shoes/generator.pt --data data/edges2shoes/val
-    python evaluate.py --checkpoint models/a/generator.pt --data data/edges2shoes/val --compare models/b/generator.pt
-    python evaluate.py --checkpoint ... --data ... --inception pt_inception-2015-12-05-6726825d.pth  # + FID, KID
+    python -m tools.evaluate --checkpoint models/edges2shoes/generator.pt --data data/edges2shoes/val
+    python -m tools.evaluate --checkpoint models/a/generator.pt --data data/edges2shoes/val --compare models/b/generator.pt
+    python -m tools.evaluate --checkpoint ... --data ... --inception pt_inception-2015-12-05-6726825d.pth  # + FID, KID
 
 Prints a table of means and writes results/<run>/results.json (every image's scores and the means) and
 results/<run>/index.html (sketch | generated | real thumbnails with scores, worst L1 first; click a column
@@ -21,9 +21,8 @@ pytorch-fid's pt_inception-2015-12-05 weights (then its TF-compatible pooling is
 published ones) or torchvision's inception_v3 state dict. Nothing is ever downloaded.
 
 From Python:
-    from evaluate import evaluate, plot_curves
+    from tools.evaluate import evaluate
     result = evaluate(G, cfg, "data/edges2shoes/val", paper=False)   # {"images": [...], "mean": {...}}
-    plot_curves("models/edges2shoes/log.jsonl", "models/edges2shoes/curves.png")
 """
 
 import argparse
@@ -38,16 +37,15 @@ from urllib.parse import quote
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from tqdm import tqdm
 
 from config import pick_device
 from dataset import PairDataset, to_image, train_val_folders
-from edges import detect_edges
+from tools.edges import detect_edges
 from generator import translate
-from save import atomic_write, load_generator
+from save import load_generator, psnr
 
-PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps means and JSON finite
 SKETCH_THRESHOLD = 0.5  # a sketch pixel darker than this (on [0, 1], mean of RGB) is a reference edge
 METRICS = {"l1": "lower", "psnr": "higher", "ssim": "higher", "edge_f1": "higher"}  # name -> which is better
 THUMB_SIZE = 128  # pixels per side of the thumbnails on the HTML page
@@ -63,12 +61,6 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
 def l1(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """Mean absolute error per image (B,), on the [-1, 1] scale like the training loss."""
     return (fake.double() - real.double()).abs().flatten(1).mean(1)
-
-
-def psnr(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio per image (B,) in dB on the [0, 1] scale, capped at PSNR_CAP_DB."""
-    mse = ((fake.double() - real.double()) / 2).pow(2).flatten(1).mean(1)  # /2: differences on [0, 1]
-    return (-10 * torch.log10(mse)).clamp(max=PSNR_CAP_DB)  # mse 0 gives +inf, then the cap
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
@@ -264,122 +256,6 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
     metrics = [k for k in METRICS if k in images[0]]
     mean = {k: sum(image[k] for image in images) / len(images) for k in metrics}
     return {"images": images, "mean": mean, "skipped": skipped}
-
-
-# ------------------------------------------------------------------------------------------ loss curves
-
-def read_log(path) -> tuple:
-    """Training and validation points of a log.jsonl: ({key: [(step, value)]}, [(step, val_l1)]).
-    A step logged twice (a resumed run repeats steps) keeps its last value; unreadable lines are skipped."""
-    train, val = {}, {}
-    for line in Path(path).read_text().splitlines():
-        try:
-            record = json.loads(line)
-            step = int(record["step"])
-        except (ValueError, KeyError, TypeError):  # a half-written last line, or not a log record
-            continue
-        if "val_l1" in record:
-            val[step] = record["val_l1"]
-        elif "loss_d" in record:
-            train[step] = record
-
-    def points(values):
-        return [(s, float(v)) for s, v in sorted(values.items())
-                if isinstance(v, (int, float)) and math.isfinite(v)]
-
-    series = {key: points({s: r.get(key) for s, r in train.items()}) for key in ("loss_d", "loss_g_gan", "loss_g_l1")}
-    return series, points(val)
-
-
-def nice_ticks(low: float, high: float, count: int = 5) -> list:
-    """About `count` round tick values (1, 2, 5 × 10^k apart) covering [low, high]."""
-    raw = (high - low) / max(1, count)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    first = math.ceil(low / step - 1e-9) * step
-    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
-
-
-def tick_label(value: float) -> str:
-    """Short tick text: 1200, 1.2k, 0.05, 2.5e-05."""
-    if abs(value) >= 10_000:
-        return f"{value / 1000:g}k"
-    return f"{value:.4g}" if value else "0"
-
-
-def draw_panel(draw, box, title, lines, x_range, font, small_font) -> None:
-    """One chart in box (left, top, right, bottom): axes, grid, ticks, lines and a legend.
-    lines: [(label, colour, [(step, value)], markers)]."""
-    left, top, right, bottom = box
-    plot = (left + 70, top + 30, right - 15, bottom - 45)  # room for y tick labels, title, x ticks and label
-    draw.text((left + 70, top + 6), title, fill="black", font=font)
-    values = [v for _, _, points, _ in lines for _, v in points]
-    if not values:
-        draw.rectangle(plot, outline="#999999")
-        draw.text((plot[0] + 10, plot[1] + 10), "no data yet", fill="#666666", font=font)
-        return
-    y_low, y_high = min(values), max(values)
-    pad = (y_high - y_low) * 0.08 or abs(y_high) * 0.1 or 1.0  # a flat or single-point series gets a band
-    y_low, y_high = y_low - pad, y_high + pad
-    x_low, x_high = x_range
-
-    def to_pixel(step, value):
-        return (plot[0] + (step - x_low) / (x_high - x_low) * (plot[2] - plot[0]),
-                plot[3] - (value - y_low) / (y_high - y_low) * (plot[3] - plot[1]))
-
-    for tick in nice_ticks(y_low, y_high):
-        y = to_pixel(x_low, tick)[1]
-        draw.line([(plot[0], y), (plot[2], y)], fill="#e4e4e4")
-        draw.line([(plot[0] - 4, y), (plot[0], y)], fill="black")
-        draw.text((plot[0] - 7, y), tick_label(tick), fill="black", font=small_font, anchor="rm")
-    for tick in nice_ticks(x_low, x_high, 8):
-        x = to_pixel(tick, y_low)[0]
-        draw.line([(x, plot[1]), (x, plot[3])], fill="#e4e4e4")
-        draw.line([(x, plot[3]), (x, plot[3] + 4)], fill="black")
-        draw.text((x, plot[3] + 7), tick_label(tick), fill="black", font=small_font, anchor="mt")
-    draw.text(((plot[0] + plot[2]) / 2, bottom - 6), "step", fill="black", font=small_font, anchor="mb")
-    draw.rectangle(plot, outline="black")
-    for label, colour, points, markers in lines:
-        pixels = [to_pixel(s, v) for s, v in points]
-        if len(pixels) > 1:
-            draw.line(pixels, fill=colour, width=2, joint="curve")
-        if markers or len(pixels) == 1:  # a lone point would otherwise be invisible
-            for x, y in pixels:
-                draw.ellipse([x - 3.5, y - 3.5, x + 3.5, y + 3.5], fill=colour)
-    x = plot[2]  # legend: one row above the plot, right-aligned, so it never hides a line
-    for label, colour, points, _ in reversed(lines):
-        if points:
-            x -= draw.textlength(label, font=small_font) + 46
-            draw.line([(x, top + 15), (x + 22, top + 15)], fill=colour, width=4)
-            draw.text((x + 28, top + 15), label, fill="black", font=small_font, anchor="lm")
-
-
-def load_font(size: int):
-    """Pillow's built-in scalable font; its fixed bitmap font where Pillow lacks FreeType."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, ImportError, OSError):
-        return ImageFont.load_default()
-
-
-def plot_curves(log_jsonl_path, png_path, width: int = 900, height: int = 660) -> Path:
-    """Draw train.py's log.jsonl as a PNG: D and G_GAN losses, then training and validation L1, against step.
-    Any log works: one line, training lines only, a half-written last line. Written atomically."""
-    series, val = read_log(log_jsonl_path)
-    steps = [s for points in (*series.values(), val) for s, _ in points]
-    x_range = (0, max(steps)) if steps and max(steps) > 0 else (0, 1)
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    font, small_font = load_font(15), load_font(12)
-    half = height // 2
-    draw_panel(draw, (0, 0, width, half), "GAN losses (binary cross-entropy)",
-               [("D", "#1f77b4", series["loss_d"], False), ("G_GAN", "#d62728", series["loss_g_gan"], False)],
-               x_range, font, small_font)
-    draw_panel(draw, (0, half, width, height), "L1 on the [-1, 1] scale",
-               [("G_L1 (train)", "#2ca02c", series["loss_g_l1"], False), ("val L1 (per epoch)", "#ff7f0e", val, True)],
-               x_range, font, small_font)
-    atomic_write(png_path, lambda f: image.save(f, format="PNG"))  # a viewer never sees half a PNG
-    return Path(png_path)
 
 
 # ------------------------------------------------------------------------------------------ HTML page

@@ -1,0 +1,312 @@
+"""Data tools: get, make and check side-by-side pair folders (one command each; add --help to any).
+
+    python -m tools.data download edges2shoes                  # official set -> data/edges2shoes/{train,val}
+    python -m tools.data pairs my_photos/ data/my_shoes        # product photos -> edge map | photo pairs
+    python -m tools.data combine sketches/ photos/ data/mine   # A/x.png + B/x.jpg -> mine/x.png, A left, B right
+    python -m tools.data check data/edges2shoes                # files per split, sizes, bad files
+"""
+
+import argparse
+import http.client
+import random
+import shutil
+import sys
+import tarfile
+import urllib.error
+import urllib.request
+import zlib
+from collections import Counter
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from config import pick_device
+from dataset import MIN_SIDE, SPLITS, list_images, load_rgb, scan_headers, split_folders
+from tools.edges import sketch_pixels
+
+DATASETS = ("edges2shoes", "edges2handbags", "facades", "maps", "cityscapes", "night2day")  # the official sets
+URL_BASE = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"  # serves NAME.tar.gz, each with a top folder NAME/
+TIMEOUT_S = 30  # seconds a connect or a read may stall before the download stops (it resumes on the next run)
+CHUNK_BYTES = 1 << 20  # download read size
+WHITE = (255, 255, 255)
+
+
+def split_counts(folder) -> str:
+    """'train 49825 pairs, val 200 pairs' for a data folder."""
+    return ", ".join(f"{split} {len(list_images(path, required=False))} pairs" for split, path in split_folders(folder).items())
+
+
+def first_names(paths, shown: int = 5) -> str:
+    """'a.jpg, b.png, c.jpg (and 7 more)': a short list for a one-line report."""
+    names = [Path(path).name for path in paths]
+    more = f" (and {len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def fetch(url: str, archive: Path, timeout_s: float = TIMEOUT_S) -> None:
+    """Stream url to archive with a progress bar, resuming archive.part where an earlier attempt stopped."""
+    part = archive.with_name(archive.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout_s)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # nothing left to send: the .part already holds it all (unpack verifies that)
+            part.replace(archive)
+            return
+        raise OSError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise OSError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+    with response:
+        resumed = response.status == 206  # a 200 (or a file:// URL) sends the whole file: start over
+        if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+            raise OSError(f"{url}: the server resumed at another byte than {have} asked for; delete {part}")
+        have = have if resumed else 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length else None
+        try:
+            with open(part, "ab" if resumed else "wb") as out, \
+                    tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                         desc=f"downloading {archive.name}") as bar:
+                while chunk := response.read(CHUNK_BYTES):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        except (OSError, http.client.HTTPException) as e:  # timeouts, resets, a connection cut mid-body
+            raise OSError(f"download of {url} interrupted ({type(e).__name__}: {e}); "
+                          f"run the command again to resume from {part}") from None
+    size = part.stat().st_size
+    if total is not None and size < total:
+        raise OSError(f"download of {url} stopped after {size} of {total} bytes; "
+                      f"run the command again to resume from {part}")
+    part.replace(archive)
+
+
+def unsafe_member(member: tarfile.TarInfo) -> str:
+    """Why extracting this archive member could write outside the target folder ('' if it cannot)."""
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts:
+        return f"{member.name!r} has an absolute path or '..'"
+    if not (member.isfile() or member.isdir()):
+        return f"{member.name!r} is a link or special file"  # the data sets hold only files and folders
+    return ""
+
+
+def unpack(archive: Path, target: Path) -> None:
+    """Verify a .tar.gz, then extract it into target: all of it, or on any error nothing at all."""
+    staging = target.with_name(f".{target.name}.unpacking")  # renamed to target only once complete
+    shutil.rmtree(staging, ignore_errors=True)  # left by a run that was killed
+    try:
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                members = tar.getmembers()  # reads to the end: a truncated or corrupt archive fails here
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+            raise ValueError(f"{archive}: not a valid .tar.gz archive ({type(e).__name__}: {e})") from None
+        problems = [problem for member in members if (problem := unsafe_member(member))]
+        if problems:
+            raise ValueError(f"{archive}: refusing to extract, {len(problems)} unsafe members: {problems[0]}")
+        # the data filter (Python 3.12, backported to 3.8.17+) repeats those checks inside tarfile
+        options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tqdm(members, desc=f"extracting {archive.name}", unit="file"):
+                tar.extract(member, staging, **options)
+        top = list(staging.iterdir()) if staging.is_dir() else []
+        if not top:
+            raise ValueError(f"{archive}: the archive is empty")
+        # the official archives hold one top folder NAME/ with train/ val/ inside
+        single_folder = len(top) == 1 and top[0].is_dir() and top[0].name not in SPLITS
+        (top[0] if single_folder else staging).rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def download(name: str, root="data", url_base: str = URL_BASE, keep_archive: bool = False,
+             timeout_s: float = TIMEOUT_S) -> Path:
+    """Download, verify and extract an official pix2pix data set into root/name; returns that folder."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; the official ones are {', '.join(DATASETS)}")
+    root = Path(root)
+    target = root / name
+    if target.is_dir() and any(target.iterdir()):  # extraction renames a complete folder into place
+        print(f"{target} already exists ({split_counts(target)}); delete it to download again")
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / f"{name}.tar.gz"
+    if not archive.exists():  # a complete archive kept from an earlier run is used as it is
+        fetch(f"{url_base.rstrip('/')}/{name}.tar.gz", archive, timeout_s)
+    try:
+        unpack(archive, target)
+    except ValueError as e:
+        archive.unlink()  # a broken archive would fail the same way next time
+        raise ValueError(f"{e}; deleted it, run the command again to download it afresh") from None
+    if not keep_archive:
+        archive.unlink()
+    print(f"{name}: {split_counts(target)} in {target}" + (f" (archive kept: {archive})" if keep_archive else ""))
+    return target
+
+
+def by_stem(folder) -> dict:
+    """{stem: path} of the images in folder; an error if two share a stem (x.jpg and x.png)."""
+    files = list_images(folder)
+    shared = sorted(stem for stem, n in Counter(path.stem for path in files).items() if n > 1)
+    if shared:
+        raise ValueError(f"{folder}: several images share the name {shared[0]!r} (different extensions), "
+                         f"so outputs would collide; rename them ({len(shared)} such names)")
+    return {path.stem: path for path in files}
+
+
+def square_on_white(photo: Image.Image, size: int) -> Image.Image:
+    """Centre a photo on a white square and resize it to size×size: product photos are shot on white."""
+    side = max(photo.size)
+    square = Image.new("RGB", (side, side), WHITE)
+    square.paste(photo, ((side - photo.width) // 2, (side - photo.height) // 2))
+    return square.resize((size, size), Image.LANCZOS) if side != size else square
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray) -> Image.Image:
+    """Two (H, W, 3) uint8 arrays -> one (H, 2W) RGB image, left then right."""
+    return Image.fromarray(np.concatenate([left, right], axis=1))
+
+
+def photos_to_pairs(photos_dir, out_dir, size: int = 256, val_fraction: float = 0.0, seed: int = 0,
+                    batch: int = 32, device: str = "auto") -> dict:
+    """Product photos -> edges2shoes-style out_dir/{train,val}/NAME_AB.jpg: edge map left, photo right."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"--val-fraction must lie in [0, 1), got {val_fraction}")
+    if size < MIN_SIDE or batch < 1:
+        raise ValueError(f"need --size >= {MIN_SIDE} and --batch >= 1, got {size} and {batch}")
+    photos = list(by_stem(photos_dir).values())
+    shuffled = random.Random(seed).sample(photos, len(photos))  # the split depends only on names and seed
+    n_val = round(len(photos) * val_fraction)
+    split_of = {path: "val" if rank < n_val else "train" for rank, path in enumerate(shuffled)}
+    device, out_dir = pick_device(device), Path(out_dir)
+    for split in set(split_of.values()):
+        (out_dir / split).mkdir(parents=True, exist_ok=True)
+    written, skipped = Counter(), []
+    with tqdm(total=len(photos), desc=f"pairs -> {out_dir}", unit="photo") as bar:
+        for start in range(0, len(photos), batch):
+            loaded = []
+            for path in photos[start:start + batch]:
+                try:
+                    loaded.append((path, np.asarray(square_on_white(load_rgb(path), size))))
+                except ValueError as e:
+                    skipped.append((path, str(e)))
+            if loaded:
+                squares = torch.from_numpy(np.stack([square for _, square in loaded])).to(device)  # (B, S, S, 3)
+                sketches = sketch_pixels(squares)  # (B, S, S, 3)
+                for (path, square), sketch in zip(loaded, sketches):
+                    side_by_side(sketch, square).save(out_dir / split_of[path] / f"{path.stem}_AB.jpg", quality=95)
+                    written[split_of[path]] += 1
+            bar.update(min(batch, len(photos) - start))
+    print(f"{written['train']} train and {written['val']} val pairs ({size}×{size} halves, photos padded to square "
+          f"on white) in {out_dir}; {len(skipped)} unreadable files skipped"
+          + (f": {first_names([path for path, _ in skipped])}" if skipped else ""))
+    return {"train": written["train"], "val": written["val"], "skipped": skipped}
+
+
+def combine(a_dir, b_dir, out_dir) -> dict:
+    """Pair images of two folders by name into out_dir/NAME (A's file name): A left, B right at A's size."""
+    a_files, b_files = by_stem(a_dir), by_stem(b_dir)
+    matched = sorted(a_files.keys() & b_files.keys())
+    only_a = [a_files[stem] for stem in sorted(a_files.keys() - b_files.keys())]
+    only_b = [b_files[stem] for stem in sorted(b_files.keys() - a_files.keys())]
+    if not matched:
+        raise ValueError(f"no image names in common between {a_dir} ({len(a_files)} images) "
+                         f"and {b_dir} ({len(b_files)} images)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, skipped, not_square = 0, [], 0
+    for stem in tqdm(matched, desc=f"combine -> {out_dir}", unit="pair"):
+        try:
+            a, b = load_rgb(a_files[stem]), load_rgb(b_files[stem])
+        except ValueError as e:
+            skipped.append((a_files[stem], str(e)))
+            continue
+        if b.size != a.size:
+            b = b.resize(a.size, Image.BICUBIC)
+        side_by_side(np.asarray(a), np.asarray(b)).save(out_dir / a_files[stem].name, quality=95)
+        written += 1
+        not_square += a.width != a.height
+    print(f"{written} pairs in {out_dir}; {len(only_a)} only in {a_dir}"
+          + (f" ({first_names(only_a)})" if only_a else "") + f", {len(only_b)} only in {b_dir}"
+          + (f" ({first_names(only_b)})" if only_b else "") + f"; {len(skipped)} unreadable skipped"
+          + (f" ({skipped[0][1]})" if skipped else ""))
+    if not_square:
+        print(f"note: {not_square} pairs have non-square halves; PairDataset needs pairs twice as wide as high")
+    return {"written": written, "only_a": only_a, "only_b": only_b, "skipped": skipped}
+
+
+def check(folder) -> dict:
+    """Header scan of a data folder (its train/ val/ test/ or itself): counts, sizes seen, bad files."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    files = {split: list_images(path, required=False) for split, path in split_folders(folder).items()}
+    everything = [path for split_files in files.values() for path in split_files]
+    if not everything:
+        raise FileNotFoundError(f"{folder}: no images in it or in its {'/ '.join(SPLITS)}/ folders")
+    results = scan_headers(everything, desc=f"checking {folder}", bar_min_files=0)
+    sizes = Counter(size for _, size, _ in results if size)
+    bad = [(path, problem) for path, _, problem in results if problem]
+    print(f"{folder}: " + ", ".join(f"{split} {len(split_files)} files" for split, split_files in files.items()))
+    print("sizes (width×height): " + ", ".join(f"{w}×{h}: {n}" for (w, h), n in sizes.most_common(10))
+          + (f" (and {len(sizes) - 10} other sizes)" if len(sizes) > 10 else ""))
+    print(f"{len(bad)} bad files" + (":" if bad else ""))
+    for path, problem in bad:
+        print(f"  {path.relative_to(folder)}: {problem}")
+    return {"counts": {split: len(split_files) for split, split_files in files.items()}, "sizes": sizes, "bad": bad}
+
+
+def main(argv=None) -> int:
+    """Command line of the data tools; an error is one line on stderr and exit code 2."""
+    parser = argparse.ArgumentParser(prog="python -m tools.data", description="Data tools for pix2pix pairs.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    options = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    get = commands.add_parser("download", help="fetch an official pix2pix data set", **options)
+    get.add_argument("name", help=f"one of {', '.join(DATASETS)}")
+    get.add_argument("--root", default="data", help="folder that receives NAME/")
+    get.add_argument("--url-base", default=URL_BASE, help="where NAME.tar.gz is served (http(s):// or file://)")
+    get.add_argument("--keep-archive", action="store_true", help="keep ROOT/NAME.tar.gz after extracting it")
+    pairs = commands.add_parser("pairs", help="product photos -> edge map | photo pairs", **options)
+    pairs.add_argument("photos_dir")
+    pairs.add_argument("out_dir")
+    pairs.add_argument("--size", type=int, default=256, help="side of each half, in pixels")
+    pairs.add_argument("--val-fraction", type=float, default=0.0, help="share of photos put in OUT_DIR/val")
+    pairs.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+    pairs.add_argument("--batch", type=int, default=32, help="photos per edge-extraction call")
+    pairs.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    join = commands.add_parser("combine", help="A and B images matched by name -> AB pairs", **options)
+    join.add_argument("a_dir", help="left halves (the model's input with direction AtoB)")
+    join.add_argument("b_dir", help="right halves, resized to A's size where they differ")
+    join.add_argument("out_dir")
+    scan = commands.add_parser("check", help="counts, sizes and bad files of a data folder", **options)
+    scan.add_argument("folder")
+    scan.add_argument("--skip-bad", action="store_true", help="exit 0 even if there are bad files")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "download":
+            download(args.name, args.root, args.url_base, args.keep_archive)
+        elif args.command == "pairs":
+            photos_to_pairs(args.photos_dir, args.out_dir, args.size, args.val_fraction, args.seed, args.batch,
+                            args.device)
+        elif args.command == "combine":
+            combine(args.a_dir, args.b_dir, args.out_dir)
+        else:
+            bad = check(args.folder)["bad"]
+            if bad and not args.skip_bad:
+                raise ValueError(f"{len(bad)} bad files in {args.folder} (listed above); "
+                                 f"remove them, or pass --skip-bad")
+    except (OSError, ValueError) as e:
+        print(f"tools.data: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tools.data: interrupted (a download resumes where it stopped on the next run)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
