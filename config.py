@@ -120,12 +120,23 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def _parse_bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
+    """true/false, yes/no, on/off or 1/0, as every command line of the repo spells a boolean."""
     if text.lower() in ("1", "true", "yes", "on"):
         return True
     if text.lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+# One voice across the command lines: flags are spelled like config fields (underscores), a boolean flag
+# alone means true and also takes a value (--eval, --eval false), and --device means the same everywhere.
+SWITCH = dict(nargs="?", const=True, default=False, type=parse_bool, metavar="BOOL")
+DEVICE_HELP = "auto (cuda if available, else cpu), cpu, cuda, cuda:1, ..."
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def parse_args(argv=None, description: str = "") -> Config:
@@ -135,9 +146,11 @@ def parse_args(argv=None, description: str = "") -> Config:
     parser.add_argument("--demo", action="store_true",
                         help="the demo preset: the synthetic shoes of python -m tools.demo, 128×128, 5 epochs")
     for field in dataclasses.fields(Config):
-        kind = _parse_bool if field.type is bool else field.type
-        parser.add_argument(f"--{field.name}", type=kind, default=None, metavar=field.name.upper(),
-                            help=f"default {field.default}")
+        if field.type is bool:
+            parser.add_argument(f"--{field.name}", **{**SWITCH, "default": None}, help=f"default {field.default}")
+        else:
+            parser.add_argument(f"--{field.name}", type=field.type, default=None, metavar=field.name.upper(),
+                                help=f"default {field.default}")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k != "demo" and v is not None}
     base = dict(DEMO) if args.demo else {}

@@ -25,7 +25,7 @@ if __name__ == "__main__":
 import torch  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
-from config import pick_device  # noqa: E402
+from config import SWITCH, add_device_flag, pick_device  # noqa: E402
 from dataset import list_images, load_rgb, split_pair, to_image, to_tensor  # noqa: E402
 from generator import for_inference, translate  # noqa: E402
 from save import load_generator  # noqa: E402
@@ -73,9 +73,9 @@ def main(argv=None) -> int:
     parser.add_argument("inputs", nargs="+", help="sketch images or folders of them")
     parser.add_argument("-o", "--out", default="out", help="folder for the generated PNGs")
     parser.add_argument("--checkpoint", help="generator.pt or last.pt (default: newest models/*/generator.pt)")
-    parser.add_argument("--eval", action="store_true", help="eval mode: no dropout, deterministic output")
+    parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
     parser.add_argument("--seed", type=int, default=0, help="seed for the dropout noise in paper mode")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_device_flag(parser)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default, one per core)")
     args = parser.parse_args(argv)
     if args.threads > 0:

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from config import pick_device  # noqa: E402
+from config import SWITCH, add_device_flag, pick_device  # noqa: E402
 from dataset import list_images, to_image  # noqa: E402
 from tools.demo import draw_shoe  # noqa: E402
 from tools.edges import sketch_pixels  # noqa: E402
@@ -242,9 +242,9 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", help="generator.pt or last.pt (default: newest models/*/generator.pt)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    parser.add_argument("--eval", action="store_true", help="eval mode: no dropout, deterministic output")
+    parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
     parser.add_argument("--seed", type=int, default=0, help="seed set before each generation in paper mode")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_device_flag(parser)
     args = parser.parse_args(argv)
     try:
         checkpoint = Path(args.checkpoint) if args.checkpoint else find_checkpoint()

@@ -1,6 +1,6 @@
 """Speed of pix2pix: the training step, the input pipeline and CPU inference (issue #3).
 
-    python -m tools.bench train --batch 1 4 16 --precision fp32 bf16 fp16 --channels-last 0 1 --compile 0 1
+    python -m tools.bench train --batch 1 4 16 --precision fp32 bf16 fp16 --channels_last 0 1 --compile 0 1
     python -m tools.bench train --size 64 --ngf 8 --batch 2 --repeats 2 --warmup 1 --device cpu   # a quick check
     python -m tools.bench loader --data data/edges2shoes/train --batch 16 --workers 0 2 4 8 [--cache /tmp/e2s.npy]
     python -m tools.bench infer --threads 1 2                          # CPU ms/image: plain vs fast path
@@ -11,7 +11,7 @@ first (torch.compile compiles there; the first step's time is reported apart); t
 configurations are interleaved, so that a busy machine slows them alike (all of them stay in memory for
 that: about 0.9 GB of weights, gradients and Adam state each at ngf 64); medians are reported. FLOPs per
 image are counted once by FlopCounterMode on the real step (on the meta device, so it costs nothing; it
-counts convolutions and matmuls, not batch norm, activations or Adam) and compared with --peak-tflops (800:
+counts convolutions and matmuls, not batch norm, activations or Adam) and compared with --peak_tflops (800:
 an H100's dense bf16). Peak memory is CUDA's max_memory_allocated during the warm-up above what was
 allocated before the configuration was built; on CPU the growth of resident memory instead.
 loader: images/s of the input pipeline alone (JPEG -> dataset.PairDataset -> DataLoader -> device), per
@@ -48,7 +48,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import train  # noqa: E402
-from config import Config, pick_device  # noqa: E402
+from config import SWITCH, Config, add_device_flag, parse_bool, pick_device  # noqa: E402
 from dataset import PairDataset  # noqa: E402
 from discriminator import PatchDiscriminator  # noqa: E402
 from generator import UNetGenerator, fold_batchnorm, for_inference, translate  # noqa: E402
@@ -427,18 +427,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     i = modes.add_parser("infer", help="CPU ms/image: plain vs fast inference", formatter_class=fmt)
     t.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16], help="images per step")
     t.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16", "fp16"])
-    t.add_argument("--channels-last", type=int, nargs="+", default=[1], choices=[0, 1], help="NHWC tensors")
-    t.add_argument("--compile", type=int, nargs="+", default=[0], choices=[0, 1], help="torch.compile G and D")
+    t.add_argument("--channels_last", type=parse_bool, nargs="+", default=[True], help="NHWC tensors")
+    t.add_argument("--compile", type=parse_bool, nargs="+", default=[False], help="torch.compile G and D")
     t.add_argument("--repeats", type=int, default=20, help="timed steps per configuration (median reported)")
     t.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     t.add_argument("--ndf", type=int, default=None, help="discriminator filters in the first layer (default: --ngf)")
-    t.add_argument("--peak-tflops", type=float, default=800.0, help="the device's dense bf16 peak (H100: ~800)")
+    t.add_argument("--peak_tflops", type=float, default=800.0, help="the device's dense bf16 peak (H100: ~800)")
     d.add_argument("--data", required=True, help="folder of side-by-side pairs (e.g. data/edges2shoes/train)")
     d.add_argument("--batch", type=int, default=16, help="images per batch")
     d.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4, 8], help="DataLoader worker processes")
     d.add_argument("--batches", type=int, default=50, help="timed batches per pass")
     d.add_argument("--rounds", type=int, default=3, help="interleaved passes over all variants (median reported)")
-    d.add_argument("--jitter", action="store_true", help="the paper's random resize, crop and flip")
+    d.add_argument("--jitter", **SWITCH, help="the paper's random resize, crop and flip")
     d.add_argument("--cache", help="also time the uint8 memmap prototype, cached in this .npy file")
     i.add_argument("--threads", type=int, nargs="+", default=None, help="torch threads (default: torch's own)")
     i.add_argument("--repeats", type=int, default=30, help="timed images per variant (median reported)")
@@ -446,10 +446,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.add_argument("--size", type=int, default=256, help="image side in pixels")
         p.add_argument("--out", help="append the JSON lines to this file")
     for p in (t, d):
-        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+        add_device_flag(p)
     for p in (t, i):
         p.add_argument("--ngf", type=int, default=64, help="generator filters in the first layer")
-        p.add_argument("--num-downs", type=int, default=None, help="UNet depth (default: down to 1×1)")
+        p.add_argument("--num_downs", type=int, default=None, help="UNet depth (default: down to 1×1)")
     args = parser.parse_args(argv)
     if min(getattr(args, name, 1) for name in ("repeats", "warmup", "batches", "rounds")) < 1:
         parser.error("--repeats, --warmup, --batches and --rounds must be at least 1")

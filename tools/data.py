@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from config import pick_device
+from config import SWITCH, add_device_flag, pick_device
 from dataset import MIN_SIDE, SPLITS, list_images, load_rgb, scan_headers, split_folders
 from tools.edges import sketch_pixels
 
@@ -174,7 +174,7 @@ def photos_to_pairs(photos_dir, out_dir, size: int = 256, val_fraction: float = 
                     batch: int = 32, device: str = "auto") -> dict:
     """Product photos -> edges2shoes-style out_dir/{train,val}/NAME_AB.jpg: edge map left, photo right."""
     if not 0 <= val_fraction < 1:
-        raise ValueError(f"--val-fraction must lie in [0, 1), got {val_fraction}")
+        raise ValueError(f"--val_fraction must lie in [0, 1), got {val_fraction}")
     if size < MIN_SIDE or batch < 1:
         raise ValueError(f"need --size >= {MIN_SIDE} and --batch >= 1, got {size} and {batch}")
     photos = list(by_stem(photos_dir).values())
@@ -268,23 +268,23 @@ def main(argv=None) -> int:
     get = commands.add_parser("download", help="fetch an official pix2pix data set", **options)
     get.add_argument("name", help=f"one of {', '.join(DATASETS)}")
     get.add_argument("--root", default="data", help="folder that receives NAME/")
-    get.add_argument("--url-base", default=URL_BASE, help="where NAME.tar.gz is served (http(s):// or file://)")
-    get.add_argument("--keep-archive", action="store_true", help="keep ROOT/NAME.tar.gz after extracting it")
+    get.add_argument("--url_base", default=URL_BASE, help="where NAME.tar.gz is served (http(s):// or file://)")
+    get.add_argument("--keep_archive", **SWITCH, help="keep ROOT/NAME.tar.gz after extracting it")
     pairs = commands.add_parser("pairs", help="product photos -> edge map | photo pairs", **options)
     pairs.add_argument("photos_dir")
     pairs.add_argument("out_dir")
     pairs.add_argument("--size", type=int, default=256, help="side of each half, in pixels")
-    pairs.add_argument("--val-fraction", type=float, default=0.0, help="share of photos put in OUT_DIR/val")
+    pairs.add_argument("--val_fraction", type=float, default=0.0, help="share of photos put in OUT_DIR/val")
     pairs.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
     pairs.add_argument("--batch", type=int, default=32, help="photos per edge-extraction call")
-    pairs.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    add_device_flag(pairs)
     join = commands.add_parser("combine", help="A and B images matched by name -> AB pairs", **options)
     join.add_argument("a_dir", help="left halves (the model's input with direction AtoB)")
     join.add_argument("b_dir", help="right halves, resized to A's size where they differ")
     join.add_argument("out_dir")
     scan = commands.add_parser("check", help="counts, sizes and bad files of a data folder", **options)
     scan.add_argument("folder")
-    scan.add_argument("--skip-bad", action="store_true", help="exit 0 even if there are bad files")
+    scan.add_argument("--skip_bad", **SWITCH, help="exit 0 even if there are bad files")
     args = parser.parse_args(argv)
     try:
         if args.command == "download":
@@ -298,7 +298,7 @@ def main(argv=None) -> int:
             bad = check(args.folder)["bad"]
             if bad and not args.skip_bad:
                 raise ValueError(f"{len(bad)} bad files in {args.folder} (listed above); "
-                                 f"remove them, or pass --skip-bad")
+                                 f"remove them, or pass --skip_bad")
     except (OSError, ValueError) as e:
         print(f"tools.data: error: {e}", file=sys.stderr)
         return 2

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from config import pick_device
+from config import SWITCH, add_device_flag, pick_device
 from dataset import PairDataset, to_image, train_val_folders
 from tools.edges import detect_edges
 from generator import translate
@@ -379,12 +379,12 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", required=True, help="generator.pt or last.pt of a run")
     parser.add_argument("--data", help="folder of side-by-side pairs (default: the run's data_dir/val)")
     parser.add_argument("--out", help="folder for results.json, index.html and thumbnails (default: results/<run>)")
-    parser.add_argument("--eval", action="store_true", help="eval mode: no dropout, running statistics")
+    parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, running statistics")
     parser.add_argument("--seed", type=int, default=0, help="seed for the dropout noise in paper mode")
     parser.add_argument("--inception", help="Inception v3 weights file for FID and KID (never downloaded)")
     parser.add_argument("--compare", help="a second checkpoint, evaluated on the same data, shown side by side")
     parser.add_argument("--batch_size", type=int, default=16, help="images per generator call")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    add_device_flag(parser)
     args = parser.parse_args(argv)
     try:
         device = pick_device(args.device)

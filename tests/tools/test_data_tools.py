@@ -120,7 +120,7 @@ def test_download_from_a_file_url_on_the_command_line_keeps_the_archive(tmp_path
     served = tmp_path / "served"
     served.mkdir()
     (served / "maps.tar.gz").write_bytes(build_archive(tmp_path / "src", name="maps"))
-    argv = ["download", "maps", "--root", str(tmp_path / "data"), "--url-base", served.as_uri(), "--keep-archive"]
+    argv = ["download", "maps", "--root", str(tmp_path / "data"), "--url_base", served.as_uri(), "--keep_archive"]
     assert main(argv) == 0
     assert_same_tree(tmp_path / "data" / "maps", tmp_path / "src" / "maps")
     assert (tmp_path / "data" / "maps.tar.gz").read_bytes() == (served / "maps.tar.gz").read_bytes()
@@ -131,7 +131,7 @@ def test_download_from_a_file_url_on_the_command_line_keeps_the_archive(tmp_path
 def test_a_corrupt_archive_is_refused_and_leaves_nothing_behind(tmp_path, server, capsys):
     archive = build_archive(tmp_path / "src")
     server.files["facades.tar.gz"] = archive[:len(archive) * 2 // 3]  # complete download of a truncated file
-    code = main(["download", "facades", "--root", str(tmp_path / "data"), "--url-base", server.url])
+    code = main(["download", "facades", "--root", str(tmp_path / "data"), "--url_base", server.url])
     error = capsys.readouterr().err.splitlines()[-1]  # after the progress bars, also on stderr
     assert code == 2 and error.startswith("tools.data: error:")
     assert "not a valid .tar.gz archive" in error and "download it afresh" in error
@@ -279,8 +279,8 @@ def test_check_counts_splits_sizes_and_bad_files(tmp_path, capsys):
     assert "train 6 files, val 4 files" in out and "64×32: 4" in out and "train/zero.jpg: empty file" in out
     assert main(["check", str(tmp_path)]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (f"tools.data: error: 4 bad files in {tmp_path} "
-                                                        "(listed above); remove them, or pass --skip-bad")
-    assert main(["check", str(tmp_path), "--skip-bad"]) == 0
+                                                        "(listed above); remove them, or pass --skip_bad")
+    assert main(["check", str(tmp_path), "--skip_bad"]) == 0
     make_pairs(tmp_path / "clean", 2)
     assert main(["check", str(tmp_path / "clean")]) == 0  # a folder without splits is checked itself
 

@@ -143,7 +143,7 @@ def run_bench(*args) -> list:
 def test_bench_train_runs(tmp_path):
     out = tmp_path / "train.jsonl"
     records = run_bench("train", "--size", 64, "--ngf", 8, "--batch", 2, "--repeats", 2, "--warmup", 1,
-                        "--device", "cpu", "--precision", "fp32", "bf16", "--channels-last", 0, "--out", out)
+                        "--device", "cpu", "--precision", "fp32", "bf16", "--channels_last", 0, "--out", out)
     assert [r["precision"] for r in records] == ["float32", "bfloat16"]
     for record in records:
         assert {"img_per_s", "ms_per_step", "gflop_per_image", "ceiling_share", "epoch_min", "first_step_s",
