@@ -1,6 +1,6 @@
 """Speed of pix2pix: the training step, the input pipeline and CPU inference (issue #3).
 
-    python -m tools.bench train --batch 1 4 16 --precision fp32 bf16 fp16 --channels_last 0 1 --compile 0 1
+    python -m tools.bench train --batch 1 4 16 --precision fp32 bf16 fp16 --channels_last 0 1 --compile off default reduce-overhead
     python -m tools.bench train --size 64 --ngf 8 --batch 2 --repeats 2 --warmup 1 --device cpu   # a quick check
     python -m tools.bench loader --data data/edges2shoes/train --batch 16 --workers 0 2 4 8 [--cache /tmp/e2s.npy]
     python -m tools.bench infer --threads 1 2                          # CPU ms/image: plain vs fast path
@@ -110,12 +110,43 @@ def count_step_flops(cfg: Config) -> float:
     return float(counter.get_total_flops())
 
 
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs
+
+
+def compile_choice(text: str) -> str:
+    """--compile values: off, default, reduce-overhead, max-autotune (0/1 and false/true mean off/default)."""
+    if text in COMPILE_MODES:
+        return text
+    try:
+        return "default" if parse_bool(text) else "off"
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(COMPILE_MODES)}, got {text!r}") from None
+
+
+def allow_recompiles(n_configs: int) -> None:
+    """Let dynamo keep one graph per configuration, and fail loudly instead of falling back to eager.
+
+    G's and D's forward are one code object each whatever the configuration, so every (batch, dtype,
+    layout) is a recompile of it; past the default limit of 8, torch silently runs eager from then on."""
+    limit = max(8, 2 * n_configs)
+    torch._dynamo.config.recompile_limit = limit
+    torch._dynamo.config.accumulated_recompile_limit = max(256, 4 * limit)
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+
+
+def compile_static(module, mode: str = "default", backend: str = "inductor"):
+    """torch.compile with static shapes: without dynamic=False, the second batch size seen would turn the
+    batch dimension symbolic, and every configuration after it would time a dynamic-shape graph."""
+    return torch.compile(module, dynamic=False, mode=mode, backend=backend)
+
+
 class StepSetup:
     """One training configuration: its own nets, optimizers, scaler and random batch on the device."""
 
     def __init__(self, cfg: Config, device: torch.device, batch: int, precision: str, channels_last: bool,
-                 compile_: bool):
-        self.batch, self.precision, self.channels_last, self.compile = batch, precision, channels_last, compile_
+                 compile_mode: str):
+        self.batch, self.precision, self.channels_last = batch, precision, channels_last
+        self.compile = compile_mode  # one of COMPILE_MODES
         self.device, self.lambda_l1 = device, cfg.lambda_l1
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         torch.manual_seed(cfg.seed)
@@ -125,7 +156,9 @@ class StepSetup:
         shape = (batch, 3, cfg.image_size, cfg.image_size)
         self.sketch = (torch.rand(shape, device=device) * 2 - 1).contiguous(memory_format=memory_format)
         self.photo = (torch.rand(shape, device=device) * 2 - 1).contiguous(memory_format=memory_format)
-        self.G_step, self.D_step = (torch.compile(self.G), torch.compile(self.D)) if compile_ else (self.G, self.D)
+        self.G_step, self.D_step = self.G, self.D
+        if compile_mode != "off":
+            self.G_step, self.D_step = compile_static(self.G, compile_mode), compile_static(self.D, compile_mode)
         self.losses = None
         self.peak_mem_mb = self.rss_delta_mb = None  # filled in after the warm-up
 
@@ -140,7 +173,7 @@ class StepSetup:
 
     def name(self) -> str:
         return (f"batch {self.batch} {self.amp_dtype} channels_last {int(self.channels_last)} "
-                f"compile {int(self.compile)}")
+                f"compile {self.compile}")
 
 
 def bench_train(args) -> list:
@@ -156,13 +189,14 @@ def bench_train(args) -> list:
 
     # Build and warm up each configuration in turn: peak memory is read per configuration here.
     setups, warm = [], {}
-    for batch, precision, channels_last, compile_ in itertools.product(
-            args.batch, args.precision, args.channels_last, args.compile):
+    configs = list(itertools.product(args.batch, args.precision, args.channels_last, args.compile))
+    allow_recompiles(len(configs))
+    for batch, precision, channels_last, compile_mode in configs:
         sync(device)
         allocated_before, rss_before = (torch.cuda.memory_allocated(device) if device.type == "cuda" else 0), rss_mb()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        setup = StepSetup(cfg, device, batch, precision, bool(channels_last), bool(compile_))
+        setup = StepSetup(cfg, device, batch, precision, bool(channels_last), compile_mode)
         times = [setup.step() for _ in range(args.warmup)]
         if device.type == "cuda":
             setup.peak_mem_mb = (torch.cuda.max_memory_allocated(device) - allocated_before) / 2**20
@@ -187,10 +221,10 @@ def bench_train(args) -> list:
         record = {
             "mode": "train", "device": str(device), "size": args.size, "ngf": args.ngf, "ndf": args.ndf,
             "num_downs": num_downs, "batch": setup.batch, "precision": setup.amp_dtype,
-            "channels_last": int(setup.channels_last), "compile": int(setup.compile),
+            "channels_last": int(setup.channels_last), "compile": setup.compile,
             "img_per_s": img_per_s, "ms_per_step": 1000 * step_s, "ms_per_step_min": 1000 * min(timed[id(setup)]),
             "repeats": args.repeats, "warmup_s": sum(warm[id(setup)]), "first_step_s": first,
-            "compile_s": first - step_s if setup.compile else None,
+            "compile_s": first - step_s if setup.compile != "off" else None,
             "peak_mem_mb": setup.peak_mem_mb, "rss_delta_mb": setup.rss_delta_mb,
             "gflop_per_image": flops_per_image / 1e9, "achieved_tflops": achieved_tflops,
             "peak_tflops": args.peak_tflops, "ceiling_share": achieved_tflops / args.peak_tflops,
@@ -428,7 +462,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16], help="images per step")
     t.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16", "fp16"])
     t.add_argument("--channels_last", type=parse_bool, nargs="+", default=[True], help="NHWC tensors")
-    t.add_argument("--compile", type=parse_bool, nargs="+", default=[False], help="torch.compile G and D")
+    t.add_argument("--compile", type=compile_choice, nargs="+", default=["off"],
+                   help=f"torch.compile G and D, static shapes: {', '.join(COMPILE_MODES)}")
     t.add_argument("--repeats", type=int, default=20, help="timed steps per configuration (median reported)")
     t.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     t.add_argument("--ndf", type=int, default=None, help="discriminator filters in the first layer (default: --ngf)")

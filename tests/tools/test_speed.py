@@ -168,3 +168,35 @@ def test_bench_loader_runs(tmp_path):
                         "--batches", 3, "--rounds", 1, "--device", "cpu", "--cache", tmp_path / "cache.npy")
     assert [r["variant"] for r in records] == ["files, 0 workers", "uint8 memmap cache"]
     assert all(r["img_per_s"] > 0 for r in records)
+
+
+def test_bench_compiles_every_configuration_static_and_never_falls_back():
+    # 12 batch sizes through one compiled module: past dynamo's default limit of 8 recompiles torch would
+    # run eager silently, and from the second size on it would compile a dynamic-shape graph instead
+    torch._dynamo.reset()
+    limits = (torch._dynamo.config.recompile_limit, torch._dynamo.config.fail_on_recompile_limit_hit)
+    graphs = []
+
+    def record(gm, example_inputs):  # a backend that only notes the shapes each new graph was made for
+        graphs.append([tuple(t.shape) for t in example_inputs if isinstance(t, torch.Tensor)])
+        return gm.forward
+
+    try:
+        bench.allow_recompiles(n_configs=12)
+        layer = bench.compile_static(torch.nn.Conv2d(3, 4, 3), backend=record)
+        for batch in range(1, 13):
+            layer(torch.randn(batch, 3, 8, 8))
+    finally:
+        torch._dynamo.config.recompile_limit, torch._dynamo.config.fail_on_recompile_limit_hit = limits
+        torch._dynamo.reset()
+    assert len(graphs) == 12  # one graph per batch size: no eager fallback
+    batch_sizes = sorted(shape[0] for shapes in graphs for shape in shapes if shape[1:] == (3, 8, 8))
+    assert batch_sizes == list(range(1, 13))  # and each made for its concrete size
+    assert all(isinstance(d, int) for shapes in graphs for shape in shapes for d in shape)
+
+
+def test_compile_flag_takes_modes_and_booleans():
+    args = bench.parse_args(["train", "--compile", "0", "true", "reduce-overhead"])
+    assert args.compile == ["off", "default", "reduce-overhead"]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["train", "--compile", "fastest"])
