@@ -1,6 +1,7 @@
 """Speed of pix2pix: the training step, the input pipeline and CPU inference (issue #3).
 
     python -m tools.bench train --batch 1 4 16 --precision fp32 bf16 fp16 --channels_last 0 1 --compile off default reduce-overhead
+    python -m tools.bench train --config 1:fp32:0:off 4:fp32:0:off 4:bf16:1:default 64:bf16:1:default
     python -m tools.bench train --size 64 --ngf 8 --batch 2 --repeats 2 --warmup 1 --device cpu   # a quick check
     python -m tools.bench loader --data data/edges2shoes/train --batch 16 --workers 0 2 4 8 [--cache /tmp/e2s.npy]
     python -m tools.bench infer --threads 1 2                          # CPU ms/image: plain vs fast path
@@ -123,6 +124,17 @@ def compile_choice(text: str) -> str:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(COMPILE_MODES)}, got {text!r}") from None
 
 
+def step_config(text: str) -> tuple:
+    """--config BATCH:PRECISION:CHANNELS_LAST:COMPILE, e.g. 4:fp32:0:off or 64:bf16:1:default."""
+    try:
+        batch, precision, channels_last, compile_mode = text.split(":")
+        if precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError
+        return int(batch), precision, parse_bool(channels_last), compile_choice(compile_mode)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected BATCH:PRECISION:CHANNELS_LAST:COMPILE, got {text!r}") from None
+
+
 def allow_recompiles(n_configs: int) -> None:
     """Let dynamo keep one graph per configuration, and fail loudly instead of falling back to eager.
 
@@ -189,7 +201,7 @@ def bench_train(args) -> list:
 
     # Build and warm up each configuration in turn: peak memory is read per configuration here.
     setups, warm = [], {}
-    configs = list(itertools.product(args.batch, args.precision, args.channels_last, args.compile))
+    configs = args.config or list(itertools.product(args.batch, args.precision, args.channels_last, args.compile))
     allow_recompiles(len(configs))
     for batch, precision, channels_last, compile_mode in configs:
         sync(device)
@@ -464,6 +476,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument("--channels_last", type=parse_bool, nargs="+", default=[True], help="NHWC tensors")
     t.add_argument("--compile", type=compile_choice, nargs="+", default=["off"],
                    help=f"torch.compile G and D, static shapes: {', '.join(COMPILE_MODES)}")
+    t.add_argument("--config", type=step_config, nargs="+", default=None,
+                   help="explicit configurations BATCH:PRECISION:CHANNELS_LAST:COMPILE instead of every "
+                        "combination of the four flags above, e.g. 1:fp32:0:off 64:bf16:1:default")
     t.add_argument("--repeats", type=int, default=20, help="timed steps per configuration (median reported)")
     t.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     t.add_argument("--ndf", type=int, default=None, help="discriminator filters in the first layer (default: --ngf)")

@@ -200,3 +200,11 @@ def test_compile_flag_takes_modes_and_booleans():
     assert args.compile == ["off", "default", "reduce-overhead"]
     with pytest.raises(SystemExit):
         bench.parse_args(["train", "--compile", "fastest"])
+
+
+def test_explicit_configurations_replace_the_product():
+    args = bench.parse_args(["train", "--config", "1:fp32:0:off", "64:bf16:1:reduce-overhead"])
+    assert args.config == [(1, "fp32", False, "off"), (64, "bf16", True, "reduce-overhead")]
+    for bad in ("1:fp32:0", "x:fp32:0:off", "4:fp64:0:off", "4:bf16:maybe:off"):
+        with pytest.raises(SystemExit):
+            bench.parse_args(["train", "--config", bad])
