@@ -6,23 +6,32 @@ weights_only=True, so a crash never leaves half a file and a hostile file cannot
 `batch` is how many batches of `epoch` were done (0 for a checkpoint at an epoch boundary); `rng` holds
 the random generators' states, so that a resumed run draws the same dropout masks as an unbroken one.
 generator.pt beside it holds {generator, config}: all that infer.py needs.
+
+The authors' published weights become such a generator.pt, downloaded and converted once:
+    path = pretrained_checkpoint("edges2shoes")   # -> models/pretrained/edges2shoes/generator.pt
 """
 
+import http.client
 import json
 import math
 import os
 import random
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
 
 from config import Config
 from dataset import to_image
 from generator import UNetGenerator
 
 PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps means and JSON finite
+DOWNLOAD_TIMEOUT_S = 30  # seconds a connect or a read may stall before a download stops (it resumes next run)
+DOWNLOAD_CHUNK_BYTES = 1 << 20  # download read size
 CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "scaler", "epoch", "batch", "step", "rng", "config")
 
 
@@ -243,3 +252,45 @@ def plot_curves(log_jsonl_path, png_path, width: int = 900, height: int = 660) -
                x_range, font, small_font)
     atomic_write(png_path, lambda f: image.save(f, format="PNG"))  # a viewer never sees half a PNG
     return Path(png_path)
+
+
+# ---------------------------------------------------------------- downloads and the authors' weights
+
+def fetch(url: str, dest, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> None:
+    """Stream url to dest with a progress bar, resuming dest.part where an earlier attempt stopped.
+    Any failure is one OSError line; the .part stays for the next attempt."""
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout_s)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # nothing left to send: the .part holds it all (the caller verifies)
+            part.replace(dest)
+            return
+        raise OSError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise OSError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+    with response:
+        resumed = response.status == 206  # a 200 (or a file:// URL) sends the whole file: start over
+        if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+            raise OSError(f"{url}: the server resumed at another byte than {have} asked for; delete {part}")
+        have = have if resumed else 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length else None
+        try:
+            with open(part, "ab" if resumed else "wb") as out, \
+                    tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                         desc=f"downloading {dest.name}") as bar:
+                while chunk := response.read(DOWNLOAD_CHUNK_BYTES):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        except (OSError, http.client.HTTPException) as e:  # timeouts, resets, a connection cut mid-body
+            raise OSError(f"download of {url} interrupted ({type(e).__name__}: {e}); "
+                          f"run the command again to resume from {part}") from None
+    size = part.stat().st_size
+    if total is not None and size < total:
+        raise OSError(f"download of {url} stopped after {size} of {total} bytes; "
+                      f"run the command again to resume from {part}")
+    part.replace(dest)
