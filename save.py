@@ -105,7 +105,8 @@ def load_checkpoint(path, keys=("generator", "config")) -> dict:
 
 def build_generator(cfg: Config) -> UNetGenerator:
     """The generator a config describes; the one place that maps config fields to its arguments."""
-    return UNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs, dropout=cfg.dropout)
+    return UNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs, dropout=cfg.dropout,
+                         dropout_blocks=cfg.dropout_blocks)
 
 
 def load_generator(path) -> tuple:
