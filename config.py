@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 
-DROPOUT_BLOCKS = ("paper", "authors_pytorch")  # values of Config.dropout_blocks (generator.UNetGenerator)
+DROPOUT_BLOCKS = ("paper", "authors_pytorch")  # the values of Config.dropout_blocks
 RETIRED = {"demo_data"}  # fields of older checkpoints that no longer mean anything: ignored on load
 
 
@@ -36,7 +36,7 @@ class Config:
     num_downs: int = 8  # UNet downsamplings: 8 takes 256×256 down to 1×1 (the paper's UNet-256)
     n_layers_d: int = 3  # PatchGAN stride-2 layers: 3 gives the paper's 70×70 patches
     dropout: float = 0.5  # dropout in the first three decoder blocks, also on at test time
-    dropout_blocks: str = "paper"  # decoder blocks with dropout: paper (the first three) or authors_pytorch
+    dropout_blocks: str = "paper"  # where: paper (first three decoder blocks) or authors_pytorch
 
     # --- objective and optimiser ---
     lambda_l1: float = 100.0  # weight λ of the L1 term: G loss = GAN + λ·L1
