@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 
+DROPOUT_BLOCKS = ("paper", "authors_pytorch")  # the values of Config.dropout_blocks
 RETIRED = {"demo_data"}  # fields of older checkpoints that no longer mean anything: ignored on load
 
 
@@ -35,6 +36,7 @@ class Config:
     num_downs: int = 8  # UNet downsamplings: 8 takes 256×256 down to 1×1 (the paper's UNet-256)
     n_layers_d: int = 3  # PatchGAN stride-2 layers: 3 gives the paper's 70×70 patches
     dropout: float = 0.5  # dropout in the first three decoder blocks, also on at test time
+    dropout_blocks: str = "paper"  # where: paper (first three decoder blocks) or authors_pytorch
 
     # --- objective and optimiser ---
     lambda_l1: float = 100.0  # weight λ of the L1 term: G loss = GAN + λ·L1
@@ -79,6 +81,9 @@ class Config:
         if not (self.lr > 0 and self.lambda_l1 >= 0 and 0 <= self.dropout < 1):  # also false for NaN
             raise ValueError(f"config: need lr > 0, lambda_l1 >= 0, 0 <= dropout < 1; got lr={self.lr}, "
                              f"lambda_l1={self.lambda_l1}, dropout={self.dropout}")
+        if self.dropout_blocks not in DROPOUT_BLOCKS:
+            raise ValueError(f"config: dropout_blocks must be {' or '.join(DROPOUT_BLOCKS)}, "
+                             f"got {self.dropout_blocks!r}")
         if self.num_downs < 5:
             raise ValueError(f"config: num_downs must be at least 5 (C64-C128-C256-C512-C512), got {self.num_downs}")
         for name in ("batch_size", "epochs", "ngf", "ndf", "n_layers_d", "log_every", "n_samples", "val_images"):

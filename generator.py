@@ -42,7 +42,8 @@ def up(in_ch: int, out_ch: int, dropout: float) -> nn.Sequential:
 class UNetGenerator(nn.Module):
     """Encoder-decoder with skips between mirrored layers; num_downs=8 is UNet-256."""
 
-    def __init__(self, in_ch: int = 3, out_ch: int = 3, ngf: int = 64, num_downs: int = 8, dropout: float = 0.5):
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, ngf: int = 64, num_downs: int = 8,
+                 dropout: float = 0.5, dropout_blocks: str = "paper"):
         super().__init__()
         assert num_downs >= 5, "UNet needs at least 5 downsamplings (C64-C128-C256-C512-C512)"
         widths = [ngf * min(2**i, 8) for i in range(num_downs)]  # 64, 128, 256, 512, 512, ...
@@ -52,11 +53,14 @@ class UNetGenerator(nn.Module):
         for i in range(1, num_downs):
             self.downs.append(down(widths[i - 1], widths[i], norm=i < num_downs - 1))
         # Decoder, innermost first. Every block but the first sees its input concatenated with the
-        # mirrored encoder output. Dropout in the first three blocks is pix2pix's only noise source.
+        # mirrored encoder output. Dropout in the first three blocks is pix2pix's only noise source;
+        # the authors' PyTorch code drops in the 8·ngf blocks after the innermost one instead.
         self.ups = nn.ModuleList()
+        assert dropout_blocks in ("paper", "authors_pytorch"), f"dropout_blocks {dropout_blocks!r}?"
+        dropped = range(3) if dropout_blocks == "paper" else range(1, num_downs - 4)
         for j, i in enumerate(range(num_downs - 1, 0, -1)):
             in_width = widths[i] if j == 0 else 2 * widths[i]
-            self.ups.append(up(in_width, widths[i - 1], dropout if j < 3 else 0.0))
+            self.ups.append(up(in_width, widths[i - 1], dropout if j in dropped else 0.0))
         self.final = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * widths[0], out_ch, 4, stride=2, padding=1),
                                    nn.Tanh())
         self.apply(init_weights)

@@ -3,6 +3,7 @@
     python infer.py sketch.jpg                         # -> out/sketch.png, newest models/*/generator.pt
     python infer.py sketches/ more.png -o results --checkpoint models/edges2shoes/generator.pt
     python infer.py sketch.jpg --eval                  # deterministic: no dropout, running statistics
+    python infer.py sketch.jpg --pretrained edges2shoes  # the authors' weights, downloaded once
 
 Inputs: a plain sketch of any size (black lines on white, grayscale or colour, JPEG or PNG), or an
 edges2shoes-style pair twice as wide as high, of which the input half is used. Non-square sketches are
@@ -28,7 +29,7 @@ from PIL import Image, ImageOps  # noqa: E402
 from config import SWITCH, add_device_flag, pick_device  # noqa: E402
 from dataset import list_images, load_rgb, split_pair, to_image, to_tensor  # noqa: E402
 from generator import for_inference, translate  # noqa: E402
-from save import load_generator  # noqa: E402
+from save import PRETRAINED, load_generator, pretrained_checkpoint  # noqa: E402
 
 
 def find_checkpoint(models_dir: str = "models") -> Path:
@@ -72,7 +73,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("inputs", nargs="+", help="sketch images or folders of them")
     parser.add_argument("-o", "--out", default="out", help="folder for the generated PNGs")
-    parser.add_argument("--checkpoint", help="generator.pt or last.pt (default: newest models/*/generator.pt)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint",
+                       help="generator.pt or last.pt (default: newest models/*/generator.pt)")
+    which.add_argument("--pretrained", choices=PRETRAINED, metavar="NAME",
+                       help=f"the authors' weights, fetched once: {', '.join(PRETRAINED)}")
     parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
     parser.add_argument("--seed", type=int, default=0, help="seed for the dropout noise in paper mode")
     add_device_flag(parser)
@@ -82,7 +87,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     try:
         device = pick_device(args.device)
-        checkpoint = Path(args.checkpoint) if args.checkpoint else find_checkpoint()
+        checkpoint = (pretrained_checkpoint(args.pretrained) if args.pretrained
+                      else Path(args.checkpoint) if args.checkpoint else find_checkpoint())
         generator, cfg = load_generator(checkpoint)
         generator.to(device)
         # Eval mode: batch norm folded into the convs, NHWC; paper mode: G as it is (see for_inference).

@@ -40,7 +40,7 @@ from tools.demo import draw_shoe  # noqa: E402
 from tools.edges import sketch_pixels  # noqa: E402
 from generator import for_inference, translate  # noqa: E402
 from infer import find_checkpoint, prepare_sketch  # noqa: E402
-from save import load_generator  # noqa: E402
+from save import PRETRAINED, load_generator, pretrained_checkpoint  # noqa: E402
 
 CANVAS_SIZE = 256  # drawing canvas and example sketches, pixels (the photo comes at the model's image_size)
 MAX_BODY_BYTES = 4 * 1024 * 1024  # larger uploads get 413 before being read; a 256×256 canvas PNG is < 200 KB
@@ -239,7 +239,11 @@ def make_server(checkpoint, host: str = "127.0.0.1", port: int = 8000, paper: bo
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", help="generator.pt or last.pt (default: newest models/*/generator.pt)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint",
+                       help="generator.pt or last.pt (default: newest models/*/generator.pt)")
+    which.add_argument("--pretrained", choices=PRETRAINED, metavar="NAME",
+                       help=f"the authors' weights, fetched once: {', '.join(PRETRAINED)}")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
@@ -247,7 +251,8 @@ def main(argv=None) -> int:
     add_device_flag(parser)
     args = parser.parse_args(argv)
     try:
-        checkpoint = Path(args.checkpoint) if args.checkpoint else find_checkpoint()
+        checkpoint = (pretrained_checkpoint(args.pretrained) if args.pretrained
+                      else Path(args.checkpoint) if args.checkpoint else find_checkpoint())
         server = make_server(checkpoint, args.host, args.port, paper=not args.eval, seed=args.seed,
                              device=args.device)
     except (OSError, ValueError) as e:

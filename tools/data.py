@@ -7,13 +7,10 @@
 """
 
 import argparse
-import http.client
 import random
 import shutil
 import sys
 import tarfile
-import urllib.error
-import urllib.request
 import zlib
 from collections import Counter
 from pathlib import Path, PurePosixPath
@@ -25,12 +22,11 @@ from tqdm import tqdm
 
 from config import SWITCH, add_device_flag, pick_device
 from dataset import MIN_SIDE, SPLITS, list_images, load_rgb, scan_headers, split_folders
+from save import DOWNLOAD_TIMEOUT_S, fetch
 from tools.edges import sketch_pixels
 
 DATASETS = ("edges2shoes", "edges2handbags", "facades", "maps", "cityscapes", "night2day")  # the official sets
 URL_BASE = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"  # serves NAME.tar.gz, each with a top folder NAME/
-TIMEOUT_S = 30  # seconds a connect or a read may stall before the download stops (it resumes on the next run)
-CHUNK_BYTES = 1 << 20  # download read size
 WHITE = (255, 255, 255)
 
 
@@ -44,44 +40,6 @@ def first_names(paths, shown: int = 5) -> str:
     names = [Path(path).name for path in paths]
     more = f" (and {len(names) - shown} more)" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
-
-
-def fetch(url: str, archive: Path, timeout_s: float = TIMEOUT_S) -> None:
-    """Stream url to archive with a progress bar, resuming archive.part where an earlier attempt stopped."""
-    part = archive.with_name(archive.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and have:  # nothing left to send: the .part already holds it all (unpack verifies that)
-            part.replace(archive)
-            return
-        raise OSError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError) as e:
-        raise OSError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
-    with response:
-        resumed = response.status == 206  # a 200 (or a file:// URL) sends the whole file: start over
-        if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-            raise OSError(f"{url}: the server resumed at another byte than {have} asked for; delete {part}")
-        have = have if resumed else 0
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length else None
-        try:
-            with open(part, "ab" if resumed else "wb") as out, \
-                    tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                         desc=f"downloading {archive.name}") as bar:
-                while chunk := response.read(CHUNK_BYTES):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        except (OSError, http.client.HTTPException) as e:  # timeouts, resets, a connection cut mid-body
-            raise OSError(f"download of {url} interrupted ({type(e).__name__}: {e}); "
-                          f"run the command again to resume from {part}") from None
-    size = part.stat().st_size
-    if total is not None and size < total:
-        raise OSError(f"download of {url} stopped after {size} of {total} bytes; "
-                      f"run the command again to resume from {part}")
-    part.replace(archive)
 
 
 def unsafe_member(member: tarfile.TarInfo) -> str:
@@ -123,7 +81,7 @@ def unpack(archive: Path, target: Path) -> None:
 
 
 def download(name: str, root="data", url_base: str = URL_BASE, keep_archive: bool = False,
-             timeout_s: float = TIMEOUT_S) -> Path:
+             timeout_s: float = DOWNLOAD_TIMEOUT_S) -> Path:
     """Download, verify and extract an official pix2pix data set into root/name; returns that folder."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; the official ones are {', '.join(DATASETS)}")

@@ -3,6 +3,7 @@
     python -m tools.evaluate --checkpoint models/edges2shoes/generator.pt --data data/edges2shoes/val
     python -m tools.evaluate --checkpoint models/a/generator.pt --data data/edges2shoes/val --compare models/b/generator.pt
     python -m tools.evaluate --checkpoint ... --data ... --inception pt_inception-2015-12-05-6726825d.pth  # + FID, KID
+    python -m tools.evaluate --pretrained edges2shoes --data data/edges2shoes/val  # their weights
 
 Prints a table of means and writes results/<run>/results.json (every image's scores and the means) and
 results/<run>/index.html (sketch | generated | real thumbnails with scores, worst L1 first; click a column
@@ -44,7 +45,7 @@ from config import SWITCH, add_device_flag, pick_device
 from dataset import PairDataset, to_image, train_val_folders
 from tools.edges import detect_edges
 from generator import translate
-from save import load_generator, psnr
+from save import PRETRAINED, load_generator, pretrained_checkpoint, psnr
 
 SKETCH_THRESHOLD = 0.5  # a sketch pixel darker than this (on [0, 1], mean of RGB) is a reference edge
 METRICS = {"l1": "lower", "psnr": "higher", "ssim": "higher", "edge_f1": "higher"}  # name -> which is better
@@ -376,7 +377,10 @@ def print_table(results: list) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="generator.pt or last.pt of a run")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="generator.pt or last.pt of a run")
+    which.add_argument("--pretrained", choices=PRETRAINED, metavar="NAME",
+                       help=f"the authors' weights, fetched once: {', '.join(PRETRAINED)}")
     parser.add_argument("--data", help="folder of side-by-side pairs (default: the run's data_dir/val)")
     parser.add_argument("--out", help="folder for results.json, index.html and thumbnails (default: results/<run>)")
     parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, running statistics")
@@ -388,7 +392,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         device = pick_device(args.device)
-        paths = [Path(args.checkpoint)] + ([Path(args.compare)] if args.compare else [])
+        first = pretrained_checkpoint(args.pretrained) if args.pretrained else Path(args.checkpoint)
+        paths = [first] + ([Path(args.compare)] if args.compare else [])
         runs = [load_generator(path) for path in paths]  # every file checked before any long work
         configs = [cfg for _, cfg in runs]
         if any((c.image_size, c.direction) != (configs[0].image_size, configs[0].direction) for c in configs):
@@ -397,7 +402,8 @@ def main(argv=None) -> int:
                              f"{first.direction}, {paths[-1]} {last.image_size} and {last.direction}")
         inception = load_inception(args.inception, device) if args.inception else None
         data_dir = Path(args.data) if args.data else default_data_dir(configs[0])
-        out_dir = Path(args.out) if args.out else Path("results") / paths[0].parent.name
+        run = f"pretrained_{args.pretrained}" if args.pretrained else paths[0].parent.name
+        out_dir = Path(args.out) if args.out else Path("results") / run
         if inception is None:
             print("FID/KID skipped: no --inception weights file given (they need Inception v3 weights, "
                   "which evaluate.py never downloads)")

@@ -1,0 +1,220 @@
+"""The authors' published weights, offline: a generator in their layout, served from 127.0.0.1,
+converted and run by infer.py --pretrained, gives that network's own output, in eval mode and in
+seeded paper mode."""
+
+import functools
+import http.server
+import os
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+import infer
+from config import Config
+from dataset import to_image, to_tensor
+from save import build_generator, convert_authors_generator, load_generator
+from generator import translate
+
+
+# ---------------------------------------------------------------- the authors' layout, re-created
+
+class AuthorsBlock(nn.Module):
+    """One skip block laid out as in the authors' models/networks.py: its layers in an nn.Sequential
+    named model, the inner block nested inside, output cat([input, model(input)]) but at the outermost.
+    Their LeakyReLU is in place, so the skip half carries LeakyReLU(input): kept, as in their numbers."""
+
+    def __init__(self, outer: int, inner: int, submodule=None, in_ch=None, outermost=False,
+                 dropout=False):
+        super().__init__()
+        self.outermost = outermost
+        conv = nn.Conv2d(in_ch or outer, inner, 4, stride=2, padding=1, bias=False)  # batch norm next
+        if outermost:
+            layers = [conv, submodule, nn.ReLU(True), nn.ConvTranspose2d(2 * inner, outer, 4, 2, 1),
+                      nn.Tanh()]
+        elif submodule is None:  # innermost: no norm after the down-conv
+            layers = [nn.LeakyReLU(0.2, True), conv, nn.ReLU(True),
+                      nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=False), nn.BatchNorm2d(outer)]
+        else:
+            layers = [nn.LeakyReLU(0.2, True), conv, nn.BatchNorm2d(inner), submodule, nn.ReLU(True),
+                      nn.ConvTranspose2d(2 * inner, outer, 4, 2, 1, bias=False), nn.BatchNorm2d(outer)]
+            layers += [nn.Dropout(0.5)] if dropout else []
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x) if self.outermost else torch.cat([x, self.model(x)], 1)
+
+
+class AuthorsUNet(nn.Module):
+    """Their UnetGenerator(3, 3, num_downs, ngf, BatchNorm2d, use_dropout=True), random weights and
+    non-trivial batch-norm statistics."""
+
+    def __init__(self, ngf: int, num_downs: int, in_ch: int = 3, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        block = AuthorsBlock(8 * ngf, 8 * ngf)
+        for _ in range(num_downs - 5):
+            block = AuthorsBlock(8 * ngf, 8 * ngf, block, dropout=True)
+        for outer, inner in ((4 * ngf, 8 * ngf), (2 * ngf, 4 * ngf), (ngf, 2 * ngf)):
+            block = AuthorsBlock(outer, inner, block)
+        self.model = AuthorsBlock(3, ngf, block, in_ch=in_ch, outermost=True)
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.weight.normal_(1.0, 0.2)
+                    m.bias.normal_(0.0, 0.2)
+                    m.running_mean.normal_(0.0, 0.3)
+                    m.running_var.uniform_(0.5, 2.0)
+                elif isinstance(m, nn.ConvTranspose2d) and m.bias is not None:
+                    m.bias.normal_(0.0, 0.1)
+
+    def forward(self, sketch):
+        return self.model(sketch)
+
+
+def authors_file(net: nn.Module, path) -> None:
+    """Save as their file is: a bare state dict, old (pre-zip) format, no num_batches_tracked."""
+    state = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+
+
+def authors_output(net: nn.Module, sketch: torch.Tensor, seed=None) -> torch.Tensor:
+    """Their eval mode (seed None), or their test in train mode with dropout after manual_seed(seed)."""
+    net.train(seed is not None)
+    with torch.no_grad():
+        if seed is not None:
+            torch.manual_seed(seed)
+        return net(sketch)
+
+
+# ---------------------------------------------------------------- served offline
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        self.server.requests.append(self.path)
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """A folder served on 127.0.0.1 as PIX2PIX_PRETRAINED_URL; the working directory is tmp_path."""
+    for proxy in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(Handler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.requests = []
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    monkeypatch.setenv("PIX2PIX_PRETRAINED_URL", f"http://127.0.0.1:{httpd.server_port}/models-pytorch/")
+    monkeypatch.chdir(tmp_path)
+    (folder / "models-pytorch").mkdir()
+    httpd.folder = folder / "models-pytorch"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def read_png(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def test_infer_pretrained_gives_the_authors_network_output(served, tmp_path):
+    net = AuthorsUNet(ngf=8, num_downs=8)  # their unet_256 at 1/8 of the width
+    authors_file(net, served.folder / "edges2shoes.pth")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(tmp_path / "sketch.png")
+    sketch = to_tensor(Image.open(tmp_path / "sketch.png").convert("RGB"))[None]
+
+    assert infer.main(["sketch.png", "--pretrained", "edges2shoes", "--eval", "-o", "eval"]) == 0
+    expected = np.asarray(to_image(authors_output(net, sketch)[0]), dtype=np.int16)
+    assert expected.std() > 10  # a picture with contrast, not a flat one
+    assert np.abs(read_png(tmp_path / "eval" / "sketch.png") - expected).max() <= 1
+
+    assert infer.main(["sketch.png", "--pretrained", "edges2shoes", "--seed", "3", "-o", "paper"]) == 0
+    expected_paper = np.asarray(to_image(authors_output(net, sketch, seed=3)[0]), dtype=np.int16)
+    assert np.abs(expected_paper - expected).mean() > 2  # dropout and batch statistics do change it
+    assert np.abs(read_png(tmp_path / "paper" / "sketch.png") - expected_paper).max() <= 1
+
+    assert served.requests == ["/models-pytorch/edges2shoes.pth"]  # downloaded once, then the cache
+    cached = sorted(p.name for p in (tmp_path / "models" / "pretrained" / "edges2shoes").iterdir())
+    assert cached == ["generator.pt"]  # converted; the downloaded .pth is gone
+    _, cfg = load_generator(tmp_path / "models" / "pretrained" / "edges2shoes" / "generator.pt")
+    assert (cfg.ngf, cfg.num_downs, cfg.image_size, cfg.dropout_blocks) == (8, 8, 256, "authors_pytorch")
+
+
+def test_conversion_reads_width_and_depth_and_places_dropout_where_they_trained_it():
+    net = AuthorsUNet(ngf=4, num_downs=6, seed=1)  # one dropout block (theirs: num_downs - 5)
+    weights, cfg = convert_authors_generator(net.state_dict(), name="x")
+    assert (cfg.ngf, cfg.num_downs, cfg.image_size, cfg.name) == (4, 6, 64, "x")
+    ours = build_generator(cfg)
+    ours.load_state_dict(weights)
+    sketch = torch.rand(2, 3, 64, 64) * 2 - 1
+    torch.testing.assert_close(translate(ours, sketch, paper=False), authors_output(net, sketch),
+                               atol=1e-5, rtol=0)
+    one = sketch[:1]
+    torch.manual_seed(5)
+    torch.testing.assert_close(translate(ours, one, paper=True), authors_output(net, one, seed=5),
+                               atol=1e-5, rtol=0)
+    cfg.dropout_blocks = "paper"  # the paper's placement drops other units: not their network any more
+    paper_placed = build_generator(cfg)
+    paper_placed.load_state_dict(weights)
+    torch.manual_seed(5)
+    assert (translate(paper_placed, one, paper=True) - authors_output(net, one, seed=5)).abs().max() > 0.05
+
+
+def test_checkpoints_without_the_field_keep_the_papers_dropout():
+    values = Config().to_dict()
+    del values["dropout_blocks"]  # a checkpoint written before the field existed
+    generator = build_generator(Config.from_dict(values))
+    dropped = [any(isinstance(m, nn.Dropout) for m in block) for block in generator.ups]
+    assert dropped == [True] * 3 + [False] * 4
+
+
+def truncate(path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def instance_norm_file(path) -> None:
+    """Their --norm instance variant: convs with biases, so it is not this repo's network."""
+    state = AuthorsUNet(ngf=4, num_downs=6).state_dict()
+    state["model.model.0.bias"] = torch.zeros(4)
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("make, says", [
+    (truncate, "not a loadable"),
+    (lambda path: path.write_bytes(b"<html>404 not found</html>"), "not a loadable"),
+    (lambda path: torch.save(build_generator(Config(ngf=4, num_downs=6)).state_dict(), path),
+     "model.model.0"),
+    (instance_norm_file, "unexpected keys"),
+    (lambda path: torch.save(AuthorsUNet(ngf=4, num_downs=6, in_ch=1).state_dict(), path), "1 input"),
+], ids=["truncated", "html", "this-repos-keys", "instance-norm", "one-channel"])
+def test_bad_files_get_one_line_and_leave_no_cache(served, tmp_path, capsys, make, says):
+    path = served.folder / "sat2map.pth"
+    authors_file(AuthorsUNet(ngf=4, num_downs=6), path)
+    make(path)
+    (tmp_path / "sketch.png").write_bytes(b"")  # never reached
+    assert infer.main(["sketch.png", "--pretrained", "sat2map"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the download's progress bar
+    assert error.startswith("infer.py: error: http://") and "sat2map.pth" in error and says in error, error
+    assert not (tmp_path / "models" / "pretrained" / "sat2map").exists()  # no generator.pt, .pth, temp
+    assert not list((tmp_path / "models").rglob("*.tmp"))
+
+
+def test_a_missing_file_is_one_line_and_nothing_is_cached(served, tmp_path, capsys):
+    assert infer.main(["x.png", "--pretrained", "day2night"]) == 2
+    error = capsys.readouterr().err.strip()
+    url = os.environ["PIX2PIX_PRETRAINED_URL"] + "day2night.pth"
+    assert error == f"infer.py: error: cannot download {url}: HTTP 404 File not found"
+    assert not (tmp_path / "models" / "pretrained" / "day2night").exists()
+
+
+def test_pretrained_and_checkpoint_exclude_each_other(capsys):
+    with pytest.raises(SystemExit):
+        infer.main(["x.png", "--pretrained", "edges2shoes", "--checkpoint", "g.pt"])
+    assert "not allowed with argument" in capsys.readouterr().err
