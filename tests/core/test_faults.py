@@ -173,10 +173,11 @@ def test_ctrl_c_of_a_real_process_saves_the_step_it_reached(tmp_path, pairs_dir)
 
 def test_sigterm_to_the_process_group_with_loader_workers_saves_and_resumes(tmp_path, pairs_dir):
     # What torchrun's agent, SLURM's scancel and kill -TERM -PGID do: every process of the group,
-    # the DataLoader workers included, gets the signal. The workers ignore it; the main process saves.
+    # the DataLoader workers included, gets the signal. The workers ignore it; the main one saves.
     run_dir = tmp_path / "models/test"
     cfg = tiny_config(tmp_path, pairs_dir, epochs=100, batch_size=1, log_every=1, num_workers=2)
-    command = [sys.executable, str(ROOT / "train.py"), *(f"--{k}={v}" for k, v in cfg.to_dict().items())]
+    flags = [f"--{key}={value}" for key, value in cfg.to_dict().items()]
+    command = [sys.executable, str(ROOT / "train.py"), *flags]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env, cwd=tmp_path, start_new_session=True)  # its own group

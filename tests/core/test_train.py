@@ -201,7 +201,7 @@ def test_every_step_has_a_full_batch_and_a_too_small_set_is_refused(tmp_path, mo
 
 
 def saved_run(tmp_path, pairs_dir, **overrides):
-    """A config, fresh networks with their optimizers and scaler, and a checkpoint writer for them."""
+    """A config, fresh networks with optimizers and scaler, and a checkpoint writer for them."""
     cfg = tiny_config(tmp_path, pairs_dir, **overrides)
     G, D = fresh_nets(cfg)
     opt_g, opt_d = train.make_optimizers(G, D, cfg, torch.device("cpu"))
@@ -222,7 +222,8 @@ def test_resume_keeps_this_runs_optimizer_settings(tmp_path, pairs_dir):
     opt_g, opt_d = (torch.optim.Adam(net.parameters(), lr=new.lr, betas=(0.9, 0.99), fused=True)
                     for net in (G, D))
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    save.resume(tmp_path / "models/test/last.pt", new, G, D, opt_g, opt_d, scaler, torch.device("cpu"))
+    save.resume(tmp_path / "models/test/last.pt", new, G, D, opt_g, opt_d, scaler,
+                torch.device("cpu"))
     for opt in (opt_g, opt_d):
         group = opt.param_groups[0]
         assert group["betas"] == (0.9, 0.99) and group["fused"] is True
@@ -235,13 +236,14 @@ def test_resume_from_another_number_of_processes_goes_by_images_seen(tmp_path, p
     # The processes share one shuffle, interleaved: after 4 steps of 2 images on 1 process, 2
     # processes at batch 2 have consumed the same 8 positions, whatever their split.
     one = list(dataset.EpochSampler(16, seed=0))
-    rest = [list(dataset.EpochSampler(16, seed=0, rank=r, world_size=2, start=2 * 2)) for r in (0, 1)]
+    rest = [list(dataset.EpochSampler(16, seed=0, rank=r, world_size=2, start=2 * 2))
+            for r in (0, 1)]
     assert sorted(rest[0] + rest[1]) == sorted(one[8:])
     cfg, nets, write = saved_run(tmp_path, pairs_dir, batch_size=2)
     path, cpu = tmp_path / "last.pt", torch.device("cpu")
     write(path, epoch=0, batch=4, step=4, world_size=1)  # 8 images of the epoch seen
     assert save.resume(path, cfg, *nets, cpu, world_size=2) == (0, 2, 4)
-    with pytest.raises(ValueError, match=r"last\.pt: saved by 1 process\(es\) after 8 images .* 3 × 2"):
+    with pytest.raises(ValueError, match=r"last\.pt: saved by 1 process\(es\) after 8 images"):
         save.resume(path, cfg, *nets, cpu, world_size=3)
     write(path, epoch=3, batch=3, step=27, world_size=2)  # 12 images
     assert save.resume(path, cfg, *nets, cpu, world_size=1) == (3, 6, 27)
