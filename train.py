@@ -31,7 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from config import DEMO, Config, parse_args, pick_device
-from dataset import EpochSampler, PairDataset, ignore_signals, train_val_folders
+from dataset import EpochSampler, PairDataset, ignore_signals, to_float, train_val_folders
 from discriminator import PatchDiscriminator
 from generator import translate
 try:  # TensorBoard is optional: scalars and sample grids go there too when the package is installed
@@ -282,7 +282,7 @@ def load_data(cfg: Config, rank: int, world_size: int, device: torch.device) -> 
                                 f"({make})")
     train_dir, val_dir = train_val_folders(cfg.data_dir)  # train/ and val/ (or test/), else itself
     train_set = PairDataset(train_dir, cfg.image_size, cfg.load_size, cfg.jitter, cfg.direction,
-                            skip_bad=cfg.skip_bad)
+                            skip_bad=cfg.skip_bad, uint8=True)  # to float on the device
     val_set = PairDataset(val_dir, cfg.image_size, direction=cfg.direction, skip_bad=cfg.skip_bad)
     if len(train_set) < cfg.batch_size * world_size:
         raise ValueError(f"{train_dir}: {len(train_set)} training pairs, fewer than one step's "
@@ -326,8 +326,8 @@ def wrap_for_training(G: nn.Module, D: nn.Module, cfg: Config, device: torch.dev
                    broadcast_buffers=False,  # each rank's batch-norm statistics are its own anyway
                    gradient_as_bucket_view=True)  # gradients are the all-reduce buckets: no copy
         G_train, D_train = DDP(G, **ddp), DDP(D, **ddp)
-    if cfg.compile:
-        G_train, D_train = torch.compile(G_train), torch.compile(D_train)
+    if cfg.compile:  # reduce-overhead: CUDA graphs replay each step's kernels with one launch
+        G_train, D_train = (torch.compile(net, mode=cfg.compile_mode) for net in (G_train, D_train))
     return G_train, D_train
 
 
@@ -420,8 +420,8 @@ def main(cfg: Config) -> dict:
             bar = tqdm(loader, desc=f"epoch {epoch}", total=batches_per_epoch, initial=first_batch,
                        leave=False, dynamic_ncols=True, file=sys.stderr, disable=rank != 0)
             for batch, (sketch, photo) in enumerate(bar, start=first_batch):
-                sketch = sketch.to(device, non_blocking=True, memory_format=memory_format)
-                photo = photo.to(device, non_blocking=True, memory_format=memory_format)
+                sketch = to_float(sketch.to(device, non_blocking=True, memory_format=memory_format))
+                photo = to_float(photo.to(device, non_blocking=True, memory_format=memory_format))
                 losses = gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch, photo,
                                   cfg.lambda_l1, autocast)
                 meter.add(losses)

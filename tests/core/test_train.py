@@ -277,3 +277,21 @@ def test_sync_bn_with_compile_is_refused_with_the_reason(tmp_path, pairs_dir):
     with pytest.raises(ValueError, match="sync_bn with compile: .* every SyncBatchNorm layer"):
         train.check_sync_bn(cfg, world_size=2, device=torch.device("cpu"))
     assert not train.check_sync_bn(cfg, world_size=1, device=torch.device("cpu"))  # nothing to sync
+
+
+def test_workers_hand_over_uint8_and_the_device_converts_batches_exactly(tmp_path, pairs_dir):
+    cfg = tiny_config(tmp_path, pairs_dir)
+    loader, sampler, _, _, _ = train.load_data(cfg, 0, 1, torch.device("cpu"))
+    sketch, photo = next(iter(loader))
+    assert sketch.dtype == photo.dtype == torch.uint8  # a quarter of float32's bytes per pair
+    floats = dataset.PairDataset(pairs_dir / "train", image_size=64)  # the float API stays as it was
+    expected = torch.stack([floats[i][1] for i in list(sampler)[:cfg.batch_size]])
+    assert torch.equal(dataset.to_float(photo), expected)
+
+
+def test_compile_mode_is_checked():
+    assert parse_args(["--compile", "--compile_mode", "reduce-overhead"]).compile_mode == "reduce-overhead"
+    with pytest.raises(SystemExit):
+        parse_args(["--compile_mode", "fastest"])
+    assert Config.from_dict({k: v for k, v in Config().to_dict().items()
+                             if k != "compile_mode"}).compile_mode == "default"  # older checkpoints
