@@ -252,15 +252,12 @@ class RunLog:
             self.tensorboard.close()
 
 
-def make_run_dir(cfg: Config, rank: int) -> tuple:
-    """(models/<name>, samples/<name>); rank 0 writes config.json and clears stale temp files."""
-    run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(str(cfg) + "\n")
-        for stale in run_dir.glob(".*.tmp"):  # half-written checkpoints of a killed run
-            stale.unlink()
-    return run_dir, samples_dir
+def prepare_run_dir(run_dir: Path, cfg: Config) -> None:
+    """models/<name> with config.json, cleared of a killed run's half-written checkpoints."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(str(cfg) + "\n")
+    for stale in run_dir.glob(".*.tmp"):
+        stale.unlink()
 
 
 def check_same_start(step: int, last_path: Path, device: torch.device) -> None:
@@ -369,8 +366,9 @@ def main(cfg: Config) -> dict:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed + rank)  # the jitter's crops and flips when num_workers is 0
     torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
-    run_dir, samples_dir = make_run_dir(cfg, rank)
+    run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
     last_path = run_dir / "last.pt"
+    on_rank0(lambda: prepare_run_dir(run_dir, cfg), device)
     log0(f"config:\n{cfg}\ndevice {device} × {world_size} process(es), "
          f"precision {str(amp_dtype).removeprefix('torch.')}")
 
@@ -407,7 +405,8 @@ def main(cfg: Config) -> dict:
                    opt_d=opt_d, scaler=scaler, config=cfg, world_size=world_size)
 
     # ---------------------------------------------------------------- training loop
-    stop, log = StopFlag(device).install(), RunLog(run_dir, rank == 0)
+    log = RunLog(run_dir, rank == 0)
+    stop = StopFlag(device).install()
     meter = LossMeter(device, cfg.batch_size * world_size)
     last_record, val_l1s = {}, []
     try:
@@ -422,6 +421,8 @@ def main(cfg: Config) -> dict:
             for batch, (sketch, photo) in enumerate(bar, start=first_batch):
                 sketch = to_float(sketch.to(device, non_blocking=True, memory_format=memory_format))
                 photo = to_float(photo.to(device, non_blocking=True, memory_format=memory_format))
+                if cfg.compile and cfg.compile_mode == "reduce-overhead":
+                    torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step begins
                 losses = gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch, photo,
                                   cfg.lambda_l1, autocast)
                 meter.add(losses)

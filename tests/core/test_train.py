@@ -284,13 +284,14 @@ def test_workers_hand_over_uint8_and_the_device_converts_batches_exactly(tmp_pat
     loader, sampler, _, _, _ = train.load_data(cfg, 0, 1, torch.device("cpu"))
     sketch, photo = next(iter(loader))
     assert sketch.dtype == photo.dtype == torch.uint8  # a quarter of float32's bytes per pair
-    floats = dataset.PairDataset(pairs_dir / "train", image_size=64)  # the float API stays as it was
+    floats = dataset.PairDataset(pairs_dir / "train", image_size=64)  # the float API as it was
     expected = torch.stack([floats[i][1] for i in list(sampler)[:cfg.batch_size]])
     assert torch.equal(dataset.to_float(photo), expected)
 
 
 def test_compile_mode_is_checked():
-    assert parse_args(["--compile", "--compile_mode", "reduce-overhead"]).compile_mode == "reduce-overhead"
+    cfg = parse_args(["--compile", "--compile_mode", "reduce-overhead"])
+    assert cfg.compile_mode == "reduce-overhead"
     with pytest.raises(SystemExit):
         parse_args(["--compile_mode", "fastest"])
     assert Config.from_dict({k: v for k, v in Config().to_dict().items()
