@@ -60,6 +60,8 @@ class Config:
     precision: str = "auto"  # auto (bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU), fp32, bf16, fp16
     channels_last: bool = True  # NHWC tensors on CUDA (faster convolutions); ignored on CPU
     compile: bool = False  # torch.compile G and D for the training step (slow first step, faster after)
+    compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead (CUDA graphs: one
+    # launch per captured graph, for the launch-bound small batches) or max-autotune
     log_every: int = 100  # steps between log lines; losses are only read from the GPU then
     save_every: int = 0  # steps between mid-epoch checkpoints (0 = only at the end of each epoch)
     n_samples: int = 8  # validation images in each epoch's sample grid
@@ -69,6 +71,9 @@ class Config:
         """Reject values that cannot work, with a message that names the field."""
         if self.direction not in ("AtoB", "BtoA"):
             raise ValueError(f"config: direction must be AtoB or BtoA, got {self.direction!r}")
+        if self.compile_mode not in ("default", "reduce-overhead", "max-autotune"):
+            raise ValueError(f"config: compile_mode must be default, reduce-overhead or max-autotune, "
+                             f"got {self.compile_mode!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"config: precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if self.image_size % 2**self.num_downs:

@@ -3,6 +3,8 @@
     from dataset import PairDataset
     data = PairDataset("data/edges2shoes/train", image_size=256, jitter=False)
     sketch, photo = data[0]   # two (3, 256, 256) float tensors in [-1, 1]
+    pixels = PairDataset("data/edges2shoes/train", uint8=True)[0]   # uint8, 4× less to move;
+    sketch = to_float(pixels[0].to("cuda"))                          # converted where it is used
 
 edges2shoes files are 256×512 JPEGs: edge map on the left (A), photo on the right (B). With
 direction AtoB the left half is the model's input ("sketch") and the right its target ("photo").
@@ -12,6 +14,7 @@ Getting, making and checking data sets is tools/data.py's work (python -m tools.
 
 import math
 import random
+import signal
 import warnings
 from pathlib import Path
 
@@ -24,7 +27,10 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MAX_PIXELS = 64 * 1024 * 1024  # refuse larger images before decoding: a 2 KB PNG can claim 50 GB
 MIN_SIDE = 16  # halves smaller than this are not images a UNet can use
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL's own bomb check, as a second line of defence
-FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")  # decoders PIL may use: no EPS (Ghostscript), no exotic parsers
+# Decoders PIL may use: no EPS (Ghostscript), no exotic parsers.
+FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
+EPOCH_SEED_STRIDE = 100_003  # shuffle seed = seed × this + epoch: a prime above any epoch count,
+# so that no two (seed, epoch) pairs share a shuffle
 SCAN_BAR_MIN_FILES = 2000  # header scans of smaller folders take about a second: no progress bar
 
 
@@ -102,10 +108,20 @@ def split_pair(img: Image.Image) -> tuple:
     return img.crop((0, 0, w // 2, h)), img.crop((w // 2, 0, w, h))
 
 
+def to_uint8(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (3, H, W) uint8 pixels."""
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def to_float(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (3, H, W) or a batch (B, 3, H, W), on any device -> float in [-1, 1], the range
+    of the generator's Tanh. Training converts whole batches on the GPU: workers hand over uint8."""
+    return pixels.float().div_(127.5).sub_(1.0)
+
+
 def to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB -> (3, H, W) float in [-1, 1], the range of the generator's Tanh."""
-    array = np.asarray(img, dtype=np.uint8)  # (H, W, 3)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    """PIL RGB -> (3, H, W) float in [-1, 1]."""
+    return to_float(to_uint8(img))
 
 
 def to_image(tensor: torch.Tensor) -> Image.Image:
@@ -115,14 +131,18 @@ def to_image(tensor: torch.Tensor) -> Image.Image:
 
 
 class PairDataset(torch.utils.data.Dataset):
-    """Side-by-side pairs in a folder, split into (sketch, photo) tensors in [-1, 1]."""
+    """Side-by-side pairs in a folder, split into (sketch, photo) tensors in [-1, 1]; with
+    uint8=True into uint8 pixels instead (a quarter of the bytes through the loader's shared
+    memory), which to_float converts where they are used."""
 
     def __init__(self, folder, image_size: int = 256, load_size: int = 286, jitter: bool = False,
-                 direction: str = "AtoB", skip_bad: bool = False):
+                 direction: str = "AtoB", skip_bad: bool = False, uint8: bool = False):
         self.files = list_images(folder)
-        bad = [(path, problem) for path, _, problem in scan_headers(self.files, desc=f"checking {folder}") if problem]
+        scanned = scan_headers(self.files, desc=f"checking {folder}")
+        bad = [(path, problem) for path, _, problem in scanned if problem]
         if bad and (not skip_bad or len(bad) == len(self.files)):
-            hint = "none is usable" if skip_bad else "fix or remove them, or set skip_bad to train without them"
+            hint = "none is usable" if skip_bad \
+                else "fix or remove them, or set skip_bad to train without them"
             raise ValueError(f"{folder}: {describe_bad(bad, len(self.files))}; {hint} "
                              f"(python -m tools.data check {folder} lists them all)")
         if bad:
@@ -132,6 +152,7 @@ class PairDataset(torch.utils.data.Dataset):
         self.skipped_files = bad  # (path, reason) of files the header scan dropped (with skip_bad)
         self.image_size, self.load_size, self.jitter = image_size, load_size, jitter
         self.swap = direction == "BtoA"
+        self.convert = to_uint8 if uint8 else to_tensor
         self.skipped = set()  # files that passed the scan but failed to decode later
 
     def __len__(self) -> int:
@@ -143,7 +164,7 @@ class PairDataset(torch.utils.data.Dataset):
             try:
                 return self.load(path)
             except ValueError as e:
-                # A file that passed the header scan but fails to decode costs one sample, not the run.
+                # A file that passed the header scan but fails to decode costs a sample, not a run.
                 if path not in self.skipped:
                     self.skipped.add(path)
                     warnings.warn(f"skipping {e}", stacklevel=2)
@@ -157,13 +178,23 @@ class PairDataset(torch.utils.data.Dataset):
         if sketch.size != (size, size):
             sketch = sketch.resize((size, size), Image.BICUBIC)
             photo = photo.resize((size, size), Image.BICUBIC)
-        if self.jitter:  # one random crop and flip, shared, so the pair stays aligned pixel for pixel
-            x, y = random.randint(0, size - self.image_size), random.randint(0, size - self.image_size)
+        if self.jitter:  # one random crop and flip, shared: the pair stays aligned pixel for pixel
+            x = random.randint(0, size - self.image_size)
+            y = random.randint(0, size - self.image_size)
             box = (x, y, x + self.image_size, y + self.image_size)
             sketch, photo = sketch.crop(box), photo.crop(box)
             if random.random() < 0.5:
                 sketch, photo = ImageOps.mirror(sketch), ImageOps.mirror(photo)
-        return to_tensor(sketch), to_tensor(photo)
+        return self.convert(sketch), self.convert(photo)
+
+
+def ignore_signals(worker_id: int) -> None:
+    """DataLoader worker_init_fn: Ctrl-C and SIGTERM sent to the whole process group (a terminal,
+    torchrun's agent, SLURM) must not kill the workers; the main process decides when to stop, and
+    shuts them down after its last step (a killed main process takes them along: torch watches
+    it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -172,14 +203,16 @@ class EpochSampler(torch.utils.data.Sampler):
     Under DDP each of world_size processes takes every world_size-th index of the shuffle, padded by
     wrapping around so that all take the same number of steps (as DistributedSampler does)."""
 
-    def __init__(self, n: int, seed: int, epoch: int = 0, start: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, n: int, seed: int, epoch: int = 0, start: int = 0, rank: int = 0,
+                 world_size: int = 1):
         self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
         self.rank, self.world_size = rank, world_size
         self.per_rank = math.ceil(n / world_size)
 
     def __iter__(self):
-        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-        order = order.repeat(math.ceil(self.per_rank * self.world_size / self.n))[:self.per_rank * self.world_size]
+        shuffle = torch.Generator().manual_seed(self.seed * EPOCH_SEED_STRIDE + self.epoch)
+        total = self.per_rank * self.world_size
+        order = torch.randperm(self.n, generator=shuffle).repeat(math.ceil(total / self.n))[:total]
         return iter(order[self.rank::self.world_size][self.start:].tolist())
 
     def __len__(self) -> int:

@@ -2,10 +2,14 @@
 
 A checkpoint is a plain dict of tensors and numbers, written atomically and loaded with
 weights_only=True, so a crash never leaves half a file and a hostile file cannot run code:
-    {generator, discriminator, opt_g, opt_d, scaler, epoch, batch, step, rng, config}
-`batch` is how many batches of `epoch` were done (0 for a checkpoint at an epoch boundary); `rng` holds
-the random generators' states, so that a resumed run draws the same dropout masks as an unbroken one.
+    {generator, discriminator, opt_g, opt_d, scaler, epoch, batch, step, world_size, rng, config}
+`batch` is how many batches of `epoch` each of the `world_size` processes had done (0 for a
+checkpoint at an epoch boundary; checkpoints older than `world_size` come from one process); `rng`
+holds the random generators' states, so that a resumed run draws the same dropout masks as an
+unbroken one.
 generator.pt beside it holds {generator, config}: all that infer.py needs.
+
+    epoch, batch, step = resume("models/demo/last.pt", cfg, G, D, opt_g, opt_d, scaler, device)
 
 The authors' published weights become such a generator.pt, downloaded and converted once:
     path = pretrained_checkpoint("edges2shoes")   # -> models/pretrained/edges2shoes/generator.pt
@@ -32,12 +36,15 @@ from generator import UNetGenerator
 PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps means and JSON finite
 DOWNLOAD_TIMEOUT_S = 30  # seconds a connect or a read may stall before a download stops
 DOWNLOAD_CHUNK_BYTES = 1 << 20  # download read size
-CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "scaler", "epoch", "batch", "step", "rng", "config")
+# Keys every resumable checkpoint has; "world_size" joined later and reads as 1 where it is missing.
+CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "scaler", "epoch", "batch",
+                   "step", "rng", "config")
+FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "batch_size")  # shapes, data position
 
 
 def atomic_write(path, write) -> None:
-    """write(file) into a temporary file in the same folder, fsync, then rename it over path: readers see
-    the old file or the new one, never a partial write (a full disk or a kill included)."""
+    """write(file) into a temporary file in the same folder, fsync, then rename it over path:
+    readers see the old file or the new one, never a partial write (a full disk or a kill included)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -57,29 +64,35 @@ def atomic_save(obj, path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def save_checkpoint(path, *, generator, discriminator, opt_g, opt_d, scaler, epoch: int, batch: int, step: int,
-                    config: Config) -> None:
+def save_checkpoint(path, *, generator, discriminator, opt_g, opt_d, scaler, epoch: int, batch: int,
+                    step: int, config: Config, world_size: int = 1) -> None:
     """Everything needed to resume, of the unwrapped modules, plus generator.pt for inference."""
     generator_state = generator.state_dict()
     if not all(torch.isfinite(t).all() for t in generator_state.values() if t.is_floating_point()):
-        raise FloatingPointError(f"not saving {path}: the generator has NaN or Inf weights at step {step}")
+        raise FloatingPointError(f"not saving {path}: the generator has NaN or Inf weights "
+                                 f"at step {step}")
+    device = next(generator.parameters()).device
     atomic_save({"generator": generator_state, "discriminator": discriminator.state_dict(),
-                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(),
-                 "epoch": epoch, "batch": batch, "step": step, "rng": rng_state(next(generator.parameters()).device), "config": config.to_dict()}, path)
+                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                 "scaler": scaler.state_dict(),
+                 "epoch": epoch, "batch": batch, "step": step, "world_size": world_size,
+                 "rng": rng_state(device), "config": config.to_dict()}, path)
     atomic_save({"generator": generator_state, "config": config.to_dict(), "step": step},
                 Path(path).parent / "generator.pt")
 
 
 def rng_state(device: torch.device) -> dict:
-    """States of torch's CPU generator, the training GPU's generator and Python's random (the jitter)."""
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8)
+    """States of torch's CPU generator, the training GPU's generator and Python's random (the
+    jitter)."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" \
+        else torch.empty(0, dtype=torch.uint8)
     return {"torch": torch.get_rng_state(), "python": random.getstate(), "cuda": cuda}
 
 
 def set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    if device.type == "cuda" and state["cuda"].numel():  # a CPU checkpoint resumed on a GPU keeps its seed
+    if device.type == "cuda" and state["cuda"].numel():  # a CPU checkpoint on a GPU keeps its seed
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
@@ -92,15 +105,73 @@ def load_checkpoint(path, keys=("generator", "config")) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, random bytes, or a pickle that wants to run code
         reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: not a loadable checkpoint (truncated, corrupt or unsafe): {reason}") from None
+        raise ValueError(f"{path}: not a loadable checkpoint (truncated, corrupt or unsafe): "
+                         f"{reason}") from None
     missing = [k for k in keys if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
-        raise ValueError(f"{path}: not a pix2pix checkpoint of this project (missing {', '.join(missing)})")
+        raise ValueError(f"{path}: not a pix2pix checkpoint of this project "
+                         f"(missing {', '.join(missing)})")
     try:
         ckpt["config"] = Config.from_dict(ckpt["config"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: checkpoint config is not compatible: {e}") from None
     return ckpt
+
+
+def resume(path, cfg: Config, G, D, opt_g, opt_d, scaler, device: torch.device,
+           world_size: int = 1) -> tuple:
+    """Restore a run from its checkpoint: weights, Adam moments, loss scale and random states.
+    Returns (epoch, batch, step) to continue from; anything that does not fit this run is one
+    ValueError naming the file. The optimizers keep this run's settings (see load_optimizer)."""
+    ckpt = load_checkpoint(path, keys=CHECKPOINT_KEYS)
+    changed = [f"{k}={getattr(ckpt['config'], k)} (now {getattr(cfg, k)})" for k in FIXED_ON_RESUME
+               if getattr(ckpt["config"], k) != getattr(cfg, k)]
+    if changed:
+        raise ValueError(f"{path}: cannot resume, the checkpoint has {', '.join(changed)}; "
+                         f"use the same settings or another --name")
+    epoch, step = ckpt["epoch"], ckpt["step"]
+    batch = batch_for_world_size(path, ckpt["batch"], ckpt.get("world_size", 1), world_size,
+                                 cfg.batch_size)
+    try:
+        G.load_state_dict(ckpt["generator"])
+        D.load_state_dict(ckpt["discriminator"])
+        load_optimizer(opt_g, ckpt["opt_g"])
+        load_optimizer(opt_d, ckpt["opt_d"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: does not fit this run ({str(e).splitlines()[0]})") from None
+    if ckpt["scaler"] and scaler.is_enabled():  # empty when the run that saved it did not use fp16
+        scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"], device)
+    del ckpt  # about 1.1 GB at full size: the run must not hold on to it
+    return epoch, batch, step
+
+
+def batch_for_world_size(path, batch: int, saved_world_size: int, world_size: int,
+                         batch_size: int) -> int:
+    """The batch to continue an epoch from with world_size processes, by images seen: the shared
+    shuffle was consumed up to position batch × batch_size × saved_world_size (EpochSampler)."""
+    seen = batch * batch_size * saved_world_size
+    if seen % (batch_size * world_size):
+        raise ValueError(f"{path}: saved by {saved_world_size} process(es) after {seen} images of "
+                         f"the epoch, not a whole number of steps of {world_size} × {batch_size} "
+                         f"images; resume with {saved_world_size} process(es)")
+    return seen // (batch_size * world_size)
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load moments and step counts, but keep this run's hyperparameters (lr, betas, eps, fused,
+    foreach): a CPU checkpoint resumed on a GPU keeps fused Adam, and new --beta1/--beta2 apply."""
+    settings = [{key: value for key, value in group.items() if key != "params"}
+                for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, own in zip(optimizer.param_groups, settings):
+        group.update(own)
+        step_on_device = group.get("fused") or group.get("capturable")  # else Adam keeps it on CPU
+        for p in group["params"]:
+            param_state = optimizer.state.get(p, {})
+            if torch.is_tensor(param_state.get("step")):
+                param_state["step"] = param_state["step"].to(
+                    dtype=torch.float32, device=p.device if step_on_device else "cpu")
 
 
 def build_generator(cfg: Config) -> UNetGenerator:
@@ -122,7 +193,7 @@ def load_generator(path) -> tuple:
 
 def save_grid(path, sketch: torch.Tensor, fake_photo: torch.Tensor, photo: torch.Tensor) -> None:
     """One row per image: sketch | generated | real, as a PNG."""
-    rows = torch.stack([sketch, fake_photo, photo], dim=1).flatten(0, 1).float().cpu()  # (3B, 3, H, W)
+    rows = torch.stack([sketch, fake_photo, photo], dim=1).flatten(0, 1).float().cpu()  # (3B,3,H,W)
     b, h, w = sketch.shape[0], sketch.shape[2], sketch.shape[3]
     grid = Image.new("RGB", (3 * w + 4 * 2, b * h + (b + 1) * 2), "white")  # 2-pixel white gutters
     for k, image in enumerate(rows):
@@ -136,14 +207,16 @@ def save_grid(path, sketch: torch.Tensor, fake_photo: torch.Tensor, photo: torch
 # ---------------------------------------------------------------- validation scores and loss curves
 
 def psnr(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio per image (B,) in dB on the [0, 1] scale, capped at PSNR_CAP_DB."""
-    mse = ((fake.double() - real.double()) / 2).pow(2).flatten(1).mean(1)  # /2: differences on [0, 1]
+    """Peak signal-to-noise ratio per image (B,) in dB on the [0, 1] scale, capped at
+    PSNR_CAP_DB."""
+    mse = ((fake.double() - real.double()) / 2).pow(2).flatten(1).mean(1)  # /2: the [0, 1] scale
     return (-10 * torch.log10(mse)).clamp(max=PSNR_CAP_DB)  # mse 0 gives +inf, then the cap
 
 
 def read_log(path) -> tuple:
     """Training and validation points of a log.jsonl: ({key: [(step, value)]}, [(step, val_l1)]).
-    A step logged twice (a resumed run repeats steps) keeps its last value; unreadable lines are skipped."""
+    A step logged twice (a resumed run repeats steps) keeps its last value; unreadable lines are
+    skipped."""
     train, val = {}, {}
     for line in Path(path).read_text().splitlines():
         try:
@@ -160,7 +233,8 @@ def read_log(path) -> tuple:
         return [(s, float(v)) for s, v in sorted(values.items())
                 if isinstance(v, (int, float)) and math.isfinite(v)]
 
-    series = {key: points({s: r.get(key) for s, r in train.items()}) for key in ("loss_d", "loss_g_gan", "loss_g_l1")}
+    series = {key: points({s: r.get(key) for s, r in train.items()})
+              for key in ("loss_d", "loss_g_gan", "loss_g_l1")}
     return series, points(val)
 
 
@@ -184,7 +258,7 @@ def draw_panel(draw, box, title, lines, x_range, font, small_font) -> None:
     """One chart in box (left, top, right, bottom): axes, grid, ticks, lines and a legend.
     lines: [(label, colour, [(step, value)], markers)]."""
     left, top, right, bottom = box
-    plot = (left + 70, top + 30, right - 15, bottom - 45)  # room for y tick labels, title, x ticks and label
+    plot = (left + 70, top + 30, right - 15, bottom - 45)  # room for title, ticks and their labels
     draw.text((left + 70, top + 6), title, fill="black", font=font)
     values = [v for _, _, points, _ in lines for _, v in points]
     if not values:
@@ -192,7 +266,7 @@ def draw_panel(draw, box, title, lines, x_range, font, small_font) -> None:
         draw.text((plot[0] + 10, plot[1] + 10), "no data yet", fill="#666666", font=font)
         return
     y_low, y_high = min(values), max(values)
-    pad = (y_high - y_low) * 0.08 or abs(y_high) * 0.1 or 1.0  # a flat or single-point series gets a band
+    pad = (y_high - y_low) * 0.08 or abs(y_high) * 0.1 or 1.0  # a flat series gets a band too
     y_low, y_high = y_low - pad, y_high + pad
     x_low, x_high = x_range
 
@@ -210,7 +284,8 @@ def draw_panel(draw, box, title, lines, x_range, font, small_font) -> None:
         draw.line([(x, plot[1]), (x, plot[3])], fill="#e4e4e4")
         draw.line([(x, plot[3]), (x, plot[3] + 4)], fill="black")
         draw.text((x, plot[3] + 7), tick_label(tick), fill="black", font=small_font, anchor="mt")
-    draw.text(((plot[0] + plot[2]) / 2, bottom - 6), "step", fill="black", font=small_font, anchor="mb")
+    draw.text(((plot[0] + plot[2]) / 2, bottom - 6), "step", fill="black", font=small_font,
+              anchor="mb")
     draw.rectangle(plot, outline="black")
     for label, colour, points, markers in lines:
         pixels = [to_pixel(s, v) for s, v in points]
@@ -236,7 +311,8 @@ def load_font(size: int):
 
 
 def plot_curves(log_jsonl_path, png_path, width: int = 900, height: int = 660) -> Path:
-    """Draw train.py's log.jsonl as a PNG: D and G_GAN losses, then training and validation L1, against step.
+    """Draw train.py's log.jsonl as a PNG: D and G_GAN losses, then training and validation L1,
+    against step.
     Any log works: one line, training lines only, a half-written last line. Written atomically."""
     series, val = read_log(log_jsonl_path)
     steps = [s for points in (*series.values(), val) for s, _ in points]
@@ -246,10 +322,12 @@ def plot_curves(log_jsonl_path, png_path, width: int = 900, height: int = 660) -
     font, small_font = load_font(15), load_font(12)
     half = height // 2
     draw_panel(draw, (0, 0, width, half), "GAN losses (binary cross-entropy)",
-               [("D", "#1f77b4", series["loss_d"], False), ("G_GAN", "#d62728", series["loss_g_gan"], False)],
+               [("D", "#1f77b4", series["loss_d"], False),
+                ("G_GAN", "#d62728", series["loss_g_gan"], False)],
                x_range, font, small_font)
     draw_panel(draw, (0, half, width, height), "L1 on the [-1, 1] scale",
-               [("G_L1 (train)", "#2ca02c", series["loss_g_l1"], False), ("val L1 (per epoch)", "#ff7f0e", val, True)],
+               [("G_L1 (train)", "#2ca02c", series["loss_g_l1"], False),
+                ("val L1 (per epoch)", "#ff7f0e", val, True)],
                x_range, font, small_font)
     atomic_write(png_path, lambda f: image.save(f, format="PNG"))  # a viewer never sees half a PNG
     return Path(png_path)

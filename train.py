@@ -1,11 +1,13 @@
 """Train pix2pix: UNet generator + PatchGAN discriminator, GAN loss + λ·L1 (Isola et al. 2017).
 
-    python -m tools.demo && python train.py --demo          # synthetic shoes, a few minutes on a CPU
+    python -m tools.demo && python train.py --demo        # synthetic shoes, a few minutes on a CPU
     python train.py --data_dir data/edges2shoes              # the paper's edges2shoes schedule
     python train.py --data_dir data/edges2shoes --resume true   # continue after a crash or Ctrl-C
 
-Every field of config.py is a flag. The run writes models/<name>/{config.json, log.jsonl, curves.png,
-last.pt, generator.pt} and samples/<name>/epoch_NNN.png (rows of sketch | generated | real).
+Every field of config.py is a flag. The run writes models/<name>/{config.json, log.jsonl,
+curves.png, last.pt, generator.pt} and samples/<name>/epoch_NNN.png (sketch | generated | real).
+
+main() reads top to bottom: setup, data, networks and optimizers, resume, the loop, the epoch's end.
 """
 
 import json
@@ -16,6 +18,7 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,47 +31,52 @@ from PIL import Image
 from tqdm import tqdm
 
 from config import DEMO, Config, parse_args, pick_device
-from dataset import EpochSampler, PairDataset, train_val_folders
+from dataset import EpochSampler, PairDataset, ignore_signals, to_float, train_val_folders
 from discriminator import PatchDiscriminator
 from generator import translate
 try:  # TensorBoard is optional: scalars and sample grids go there too when the package is installed
     from torch.utils.tensorboard import SummaryWriter
 except ImportError:
     SummaryWriter = None
-from save import (CHECKPOINT_KEYS, build_generator, load_checkpoint, plot_curves, psnr, save_checkpoint, save_grid,
-                  set_rng_state)
+from save import build_generator, plot_curves, psnr, resume, save_checkpoint, save_grid
 
-
-FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "batch_size")  # the shapes and the data position
+RANK_SEED_STRIDE = 1_000_003  # dropout seed = seed + this × rank + step: a prime above any step
+# count, so that no two (rank, step) pairs share a dropout stream
+LOSS_KEYS = ("loss_d", "loss_g_gan", "loss_g_l1")
+ERRORS = {e.__name__: e for e in (OSError, ValueError, FloatingPointError)}  # reported in one line
 
 
 def pick_precision(name: str, device: torch.device) -> torch.dtype:
-    """Autocast dtype: bf16 where the GPU has it (no loss scaling needed), fp16 on older GPUs, fp32 on CPU."""
+    """Autocast dtype: bf16 where the GPU has it (no loss scaling needed), fp16 on older GPUs,
+    fp32 on CPU."""
     if name == "auto":
         if device.type != "cuda":
             return torch.float32
-        # bf16 needs Ampere (compute capability 8) or newer; is_bf16_supported() also admits emulation.
+        # bf16 needs Ampere (compute capability 8) or newer; is_bf16_supported() admits emulation.
         return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
 def mixed_precision(precision: str, device: torch.device) -> tuple:
-    """(dtype, autocast context, GradScaler) for a precision name. fp16 needs loss scaling to keep small
-    gradients from flushing to zero; bf16 and fp32 do not, so their scaler is a no-op."""
+    """(dtype, autocast context, GradScaler) for a precision name. fp16 needs loss scaling to keep
+    small gradients from flushing to zero; bf16 and fp32 do not, so their scaler is a no-op."""
     amp_dtype = pick_precision(precision, device)
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype != torch.float32 else nullcontext()
-    return amp_dtype, autocast, torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    autocast = nullcontext() if amp_dtype == torch.float32 \
+        else torch.autocast(device.type, dtype=amp_dtype)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    return amp_dtype, autocast, scaler
 
 
 def make_optimizers(G: nn.Module, D: nn.Module, cfg: Config, device: torch.device) -> tuple:
-    """The paper's Adam for each network; on CUDA one fused kernel updates all of a network's parameters."""
+    """The paper's Adam for each network; on CUDA one fused kernel updates all of a network's
+    parameters."""
     fused = device.type == "cuda"
     return (torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused),
             torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused))
 
 
 def lr_factor(epoch: int, cfg: Config) -> float:
-    """Constant, then linear decay over the last epochs_decay epochs, as in the reference implementation."""
+    """Constant, then linear decay over the last epochs_decay epochs, as in the reference code."""
     return 1.0 - max(0, epoch + 1 - (cfg.epochs - cfg.epochs_decay)) / (cfg.epochs_decay + 1)
 
 
@@ -102,237 +110,363 @@ def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autoca
 
 
 def setup_distributed(cfg: Config) -> tuple:
-    """(rank, world_size, device). Under torchrun (which sets RANK) join the process group, one GPU per
-    process; otherwise this is the world-size-1 case and nothing is initialized."""
-    if "RANK" not in os.environ:
-        return 0, 1, pick_device(cfg.device)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    """(rank, world_size, device). Under torchrun (which sets RANK) join the process group, one GPU
+    per process; otherwise this is the world-size-1 case and nothing is initialized."""
     device = pick_device(cfg.device)
+    if "RANK" not in os.environ:
+        return 0, 1, device
     if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, dist.get_world_size(), device
+        dist.init_process_group("nccl", device_id=device)  # NCCL binds its communicator at once
+    else:
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def log0(*args, **kwargs) -> None:
+    """print on rank 0 only: every process runs the same code, one of them speaks."""
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(*args, **kwargs)
+
+
+def on_rank0(work, device: torch.device) -> None:
+    """work() on rank 0 alone (the writing of logs, grids, checkpoints). Every rank learns whether
+    it failed and raises the same error, instead of waiting forever in the next collective."""
+    rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    error = None
+    if rank == 0:
+        try:
+            work()
+        except Exception as e:  # noqa: BLE001 -- re-raised below, on every rank
+            error = e
+    if world_size > 1:
+        failed = torch.tensor([float(error is not None)], device=device)
+        dist.all_reduce(failed, op=dist.ReduceOp.MAX)
+        if failed.item():
+            message = [f"{type(error).__name__}:{error}" if rank == 0 else None]
+            dist.broadcast_object_list(message, src=0)
+            if rank != 0:
+                name, text = message[0].split(":", 1)
+                error = ERRORS.get(name, RuntimeError)(text)
+    if error is not None:
+        raise error
+
+
+class StopFlag:
+    """Ctrl-C or SIGTERM (a cluster's preemption) asks the run to stop: it finishes the step in
+    flight, saves and leaves, so that a resumed run continues exactly there. A second Ctrl-C leaves
+    at once."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.signal_name, self.previous = device, None, {}
+        self.world_size = dist.get_world_size() if dist.is_initialized() else 1
+
+    def install(self) -> "StopFlag":
+        self.previous = {sig: signal.signal(sig, self.request)
+                         for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def request(self, signum, frame) -> None:
+        if self.signal_name:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        if not dist.is_initialized() or dist.get_rank() == 0:
+            tqdm.write(f"{self.signal_name}: finishing this step, then saving "
+                       f"(press Ctrl-C again to abort without saving)")
+
+    def agreed(self, check_now: bool) -> bool:
+        """Whether to stop now. One process stops at once; several stop together, agreeing only
+        where all of them are at the same step (check_now: at log steps and epoch ends)."""
+        if self.world_size == 1:
+            return self.signal_name is not None
+        if not check_now:
+            return False
+        flag = torch.tensor([float(self.signal_name is not None)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return flag.item() > 0
+
+
+class LossMeter:
+    """The losses of a log interval, summed on the device: reading them every step would sync."""
+
+    def __init__(self, device: torch.device, images_per_step: int):
+        self.sums, self.images_per_step = torch.zeros(3, device=device), images_per_step
+        self.steps, self.start = 0, time.perf_counter()
+
+    def add(self, losses: torch.Tensor) -> None:
+        self.sums += losses
+        self.steps += 1
+
+    def record(self, epoch: int, step: int, lr: float) -> dict:
+        """The interval's mean losses over all processes and its speed as one record; then reset."""
+        if dist.is_initialized():
+            dist.all_reduce(self.sums)
+            self.sums /= dist.get_world_size()
+        means = (self.sums / self.steps).tolist()  # the one host-device sync
+        img_per_s = self.steps * self.images_per_step / (time.perf_counter() - self.start)
+        self.sums.zero_()
+        self.steps, self.start = 0, time.perf_counter()
+        return {"epoch": epoch, "step": step, **dict(zip(LOSS_KEYS, means)), "lr": lr,
+                "img_per_s": img_per_s}
+
+
+class RunLog:
+    """Each record (a dict with epoch and step) written once: a line on stdout, a line of log.jsonl
+    and, when the package is installed, TensorBoard scalars. Only rank 0 writes."""
+    LABELS = {"loss_d": ("D", ".3f"), "loss_g_gan": ("G_gan", ".3f"), "loss_g_l1": ("G_l1", ".4f"),
+              "lr": ("lr", ".2e"), "img_per_s": ("img/s", ".1f"), "val_l1": ("val L1", ".4f"),
+              "val_psnr": ("val PSNR dB", ".2f")}
+
+    def __init__(self, run_dir: Path, main_process: bool):
+        self.file = open(run_dir / "log.jsonl", "a") if main_process else None
+        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard")) \
+            if SummaryWriter and main_process else None
+
+    def write(self, record: dict) -> None:
+        if not self.file:
+            return
+        fields = [f"{label} {record[key]:{fmt}}" for key, (label, fmt) in self.LABELS.items()
+                  if key in record]
+        tqdm.write(" | ".join([f"epoch {record['epoch']} step {record['step']}", *fields]))
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        for key, value in record.items() if self.tensorboard else ():
+            if key not in ("epoch", "step"):  # val_l1 -> val/l1, loss_d -> train/loss_d
+                tag = key.replace("_", "/", 1) if key.startswith("val_") else f"train/{key}"
+                self.tensorboard.add_scalar(tag, value, record["step"])
+
+    def image(self, tag: str, png_path: Path, step: int) -> None:
+        if self.tensorboard:
+            image = np.asarray(Image.open(png_path))
+            self.tensorboard.add_image(tag, image, step, dataformats="HWC")
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+        if self.tensorboard:
+            self.tensorboard.close()
+
+
+def prepare_run_dir(run_dir: Path, cfg: Config) -> None:
+    """models/<name> with config.json, cleared of a killed run's half-written checkpoints."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(str(cfg) + "\n")
+    for stale in run_dir.glob(".*.tmp"):
+        stale.unlink()
+
+
+def check_same_start(step: int, last_path: Path, device: torch.device) -> None:
+    """Every process must resume from the same step (models/ on a filesystem all of them see)."""
+    start = torch.tensor([step, -step], device=device)
+    dist.all_reduce(start, op=dist.ReduceOp.MAX)
+    if start[0] != -start[1]:
+        raise ValueError(f"{last_path}: processes would resume at different steps "
+                         f"({-start[1]}..{start[0]}); put models/ on a filesystem that every "
+                         f"machine sees")
+
+
+def load_data(cfg: Config, rank: int, world_size: int, device: torch.device) -> tuple:
+    """(training loader, its sampler, steps per epoch, fixed validation sketches, their photos)."""
+    if not Path(cfg.data_dir).is_dir():
+        make = "python -m tools.demo" if cfg.data_dir == DEMO["data_dir"] \
+            else "python -m tools.data download edges2shoes"
+        raise FileNotFoundError(f"{cfg.data_dir}: no such folder; make or fetch the data first "
+                                f"({make})")
+    train_dir, val_dir = train_val_folders(cfg.data_dir)  # train/ and val/ (or test/), else itself
+    train_set = PairDataset(train_dir, cfg.image_size, cfg.load_size, cfg.jitter, cfg.direction,
+                            skip_bad=cfg.skip_bad, uint8=True)  # to float on the device
+    val_set = PairDataset(val_dir, cfg.image_size, direction=cfg.direction, skip_bad=cfg.skip_bad)
+    if len(train_set) < cfg.batch_size * world_size:
+        raise ValueError(f"{train_dir}: {len(train_set)} training pairs, fewer than one step's "
+                         f"{cfg.batch_size} × {world_size} images; lower --batch_size")
+    sampler = EpochSampler(len(train_set), cfg.seed, rank=rank, world_size=world_size)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+        drop_last=True,  # every step a full batch: one shape for compile and CUDA graphs
+        worker_init_fn=ignore_signals, pin_memory=device.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,
+        generator=torch.Generator().manual_seed(cfg.seed + rank))  # own seeds: resumable dropout
+    batches_per_epoch = len(sampler) // cfg.batch_size
+    # A fixed set of validation pairs for every epoch's grid and L1: epochs compare like for like.
+    n_val = min(len(val_set), max(cfg.n_samples, cfg.val_images))
+    val_sketch, val_photo = (torch.stack(t) for t in zip(*(val_set[i] for i in range(n_val))))
+    log0(f"data: {len(train_set)} train pairs in {train_dir}, {n_val} val pairs from {val_dir}; "
+         f"{cfg.batch_size} × {world_size} images per step, {batches_per_epoch} steps per epoch")
+    return loader, sampler, batches_per_epoch, val_sketch, val_photo
+
+
+def check_sync_bn(cfg: Config, world_size: int, device: torch.device) -> bool:
+    """Whether to convert batch norm to SyncBatchNorm; refuses what cannot work, with the reason."""
+    if world_size == 1 or not cfg.sync_bn:
+        return False
+    if cfg.compile:
+        raise ValueError("config: sync_bn with compile: torch.compile splits its graph at every "
+                         "SyncBatchNorm layer (pytorch/pytorch#161302), which undoes what compile "
+                         "gains; use one of them")
+    if device.type != "cuda":
+        raise ValueError("config: sync_bn needs CUDA GPUs "
+                         "(PyTorch's SyncBatchNorm does not run on CPU)")
+    return True
+
+
+def wrap_for_training(G: nn.Module, D: nn.Module, cfg: Config, device: torch.device) -> tuple:
+    """DDP- and compile-wrapped views of G and D for the training step. Checkpoints hold the plain
+    modules, so their keys carry no "module." or "_orig_mod." prefix and load anywhere."""
+    G_train, D_train = G, D
+    if dist.is_initialized():  # averages gradients across processes during backward
+        ddp = dict(device_ids=[device] if device.type == "cuda" else None,
+                   broadcast_buffers=False,  # each rank's batch-norm statistics are its own anyway
+                   gradient_as_bucket_view=True)  # gradients are the all-reduce buckets: no copy
+        G_train, D_train = DDP(G, **ddp), DDP(D, **ddp)
+    if cfg.compile:  # reduce-overhead: CUDA graphs replay each step's kernels with one launch
+        G_train, D_train = (torch.compile(net, mode=cfg.compile_mode) for net in (G_train, D_train))
+    return G_train, D_train
+
+
+def set_lr(optimizers, lr: float) -> float:
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    return lr
+
+
+def check_losses(record: dict, scaler, last_path: Path) -> None:
+    """A NaN or Inf loss stops the run, except under fp16, where the GradScaler skips such steps."""
+    if all(math.isfinite(record[k]) for k in LOSS_KEYS):
+        return
+    if not scaler.is_enabled():
+        raise FloatingPointError(f"loss is NaN or Inf by step {record['step']} (epoch "
+                                 f"{record['epoch']}); the last good checkpoint is {last_path}")
+    log0(f"step {record['step']}: non-finite fp16 loss; the GradScaler skipped those updates")
+
+
+def validate(G: nn.Module, val_sketch, val_photo, cfg: Config, autocast, device,
+             memory_format) -> tuple:
+    """(generated photos, L1, PSNR) on the fixed validation pairs, with the same dropout masks each
+    epoch. Every process runs it: with synchronized batch norm the layers talk to each other."""
+    with autocast, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        val_fake = translate(G, val_sketch.to(device, memory_format=memory_format)).float().cpu()
+    return val_fake, F.l1_loss(val_fake, val_photo).item(), psnr(val_fake, val_photo).mean().item()
 
 
 def main(cfg: Config) -> dict:
     """Train with cfg; returns the last logged losses and the per-epoch validation L1."""
     # ---------------------------------------------------------------- setup
     rank, world_size, device = setup_distributed(cfg)
-    main_process = rank == 0  # only rank 0 prints, writes logs, samples and checkpoints
-    say = print if main_process else (lambda *args, **kwargs: None)
     amp_dtype, autocast, scaler = mixed_precision(cfg.precision, device)
-    # NHWC lets cuDNN use tensor-core convolutions without transposes; on CPU it gains nothing for training.
-    memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" else torch.contiguous_format
+    # NHWC lets cuDNN use tensor-core convolutions without transposes; on CPU it gains nothing.
+    memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" \
+        else torch.contiguous_format
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed + rank)  # the jitter's crops and flips when num_workers is 0
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
+    torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
     run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
     last_path = run_dir / "last.pt"
-    if main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(str(cfg) + "\n")
-        for stale in run_dir.glob(".*.tmp"):  # half-written checkpoints of a killed run
-            stale.unlink()
-    say(f"config:\n{cfg}\ndevice {device} × {world_size} process(es), "
-        f"precision {str(amp_dtype).removeprefix('torch.')}")
+    on_rank0(lambda: prepare_run_dir(run_dir, cfg), device)
+    log0(f"config:\n{cfg}\ndevice {device} × {world_size} process(es), "
+         f"precision {str(amp_dtype).removeprefix('torch.')}")
 
     # ---------------------------------------------------------------- data
-    if not Path(cfg.data_dir).is_dir():
-        make = "python -m tools.demo" if cfg.data_dir == DEMO["data_dir"] else "python -m tools.data download edges2shoes"
-        raise FileNotFoundError(f"{cfg.data_dir}: no such folder; make or fetch the data first ({make})")
-    train_dir, val_dir = train_val_folders(cfg.data_dir)  # train/ and val/ (or test/), else the folder itself
-    train_set = PairDataset(train_dir, cfg.image_size, cfg.load_size, cfg.jitter, cfg.direction, skip_bad=cfg.skip_bad)
-    val_set = PairDataset(val_dir, cfg.image_size, direction=cfg.direction, skip_bad=cfg.skip_bad)
-    sampler = EpochSampler(len(train_set), cfg.seed, rank=rank, world_size=world_size)
-    loader = torch.utils.data.DataLoader(
-        train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0,
-        generator=torch.Generator().manual_seed(cfg.seed + rank))  # its own seeds: dropout's stream stays resumable
-    batches_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
-    # A fixed set of validation pairs, drawn for every epoch's grid and L1, so epochs compare like for like.
-    n_val = min(len(val_set), max(cfg.n_samples, cfg.val_images))
-    val_sketch, val_photo = (torch.stack(t) for t in zip(*(val_set[i] for i in range(n_val))))
-    say(f"data: {len(train_set)} train pairs in {train_dir}, {n_val} val pairs from {val_dir}; "
-        f"{cfg.batch_size} × {world_size} images per step")
+    loader, sampler, batches_per_epoch, val_sketch, val_photo = load_data(cfg, rank, world_size,
+                                                                          device)
 
     # ---------------------------------------------------------------- networks and optimizers
     G = build_generator(cfg)
     D = PatchDiscriminator(in_ch=6, ndf=cfg.ndf, n_layers=cfg.n_layers_d)
-    if world_size > 1 and cfg.sync_bn:  # batch statistics over the global batch instead of each GPU's share
-        if device.type != "cuda":
-            raise ValueError("config: sync_bn needs CUDA GPUs (PyTorch's SyncBatchNorm does not run on CPU)")
-        G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
+    if check_sync_bn(cfg, world_size, device):  # statistics over the global batch, not each GPU's
+        G, D = (nn.SyncBatchNorm.convert_sync_batchnorm(net) for net in (G, D))
     G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
     opt_g, opt_d = make_optimizers(G, D, cfg, device)
-    say(f"generator {sum(p.numel() for p in G.parameters()):,} parameters, "
-        f"discriminator {sum(p.numel() for p in D.parameters()):,}")
+    log0(f"generator {sum(p.numel() for p in G.parameters()):,} parameters, "
+         f"discriminator {sum(p.numel() for p in D.parameters()):,}")
 
+    # ---------------------------------------------------------------- resume
     start_epoch, start_batch, step = 0, 0, 0
     if cfg.resume and last_path.exists():
-        ckpt = load_checkpoint(last_path, keys=CHECKPOINT_KEYS)
-        changed = [f"{k}={getattr(ckpt['config'], k)} (now {getattr(cfg, k)})" for k in FIXED_ON_RESUME
-                   if getattr(ckpt["config"], k) != getattr(cfg, k)]
-        if changed:
-            raise ValueError(f"{last_path}: cannot resume, the checkpoint has {', '.join(changed)}; "
-                             f"use the same settings or another --name")
-        try:
-            G.load_state_dict(ckpt["generator"])
-            D.load_state_dict(ckpt["discriminator"])
-            opt_g.load_state_dict(ckpt["opt_g"])
-            opt_d.load_state_dict(ckpt["opt_d"])
-        except (RuntimeError, ValueError) as e:
-            raise ValueError(f"{last_path}: does not fit this run ({str(e).splitlines()[0]})") from None
-        if ckpt["scaler"] and scaler.is_enabled():  # empty when the run that saved it did not use fp16
-            scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"], device)
-        start_epoch, start_batch, step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
-        if world_size > 1:
-            torch.manual_seed(cfg.seed + 1_000_003 * rank + step)  # ranks draw different dropout masks
-        say(f"resumed from {last_path} at epoch {start_epoch} batch {start_batch} (step {step})")
-        if start_epoch >= cfg.epochs:
-            say(f"the run has already trained {start_epoch} of {cfg.epochs} epochs; raise --epochs to go on")
+        start_epoch, start_batch, step = resume(last_path, cfg, G, D, opt_g, opt_d, scaler, device,
+                                                world_size)
+        log0(f"resumed from {last_path} at epoch {start_epoch} batch {start_batch} (step {step})")
     elif cfg.resume:
-        say(f"no checkpoint at {last_path}: starting from scratch")
-    elif world_size > 1:
-        torch.manual_seed(cfg.seed + 1_000_003 * rank)  # same initial weights above, different dropout masks
-    if world_size > 1:  # every process must resume from the same place (models/ on a shared filesystem)
-        start = torch.tensor([step, -step], device=device)
-        dist.all_reduce(start, op=dist.ReduceOp.MAX)
-        if start[0] != -start[1]:
-            raise ValueError(f"{last_path}: processes would resume at different steps ({-start[1]}..{start[0]}); "
-                             f"put models/ on a filesystem that every machine sees")
-    # The step runs on DDP- and compile-wrapped views of G and D; checkpoints always hold the plain
-    # modules, so their keys carry no "module." or "_orig_mod." prefix and load anywhere.
-    G_step, D_step = G, D
-    if world_size > 1:
-        G_step, D_step = DDP(G), DDP(D)  # averages gradients across processes during backward
-    if cfg.compile:
-        G_step, D_step = torch.compile(G_step), torch.compile(D_step)
-
-    def checkpoint(epoch: int, batch: int) -> None:
-        if main_process:
-            save_checkpoint(last_path, generator=G, discriminator=D, opt_g=opt_g, opt_d=opt_d, scaler=scaler,
-                            epoch=epoch, batch=batch, step=step, config=cfg)
-
-    # Ctrl-C or SIGTERM (a cluster's preemption) finishes the step in flight, saves, and stops; so a resumed
-    # run continues exactly where this one left off. A second Ctrl-C leaves at once.
-    stop = []
-
-    def request_stop(signum, frame):
-        if stop:
-            raise KeyboardInterrupt
-        stop.append(signal.Signals(signum).name)
-        if main_process:
-            tqdm.write(f"{stop[0]}: finishing this step, then saving (press Ctrl-C again to abort without saving)")
-
-    def agreed_stop(check_now: bool) -> bool:
-        """Whether to stop now. A single process stops at once; several stop together, agreeing at log
-        steps and epoch ends (every process reaches those at the same step)."""
-        if world_size == 1:
-            return bool(stop)
-        if not check_now:
-            return False
-        flag = torch.tensor([float(bool(stop))], device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return flag.item() > 0
-
-    handlers = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        log0(f"no checkpoint at {last_path}: starting from scratch")
+    if start_epoch >= cfg.epochs:
+        log0(f"the run has already trained {start_epoch} of {cfg.epochs} epochs; "
+             f"raise --epochs to go on")
+    if world_size > 1:  # same weights everywhere, but each rank its own dropout masks
+        torch.manual_seed(cfg.seed + RANK_SEED_STRIDE * rank + step)
+        check_same_start(step, last_path, device)
+    G_train, D_train = wrap_for_training(G, D, cfg, device)
+    save = partial(save_checkpoint, last_path, generator=G, discriminator=D, opt_g=opt_g,
+                   opt_d=opt_d, scaler=scaler, config=cfg, world_size=world_size)
 
     # ---------------------------------------------------------------- training loop
-    log_file = open(run_dir / "log.jsonl", "a") if main_process else None
-    board = SummaryWriter(str(run_dir / "tensorboard")) if SummaryWriter and main_process else None
-    loss_sums = torch.zeros(3, device=device)  # D, G_gan, G_l1 summed on the device: no sync per step
-    interval_steps, interval_start = 0, time.perf_counter()
-    last_losses, val_l1s = {}, []
+    log = RunLog(run_dir, rank == 0)
+    stop = StopFlag(device).install()
+    meter = LossMeter(device, cfg.batch_size * world_size)
+    last_record, val_l1s = {}, []
     try:
         for epoch in range(start_epoch, cfg.epochs):
-            lr = cfg.lr * lr_factor(epoch, cfg)
-            for opt in (opt_g, opt_d):
-                for group in opt.param_groups:
-                    group["lr"] = lr
-            first = start_batch if epoch == start_epoch else 0
-            sampler.epoch, sampler.start = epoch, first * cfg.batch_size
+            lr = set_lr((opt_g, opt_d), cfg.lr * lr_factor(epoch, cfg))
+            first_batch = start_batch if epoch == start_epoch else 0
+            sampler.epoch, sampler.start = epoch, first_batch * cfg.batch_size
             G.train()
             D.train()
-            bar = tqdm(loader, desc=f"epoch {epoch}", total=batches_per_epoch, initial=first, leave=False,
-                       dynamic_ncols=True, file=sys.stderr, disable=not main_process)
-            for batch, (sketch, photo) in enumerate(bar, start=first):
-                sketch = sketch.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, H, W)
-                photo = photo.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, H, W)
-                losses = gan_step(G_step, D_step, opt_g, opt_d, scaler, sketch, photo, cfg.lambda_l1, autocast)
+            bar = tqdm(loader, desc=f"epoch {epoch}", total=batches_per_epoch, initial=first_batch,
+                       leave=False, dynamic_ncols=True, file=sys.stderr, disable=rank != 0)
+            for batch, (sketch, photo) in enumerate(bar, start=first_batch):
+                sketch = to_float(sketch.to(device, non_blocking=True, memory_format=memory_format))
+                photo = to_float(photo.to(device, non_blocking=True, memory_format=memory_format))
+                if cfg.compile and cfg.compile_mode == "reduce-overhead":
+                    torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step begins
+                losses = gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch, photo,
+                                  cfg.lambda_l1, autocast)
+                meter.add(losses)
                 step += 1
-                interval_steps += 1
-                loss_sums += losses
-                if step % cfg.log_every == 0 or batch == batches_per_epoch - 1:
-                    if world_size > 1:
-                        dist.all_reduce(loss_sums)
-                        loss_sums /= world_size
-                    d, g_gan, g_l1 = (loss_sums / interval_steps).tolist()  # the one host-device sync
-                    img_per_s = interval_steps * cfg.batch_size * world_size / (time.perf_counter() - interval_start)
-                    if not all(math.isfinite(v) for v in (d, g_gan, g_l1)):
-                        if not scaler.is_enabled():
-                            raise FloatingPointError(f"loss is NaN or Inf by step {step} (epoch {epoch}); "
-                                                     f"the last good checkpoint is {last_path}")
-                        say(f"step {step}: non-finite fp16 loss; the GradScaler skipped those updates")
-                    last_losses = {"epoch": epoch, "step": step, "loss_d": d, "loss_g_gan": g_gan,
-                                   "loss_g_l1": g_l1, "lr": lr, "img_per_s": img_per_s}
-                    if main_process:
-                        tqdm.write(f"epoch {epoch} step {step} | D {d:.3f} | G_gan {g_gan:.3f} | G_l1 {g_l1:.4f} "
-                                   f"| lr {lr:.2e} | {img_per_s:.1f} img/s")
-                        bar.set_postfix(D=f"{d:.3f}", G_gan=f"{g_gan:.3f}", G_l1=f"{g_l1:.4f}")
-                        log_file.write(json.dumps(last_losses) + "\n")
-                        log_file.flush()
-                        for key in ("loss_d", "loss_g_gan", "loss_g_l1", "lr", "img_per_s") if board else ():
-                            board.add_scalar(f"train/{key}", last_losses[key], step)
-                    loss_sums.zero_()
-                    interval_steps, interval_start = 0, time.perf_counter()
-                if batch < batches_per_epoch - 1:
-                    stopping = agreed_stop(check_now=step % cfg.log_every == 0)
+                last_in_epoch = batch == batches_per_epoch - 1
+                if step % cfg.log_every == 0 or last_in_epoch:
+                    last_record = meter.record(epoch, step, lr)
+                    check_losses(last_record, scaler, last_path)
+                    on_rank0(lambda: log.write(last_record), device)
+                    bar.set_postfix({k: f"{last_record[k]:.3f}" for k in LOSS_KEYS})
+                if not last_in_epoch:  # the epoch's last step saves below, after validation
+                    stopping = stop.agreed(check_now=step % cfg.log_every == 0)
                     if stopping or (cfg.save_every and step % cfg.save_every == 0):
-                        checkpoint(epoch, batch + 1)
+                        on_rank0(lambda: save(epoch=epoch, batch=batch + 1, step=step), device)
                     if stopping:
-                        say(f"\nstopped at epoch {epoch} batch {batch + 1} (step {step}); saved {last_path}; "
-                            f"continue with --resume true")
+                        log0(f"\nstopped at epoch {epoch} batch {batch + 1} (step {step}); saved "
+                             f"{last_path}; continue with --resume true")
                         raise SystemExit(130)
             bar.close()
 
-            # --- end of epoch: validation L1 and sample grid on the fixed pairs, then a checkpoint. Every
-            # process runs it (with synchronized batch norm the layers talk to each other); rank 0 writes.
-            with autocast, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(cfg.seed)  # the same dropout masks every epoch
-                val_fake = translate(G, val_sketch.to(device, memory_format=memory_format)).float().cpu()
-            val_l1, val_psnr = F.l1_loss(val_fake, val_photo).item(), psnr(val_fake, val_photo).mean().item()
+            # ------------------------------------------------------------ end of epoch
+            val_fake, val_l1, val_psnr = validate(G, val_sketch, val_photo, cfg, autocast, device,
+                                                  memory_format)
             val_l1s.append(val_l1)
-            grid_path = samples_dir / f"epoch_{epoch:03d}.png"
-            if main_process:
-                log_file.write(json.dumps({"epoch": epoch, "step": step, "val_l1": val_l1, "val_psnr": val_psnr}) + "\n")
-                log_file.flush()
-                save_grid(grid_path, val_sketch[:cfg.n_samples], val_fake[:cfg.n_samples],
-                          val_photo[:cfg.n_samples])
+            grid_path, n = samples_dir / f"epoch_{epoch:03d}.png", cfg.n_samples
+
+            def write_epoch():
+                log.write({"epoch": epoch, "step": step, "val_l1": val_l1, "val_psnr": val_psnr})
+                save_grid(grid_path, val_sketch[:n], val_fake[:n], val_photo[:n])
                 plot_curves(run_dir / "log.jsonl", run_dir / "curves.png")
-                if board:
-                    board.add_scalar("val/l1", val_l1, step)
-                    board.add_scalar("val/psnr", val_psnr, step)
-                    board.add_image("val/sketch_generated_real", np.asarray(Image.open(grid_path)), step,
-                                    dataformats="HWC")
-            checkpoint(epoch + 1, 0)
-            say(f"epoch {epoch} done: val L1 {val_l1:.4f}, PSNR {val_psnr:.2f} dB, step {step}; saved {last_path}, "
-                f"{grid_path} and {run_dir / 'curves.png'}")
-            if agreed_stop(check_now=True):  # Ctrl-C in the epoch's last step or its validation: saved complete
-                say(f"stopped after epoch {epoch}; continue with --resume true")
+                log.image("val/sketch_generated_real", grid_path, step)
+                save(epoch=epoch + 1, batch=0, step=step)
+
+            on_rank0(write_epoch, device)
+            log0(f"epoch {epoch} done; saved {last_path}, {grid_path} and {run_dir / 'curves.png'}")
+            if stop.agreed(check_now=True):  # Ctrl-C in the last step or validation: saved complete
+                log0(f"stopped after epoch {epoch}; continue with --resume true")
                 raise SystemExit(130)
     finally:
-        if log_file:
-            log_file.close()
-        if board:
-            board.close()
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        log.close()
+        stop.restore()
         if world_size > 1:
             dist.destroy_process_group()
-    return {**last_losses, "val_l1": val_l1s, "step": step}
+    return {**last_record, "val_l1": val_l1s, "step": step}
 
 
 if __name__ == "__main__":
@@ -342,6 +476,6 @@ if __name__ == "__main__":
     except (OSError, ValueError, FloatingPointError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         raise SystemExit(2)
-    except KeyboardInterrupt:  # a second Ctrl-C: leave without saving, the last checkpoint stays as it was
+    except KeyboardInterrupt:  # a second Ctrl-C: leave without saving; the last checkpoint stays
         print("\ntrain.py: aborted", file=sys.stderr)
         raise SystemExit(130)

@@ -169,3 +169,27 @@ def test_ctrl_c_of_a_real_process_saves_the_step_it_reached(tmp_path, pairs_dir)
     assert "continue with --resume true" in stdout
     last_logged = max(r["step"] for r in read_log(run_dir) if "loss_d" in r)
     assert save.load_checkpoint(run_dir / "last.pt", keys=save.CHECKPOINT_KEYS)["step"] == last_logged
+
+
+def test_sigterm_to_the_process_group_with_loader_workers_saves_and_resumes(tmp_path, pairs_dir):
+    # What torchrun's agent, SLURM's scancel and kill -TERM -PGID do: every process of the group,
+    # the DataLoader workers included, gets the signal. The workers ignore it; the main one saves.
+    run_dir = tmp_path / "models/test"
+    cfg = tiny_config(tmp_path, pairs_dir, epochs=100, batch_size=1, log_every=1, num_workers=2)
+    flags = [f"--{key}={value}" for key, value in cfg.to_dict().items()]
+    command = [sys.executable, str(ROOT / "train.py"), *flags]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, cwd=tmp_path, start_new_session=True)  # its own group
+    wait_for_step(run_dir, 5, process)
+    os.killpg(process.pid, signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "DataLoader worker" not in stderr, stderr[-2000:]
+    last_logged = max(r["step"] for r in read_log(run_dir) if "loss_d" in r)
+    ckpt = save.load_checkpoint(run_dir / "last.pt", keys=save.CHECKPOINT_KEYS)
+    assert ckpt["step"] == last_logged == 16 * ckpt["epoch"] + ckpt["batch"]
+    resumed = run_train(tmp_path, pairs_dir, f"--epochs={ckpt['epoch'] + 1}", "--batch_size=1",
+                        "--num_workers=2", "--resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at epoch {ckpt['epoch']} batch {ckpt['batch']} (step {ckpt['step']})" in resumed.stdout

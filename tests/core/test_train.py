@@ -1,9 +1,11 @@
 """Training: one step moves both networks, a short run learns, and interrupted runs resume exactly."""
 
+import gc
 import json
 import math
 import os
 import signal
+import weakref
 
 import pytest
 import torch
@@ -182,3 +184,115 @@ def test_logs_curves_and_optional_tensorboard(tmp_path, pairs_dir, monkeypatch):
     assert Image.open(run_dir / "curves.png").size[0] > 300
     assert ("train/loss_g_l1", 8) in written and ("val/psnr", 8) in written and written[-1] == "closed"
     assert ("val/sketch_generated_real", (2 * 64 + 3 * 2, 3 * 64 + 4 * 2, 3)) in written
+
+
+# ---------------------------------------------------------------- issue 12: resume and batches
+
+def test_every_step_has_a_full_batch_and_a_too_small_set_is_refused(tmp_path, monkeypatch):
+    make_pairs(tmp_path / "data/train", 18, seed=1)  # 18 = 4 × 4 + 2: the last 2 would be a batch
+    make_pairs(tmp_path / "data/val", 2, seed=2)
+    sizes, real_step = [], train.gan_step
+    monkeypatch.setattr(train, "gan_step", lambda G, D, og, od, sc, sketch, *rest:
+                        sizes.append(len(sketch)) or real_step(G, D, og, od, sc, sketch, *rest))
+    assert train.main(tiny_config(tmp_path, tmp_path / "data"))["step"] == 4
+    assert sizes == [4, 4, 4, 4]  # drop_last: one shape for compile and CUDA graphs
+    with pytest.raises(ValueError, match=r"train: 18 training pairs, fewer than one step's 32 × 1"):
+        train.main(tiny_config(tmp_path, tmp_path / "data", batch_size=32))
+
+
+def saved_run(tmp_path, pairs_dir, **overrides):
+    """A config, fresh networks with optimizers and scaler, and a checkpoint writer for them."""
+    cfg = tiny_config(tmp_path, pairs_dir, **overrides)
+    G, D = fresh_nets(cfg)
+    opt_g, opt_d = train.make_optimizers(G, D, cfg, torch.device("cpu"))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+
+    def write(path, **position):
+        save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt_g, opt_d=opt_d,
+                             scaler=scaler, config=cfg, **position)
+    return cfg, (G, D, opt_g, opt_d, scaler), write
+
+
+def test_resume_keeps_this_runs_optimizer_settings(tmp_path, pairs_dir):
+    cfg = tiny_config(tmp_path, pairs_dir)
+    train.main(cfg)  # 4 Adam steps with betas (0.5, 0.999), not fused
+    new = Config(**{**cfg.to_dict(), "beta1": 0.9, "beta2": 0.99, "epochs": 2, "resume": True})
+    G, D = fresh_nets(new)
+    # fused=True, as make_optimizers does on a GPU: a CPU checkpoint resumed there keeps fused Adam
+    opt_g, opt_d = (torch.optim.Adam(net.parameters(), lr=new.lr, betas=(0.9, 0.99), fused=True)
+                    for net in (G, D))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    save.resume(tmp_path / "models/test/last.pt", new, G, D, opt_g, opt_d, scaler,
+                torch.device("cpu"))
+    for opt in (opt_g, opt_d):
+        group = opt.param_groups[0]
+        assert group["betas"] == (0.9, 0.99) and group["fused"] is True
+        assert opt.state[group["params"][0]]["step"].item() == 4  # the moments are the checkpoint's
+    G(torch.zeros(2, 3, 64, 64)).mean().backward()
+    opt_g.step()  # the fused kernel runs on the restored state
+
+
+def test_resume_from_another_number_of_processes_goes_by_images_seen(tmp_path, pairs_dir):
+    # The processes share one shuffle, interleaved: after 4 steps of 2 images on 1 process, 2
+    # processes at batch 2 have consumed the same 8 positions, whatever their split.
+    one = list(dataset.EpochSampler(16, seed=0))
+    rest = [list(dataset.EpochSampler(16, seed=0, rank=r, world_size=2, start=2 * 2))
+            for r in (0, 1)]
+    assert sorted(rest[0] + rest[1]) == sorted(one[8:])
+    cfg, nets, write = saved_run(tmp_path, pairs_dir, batch_size=2)
+    path, cpu = tmp_path / "last.pt", torch.device("cpu")
+    write(path, epoch=0, batch=4, step=4, world_size=1)  # 8 images of the epoch seen
+    assert save.resume(path, cfg, *nets, cpu, world_size=2) == (0, 2, 4)
+    with pytest.raises(ValueError, match=r"last\.pt: saved by 1 process\(es\) after 8 images"):
+        save.resume(path, cfg, *nets, cpu, world_size=3)
+    write(path, epoch=3, batch=3, step=27, world_size=2)  # 12 images
+    assert save.resume(path, cfg, *nets, cpu, world_size=1) == (3, 6, 27)
+    old = torch.load(path, weights_only=True)
+    del old["world_size"]  # a checkpoint from before world_size was saved: one process
+    torch.save(old, path)
+    assert save.resume(path, cfg, *nets, cpu) == (3, 3, 27)
+
+
+def test_resume_lets_go_of_the_checkpoint(tmp_path, pairs_dir, monkeypatch):
+    cfg, nets, write = saved_run(tmp_path, pairs_dir)
+    write(tmp_path / "last.pt", epoch=1, batch=0, step=4)
+    loaded, load_checkpoint = [], save.load_checkpoint
+
+    class Checkpoint(dict):  # a dict that a weak reference can point to
+        pass
+
+    def load(path, keys):
+        ckpt = Checkpoint(load_checkpoint(path, keys))
+        loaded.append(weakref.ref(ckpt))
+        return ckpt
+
+    monkeypatch.setattr(save, "load_checkpoint", load)
+    assert save.resume(tmp_path / "last.pt", cfg, *nets, torch.device("cpu")) == (1, 0, 4)
+    gc.collect()
+    assert loaded[0]() is None  # about 1.1 GB at full size: not held for the whole run
+
+
+def test_sync_bn_with_compile_is_refused_with_the_reason(tmp_path, pairs_dir):
+    cfg = tiny_config(tmp_path, pairs_dir, sync_bn=True, compile=True)
+    with pytest.raises(ValueError, match="sync_bn with compile: .* every SyncBatchNorm layer"):
+        train.check_sync_bn(cfg, world_size=2, device=torch.device("cpu"))
+    assert not train.check_sync_bn(cfg, world_size=1, device=torch.device("cpu"))  # nothing to sync
+
+
+def test_workers_hand_over_uint8_and_the_device_converts_batches_exactly(tmp_path, pairs_dir):
+    cfg = tiny_config(tmp_path, pairs_dir)
+    loader, sampler, _, _, _ = train.load_data(cfg, 0, 1, torch.device("cpu"))
+    sketch, photo = next(iter(loader))
+    assert sketch.dtype == photo.dtype == torch.uint8  # a quarter of float32's bytes per pair
+    floats = dataset.PairDataset(pairs_dir / "train", image_size=64)  # the float API as it was
+    expected = torch.stack([floats[i][1] for i in list(sampler)[:cfg.batch_size]])
+    assert torch.equal(dataset.to_float(photo), expected)
+
+
+def test_compile_mode_is_checked():
+    cfg = parse_args(["--compile", "--compile_mode", "reduce-overhead"])
+    assert cfg.compile_mode == "reduce-overhead"
+    with pytest.raises(SystemExit):
+        parse_args(["--compile_mode", "fastest"])
+    assert Config.from_dict({k: v for k, v in Config().to_dict().items()
+                             if k != "compile_mode"}).compile_mode == "default"  # older checkpoints

@@ -1,0 +1,57 @@
+"""Several processes (gloo on CPU): a failure on rank 0 alone reaches every rank; DDP's settings."""
+
+import json
+import os
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import train
+from config import Config
+from conftest import tiny_config
+from test_faults import free_port
+
+
+def failing_worker(rank: int, port: int, cfg_dict: dict, out_dir: str) -> None:
+    """A torchrun-like process whose rank 0 cannot write its sample grid (a full disk)."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    ddp_settings, real_ddp = {}, train.DDP
+
+    def ddp(module, **kwargs):
+        ddp_settings.update(kwargs)
+        return real_ddp(module, **kwargs)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    train.DDP = ddp
+    if rank == 0:
+        train.save_grid = disk_full
+    try:
+        train.main(Config(**cfg_dict))
+        outcome = "finished"
+    except Exception as e:  # noqa: BLE001 -- the test compares what each rank raised
+        outcome = f"{type(e).__name__}: {e}"
+    with open(f"{out_dir}/rank{rank}.json", "w") as f:
+        json.dump({"outcome": outcome, "ddp": {k: repr(v) for k, v in ddp_settings.items()}}, f)
+
+
+def test_a_write_failing_on_rank_0_stops_every_rank_with_its_error(tmp_path, pairs_dir):
+    cfg = tiny_config(tmp_path, pairs_dir, batch_size=2)
+    context = mp.start_processes(failing_worker, args=(free_port(), cfg.to_dict(), str(tmp_path)),
+                                 nprocs=2, join=False, start_method="spawn")
+    deadline = time.time() + 120
+    while not context.join(timeout=1):
+        if time.time() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("a rank is still waiting in a collective 120 s after rank 0 failed")
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for result in results:
+        assert result["outcome"] == "OSError: [Errno 28] No space left on device", results
+        assert result["ddp"] == {"device_ids": "None", "broadcast_buffers": "False",
+                                 "gradient_as_bucket_view": "True"}
