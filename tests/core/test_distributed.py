@@ -13,6 +13,8 @@ from config import Config
 from conftest import tiny_config
 from test_faults import free_port
 
+pytestmark = pytest.mark.slow  # real processes: seconds each; `-m "not slow"` skips them
+
 
 def failing_worker(rank: int, port: int, cfg_dict: dict, out_dir: str) -> None:
     """A torchrun-like process whose rank 0 cannot write its sample grid (a full disk)."""

@@ -18,6 +18,8 @@ import train
 from conftest import ROOT, make_pairs, tiny_config
 from config import Config
 
+pytestmark = pytest.mark.slow  # real processes: seconds each; `-m "not slow"` skips them
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -43,6 +43,7 @@ def test_one_step_changes_both_networks_and_gives_finite_losses(tmp_path, pairs_
     assert (tmp_path / "models/test/config.json").is_file()
 
 
+@pytest.mark.slow  # 80 steps: ~15 s on 2 cores
 def test_short_training_lowers_validation_l1(tmp_path):
     make_pairs(tmp_path / "data/train", 32, seed=1)
     make_pairs(tmp_path / "data/val", 8, seed=2)
