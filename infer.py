@@ -48,13 +48,13 @@ from dataset import list_images, load_rgb, split_pair, to_image, to_tensor  # no
 from generator import for_inference, translate  # noqa: E402
 from save import load_generator  # noqa: E402
 
-# Fitting a drawing to the training frame (measured on edges2shoes-1k/train, 1,000 HED edge maps at 256×256):
-# the gap between a shoe's longer side and the frame is 0.0156 of the frame per side (median; 10th..90th
-# percentile 0.004..0.037), and the edges are one pixel wide (dark pixels / thinned pixels = 1.005).
+# Fitting a drawing to the training frame, as measured on edges2shoes-1k/train (1,000 HED edge maps,
+# 256×256): the gap between a shoe's longer side and the frame is 0.0156 of the frame per side (median;
+# 10th..90th percentile 0.004..0.037); the edges are one pixel wide (dark / thinned pixels = 1.005).
 SHOE_MARGIN = 0.0156  # per side, as a fraction of the square frame
-FIT_FRAME = 256  # the edges2shoes side: a fitted drawing is redrawn at this size, then resized as training did
+FIT_FRAME = 256  # the edges2shoes side: a fitted drawing is redrawn at this size, then resized
 DARK = 0.5  # gray level (0 black, 1 white) below which a pixel is ink
-SPECK_WINDOW = 1 / 64  # side of the speck test window as a fraction of the sketch's longer side (at least 9 px):
+SPECK_WINDOW = 1 / 64  # speck test window side, fraction of the sketch's longer side (at least 9 px):
 # a 9-pixel window drops dark specks of up to 4 pixels (2×2 dust, JPEG noise) and keeps any line
 # Neighbour offsets (dy, dx) P2..P9 of Zhang-Suen: clockwise from north.
 RING = [(-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)]
@@ -86,7 +86,7 @@ def collect_inputs(paths) -> tuple:
     return files, problems
 
 
-# --- thinning (Zhang-Suen), shared with tools/edges.py ----------------------------------------------------------
+# --- thinning (Zhang-Suen), shared with tools/edges.py ------------------------------------------
 
 def neighbours(image):
     """{(dy, dx): image[y + dy, x + dx]} for the 8 neighbours, zeros outside the frame, one padding."""
@@ -133,7 +133,7 @@ def thin(edges):
     return edges
 
 
-# --- preparing an input and putting its photo back ----------------------------------------------------------
+# --- preparing an input and putting its photo back ---------------------------------------------
 
 @dataclass
 class Prepared:
@@ -187,7 +187,7 @@ def normalise_strokes(ink: torch.Tensor, size: int = FIT_FRAME) -> torch.Tensor:
     if ink.shape[-1] >= size:
         scaled = F.adaptive_max_pool2d(ink.float(), size) > 0
     else:
-        scaled = F.interpolate(ink.float(), size=(size, size), mode="bilinear", align_corners=False) >= 0.5
+        scaled = F.interpolate(ink.float(), size=(size, size), mode="bilinear") >= 0.5
     return thin(scaled)
 
 
@@ -200,7 +200,7 @@ def fit_sketch(img: Image.Image, image_size: int) -> tuple:
     if box is None:
         return None
     region = x0, y0, side, _ = fit_region(box)
-    crop = torch.zeros(side, side, dtype=torch.bool)  # the square in input pixels; outside the input: no ink
+    crop = torch.zeros(side, side, dtype=torch.bool)  # the square in input pixels; no ink outside
     width, height = img.size
     left, top, right, bottom = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
     crop[top - y0:bottom - y0, left - x0:right - x0] = ink[top:bottom, left:right]
@@ -229,8 +229,10 @@ def prepare_sketch(path, image_size: int, direction: str = "AtoB", fit: bool = T
     side = max(img.size)
     if width != height:
         img = ImageOps.pad(img, (side, side), color="white")
-    region = -round((side - width) * 0.5), -round((side - height) * 0.5), side, side  # as ImageOps.pad centres
-    return Prepared(to_tensor(img.resize((image_size, image_size), Image.BICUBIC)), region, (width, height))
+    # where ImageOps.pad put the sketch in the square
+    region = -round((side - width) * 0.5), -round((side - height) * 0.5), side, side
+    sketch = to_tensor(img.resize((image_size, image_size), Image.BICUBIC))
+    return Prepared(sketch, region, (width, height))
 
 
 def put_back(photo: Image.Image, prepared: Prepared) -> Image.Image:
@@ -238,7 +240,8 @@ def put_back(photo: Image.Image, prepared: Prepared) -> Image.Image:
     over the input's area resized to it, white where the photo does not reach."""
     x0, y0, region_w, region_h = prepared.region
     width, height = prepared.size
-    left, top, right, bottom = max(x0, 0), max(y0, 0), min(x0 + region_w, width), min(y0 + region_h, height)
+    left, top = max(x0, 0), max(y0, 0)
+    right, bottom = min(x0 + region_w, width), min(y0 + region_h, height)
     scale_x, scale_y = photo.width / region_w, photo.height / region_h
     box = ((left - x0) * scale_x, (top - y0) * scale_y, (right - x0) * scale_x, (bottom - y0) * scale_y)
     part = photo.resize((right - left, bottom - top), Image.BICUBIC, box=box)
@@ -254,7 +257,7 @@ def generate(model, batch: list, device, paper: bool) -> list:
     sketches = torch.stack([prepared.sketch for prepared in batch]).to(device)  # (B, 3, H, W)
     with torch.inference_mode():
         fake_photos = translate(model, sketches, paper=paper)
-    return [put_back(to_image(fake_photo), prepared) for fake_photo, prepared in zip(fake_photos, batch)]
+    return [put_back(to_image(photo), prepared) for photo, prepared in zip(fake_photos, batch)]
 
 
 def main(argv=None) -> int:
@@ -267,15 +270,16 @@ def main(argv=None) -> int:
     parser.add_argument("--fit", **{**SWITCH, "default": None},
                         help="crop a plain sketch to its drawing, redraw its lines like the training edges, "
                              "put the photo back in place (default: true, false with --native)")
-    parser.add_argument("--native", **SWITCH, help="run at the sketch's own resolution rounded to a multiple "
-                        "of 2**num_downs, not at the training size (other scale: other quality)")
+    parser.add_argument("--native", **SWITCH,
+                        help="run at the sketch's own resolution rounded to a multiple of 2**num_downs, "
+                             "not at the training size (another scale than trained: other quality)")
     parser.add_argument("--batch_size", type=int, default=16,
                         help="eval mode: same-size inputs per generator call (paper mode runs one at a time)")
     add_device_flag(parser)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default, one per core)")
     args = parser.parse_args(argv)
     if args.native and args.fit:
-        parser.error("--native runs the whole sketch at its own size; it cannot be combined with --fit true")
+        parser.error("--native runs the whole sketch at its own size; it excludes --fit true")
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
     if args.threads > 0:
@@ -302,7 +306,8 @@ def main(argv=None) -> int:
 
     def run(group):
         nonlocal failed
-        for (path, _), photo in zip(group, generate(model, [prepared for _, prepared in group], device, paper)):
+        photos = generate(model, [prepared for _, prepared in group], device, paper)
+        for (path, _), photo in zip(group, photos):
             target = out_dir / f"{path.stem}.png"
             try:
                 photo.save(target)
@@ -316,7 +321,8 @@ def main(argv=None) -> int:
     multiple = 2**cfg.num_downs if args.native else 0
     for path in files:
         try:
-            prepared = prepare_sketch(path, cfg.image_size, cfg.direction, fit=fit, native_multiple=multiple)
+            prepared = prepare_sketch(path, cfg.image_size, cfg.direction, fit=fit,
+                                      native_multiple=multiple)
         except (OSError, ValueError) as e:
             message = str(e) if str(path) in str(e) else f"{path}: {e}"
             print(f"infer.py: error: {message}", file=sys.stderr)
