@@ -4,17 +4,33 @@
     python infer.py sketches/ more.png -o results --checkpoint models/edges2shoes/generator.pt
     python infer.py sketch.jpg --eval                  # deterministic: no dropout, running statistics
     python infer.py sketch.jpg --pretrained edges2shoes  # the authors' weights, downloaded once
+    python infer.py sketch.jpg --fit false             # the sketch as it is: padded to square, resized
+    python infer.py wide.png --native                  # run at the sketch's own resolution
 
 Inputs: a plain sketch of any size (black lines on white, grayscale or colour, JPEG or PNG), or an
-edges2shoes-style pair twice as wide as high, of which the input half is used. Non-square sketches are
-padded with white to a square, then resized to the model's resolution. One PNG per input.
+edges2shoes-style pair twice as wide as high, of which the input half is used. One PNG per input, of the
+input's own size (for a pair: of its input half).
+Fitting (default for plain sketches, not pairs): the drawing is found on the canvas (its dark pixels,
+specks ignored), cropped with the margin edges2shoes shoes have, padded to square, redrawn with one-pixel
+lines like the training edges, and the photo goes back at the drawing's place and size on white.
+--fit false: the whole sketch is padded with white to a square and resized to the model's resolution;
+the padding is cropped from the photo, which is resized back to the sketch's size.
+--native: no padding and no resizing to the training size: the fully convolutional generator runs at
+the sketch's resolution rounded to a multiple of 2**num_downs. The model learned one scale, so at
+another its innermost layers see a different share of the shoe: expect other textures, blotches or
+repeated parts on large inputs; the training size is the one it was judged at.
 By default the generator runs as in the paper at test time (dropout on, per-image batch statistics),
-so each run draws a slightly different photo; --seed fixes it, --eval makes it deterministic.
+so each run draws a slightly different photo; --seed fixes it, --eval makes it deterministic (and
+batches same-size inputs, --batch_size at a time).
+A file that cannot be read is named on its own line on stderr; the others are still made, and the
+exit code is 2 at the end.
 """
 
 import argparse
+import math
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 if __name__ == "__main__":
@@ -23,13 +39,26 @@ if __name__ == "__main__":
     # (64×64) slower (bench.py infer). An OMP_WAIT_POLICY set in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 from config import SWITCH, add_device_flag, pick_device  # noqa: E402
 from dataset import list_images, load_rgb, split_pair, to_image, to_tensor  # noqa: E402
 from generator import for_inference, translate  # noqa: E402
 from save import PRETRAINED, load_generator, pretrained_checkpoint  # noqa: E402
+
+# Fitting a drawing to the training frame, as measured on edges2shoes-1k/train (1,000 HED edge maps,
+# 256×256): the gap between a shoe's longer side and the frame is 0.0156 of the frame per side (median;
+# 10th..90th percentile 0.004..0.037); the edges are one pixel wide (dark / thinned pixels = 1.005).
+SHOE_MARGIN = 0.0156  # per side, as a fraction of the square frame
+FIT_FRAME = 256  # the edges2shoes side: a fitted drawing is redrawn at this size, then resized
+DARK = 0.5  # gray level (0 black, 1 white) below which a pixel is ink
+SPECK_WINDOW = 1 / 64  # speck test window side, fraction of the sketch's longer side (at least 9 px):
+# a 9-pixel window drops dark specks of up to 4 pixels (2×2 dust, JPEG noise) and keeps any line
+# Neighbour offsets (dy, dx) P2..P9 of Zhang-Suen: clockwise from north.
+RING = [(-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)]
 
 
 def find_checkpoint(models_dir: str = "models") -> Path:
@@ -41,32 +70,195 @@ def find_checkpoint(models_dir: str = "models") -> Path:
     return found[-1]
 
 
-def collect_inputs(paths) -> list:
-    """Files as given, folders expanded to the images directly inside them."""
-    files = []
+def collect_inputs(paths) -> tuple:
+    """(files, problems): files as given, folders expanded to the images directly inside them; one
+    'path: problem' for each path that names nothing usable."""
+    files, problems = [], []
     for path in map(Path, paths):
         if path.is_dir():
             found = list_images(path, required=False)
             if not found:
-                raise FileNotFoundError(f"{path}: no images in this folder")
+                problems.append(f"{path}: no images in this folder")
             files += found
         elif path.is_file():
             files.append(path)
         else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
-    return files
+            problems.append(f"{path}: no such file or folder")
+    return files, problems
 
 
-def prepare_sketch(path, image_size: int, direction: str = "AtoB") -> torch.Tensor:
-    """Load one input as a (3, S, S) tensor in [-1, 1]: the input half of a pair, or a padded sketch."""
+# --- thinning (Zhang-Suen), shared with tools/edges.py ------------------------------------------
+
+def neighbours(image):
+    """{(dy, dx): image[y + dy, x + dx]} for the 8 neighbours, zeros outside the frame, one padding."""
+    height, width = image.shape[-2:]
+    padded = F.pad(image, (1, 1, 1, 1))
+    return {(dy, dx): padded[..., 1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy, dx in RING}
+
+
+def zhang_suen_step(edges, first_pass):
+    """One Zhang-Suen sub-iteration: peel deletable boundary pixels from one side."""
+    ring = list(neighbours(edges).values())  # P2..P9
+    count = sum(pixel.view(torch.uint8) for pixel in ring)  # uint8 adds: summing bools is slow
+    transitions = sum((~ring[i] & ring[(i + 1) % 8]).view(torch.uint8) for i in range(8))
+    north, east, south, west = ring[0], ring[2], ring[4], ring[6]
+    if first_pass:
+        side = ~(north & east & south) & ~(east & south & west)
+    else:
+        side = ~(north & east & west) & ~(north & south & west)
+    deletable = (count >= 2) & (count <= 6) & (transitions == 1) & side
+    return edges & ~deletable
+
+
+def remove_staircases(edges):
+    """Drop corner pixels of 4-connected steps, which 8-connectivity makes redundant."""
+    for (ay, ax), (by, bx) in [((0, -1), (1, 0)), ((1, 0), (0, 1)), ((0, 1), (-1, 0)), ((-1, 0), (0, -1))]:
+        # a pixel with both arms of a right angle set and the three opposite pixels empty: the arms
+        # touch diagonally, and no pass removes an arm, so removing it never splits a line
+        around = neighbours(edges)
+        corner = around[ay, ax] & around[by, bx]
+        for opposite in [(-ay, -ax), (-by, -bx), (-ay - by, -ax - bx)]:
+            corner = corner & ~around[opposite]
+        edges = edges & ~corner
+    return edges
+
+
+def thin(edges):
+    """Zhang-Suen thinning plus staircase removal, until stable: one-pixel, 8-connected lines.
+    edges: bool (B, 1, H, W)."""
+    for _ in range(sum(edges.shape[-2:])):  # each pass peels a layer: H + W passes always suffice
+        thinned = remove_staircases(zhang_suen_step(zhang_suen_step(edges, True), False))
+        if torch.equal(thinned, edges):
+            break
+        edges = thinned
+    return edges
+
+
+# --- preparing an input and putting its photo back ---------------------------------------------
+
+@dataclass
+class Prepared:
+    """One input made ready for the generator, and where its photo goes."""
+    sketch: torch.Tensor  # (3, H, W) in [-1, 1]: what the generator reads
+    region: tuple  # (left, top, width, height) of the input area the sketch shows, in input pixels;
+    # it may reach past the input's edges (white padding there)
+    size: tuple  # (width, height) of the output: the input's (for a pair, its input half's)
+
+
+def load_sketch(path, direction: str = "AtoB") -> tuple:
+    """(RGB image, is_pair): the input half of an AB pair (twice as wide as high), or the sketch itself."""
     img = load_rgb(path)
-    w, h = img.size
-    if w == 2 * h:  # an AB pair: take the half the model reads
-        left, right = split_pair(img)
-        img = right if direction == "BtoA" else left
+    if img.width != 2 * img.height:
+        return img, False
+    left, right = split_pair(img)
+    return (right if direction == "BtoA" else left), True
+
+
+def ink_mask(img: Image.Image) -> torch.Tensor:
+    """Bool (H, W): the drawing's dark pixels, without specks. A pixel counts if its k×k window (k odd,
+    SPECK_WINDOW of the longer side) holds at least k//2 + 1 dark pixels, as any line through it or ending
+    in it does: specks smaller than that drop out, strokes keep their full length."""
+    gray = torch.from_numpy(np.asarray(img.convert("L"), dtype=np.float32) / 255)  # (H, W)
+    dark = (gray < DARK).float()[None, None]  # (1, 1, H, W)
+    k = max(9, round(max(img.size) * SPECK_WINDOW) // 2 * 2 + 1)
+    count = F.avg_pool2d(dark, k, stride=1, padding=k // 2, count_include_pad=True) * k * k
+    return ((dark > 0) & (count > k // 2 + 0.5))[0, 0]
+
+
+def drawing_box(ink: torch.Tensor):
+    """(left, top, right, bottom) of the ink, right and bottom exclusive; None for a blank sketch."""
+    rows, cols = ink.any(dim=1).nonzero(), ink.any(dim=0).nonzero()
+    if len(rows) == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def fit_region(box) -> tuple:
+    """The square (left, top, side, side) around a drawing box that puts the drawing in the frame as
+    edges2shoes puts a shoe: centred, its longer side SHOE_MARGIN from the frame's edges."""
+    left, top, right, bottom = box
+    side = math.ceil(max(right - left, bottom - top) / (1 - 2 * SHOE_MARGIN))
+    x0, y0 = round((left + right - side) / 2), round((top + bottom - side) / 2)
+    return x0, y0, side, side
+
+
+def normalise_strokes(ink: torch.Tensor, size: int = FIT_FRAME) -> torch.Tensor:
+    """Bool ink (1, 1, h, w) of a square crop -> bool (1, 1, size, size) of one-pixel lines, the width of
+    the training edges: resized so that no stroke vanishes (max-pooling down, bilinear up), then thinned."""
+    if ink.shape[-1] >= size:
+        scaled = F.adaptive_max_pool2d(ink.float(), size) > 0
+    else:
+        scaled = F.interpolate(ink.float(), size=(size, size), mode="bilinear") >= 0.5
+    return thin(scaled)
+
+
+def fit_sketch(img: Image.Image, image_size: int) -> tuple:
+    """(sketch (3, S, S), region) of a plain sketch: the drawing cropped with the shoes' margin, padded to
+    square, redrawn with one-pixel lines at FIT_FRAME and resized to image_size as training resized the
+    edge maps; None for a blank sketch (nothing to fit)."""
+    ink = ink_mask(img)
+    box = drawing_box(ink)
+    if box is None:
+        return None
+    region = x0, y0, side, _ = fit_region(box)
+    crop = torch.zeros(side, side, dtype=torch.bool)  # the square in input pixels; no ink outside
+    width, height = img.size
+    left, top, right, bottom = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
+    crop[top - y0:bottom - y0, left - x0:right - x0] = ink[top:bottom, left:right]
+    lines = normalise_strokes(crop[None, None])[0, 0]  # (FIT_FRAME, FIT_FRAME)
+    drawn = Image.fromarray(np.where(lines.numpy(), 0, 255).astype(np.uint8)).convert("RGB")
+    if drawn.size != (image_size, image_size):
+        drawn = drawn.resize((image_size, image_size), Image.BICUBIC)  # as PairDataset resizes edge maps
+    return to_tensor(drawn), region
+
+
+def prepare_sketch(path, image_size: int, direction: str = "AtoB", fit: bool = True,
+                   native_multiple: int = 0) -> Prepared:
+    """Load one input for the generator. fit: crop a plain sketch to its drawing and redraw its lines
+    (pairs are never fitted: they are training-like already). native_multiple > 0: run at the input's own
+    size rounded to a multiple of it (no padding). Otherwise: pad to square with white, resize."""
+    img, is_pair = load_sketch(path, direction)
+    width, height = img.size
+    if native_multiple:
+        size = tuple(max(1, round(side / native_multiple)) * native_multiple for side in img.size)
+        resized = img.resize(size, Image.BICUBIC) if size != img.size else img
+        return Prepared(to_tensor(resized), (0, 0, width, height), img.size)
+    if fit and not is_pair:
+        fitted = fit_sketch(img, image_size)
+        if fitted is not None:
+            return Prepared(*fitted, img.size)
     side = max(img.size)
-    img = ImageOps.pad(img, (side, side), color="white") if img.width != img.height else img
-    return to_tensor(img.resize((image_size, image_size), Image.BICUBIC))
+    if width != height:
+        img = ImageOps.pad(img, (side, side), color="white")
+    # where ImageOps.pad put the sketch in the square
+    region = -round((side - width) * 0.5), -round((side - height) * 0.5), side, side
+    sketch = to_tensor(img.resize((image_size, image_size), Image.BICUBIC))
+    return Prepared(sketch, region, (width, height))
+
+
+def put_back(photo: Image.Image, prepared: Prepared) -> Image.Image:
+    """The generated photo placed where its sketch came from, in an image of the input's size: the part
+    over the input's area resized to it, white where the photo does not reach."""
+    x0, y0, region_w, region_h = prepared.region
+    width, height = prepared.size
+    left, top = max(x0, 0), max(y0, 0)
+    right, bottom = min(x0 + region_w, width), min(y0 + region_h, height)
+    scale_x, scale_y = photo.width / region_w, photo.height / region_h
+    box = ((left - x0) * scale_x, (top - y0) * scale_y, (right - x0) * scale_x, (bottom - y0) * scale_y)
+    part = photo.resize((right - left, bottom - top), Image.BICUBIC, box=box)
+    if part.size == prepared.size:
+        return part
+    out = Image.new("RGB", prepared.size, "white")
+    out.paste(part, (left, top))
+    return out
+
+
+def generate(model, batch: list, device, paper: bool) -> list:
+    """Photos (PIL, at the inputs' sizes) of a list of Prepared inputs that share one tensor size."""
+    sketches = torch.stack([prepared.sketch for prepared in batch]).to(device)  # (B, 3, H, W)
+    with torch.inference_mode():
+        fake_photos = translate(model, sketches, paper=paper)
+    return [put_back(to_image(photo), prepared) for photo, prepared in zip(fake_photos, batch)]
 
 
 def main(argv=None) -> int:
@@ -80,11 +272,24 @@ def main(argv=None) -> int:
                        help=f"the authors' weights, fetched once: {', '.join(PRETRAINED)}")
     parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
     parser.add_argument("--seed", type=int, default=0, help="seed for the dropout noise in paper mode")
+    parser.add_argument("--fit", **{**SWITCH, "default": None},
+                        help="crop a plain sketch to its drawing, redraw its lines like the training edges, "
+                             "put the photo back in place (default: true, false with --native)")
+    parser.add_argument("--native", **SWITCH,
+                        help="run at the sketch's own resolution rounded to a multiple of 2**num_downs, "
+                             "not at the training size (another scale than trained: other quality)")
+    parser.add_argument("--batch_size", type=int, default=16,
+                        help="eval mode: same-size inputs per generator call (paper mode runs one at a time)")
     add_device_flag(parser)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default, one per core)")
     args = parser.parse_args(argv)
+    if args.native and args.fit:
+        parser.error("--native runs the whole sketch at its own size; it excludes --fit true")
+    if args.batch_size < 1:
+        parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    fit, paper = args.fit is not False and not args.native, not args.eval
     try:
         device = pick_device(args.device)
         checkpoint = (pretrained_checkpoint(args.pretrained) if args.pretrained
@@ -92,22 +297,52 @@ def main(argv=None) -> int:
         generator, cfg = load_generator(checkpoint)
         generator.to(device)
         # Eval mode: batch norm folded into the convs, NHWC; paper mode: G as it is (see for_inference).
-        model = for_inference(generator, paper=not args.eval)
-        files = collect_inputs(args.inputs)
+        model = for_inference(generator, paper=paper)
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(args.seed)
-        for path in files:
-            sketch = prepare_sketch(path, cfg.image_size, cfg.direction)[None].to(device)  # (1, 3, S, S)
-            with torch.inference_mode():
-                fake_photo = translate(model, sketch, paper=not args.eval)[0]
-            target = out_dir / f"{path.stem}.png"
-            to_image(fake_photo).save(target)
-            print(f"{path} -> {target}")
     except (OSError, ValueError) as e:
         print(f"infer.py: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    files, problems = collect_inputs(args.inputs)
+    for problem in problems:
+        print(f"infer.py: error: {problem}", file=sys.stderr)
+    failed = len(problems)
+    batch_size = 1 if paper else args.batch_size  # paper mode: batch statistics must be each image's own
+    pending = {}  # tensor shape -> [(path, Prepared)], run when batch_size have gathered
+
+    def run(group):
+        nonlocal failed
+        photos = generate(model, [prepared for _, prepared in group], device, paper)
+        for (path, _), photo in zip(group, photos):
+            target = out_dir / f"{path.stem}.png"
+            try:
+                photo.save(target)
+            except OSError as e:
+                print(f"infer.py: error: {target}: cannot write ({e})", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"{path} -> {target}")
+
+    torch.manual_seed(args.seed)
+    multiple = 2**cfg.num_downs if args.native else 0
+    for path in files:
+        try:
+            prepared = prepare_sketch(path, cfg.image_size, cfg.direction, fit=fit,
+                                      native_multiple=multiple)
+        except (OSError, ValueError) as e:
+            message = str(e) if str(path) in str(e) else f"{path}: {e}"
+            print(f"infer.py: error: {message}", file=sys.stderr)
+            failed += 1
+            continue
+        group = pending.setdefault(tuple(prepared.sketch.shape), [])
+        group.append((path, prepared))
+        if len(group) == batch_size:
+            run(pending.pop(tuple(prepared.sketch.shape)))
+    for group in pending.values():
+        run(group)
+    if failed:  # the bad ones are named on stderr, one line each; the count goes with the outputs
+        print(f"{failed} of {len(files) + len(problems)} inputs failed; the others are in {out_dir}")
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@
 
 One page, no build step and no network: pen, eraser, undo, clear, example sketches and upload on the left;
 the photo, refreshed 300 ms after each stroke, and its download on the right. The API behind it:
-    POST /generate   body: a PNG (or any image PIL reads, or a data: URL) -> image/png at the model's size
+    POST /generate   body: a PNG (or any image PIL reads, or a data: URL) -> image/png at the upload's size
     GET  /           the page
     GET  /examples/N.png   example sketch N (val-set sketches of the checkpoint's data, else drawn shoes)
-The sketch is prepared exactly as infer.py prepares a file, so with --eval the photo equals
-`python infer.py sketch.png --eval`; by default G runs as in the paper (dropout on) with the seed reset
+The sketch is prepared exactly as infer.py prepares a file (fitted to its drawing unless --fit false), so
+with --eval the photo equals `python infer.py sketch.png --eval`; by default G runs as in the paper (dropout on) with the seed reset
 before every request, so one sketch always gives the same photo (that of `infer.py sketch.png --seed 0`).
 """
 
@@ -39,10 +39,10 @@ from dataset import list_images, to_image  # noqa: E402
 from tools.demo import draw_shoe  # noqa: E402
 from tools.edges import sketch_pixels  # noqa: E402
 from generator import for_inference, translate  # noqa: E402
-from infer import find_checkpoint, prepare_sketch  # noqa: E402
+from infer import find_checkpoint, prepare_sketch, put_back  # noqa: E402
 from save import PRETRAINED, load_generator, pretrained_checkpoint  # noqa: E402
 
-CANVAS_SIZE = 256  # drawing canvas and example sketches, pixels (the photo comes at the model's image_size)
+CANVAS_SIZE = 256  # drawing canvas and example sketches, pixels (the photo comes back at the canvas's size)
 MAX_BODY_BYTES = 4 * 1024 * 1024  # larger uploads get 413 before being read; a 256×256 canvas PNG is < 200 KB
 SOCKET_TIMEOUT_S = 10  # a client that stops sending mid-request is dropped after this long
 N_EXAMPLES = 3  # example sketches offered on the page
@@ -51,13 +51,13 @@ N_EXAMPLES = 3  # example sketches offered on the page
 class ShoeApp:
     """The loaded generator and the example sketches; generate() is safe to call from many threads."""
 
-    def __init__(self, checkpoint, paper: bool = True, seed: int = 0, device: str = "auto"):
+    def __init__(self, checkpoint, paper: bool = True, seed: int = 0, device: str = "auto", fit: bool = True):
         self.checkpoint = Path(checkpoint)
         self.device = pick_device(device)
         generator, self.cfg = load_generator(self.checkpoint)
         # Eval mode: batch norm folded into the convs; paper mode: G as it is (generator.for_inference).
         self.model = for_inference(generator.to(self.device), paper=paper)
-        self.paper, self.seed = paper, seed
+        self.paper, self.seed, self.fit = paper, seed, fit
         self.lock = threading.Lock()  # one generation at a time: the seed and G's train flag are global state
         self.examples = make_examples(self.cfg)  # PNG bytes
 
@@ -66,15 +66,15 @@ class ShoeApp:
         with tempfile.TemporaryDirectory(prefix="pix2pix-app-") as folder, self.lock:
             upload = Path(folder) / "upload"
             upload.write_bytes(image_bytes)
-            try:  # the same decoding, size checks, padding and resizing as infer.py applies to a file
-                sketch = prepare_sketch(upload, self.cfg.image_size, self.cfg.direction)[None].to(self.device)
+            try:  # the same decoding, size checks, fitting (or padding) and resizing as infer.py applies
+                prepared = prepare_sketch(upload, self.cfg.image_size, self.cfg.direction, fit=self.fit)
             except ValueError as e:
                 raise ValueError(str(e).replace(str(upload), "upload")) from None
             torch.manual_seed(self.seed)  # paper mode: the same dropout masks for every request
             with torch.inference_mode():
-                fake_photo = translate(self.model, sketch, paper=self.paper)[0]  # (3, S, S)
+                fake_photo = translate(self.model, prepared.sketch[None].to(self.device), paper=self.paper)[0]
         buffer = io.BytesIO()
-        to_image(fake_photo).save(buffer, format="PNG")
+        put_back(to_image(fake_photo), prepared).save(buffer, format="PNG")  # at the upload's size
         return buffer.getvalue()
 
     def page(self) -> bytes:
@@ -97,7 +97,7 @@ def make_examples(cfg, count: int = N_EXAMPLES, size: int = CANVAS_SIZE) -> list
     sketches = []
     for path in list_images(val, required=False):
         try:  # the model's input half, padded and resized as infer.py does, at canvas size
-            sketches.append(to_image(prepare_sketch(path, size, cfg.direction)))
+            sketches.append(to_image(prepare_sketch(path, size, cfg.direction, fit=False).sketch))
         except ValueError:
             continue
         if len(sketches) == count:
@@ -229,9 +229,9 @@ def printable(text: str, limit: int = 200) -> str:
 
 
 def make_server(checkpoint, host: str = "127.0.0.1", port: int = 8000, paper: bool = True, seed: int = 0,
-                device: str = "auto") -> ThreadingHTTPServer:
+                device: str = "auto", fit: bool = True) -> ThreadingHTTPServer:
     """An HTTP server with the app loaded, bound but not yet serving (port 0: any free port)."""
-    app = ShoeApp(checkpoint, paper=paper, seed=seed, device=device)
+    app = ShoeApp(checkpoint, paper=paper, seed=seed, device=device, fit=fit)
     server = ThreadingHTTPServer((host, port), Handler)
     server.app = app
     return server
@@ -248,13 +248,15 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
     parser.add_argument("--seed", type=int, default=0, help="seed set before each generation in paper mode")
+    parser.add_argument("--fit", **{**SWITCH, "default": True},
+                        help="fit the drawing to the training frame and redraw its lines (as infer.py does)")
     add_device_flag(parser)
     args = parser.parse_args(argv)
     try:
         checkpoint = (pretrained_checkpoint(args.pretrained) if args.pretrained
                       else Path(args.checkpoint) if args.checkpoint else find_checkpoint())
         server = make_server(checkpoint, args.host, args.port, paper=not args.eval, seed=args.seed,
-                             device=args.device)
+                             device=args.device, fit=args.fit)
     except (OSError, ValueError) as e:
         print(f"app.py: error: {e}", file=sys.stderr)
         return 2

@@ -3,16 +3,18 @@
     python -m tools.data download edges2shoes                  # official set -> data/edges2shoes/{train,val}
     python -m tools.data pairs my_photos/ data/my_shoes        # product photos -> edge map | photo pairs
     python -m tools.data combine sketches/ photos/ data/mine   # A/x.png + B/x.jpg -> mine/x.png, A left, B right
-    python -m tools.data check data/edges2shoes                # files per split, sizes, bad files
+    python -m tools.data check data/edges2shoes                # decode every file: sizes, bad files
 """
 
 import argparse
+import os
 import random
 import shutil
 import sys
 import tarfile
 import zlib
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -21,7 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from config import SWITCH, add_device_flag, pick_device
-from dataset import MIN_SIDE, SPLITS, list_images, load_rgb, scan_headers, split_folders
+from dataset import FORMATS, MIN_SIDE, SPLITS, list_images, load_rgb, read_header, split_folders
 from save import DOWNLOAD_TIMEOUT_S, fetch
 from tools.edges import sketch_pixels
 
@@ -196,8 +198,23 @@ def combine(a_dir, b_dir, out_dir) -> dict:
     return {"written": written, "only_a": only_a, "only_b": only_b, "skipped": skipped}
 
 
-def check(folder) -> dict:
-    """Header scan of a data folder (its train/ val/ test/ or itself): counts, sizes seen, bad files."""
+def decode_problem(path) -> tuple:
+    """((width, height) or None, what is wrong with the file or ''): the header checks, then a full decode,
+    so a truncated or corrupt file that the header scan passes is caught here and not mid-epoch."""
+    size, problem = read_header(path)
+    if problem:
+        return size, problem
+    try:
+        with Image.open(path, formats=FORMATS) as img:
+            img.load()  # decodes every pixel; raises on a truncated file (ImageFile.LOAD_TRUNCATED_IMAGES is off)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        return size, f"cannot decode ({type(e).__name__}: {e})"
+    return size, ""
+
+
+def check(folder, workers: int = 0) -> dict:
+    """Full check of a data folder (its train/ val/ test/ or itself): counts, sizes seen, bad files.
+    Every file is decoded, in parallel threads (PIL's decoders release the GIL); workers 0: one per core."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
@@ -205,7 +222,10 @@ def check(folder) -> dict:
     everything = [path for split_files in files.values() for path in split_files]
     if not everything:
         raise FileNotFoundError(f"{folder}: no images in it or in its {'/ '.join(SPLITS)}/ folders")
-    results = scan_headers(everything, desc=f"checking {folder}", bar_min_files=0)
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        decoded = tqdm(pool.map(decode_problem, everything), total=len(everything), desc=f"decoding {folder}",
+                       unit="file", leave=False)
+        results = [(path, *result) for path, result in zip(everything, decoded)]
     sizes = Counter(size for _, size, _ in results if size)
     bad = [(path, problem) for path, _, problem in results if problem]
     print(f"{folder}: " + ", ".join(f"{split} {len(split_files)} files" for split, split_files in files.items()))
@@ -240,8 +260,10 @@ def main(argv=None) -> int:
     join.add_argument("a_dir", help="left halves (the model's input with direction AtoB)")
     join.add_argument("b_dir", help="right halves, resized to A's size where they differ")
     join.add_argument("out_dir")
-    scan = commands.add_parser("check", help="counts, sizes and bad files of a data folder", **options)
+    scan = commands.add_parser("check", help="decode every file: counts, sizes and bad files of a data folder",
+                               **options)
     scan.add_argument("folder")
+    scan.add_argument("--workers", type=int, default=0, help="decoding threads (0: one per CPU core)")
     scan.add_argument("--skip_bad", **SWITCH, help="exit 0 even if there are bad files")
     args = parser.parse_args(argv)
     try:
@@ -253,7 +275,7 @@ def main(argv=None) -> int:
         elif args.command == "combine":
             combine(args.a_dir, args.b_dir, args.out_dir)
         else:
-            bad = check(args.folder)["bad"]
+            bad = check(args.folder, args.workers)["bad"]
             if bad and not args.skip_bad:
                 raise ValueError(f"{len(bad)} bad files in {args.folder} (listed above); "
                                  f"remove them, or pass --skip_bad")

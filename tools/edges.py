@@ -14,13 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from infer import neighbours, thin  # in the core: fitted inference redraws sketches with it
+
 # A step must change intensity by about this much per pixel (after blurring) to seed an edge:
 # keeps flat or nearly flat images (JPEG noise, soft shading) free of lines, whatever their range.
 MIN_STRONG_GRADIENT = 0.02
 # Gradients closer than this are ties in non-maximum suppression (float rounding, not signal).
 TIE = 1e-5
-# Neighbour offsets (dy, dx) P2..P9 of Zhang-Suen: clockwise from north.
-RING = [(-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)]
 
 
 def to_gray(photos):
@@ -47,13 +47,6 @@ def sobel(gray):
     kernels = torch.stack([kernel_x, kernel_x.t()]).unsqueeze(1)  # (2, 1, 3, 3)
     grads = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernels)  # (B, 2, H, W)
     return grads[:, :1], grads[:, 1:]  # d/dx (right), d/dy (down)
-
-
-def neighbours(image):
-    """{(dy, dx): image[y + dy, x + dx]} for the 8 neighbours, zeros outside the frame, one padding."""
-    height, width = image.shape[-2:]
-    padded = F.pad(image, (1, 1, 1, 1))
-    return {(dy, dx): padded[..., 1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy, dx in RING}
 
 
 def non_max_suppression(magnitude, grad_x, grad_y):
@@ -105,43 +98,6 @@ def hysteresis(strong, weak):
     """Keep weak edges 8-connected to a strong one (the fixed point of 3x3 dilation inside weak)."""
     labels = label_components(weak)
     return weak & (component_sums(labels, strong) > 0)
-
-
-def zhang_suen_step(edges, first_pass):
-    """One Zhang-Suen sub-iteration: peel deletable boundary pixels from one side."""
-    ring = list(neighbours(edges).values())  # P2..P9
-    count = sum(pixel.view(torch.uint8) for pixel in ring)  # uint8 adds: summing bools is slow
-    transitions = sum((~ring[i] & ring[(i + 1) % 8]).view(torch.uint8) for i in range(8))
-    north, east, south, west = ring[0], ring[2], ring[4], ring[6]
-    if first_pass:
-        side = ~(north & east & south) & ~(east & south & west)
-    else:
-        side = ~(north & east & west) & ~(north & south & west)
-    deletable = (count >= 2) & (count <= 6) & (transitions == 1) & side
-    return edges & ~deletable
-
-
-def remove_staircases(edges):
-    """Drop corner pixels of 4-connected steps, which 8-connectivity makes redundant."""
-    for (ay, ax), (by, bx) in [((0, -1), (1, 0)), ((1, 0), (0, 1)), ((0, 1), (-1, 0)), ((-1, 0), (0, -1))]:
-        # a pixel with both arms of a right angle set and the three opposite pixels empty: the arms
-        # touch diagonally, and no pass removes an arm, so removing it never splits a line
-        around = neighbours(edges)
-        corner = around[ay, ax] & around[by, bx]
-        for opposite in [(-ay, -ax), (-by, -bx), (-ay - by, -ax - bx)]:
-            corner = corner & ~around[opposite]
-        edges = edges & ~corner
-    return edges
-
-
-def thin(edges):
-    """Zhang-Suen thinning plus staircase removal, until stable: one-pixel, 8-connected lines."""
-    for _ in range(sum(edges.shape[-2:])):  # each pass peels a layer: H + W passes always suffice
-        thinned = remove_staircases(zhang_suen_step(zhang_suen_step(edges, True), False))
-        if torch.equal(thinned, edges):
-            break
-        edges = thinned
-    return edges
 
 
 @torch.no_grad()

@@ -35,7 +35,7 @@ from tools import app  # noqa: E402
 import save  # noqa: E402
 from dataset import to_image  # noqa: E402
 from generator import translate  # noqa: E402
-from infer import find_checkpoint, prepare_sketch  # noqa: E402
+from infer import find_checkpoint, prepare_sketch, put_back  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -160,7 +160,7 @@ def test_generate_matches_infer_eval(eval_url, tiny, tmp_path):
     sketch = png(sketch_image())
     status, kind, photo = request(eval_url, "POST", "/generate", sketch, {"Content-Type": "image/png"})
     assert status == 200 and kind == "image/png"
-    assert Image.open(io.BytesIO(photo)).size == (64, 64)  # the model's size
+    assert Image.open(io.BytesIO(photo)).size == (120, 90)  # the upload's size
     (tmp_path / "sketch.png").write_bytes(sketch)
     assert np.abs(pixels(photo) - run_infer_eval(tmp_path / "sketch.png", tiny, tmp_path / "out")).max() <= 1
     data_url = b"data:image/png;base64," + base64.b64encode(sketch)
@@ -175,8 +175,9 @@ def test_paper_mode_is_seeded_per_request(paper_url, eval_url, tiny, tmp_path):
     (tmp_path / "sketch.png").write_bytes(sketch)
     generator, cfg = save.load_generator(tiny)  # infer.py's default: paper mode, seed 0
     torch.manual_seed(0)
-    expected = translate(generator, prepare_sketch(tmp_path / "sketch.png", cfg.image_size)[None], paper=True)[0]
-    assert np.abs(pixels(first) - np.asarray(to_image(expected)).astype(int)).max() <= 1
+    prepared = prepare_sketch(tmp_path / "sketch.png", cfg.image_size)  # fitted, as by default
+    expected = put_back(to_image(translate(generator, prepared.sketch[None], paper=True)[0]), prepared)
+    assert np.abs(pixels(first) - np.asarray(expected).astype(int)).max() <= 1
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -397,7 +398,7 @@ def test_strokes_drawn_in_chromium_give_infer_eval_photo(eval_url, tiny, tmp_pat
         assert (pixels(canvas) < 128).all(axis=2).sum() > 500  # the strokes are on the canvas
         (tmp_path / "canvas.png").write_bytes(canvas)
         photo = pixels(browser.image(PHOTO_PNG))
-        assert photo.shape == (64, 64, 3)
+        assert photo.shape == (256, 256, 3)  # the canvas size
         assert np.abs(photo - run_infer_eval(tmp_path / "canvas.png", tiny, tmp_path / "out")).max() <= 1
         # Undo takes the last stroke off; an example replaces the drawing; both refresh the photo.
         browser.evaluate("document.getElementById('undo').click()")

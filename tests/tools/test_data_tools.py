@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFile
 
 import dataset as core_dataset
 from tools import data as dataset
 from conftest import make_pairs
-from dataset import PairDataset, split_pair
+from dataset import PairDataset, read_header, split_pair
 from tools.data import check, combine, download, main, photos_to_pairs
 from tools.demo import make_demo
 
@@ -283,6 +283,20 @@ def test_check_counts_splits_sizes_and_bad_files(tmp_path, capsys):
     assert main(["check", str(tmp_path), "--skip_bad"]) == 0
     make_pairs(tmp_path / "clean", 2)
     assert main(["check", str(tmp_path / "clean")]) == 0  # a folder without splits is checked itself
+
+
+def test_check_decodes_every_file_and_names_a_truncated_jpeg(tmp_path, capsys):
+    make_pairs(tmp_path / "train", 3, size=32)
+    noise = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "train" / "cut.jpg", quality=95)
+    data = (tmp_path / "train" / "cut.jpg").read_bytes()
+    (tmp_path / "train" / "cut.jpg").write_bytes(data[:len(data) // 2])  # the header survives, the pixels do not
+    assert not ImageFile.LOAD_TRUNCATED_IMAGES  # nothing in the repo lets PIL pad a cut file with grey
+    assert read_header(tmp_path / "train" / "cut.jpg") == ((128, 64), "")  # the fast scan passes it
+    report = check(tmp_path, workers=2)
+    assert [(path.name, problem.split(" (")[0]) for path, problem in report["bad"]] == [("cut.jpg", "cannot decode")]
+    assert "truncated" in report["bad"][0][1] and "train/cut.jpg: cannot decode" in capsys.readouterr().out
+    assert main(["check", str(tmp_path), "--workers", "1"]) == 2
 
 
 # ---------------------------------------------------------------- PairDataset(skip_bad=True)

@@ -118,3 +118,13 @@ def test_draw_sketch_is_black_exactly_on_edges():
 def test_photo_to_sketch_composes_detection_and_drawing():
     photo = rectangle_photo()
     assert torch.equal(photo_to_sketch(photo), draw_sketch(detect_edges(photo)))
+
+
+def test_the_thinning_is_the_core_one_and_thins_a_thick_bar_to_one_pixel():
+    import infer
+    from tools import edges
+    assert edges.thin is infer.thin  # one copy, in the core (fitted inference redraws sketches with it)
+    bar = torch.zeros(1, 1, 32, 64, dtype=torch.bool)
+    bar[..., 10:17, 5:60] = True  # 7 pixels thick
+    thinned = edges.thin(bar)[0, 0]
+    assert thinned[:, 12:52].sum(dim=0).eq(1).all() and full_2x2_blocks(thinned[None, None]) == 0
