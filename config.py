@@ -28,9 +28,9 @@ class Config:
     load_size: int = 286  # resize target before the random crop when jitter is on, pixels
     num_workers: int = 4  # data loader processes (0 = load in the main process)
     skip_bad: bool = False  # leave out unreadable or wrongly sized files (else list them and stop before training)
-    sketch_aug: bool = False  # turn each training edge map into a plausible hand drawing (dataset.sketch_augment):
-    # thicker, wobbly, broken strokes, specks removed, the shoe shrunk and moved with its photo. Not in the paper.
-    sketch_aug_strength: float = 1.0  # scales every sketch_aug range (dataset.SKETCH_AUG); 0 = no change
+    sketch_aug: bool = False  # not in the paper: training edge maps become hand-drawing-like
+    # (dataset.sketch_augment): thicker, wobbly, broken strokes, specks gone, shoe moved with its photo
+    sketch_aug_strength: float = 1.0  # scales every sketch_aug range (dataset.SKETCH_AUG); 0 = none
 
     # --- model ---
     ngf: int = 64  # generator filters in the first layer
@@ -83,9 +83,10 @@ class Config:
             raise ValueError(f"config: need lr > 0, lambda_l1 >= 0, 0 <= dropout < 1; got lr={self.lr}, "
                              f"lambda_l1={self.lambda_l1}, dropout={self.dropout}")
         if self.sketch_aug and self.direction != "AtoB":
-            raise ValueError("config: sketch_aug needs direction AtoB (it turns the input edge maps into drawings)")
-        if not 0 <= self.sketch_aug_strength <= 2:  # beyond 2 the shoe could shrink to nothing (SKETCH_AUG shrink)
-            raise ValueError(f"config: sketch_aug_strength must lie in [0, 2], got {self.sketch_aug_strength}")
+            raise ValueError("config: sketch_aug needs direction AtoB (it draws on the input edge maps)")
+        if not 0 <= self.sketch_aug_strength <= 2:  # beyond 2 the shoe could shrink to nothing
+            raise ValueError(
+                f"config: sketch_aug_strength must lie in [0, 2], got {self.sketch_aug_strength}")
         if self.num_downs < 5:
             raise ValueError(f"config: num_downs must be at least 5 (C64-C128-C256-C512-C512), got {self.num_downs}")
         for name in ("batch_size", "epochs", "ngf", "ndf", "n_layers_d", "log_every", "n_samples", "val_images"):

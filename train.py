@@ -126,7 +126,7 @@ def main(cfg: Config) -> dict:
     memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" else torch.contiguous_format
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed + rank)  # the jitter's crops and flips when num_workers is 0
-    aug_rng = torch.Generator(device)  # sketch_aug's draws, reseeded from (seed, rank, step): resumes exactly
+    aug_rng = torch.Generator(device)  # sketch_aug: reseeded from (seed, rank, step), resumes exactly
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
     run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
@@ -262,7 +262,7 @@ def main(cfg: Config) -> dict:
             for batch, (sketch, photo) in enumerate(bar, start=first):
                 sketch = sketch.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, H, W)
                 photo = photo.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, H, W)
-                if cfg.sketch_aug:  # edge maps -> hand-drawing look, on the device, same shift for the photo
+                if cfg.sketch_aug:  # edge maps -> hand-drawing look; the photo moves with the shoe
                     sketch, photo = sketch_augment(sketch, photo, aug_rng.manual_seed(
                         (cfg.seed * 2**40 + rank * 2**32 + step) % 2**63), cfg.sketch_aug_strength)
                 losses = gan_step(G_step, D_step, opt_g, opt_d, scaler, sketch, photo, cfg.lambda_l1, autocast)
