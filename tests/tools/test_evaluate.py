@@ -170,6 +170,13 @@ def outline_and_photo(box, shape="ellipse", size=64):
     return as_tensor(sketch)[None], as_tensor(photo)[None]
 
 
+def test_edge_f1_threshold_decides_what_counts_as_a_line():
+    sketch, photo = outline_and_photo((12, 10, 52, 50))
+    gray = sketch * 0.3 + 0.7  # the same outline in light gray (0.65 on [0, 1]), as a shrunk pen stroke
+    assert evaluate.edge_f1(photo, gray).item() == 0.0  # the fixed 0.5 threshold sees no line
+    assert evaluate.edge_f1(photo, gray, threshold=torch.tensor([0.8])).item() > 0.8
+
+
 def test_edge_f1_rewards_following_the_sketch():
     sketch, photo = outline_and_photo((12, 10, 52, 50))
     _, elsewhere = outline_and_photo((30, 2, 60, 24), shape="rectangle")
@@ -333,11 +340,11 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, checkpoints, capsys, probl
 # ------------------------------------------------------------------------------------------ unpaired sketches
 
 def plain_sketches(folder, sizes=((80, 80), (120, 60), (64, 64))):
-    """Plain drawings (black outlines on white) of different sizes, one not square, as infer.py takes them."""
+    """Plain drawings (gray outlines on white, as pencil) of different sizes, one not square."""
     folder.mkdir(parents=True)
     for i, (w, h) in enumerate(sizes):
         img = Image.new("L", (w, h), 255)
-        ImageDraw.Draw(img).ellipse((w // 5, h // 4, w - w // 6 - 3 * i, h - h // 5), outline=0, width=2)
+        ImageDraw.Draw(img).ellipse((w // 5, h // 4, w - w // 6 - 3 * i, h - h // 5), outline=150, width=2)
         img.save(folder / f"s{i}.png")
     return folder
 
@@ -357,8 +364,11 @@ def test_unpaired_sketches_score_edge_f1_and_page_has_no_real_column(tmp_path, c
         assert set(run["mean"]) == {"edge_f1"} and all(set(image) == {"name", "edge_f1"} for image in run["images"])
         G, cfg = save.load_generator(checkpoint)
         sketch = torch.stack([prepare_sketch(sketches / name, cfg.image_size) for name in names])
-        expected = evaluate.edge_f1(translate(G, sketch, paper=False), sketch)
+        threshold = (1 + evaluate.to_unit(sketch).mean(1).amin((1, 2))) / 2
+        expected = evaluate.edge_f1(translate(G, sketch, paper=False), sketch, threshold=threshold)
         assert np.allclose([image["edge_f1"] for image in run["images"]], expected.tolist(), atol=1e-6)
+        fixed = evaluate.edge_f1(translate(G, sketch, paper=False), sketch)  # 0.5 misses the gray lines
+        assert not np.allclose(fixed.tolist(), expected.tolist())
     page = (out / "index.html").read_text()
     assert "<th>real</th>" not in page and ".real.png" not in page and "Worst edge f1 first" in page
     for name in names:
