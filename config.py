@@ -29,6 +29,9 @@ class Config:
     load_size: int = 286  # resize target before the random crop when jitter is on, pixels
     num_workers: int = 4  # data loader processes (0 = load in the main process)
     skip_bad: bool = False  # leave out unreadable or wrongly sized files (else list them and stop before training)
+    sketch_aug: bool = False  # not in the paper: training edge maps become hand-drawing-like
+    # (dataset.sketch_augment): thicker, wobbly, broken strokes, specks gone, shoe moved with its photo
+    sketch_aug_strength: float = 1.0  # scales every sketch_aug range (dataset.SKETCH_AUG); 0 = none
 
     # --- model ---
     ngf: int = 64  # generator filters in the first layer
@@ -89,6 +92,11 @@ class Config:
         if self.dropout_blocks not in DROPOUT_BLOCKS:
             raise ValueError(f"config: dropout_blocks must be {' or '.join(DROPOUT_BLOCKS)}, "
                              f"got {self.dropout_blocks!r}")
+        if self.sketch_aug and self.direction != "AtoB":
+            raise ValueError("config: sketch_aug needs direction AtoB (it draws on the input edge maps)")
+        if not 0 <= self.sketch_aug_strength <= 2:  # beyond 2 the shoe could shrink to nothing
+            raise ValueError(
+                f"config: sketch_aug_strength must lie in [0, 2], got {self.sketch_aug_strength}")
         if self.num_downs < 5:
             raise ValueError(f"config: num_downs must be at least 5 (C64-C128-C256-C512-C512), got {self.num_downs}")
         for name in ("batch_size", "epochs", "ngf", "ndf", "n_layers_d", "log_every", "n_samples", "val_images"):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
@@ -233,3 +234,75 @@ def train_val_folders(data_dir) -> tuple:
     splits = split_folders(data_dir)
     train = splits.get("train", Path(data_dir))
     return train, splits.get("val", splits.get("test", train))
+
+
+# ---------------------------------------------------------------------------------- sketch_aug
+
+SKETCH_AUG = dict(width=2, wobble=0.03, drop=0.25, detail=8.0, shrink=0.5)  # ranges at strength 1
+
+
+def sketch_augment(sketch: torch.Tensor, photo: torch.Tensor, generator: torch.Generator,
+                   strength: float = 1.0, **ranges) -> tuple:
+    """Edge maps -> plausible hand drawings, for a whole (B, 3, H, W) batch in [-1, 1] on its device.
+
+    Each image draws its own amounts, up to these ranges (SKETCH_AUG times strength; keywords
+    override them):
+        width   strokes thicker by 0..width pixels at 256×256, in proportion at other sizes
+        wobble  smooth displacement of the lines, up to this share of the image side
+        drop    up to this share of the canvas whitened in low-frequency blobs: broken lines
+        detail  ink pixels with fewer than this many ink pixels within 7 px removed (specks)
+        shrink  the shoe scaled by 1-shrink..1 and moved anywhere inside the frame, photo alike
+    The sketch comes out gray (3 equal channels); white stays white; the photo's margin is white.
+    """
+    r = {k: v * strength for k, v in {**SKETCH_AUG, **ranges}.items()}
+    batch, _, height, width = sketch.shape
+    device, dtype = sketch.device, photo.dtype
+
+    def uniform(*shape):  # per-image amounts in [0, 1), from the run's generator
+        return torch.rand(*shape, generator=generator, device=device)
+
+    ink = (1 - sketch.float().mean(1, keepdim=True)) / 2  # (B, 1, H, W): 0 paper, 1 black
+
+    # Size and place: one affine grid for sketch and photo, so the pair stays aligned.
+    scale = 1 - r["shrink"] * uniform(batch)  # (B,) in (1-shrink, 1]
+    offset = (1 / scale - 1)[:, None] * (2 * uniform(batch, 2) - 1)  # the shoe stays in the frame
+    theta = torch.zeros(batch, 2, 3, device=device)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = 1 / scale, 1 / scale, offset
+    grid = F.affine_grid(theta, (batch, 1, height, width), align_corners=False)
+    ink = F.grid_sample(ink, grid, align_corners=False)  # zeros outside: no ink, white paper
+    photo = F.grid_sample(photo.float() - 1, grid, align_corners=False) + 1  # outside: white
+    ink = (2 * ink).clamp(0, 1)  # shrinking grays a thin line out; a pen stroke stays dark
+
+    # Small details: ink pixels with little ink around them (specks, short dashes) are erased.
+    around = F.avg_pool2d((ink > 0.25).float(), 15, stride=1, padding=7) * 225  # within 7 px
+    ink = ink * (around >= r["detail"] * uniform(batch, 1, 1, 1))
+
+    # Stroke width: each image's lines thickened by its own 0..most pixels (max-pool).
+    most = int(round(r["width"] * height / 256))
+    if most > 0:
+        extra = (uniform(batch) * (most + 1)).long().clamp(max=most)  # (B,) in 0..most
+        dilated = torch.stack([ink] + [
+            F.max_pool2d(ink, 1 + k, stride=1, padding=(1 + k) // 2)[..., :height, :width]
+            for k in range(1, most + 1)])  # (most + 1, B, 1, H, W)
+        ink = dilated[extra, torch.arange(batch, device=device)]
+
+    # Wobble: a smooth random displacement field (coarse plus finer noise), the sketch only.
+    if r["wobble"] > 0:
+        amount = r["wobble"] * 2 * uniform(batch, 1, 1, 1)  # normalized coordinates: 2 per side
+        field = sum(weight * F.interpolate(2 * uniform(batch, 2, cells, cells) - 1, (height, width),
+                                           mode="bicubic", align_corners=True)
+                    for cells, weight in ((3, 1.0), (8, 0.35)))  # (B, 2, H, W)
+        eye = torch.eye(2, 3, device=device).expand(batch, 2, 3)
+        identity = F.affine_grid(eye, (batch, 1, height, width), align_corners=False)
+        ink = F.grid_sample(ink, identity + amount * field.permute(0, 2, 3, 1), align_corners=False)
+
+    # Broken and missing segments: whiten where blobby noise falls below a per-image quantile.
+    if r["drop"] > 0:
+        noise = F.interpolate(uniform(batch, 1, 16, 16), (height, width), mode="bilinear",
+                              align_corners=False)
+        cut = torch.quantile(noise.flatten(1), r["drop"] * uniform(batch), dim=1).diagonal()
+        ink = ink * (noise >= cut[:, None, None, None])
+
+    ink = (1.5 * ink).clamp(0, 1)  # darken what the wobble's resampling grayed
+    sketch = (1 - 2 * ink).expand(-1, 3, -1, -1).contiguous()
+    return sketch.to(dtype), photo.clamp(-1, 1).to(dtype)

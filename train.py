@@ -31,7 +31,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from config import DEMO, Config, parse_args, pick_device
-from dataset import EpochSampler, PairDataset, ignore_signals, to_float, train_val_folders
+from dataset import (EpochSampler, PairDataset, ignore_signals, sketch_augment, to_float,
+                     train_val_folders)
 from discriminator import PatchDiscriminator
 from generator import translate
 try:  # TensorBoard is optional: scalars and sample grids go there too when the package is installed
@@ -44,6 +45,12 @@ RANK_SEED_STRIDE = 1_000_003  # dropout seed = seed + this × rank + step: a pri
 # count, so that no two (rank, step) pairs share a dropout stream
 LOSS_KEYS = ("loss_d", "loss_g_gan", "loss_g_l1")
 ERRORS = {e.__name__: e for e in (OSError, ValueError, FloatingPointError)}  # reported in one line
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """One seed per (run seed, rank, step) for sketch_aug's drawings, so a resumed run redraws the
+    same ones without saving the generator's state."""
+    return (seed * 2**40 + rank * 2**32 + step) % 2**63
 
 
 def pick_precision(name: str, device: torch.device) -> torch.dtype:
@@ -365,6 +372,7 @@ def main(cfg: Config) -> dict:
         else torch.contiguous_format
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed + rank)  # the jitter's crops and flips when num_workers is 0
+    aug_rng = torch.Generator(device)  # sketch_aug: reseeded from (seed, rank, step), resumes exactly
     torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
     run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
     last_path = run_dir / "last.pt"
@@ -421,6 +429,9 @@ def main(cfg: Config) -> dict:
             for batch, (sketch, photo) in enumerate(bar, start=first_batch):
                 sketch = to_float(sketch.to(device, non_blocking=True, memory_format=memory_format))
                 photo = to_float(photo.to(device, non_blocking=True, memory_format=memory_format))
+                if cfg.sketch_aug:  # edge maps -> hand-drawing look; the photo moves with the shoe
+                    aug_rng.manual_seed(step_seed(cfg.seed, rank, step))  # resumes exactly
+                    sketch, photo = sketch_augment(sketch, photo, aug_rng, cfg.sketch_aug_strength)
                 if cfg.compile and cfg.compile_mode == "reduce-overhead":
                     torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step begins
                 losses = gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch, photo,

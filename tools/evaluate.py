@@ -4,6 +4,8 @@
     python -m tools.evaluate --checkpoint models/a/generator.pt --data data/edges2shoes/val --compare models/b/generator.pt
     python -m tools.evaluate --checkpoint ... --data ... --inception pt_inception-2015-12-05-6726825d.pth  # + FID, KID
     python -m tools.evaluate --pretrained edges2shoes --data data/edges2shoes/val  # their weights
+    python -m tools.evaluate --checkpoint ... --sketches hand-sketches/sketches   # unpaired: edge F1 only
+    python -m tools.evaluate --checkpoint ... --sketches DIR --photos DIR --inception FILE  # + FID, KID vs photos
 
 Prints a table of means and writes results/<run>/results.json (every image's scores and the means) and
 results/<run>/index.html (sketch | generated | real thumbnails with scores, worst L1 first; click a column
@@ -20,6 +22,11 @@ Per image, images in [-1, 1] as the generator makes them:
 Over the set: FID and KID on Inception v3 pool features (2048 per image), only with --inception FILE:
 pytorch-fid's pt_inception-2015-12-05 weights (then its TF-compatible pooling is used, so FIDs compare with
 published ones) or torchvision's inception_v3 state dict. Nothing is ever downloaded.
+
+Unpaired sketches (--sketches DIR: plain drawings, no photo traced from them, so no pixel metrics): each is
+prepared as infer.py prepares a sketch, and scored by edge_f1 alone; FID and KID compare the generated
+photos with the real photos of --photos DIR (padded white to square, resized to the model's size). The page
+shows sketch | generated, worst edge F1 first.
 
 From Python:
     from tools.evaluate import evaluate
@@ -38,13 +45,14 @@ from urllib.parse import quote
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from config import SWITCH, add_device_flag, pick_device
-from dataset import PairDataset, to_image, train_val_folders
+from dataset import PairDataset, list_images, load_rgb, to_image, to_tensor, train_val_folders
 from tools.edges import detect_edges
 from generator import translate
+from infer import prepare_sketch
 from save import PRETRAINED, load_generator, pretrained_checkpoint, psnr
 
 SKETCH_THRESHOLD = 0.5  # a sketch pixel darker than this (on [0, 1], mean of RGB) is a reference edge
@@ -91,15 +99,18 @@ def ssim(fake: torch.Tensor, real: torch.Tensor, window: int = 11, sigma: float 
     return ssim_map.flatten(2).mean(2).mean(1).double()  # mean over the map, then over the channels
 
 
-def edge_f1(fake_photo: torch.Tensor, sketch: torch.Tensor, tolerance: int = 2) -> torch.Tensor:
+def edge_f1(fake_photo: torch.Tensor, sketch: torch.Tensor, tolerance: int = 2,
+            threshold=SKETCH_THRESHOLD) -> torch.Tensor:
     """F1 (B,) of the generated photo's edges against the sketch's lines, matching within `tolerance` pixels.
 
     Precision: the share of predicted edge pixels with a sketch pixel within `tolerance` (a square window,
     by max-pool dilation); recall: the share of sketch pixels with a predicted edge that near. No edges on
-    either side scores 1 (they agree), edges on one side only score 0.
+    either side scores 1 (they agree), edges on one side only score 0. threshold: how dark (on [0, 1]) a
+    sketch pixel must be to count as a line, one number or one per image (B,).
     """
     predicted = detect_edges(to_unit(fake_photo))  # (B, 1, H, W) bool, thin lines
-    reference = to_unit(sketch).mean(1, keepdim=True) < SKETCH_THRESHOLD  # (B, 1, H, W) the dark strokes
+    threshold = torch.as_tensor(threshold, dtype=torch.float32, device=sketch.device).reshape(-1, 1, 1, 1)
+    reference = to_unit(sketch).mean(1, keepdim=True) < threshold  # (B, 1, H, W) the dark strokes
 
     def near(mask):  # pixels within `tolerance` of mask
         return F.max_pool2d(mask.float(), 2 * tolerance + 1, stride=1, padding=tolerance) > 0
@@ -259,6 +270,60 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
     return {"images": images, "mean": mean, "skipped": skipped}
 
 
+@torch.no_grad()
+def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True, seed: int = 0,
+                      batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False,
+                      fit: bool = True) -> dict:
+    """Translate every plain sketch in sketch_dir (infer.py's preparation, fitted unless fit=False) and
+    score edge_f1 of the photo against the sketch the generator read:
+    {"images": [{name, edge_f1}], "mean": {"edge_f1": mean}, "skipped": [...], "unpaired": True}.
+    on_batch(names, sketch, fake_photo, None), if given, sees every batch.
+
+    A sketch's lines are its pixels darker than halfway between its darkest pixel and white: a pen
+    stroke resized from 512 to 128 pixels turns gray (hand-sketches at 128: median 16 pixels under the
+    fixed 0.5 threshold, none at all in 13 of 300), so the fixed threshold of the pairs would miss it."""
+    files = list_images(sketch_dir)
+    device = torch.device(device)
+    generator.to(device)
+    images, skipped = [], []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in tqdm(range(0, len(files), batch_size), desc="evaluate", leave=False, disable=not progress,
+                          file=sys.stderr):
+            names, sketches = [], []
+            for path in files[start:start + batch_size]:
+                try:
+                    sketches.append(prepare_sketch(path, cfg.image_size, cfg.direction, fit=fit).sketch)
+                    names.append(path.name)
+                except ValueError as e:  # unreadable: report, go on
+                    warnings.warn(f"skipping {e}", stacklevel=2)
+                    skipped.append(path.name)
+            if not sketches:
+                continue
+            sketch = torch.stack(sketches).to(device)
+            fake_photo = translate(generator, sketch, paper=paper).float()
+            threshold = (1 + to_unit(sketch).mean(1).amin((1, 2))) / 2  # (B,) halfway from darkest to white
+            f1s = edge_f1(fake_photo, sketch, threshold=threshold).tolist()
+            images += [{"name": name, "edge_f1": f1} for name, f1 in zip(names, f1s)]
+            if on_batch is not None:
+                on_batch(names, sketch, fake_photo, None)
+    if not images:
+        raise ValueError(f"{sketch_dir}: none of the {len(files)} sketches could be decoded")
+    mean = {"edge_f1": sum(image["edge_f1"] for image in images) / len(images)}
+    return {"images": images, "mean": mean, "skipped": skipped, "unpaired": True}
+
+
+def load_photos(photo_dir, image_size: int) -> torch.Tensor:
+    """Every image in photo_dir as (N, 3, S, S) in [-1, 1]: padded with white to a square, then resized."""
+    photos = []
+    for path in list_images(photo_dir):
+        img = load_rgb(path)
+        side = max(img.size)
+        photos.append(to_tensor(ImageOps.pad(img, (side, side), color="white").resize((image_size, image_size),
+                                                                                      Image.BICUBIC)))
+    return torch.stack(photos)
+
+
 # ------------------------------------------------------------------------------------------ HTML page
 
 def thumbnail_path(name: str, kind: str) -> str:
@@ -292,13 +357,16 @@ for (const th of document.querySelectorAll("#scores th.sort")) {
 def write_html(results: list, out_dir, title: str = "pix2pix evaluation", notes: tuple = ()) -> Path:
     """out_dir/index.html: one row per image (worst L1 of results[0] first) with sketch | generated (one per
     result) | real thumbnails from save_thumbnails (kinds sketch, fake0, fake1, ..., real) and the scores.
-    results: evaluate()'s dicts, each with a "label"; notes: lines shown under the title."""
+    results: evaluate()'s dicts, each with a "label"; notes: lines shown under the title. Unpaired results
+    (evaluate_sketches) have no real column and list the worst edge F1 first."""
     esc = html.escape  # quote=True by default: safe in text and in attribute values
 
     def img(name, kind):
         return f'<img src="{esc(quote(thumbnail_path(name, kind)))}" width="{THUMB_SIZE}" alt="{esc(kind)}">'
 
     metrics = [k for k in METRICS if k in results[0]["mean"]]
+    real = not results[0].get("unpaired", False)
+    worst = metrics[0]  # l1 for pairs, edge_f1 for unpaired sketches
     by_name = [{image["name"]: image for image in result["images"]} for result in results]
     labels = [esc(result.get("label", f"run {k}")) for k, result in enumerate(results)]
     suffix = (lambda k: f" ({labels[k]})") if len(results) > 1 else (lambda k: "")
@@ -311,15 +379,17 @@ def write_html(results: list, out_dir, title: str = "pix2pix evaluation", notes:
                 f"<td>{'' if v is None else f'{v:.4g}'}</td>" for v in values) + "</tr>")
 
     head = ['<th class="sort">#</th>', '<th class="sort">file</th>', "<th>sketch</th>",
-            *(f"<th>generated{suffix(k)}</th>" for k in range(len(results))), "<th>real</th>",
+            *(f"<th>generated{suffix(k)}</th>" for k in range(len(results))), *(["<th>real</th>"] if real else []),
             *(f'<th class="sort">{key}{suffix(k)}</th>' for key in metrics for k in range(len(results)))]
     rows = []
-    order = sorted(results[0]["images"], key=lambda image: -image["l1"])  # worst first
+    sign = -1 if METRICS[worst] == "lower" else 1
+    order = sorted(results[0]["images"], key=lambda image: sign * image[worst])  # worst first
     for rank, first in enumerate(order, 1):
         name = first["name"]
         cells = [f'<td data-v="{rank}">{rank}</td>', f'<td data-v="{esc(name)}">{esc(name)}</td>',
                  f"<td>{img(name, 'sketch')}</td>",
-                 *(f"<td>{img(name, f'fake{k}')}</td>" for k in range(len(results))), f"<td>{img(name, 'real')}</td>"]
+                 *(f"<td>{img(name, f'fake{k}')}</td>" for k in range(len(results))),
+                 *([f"<td>{img(name, 'real')}</td>"] if real else [])]
         for key in metrics:
             for scores in by_name:
                 value = scores.get(name, {}).get(key)
@@ -339,7 +409,7 @@ img {{ display: block; image-rendering: auto; }}
 <h1>{esc(title)}</h1>
 {"".join(f"<p>{esc(note)}</p>" for note in notes)}
 <table>{"".join(summary)}</table>
-<p>Worst L1 first; click a blue column header to sort.</p>
+<p>Worst {"L1" if worst == "l1" else worst.replace("_", " ")} first; click a blue column header to sort.</p>
 <table id="scores"><thead><tr>{"".join(head)}</tr></thead>
 <tbody>
 {chr(10).join(rows)}
@@ -388,6 +458,10 @@ def main(argv=None) -> int:
     parser.add_argument("--inception", help="Inception v3 weights file for FID and KID (never downloaded)")
     parser.add_argument("--compare", help="a second checkpoint, evaluated on the same data, shown side by side")
     parser.add_argument("--batch_size", type=int, default=16, help="images per generator call")
+    parser.add_argument("--sketches", help="instead of --data: a folder of plain, unpaired sketches (edge F1 only)")
+    parser.add_argument("--photos", help="with --sketches: a folder of real photos for FID and KID")
+    parser.add_argument("--fit", **{**SWITCH, "default": True},
+                        help="with --sketches: fit each drawing to the frame as infer.py does")
     add_device_flag(parser)
     args = parser.parse_args(argv)
     try:
@@ -400,10 +474,18 @@ def main(argv=None) -> int:
             first, last = configs[0], configs[-1]
             raise ValueError(f"cannot compare: {paths[0]} has image_size {first.image_size} and direction "
                              f"{first.direction}, {paths[-1]} {last.image_size} and {last.direction}")
+        if args.sketches and args.data:
+            raise ValueError("give either --data (pairs) or --sketches (unpaired sketches), not both")
+        if args.photos and not args.sketches:
+            raise ValueError("--photos goes with --sketches (with --data the pairs hold the real photos)")
+        if args.sketches and args.inception and not args.photos:
+            raise ValueError("--inception with --sketches needs --photos, the real photos to compare with")
         inception = load_inception(args.inception, device) if args.inception else None
-        data_dir = Path(args.data) if args.data else default_data_dir(configs[0])
-        run = f"pretrained_{args.pretrained}" if args.pretrained else paths[0].parent.name
-        out_dir = Path(args.out) if args.out else Path("results") / run
+        data_dir = Path(args.sketches or args.data or default_data_dir(configs[0]))
+        # unpaired: the real photos' features once, before the generators run
+        photos = load_photos(args.photos, configs[0].image_size) if args.photos else None
+        run_name = f"pretrained_{args.pretrained}" if args.pretrained else paths[0].parent.name
+        out_dir = Path(args.out) if args.out else Path("results") / run_name
         if inception is None:
             print("FID/KID skipped: no --inception weights file given (they need Inception v3 weights, "
                   "which evaluate.py never downloads)")
@@ -411,19 +493,26 @@ def main(argv=None) -> int:
         if len(set(labels)) < len(labels):
             labels = [str(p) for p in paths]
         results, real_features = [], []
+        if inception is not None and photos is not None:
+            real_features = [inception_features(inception, photos[i:i + args.batch_size])
+                             for i in range(0, len(photos), args.batch_size)]
         for k, (path, (generator, cfg)) in enumerate(zip(paths, runs)):
             fake_features = []
 
             def on_batch(names, sketch, fake_photo, photo, k=k, fake_features=fake_features):
-                save_thumbnails(out_dir, names, {f"fake{k}": fake_photo, **({"sketch": sketch, "real": photo}
-                                                                             if k == 0 else {})})
+                firsts = {"sketch": sketch, **({"real": photo} if photo is not None else {})} if k == 0 else {}
+                save_thumbnails(out_dir, names, {f"fake{k}": fake_photo, **firsts})
                 if inception is not None:
                     fake_features.append(inception_features(inception, fake_photo))
-                    if k == 0:  # the real photos are the same for every checkpoint
+                    if k == 0 and photo is not None:  # the real photos are the same for every checkpoint
                         real_features.append(inception_features(inception, photo))
 
-            result = evaluate(generator, cfg, data_dir, paper=not args.eval, seed=args.seed,
-                              batch_size=args.batch_size, device=device, on_batch=on_batch, progress=True)
+            common = dict(paper=not args.eval, seed=args.seed, batch_size=args.batch_size, device=device,
+                          on_batch=on_batch, progress=True)
+            if args.sketches:
+                result = evaluate_sketches(generator, cfg, data_dir, fit=args.fit, **common)
+            else:
+                result = evaluate(generator, cfg, data_dir, **common)
             result = {"label": labels[k], "checkpoint": str(path), **result}
             if inception is not None:
                 fake, real = torch.cat(fake_features), torch.cat(real_features)
@@ -432,11 +521,14 @@ def main(argv=None) -> int:
             results.append(result)
             generator.cpu()  # free the device for the next checkpoint
         mode = "eval mode" if args.eval else f"paper mode (dropout on, seed {args.seed})"
-        print(f"{len(results[0]['images'])} pairs from {data_dir}, {mode}")
+        kind = "unpaired sketches" if args.sketches else "pairs"
+        print(f"{len(results[0]['images'])} {kind} from {data_dir}, {mode}")
         print_table(results)
         if inception is not None and len(real_features) and sum(len(f) for f in real_features) < 2048:
             print("note: FID on fewer than 2048 images is biased upward; compare FIDs only at equal image counts")
         report = {"data": str(data_dir), "mode": "eval" if args.eval else "paper", "seed": args.seed, **results[0]}
+        if photos is not None:
+            report["photos"] = str(args.photos)
         if len(results) > 1:
             report["compare"] = results[1]
         out_dir.mkdir(parents=True, exist_ok=True)

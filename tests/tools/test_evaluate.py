@@ -170,6 +170,13 @@ def outline_and_photo(box, shape="ellipse", size=64):
     return as_tensor(sketch)[None], as_tensor(photo)[None]
 
 
+def test_edge_f1_threshold_decides_what_counts_as_a_line():
+    sketch, photo = outline_and_photo((12, 10, 52, 50))
+    gray = sketch * 0.3 + 0.7  # the same outline in light gray (0.65 on [0, 1]), as a shrunk pen stroke
+    assert evaluate.edge_f1(photo, gray).item() == 0.0  # the fixed 0.5 threshold sees no line
+    assert evaluate.edge_f1(photo, gray, threshold=torch.tensor([0.8])).item() > 0.8
+
+
 def test_edge_f1_rewards_following_the_sketch():
     sketch, photo = outline_and_photo((12, 10, 52, 50))
     _, elsewhere = outline_and_photo((30, 2, 60, 24), shape="rectangle")
@@ -328,3 +335,77 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, checkpoints, capsys, probl
     assert evaluate.main([str(a) for a in args] + ["--out", str(tmp_path / "out")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("evaluate.py: error:") and missing in lines[0], lines
+
+
+# ------------------------------------------------------------------------------------------ unpaired sketches
+
+def plain_sketches(folder, sizes=((80, 80), (120, 60), (64, 64))):
+    """Plain drawings (gray outlines on white, as pencil) of different sizes, one not square."""
+    folder.mkdir(parents=True)
+    for i, (w, h) in enumerate(sizes):
+        img = Image.new("L", (w, h), 255)
+        ImageDraw.Draw(img).ellipse((w // 5, h // 4, w - w // 6 - 3 * i, h - h // 5), outline=150, width=2)
+        img.save(folder / f"s{i}.png")
+    return folder
+
+
+def test_unpaired_sketches_score_edge_f1_and_page_has_no_real_column(tmp_path, checkpoints, capsys):
+    from infer import prepare_sketch
+    sketches = plain_sketches(tmp_path / "sketches")
+    out = tmp_path / "out"
+    args = ["--checkpoint", checkpoints[0], "--sketches", sketches, "--out", out, "--eval",
+            "--compare", checkpoints[1], "--batch_size", 2]
+    assert evaluate.main([str(a) for a in args]) == 0
+    assert "3 unpaired sketches" in capsys.readouterr().out
+    report = json.loads((out / "results.json").read_text())
+    names = ["s0.png", "s1.png", "s2.png"]
+    for run, checkpoint in ((report, checkpoints[0]), (report["compare"], checkpoints[1])):
+        assert [image["name"] for image in run["images"]] == names
+        assert set(run["mean"]) == {"edge_f1"} and all(set(image) == {"name", "edge_f1"} for image in run["images"])
+        G, cfg = save.load_generator(checkpoint)
+        sketch = torch.stack([prepare_sketch(sketches / name, cfg.image_size).sketch for name in names])
+        threshold = (1 + evaluate.to_unit(sketch).mean(1).amin((1, 2))) / 2
+        expected = evaluate.edge_f1(translate(G, sketch, paper=False), sketch, threshold=threshold)
+        assert np.allclose([image["edge_f1"] for image in run["images"]], expected.tolist(), atol=1e-6)
+        fixed = evaluate.edge_f1(translate(G, sketch, paper=False), sketch)  # 0.5 misses the gray lines
+        assert not np.allclose(fixed.tolist(), expected.tolist())
+    page = (out / "index.html").read_text()
+    assert "<th>real</th>" not in page and ".real.png" not in page and "Worst edge f1 first" in page
+    for name in names:
+        for kind in ("sketch", "fake0", "fake1"):
+            assert Image.open(out / "images" / f"{name}.{kind}.png").size == (128, 128)
+    shown = re.findall(r'<tr data-name="([^"]+)"', page)
+    assert shown == [image["name"] for image in sorted(report["images"], key=lambda image: image["edge_f1"])]
+
+
+def test_unpaired_fid_and_kid_use_the_photos_folder(tmp_path, checkpoints, monkeypatch):
+    sketches = plain_sketches(tmp_path / "sketches")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        smooth_image(40, seed=i).crop((0, 0, 40, 30 + i)).save(photos / f"p{i}.jpg")  # small, not square
+    seen = []  # a 4-feature stand-in for Inception: records the batches it is given
+    stub = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    stub.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+    monkeypatch.setattr(evaluate, "load_inception", lambda path, device="cpu": stub)
+    out = tmp_path / "out"
+    args = ["--checkpoint", checkpoints[0], "--sketches", sketches, "--photos", photos, "--inception", "stub.pth",
+            "--out", out]
+    assert evaluate.main([str(a) for a in args]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert sum(seen) == 3 + 3  # the three photos and the three generated images
+    assert math.isfinite(report["fid"]) and report["fid"] > 0 and math.isfinite(report["kid"])
+    assert report["photos"] == str(photos)
+    assert evaluate.load_photos(photos, 64).shape == (3, 3, 64, 64)
+
+
+@pytest.mark.parametrize("problem", ["both", "inception_without_photos", "photos_without_sketches"])
+def test_unpaired_flag_mistakes_are_one_line_and_exit_2(tmp_path, checkpoints, capsys, problem):
+    sketches, data = plain_sketches(tmp_path / "sketches"), make_pairs(tmp_path / "val", 1, size=64)
+    extra = {"both": ["--sketches", sketches, "--data", data],
+             "inception_without_photos": ["--sketches", sketches, "--inception", "x.pth"],
+             "photos_without_sketches": ["--data", data, "--photos", sketches]}[problem]
+    args = ["--checkpoint", checkpoints[0], "--out", tmp_path / "out", *extra]
+    assert evaluate.main([str(a) for a in args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("evaluate.py: error:"), lines
