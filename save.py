@@ -20,7 +20,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from config import Config
 from dataset import to_image
-from generator import UNetGenerator
+from discriminator import PatchDiscriminator
+from generator import ResNetGenerator, UNetGenerator
 
 PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps means and JSON finite
 CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "scaler", "epoch", "batch", "step", "rng", "config")
@@ -94,9 +95,19 @@ def load_checkpoint(path, keys=("generator", "config")) -> dict:
     return ckpt
 
 
-def build_generator(cfg: Config) -> UNetGenerator:
+def build_generator(cfg: Config) -> torch.nn.Module:
     """The generator a config describes; the one place that maps config fields to its arguments."""
-    return UNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs, dropout=cfg.dropout)
+    if cfg.generator == "resnet":
+        return ResNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, n_blocks=cfg.resnet_blocks, dropout=cfg.dropout,
+                               norm=cfg.norm_g, upsample=cfg.upsample)
+    return UNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs, dropout=cfg.dropout,
+                         upsample=cfg.upsample)
+
+
+def build_discriminator(cfg: Config) -> PatchDiscriminator:
+    """The discriminator (critic) a config describes; the one place that maps config fields to its arguments."""
+    return PatchDiscriminator(in_ch=6, ndf=cfg.ndf, n_layers=cfg.n_layers_d, norm=cfg.norm_d,
+                              spectral_norm=cfg.spectral_norm)
 
 
 def load_generator(path) -> tuple:

@@ -10,7 +10,6 @@ from PIL import Image
 
 import save
 from conftest import ROOT, make_pairs, tiny_config
-from discriminator import PatchDiscriminator
 from generator import translate
 from infer import prepare_sketch
 
@@ -20,7 +19,7 @@ def checkpoint(tmp_path):
     """A briefly trained tiny generator saved as last.pt + generator.pt; returns (path, generator)."""
     cfg = tiny_config(tmp_path, tmp_path)
     torch.manual_seed(0)
-    G, D = save.build_generator(cfg), PatchDiscriminator(6, cfg.ndf, cfg.n_layers_d)
+    G, D = save.build_generator(cfg), save.build_discriminator(cfg)
     G.train()
     G(torch.randn(4, 3, 64, 64))  # move the running statistics away from their initial values
     opt = torch.optim.Adam(G.parameters())
