@@ -35,21 +35,21 @@ class Config:
     num_downs: int = 8  # UNet downsamplings: 8 takes 256×256 down to 1×1 (the paper's UNet-256)
     n_layers_d: int = 3  # PatchGAN stride-2 layers: 3 gives the paper's 70×70 patches
     dropout: float = 0.5  # dropout in the first three decoder blocks, also on at test time
-    generator: str = "unet"  # unet (the paper's) or resnet (Johnson et al.'s ResNet generator: c7s1-64, d128,
-    # d256, resnet_blocks × R256, u128, u64, c7s1-3, as pix2pix's code builds it, dropout in every block)
-    resnet_blocks: int = 9  # residual blocks of the resnet generator: 9 (ResNet-9, 256×256) or 6 (128×128)
-    norm_g: str = "batch"  # resnet generator's norm: batch (pix2pix) or instance (non-affine, CycleGAN)
+    generator: str = "unet"  # unet (the paper's) or resnet (Johnson et al.: c7s1-64, d128, d256,
+    # resnet_blocks × R256, u128, u64, c7s1-3, as pix2pix's code builds it, dropout in every block)
+    resnet_blocks: int = 9  # residual blocks of the resnet generator: 9 (at 256×256) or 6 (at 128×128)
+    norm_g: str = "batch"  # resnet generator's norm: batch (pix2pix) or instance (non-affine)
     upsample: str = "convtranspose"  # generator upsampling: convtranspose (the paper's) or resize
     # (nearest-neighbour ×2 then a 3×3 conv: no checkerboard artifacts)
     norm_d: str = "batch"  # discriminator norm: batch (the paper's), instance (non-affine) or none
-    spectral_norm: bool = False  # spectral normalization on every discriminator conv (Miyato et al. 2018)
+    spectral_norm: bool = False  # spectral normalization of every discriminator conv (Miyato 2018)
 
     # --- objective and optimiser ---
     lambda_l1: float = 100.0  # weight λ of the L1 term: G loss = GAN + λ·L1
-    gan_loss: str = "bce"  # bce (the paper's), lsgan (least squares), hinge, wgan-gp (Wasserstein critic with
-    # gradient penalty; needs norm_d instance or none; --system wgan-gp also sets its Adam and n_critic)
+    gan_loss: str = "bce"  # bce (the paper's), lsgan, hinge, wgan-gp (Wasserstein critic + gradient
+    # penalty; needs norm_d instance or none; --system wgan-gp also sets its Adam and n_critic)
     lambda_gp: float = 10.0  # wgan-gp: weight of the gradient penalty E[(‖∇D(x̂)‖₂ - 1)²]
-    n_critic: int = 1  # D (critic) updates per G update, all on the same batch and fake (WGAN-GP papers: 5)
+    n_critic: int = 1  # D updates per G update, on the same batch and fake (WGAN-GP papers: 5)
     lambda_perceptual: float = 0.0  # weight of the VGG19 perceptual loss in G's loss (0 = off)
     vgg_weights: str = ""  # torchvision's vgg19 state dict file, needed when lambda_perceptual > 0
     lr: float = 2e-4  # Adam learning rate for both networks
@@ -88,23 +88,24 @@ class Config:
                        gan_loss=("bce", "lsgan", "hinge", "wgan-gp"))
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"config: {name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+                raise ValueError(f"config: {name} must be one of {', '.join(allowed)}; "
+                                 f"got {getattr(self, name)!r}")
         if self.generator == "unet" and self.image_size % 2**self.num_downs:
             raise ValueError(
                 f"config: image_size {self.image_size} must be divisible by 2**num_downs = {2**self.num_downs}")
         if self.generator == "resnet" and self.image_size % 4:
-            raise ValueError(f"config: image_size {self.image_size} must be divisible by 4 for the resnet generator")
+            raise ValueError(f"config: image_size {self.image_size} must be divisible by 4 (resnet)")
         if self.generator == "unet" and self.norm_g != "batch":
-            raise ValueError(f"config: norm_g {self.norm_g!r} is for the resnet generator; the unet uses batch")
+            raise ValueError(f"config: norm_g {self.norm_g!r} is for generator resnet; unet uses batch")
         if self.gan_loss == "wgan-gp" and self.norm_d == "batch":
-            raise ValueError("config: gan_loss wgan-gp needs norm_d instance or none (the gradient penalty is per "
-                             "sample; batch norm mixes samples); or use --system wgan-gp")
+            raise ValueError("config: gan_loss wgan-gp needs norm_d instance or none (the gradient "
+                             "penalty is per sample; batch norm mixes samples); or use --system wgan-gp")
         if not (self.lambda_gp >= 0 and self.lambda_perceptual >= 0):
             raise ValueError(f"config: need lambda_gp >= 0 and lambda_perceptual >= 0; got "
                              f"lambda_gp={self.lambda_gp}, lambda_perceptual={self.lambda_perceptual}")
         if self.lambda_perceptual > 0 and not self.vgg_weights:
-            raise ValueError("config: lambda_perceptual > 0 needs vgg_weights, the path of torchvision's vgg19 "
-                             "state dict (never downloaded)")
+            raise ValueError("config: lambda_perceptual > 0 needs vgg_weights, the path of torchvision's "
+                             "vgg19 state dict (never downloaded)")
         if self.jitter and self.load_size < self.image_size:
             raise ValueError(f"config: load_size {self.load_size} is smaller than image_size {self.image_size}")
         if not 0 <= self.epochs_decay <= self.epochs:
@@ -142,7 +143,8 @@ DEMO = dict(data_dir="data/demo", name="demo", image_size=128, num_downs=7, ngf=
 
 # Systems a user picks with `--system NAME` (train.py): each sets the fields below, and any flag given on
 # the command line still wins. Every other field keeps its default, the paper's.
-WGAN_GP = dict(gan_loss="wgan-gp", lambda_gp=10.0, n_critic=5, lr=1e-4, beta1=0.0, beta2=0.9, norm_d="none")
+WGAN_GP = dict(gan_loss="wgan-gp", lambda_gp=10.0, n_critic=5, lr=1e-4, beta1=0.0, beta2=0.9,
+               norm_d="none")
 SYSTEMS = {
     "pix2pix": {},  # the paper: UNet-256, 70×70 PatchGAN with batch norm, BCE + 100·L1
     "lsgan": dict(gan_loss="lsgan"),  # least-squares GAN loss (Mao et al. 2017)
@@ -197,7 +199,7 @@ def parse_args(argv=None, description: str = "") -> Config:
     parser.add_argument("--demo", action="store_true",
                         help="the demo preset: the synthetic shoes of python -m tools.demo, 128×128, 5 epochs")
     parser.add_argument("--system", choices=SYSTEMS, default="pix2pix",
-                        help="a preset of model and loss fields (config.SYSTEMS); explicit flags override it")
+                        help="a preset of model and loss fields (config.SYSTEMS); flags override it")
     for field in dataclasses.fields(Config):
         if field.type is bool:
             parser.add_argument(f"--{field.name}", **{**SWITCH, "default": None}, help=f"default {field.default}")

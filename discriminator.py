@@ -43,7 +43,7 @@ class PatchDiscriminator(nn.Module):
         for i in range(1, n_layers + 1):
             stride = 2 if i < n_layers else 1  # the last C512 keeps the resolution (30×30 output at 256)
             new_width = ndf * min(2**i, 8)
-            # A bias only where no norm follows (batch norm would cancel it; instance norm too, being non-affine).
+            # A bias only where no norm follows: batch norm and (non-affine) instance norm cancel it.
             layers.append(nn.Conv2d(width, new_width, 4, stride=stride, padding=1, bias=norm == "none"))
             if norm != "none":
                 layers.append(nn.BatchNorm2d(new_width) if norm == "batch" else nn.InstanceNorm2d(new_width))
@@ -64,9 +64,10 @@ class PatchDiscriminator(nn.Module):
 # ---------------------------------------------------------------------------------------- perceptual loss
 
 # VGG19's convolutional part as torchvision numbers it ("features.N"): widths, "M" for a 2×2 max pool.
-VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512)
+VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+                512, 512, 512, 512)
 # The layers compared and their weights: relu1_1 ... relu5_1 with 1/32 ... 1, as pix2pixHD and SPADE use
-# (Wang et al. 2018); the first ReLU of each scale, from edges up to object parts, deeper layers counting more.
+# (Wang et al. 2018): the first ReLU of each scale, edges up to object parts, deeper counting more.
 VGG_LAYERS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_1": 29}  # index in features
 VGG_WEIGHTS = {"relu1_1": 1 / 32, "relu2_1": 1 / 16, "relu3_1": 1 / 8, "relu4_1": 1 / 4, "relu5_1": 1.0}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -84,8 +85,8 @@ class VGGFeatures(nn.Module):
         super().__init__()
         path = Path(weights_path)
         if not str(weights_path) or not path.is_file():
-            raise FileNotFoundError(f"vgg_weights {str(weights_path)!r}: no such file; lambda_perceptual > 0 needs "
-                                    f"torchvision's vgg19 state dict (e.g. vgg19-dcbb9e9d.pth), never downloaded")
+            raise FileNotFoundError(f"vgg_weights {str(weights_path)!r}: no such file; lambda_perceptual > 0 "
+                                    f"needs torchvision's vgg19 state dict (vgg19-dcbb9e9d.pth), never downloaded")
         layers, width = [], 3
         for item in VGG19_LAYOUT:
             if item == "M":

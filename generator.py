@@ -104,7 +104,7 @@ class UNetGenerator(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """x + (pad, 3×3 conv, norm, ReLU, [dropout], pad, 3×3 conv, norm)(x): the width stays, the block learns a change."""
+    """x + (pad, 3×3 conv, norm, ReLU, [dropout], pad, 3×3 conv, norm)(x): the block learns a change."""
 
     def __init__(self, width: int, norm, bias: bool, dropout: float):
         super().__init__()
@@ -136,7 +136,8 @@ class ResNetGenerator(nn.Module):
             nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7, bias=bias), norm_layer(ngf), nn.ReLU(),
             nn.Conv2d(ngf, 2 * ngf, 3, stride=2, padding=1, bias=bias), norm_layer(2 * ngf), nn.ReLU(),
             nn.Conv2d(2 * ngf, 4 * ngf, 3, stride=2, padding=1, bias=bias), norm_layer(4 * ngf), nn.ReLU())
-        self.blocks = nn.Sequential(*[ResidualBlock(4 * ngf, norm_layer, bias, dropout) for _ in range(n_blocks)])
+        self.blocks = nn.Sequential(*[ResidualBlock(4 * ngf, norm_layer, bias, dropout)
+                                      for _ in range(n_blocks)])
         decoder = []
         for width in (4 * ngf, 2 * ngf):
             if upsample == "resize":

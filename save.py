@@ -98,14 +98,14 @@ def load_checkpoint(path, keys=("generator", "config")) -> dict:
 def build_generator(cfg: Config) -> torch.nn.Module:
     """The generator a config describes; the one place that maps config fields to its arguments."""
     if cfg.generator == "resnet":
-        return ResNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, n_blocks=cfg.resnet_blocks, dropout=cfg.dropout,
-                               norm=cfg.norm_g, upsample=cfg.upsample)
+        return ResNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, n_blocks=cfg.resnet_blocks,
+                               dropout=cfg.dropout, norm=cfg.norm_g, upsample=cfg.upsample)
     return UNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs, dropout=cfg.dropout,
                          upsample=cfg.upsample)
 
 
 def build_discriminator(cfg: Config) -> PatchDiscriminator:
-    """The discriminator (critic) a config describes; the one place that maps config fields to its arguments."""
+    """The discriminator (critic) a config describes; the one place mapping config fields to its arguments."""
     return PatchDiscriminator(in_ch=6, ndf=cfg.ndf, n_layers=cfg.n_layers_d, norm=cfg.norm_d,
                               spectral_norm=cfg.spectral_norm)
 

@@ -99,11 +99,11 @@ def loss_g_gan_of(gan_loss: str, logits_fake: torch.Tensor) -> torch.Tensor:
 
 
 def gradient_penalty(D, real_pair: torch.Tensor, fake_pair: torch.Tensor, scaler, autocast) -> torch.Tensor:
-    """WGAN-GP's penalty E[(‖∇ₓ D(x̂)‖₂ - 1)²] (Gulrajani et al. 2017) on x̂ = ε·real + (1 - ε)·fake pairs,
-    one ε ~ U(0, 1) per sample. D(x̂) of a sample is the mean of its patch scores, the value the losses use;
+    """WGAN-GP's penalty E[(‖∇ₓ D(x̂)‖₂ - 1)²] (Gulrajani et al. 2017) on x̂ = ε·real + (1 - ε)·fake
+    pairs, one ε ~ U(0, 1) per sample. D(x̂) of a sample is the mean of its patch scores, the value the losses use;
     the gradient is taken w.r.t. the whole pair (sketch and photo channels). create_graph=True keeps the
     gradient differentiable, so the penalty's own backward reaches D's weights (a double backward)."""
-    D = getattr(D, "_orig_mod", D)  # torch.compile'd modules do not support double backward: use the plain one
+    D = getattr(D, "_orig_mod", D)  # torch.compile does not support double backward: the plain module
     eps = torch.rand(real_pair.shape[0], 1, 1, 1, device=real_pair.device, dtype=real_pair.dtype)
     mixed = (eps * real_pair + (1 - eps) * fake_pair.detach()).requires_grad_(True)  # (B, 6, H, W)
     with autocast:
@@ -132,8 +132,8 @@ def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autoca
             logits_fake = D(torch.cat([sketch, fake_photo.detach()], dim=1))
             loss_d = loss_d_of(gan_loss, logits_real, logits_fake)
         if gan_loss == "wgan-gp":
-            loss_d = loss_d + lambda_gp * gradient_penalty(D, torch.cat([sketch, photo], dim=1),
-                                                           torch.cat([sketch, fake_photo], dim=1), scaler, autocast)
+            real_pair, fake_pair = torch.cat([sketch, photo], dim=1), torch.cat([sketch, fake_photo], dim=1)
+            loss_d = loss_d + lambda_gp * gradient_penalty(D, real_pair, fake_pair, scaler, autocast)
         opt_d.zero_grad(set_to_none=True)
         scaler.scale(loss_d).backward()
         scaler.step(opt_d)
@@ -224,7 +224,7 @@ def main(cfg: Config) -> dict:
         G, D = nn.SyncBatchNorm.convert_sync_batchnorm(G), nn.SyncBatchNorm.convert_sync_batchnorm(D)
     G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
     opt_g, opt_d = make_optimizers(G, D, cfg, device)
-    # The perceptual loss's frozen VGG19, from the user's file (never downloaded); not part of any checkpoint.
+    # The perceptual loss's frozen VGG19, from the user's file (never downloaded); in no checkpoint.
     perceptual = VGGFeatures(cfg.vgg_weights).to(device) if cfg.lambda_perceptual > 0 else None
     say(f"generator {sum(p.numel() for p in G.parameters()):,} parameters, "
         f"discriminator {sum(p.numel() for p in D.parameters()):,}")
