@@ -40,9 +40,23 @@ class Config:
     n_layers_d: int = 3  # PatchGAN stride-2 layers: 3 gives the paper's 70×70 patches
     dropout: float = 0.5  # dropout in the first three decoder blocks, also on at test time
     dropout_blocks: str = "paper"  # where: paper (first three decoder blocks) or authors_pytorch
+    generator: str = "unet"  # unet (the paper's) or resnet (Johnson et al.: c7s1-64, d128, d256,
+    # resnet_blocks × R256, u128, u64, c7s1-3, as pix2pix's code builds it, dropout in every block)
+    resnet_blocks: int = 9  # residual blocks of the resnet generator: 9 (at 256×256) or 6 (at 128×128)
+    norm_g: str = "batch"  # resnet generator's norm: batch (pix2pix) or instance (non-affine)
+    upsample: str = "convtranspose"  # generator upsampling: convtranspose (the paper's) or resize
+    # (nearest-neighbour ×2 then a 3×3 conv: no checkerboard artifacts)
+    norm_d: str = "batch"  # discriminator norm: batch (the paper's), instance (non-affine) or none
+    spectral_norm: bool = False  # spectral normalization of every discriminator conv (Miyato 2018)
 
     # --- objective and optimiser ---
     lambda_l1: float = 100.0  # weight λ of the L1 term: G loss = GAN + λ·L1
+    gan_loss: str = "bce"  # bce (the paper's), lsgan, hinge, wgan-gp (Wasserstein critic + gradient
+    # penalty; needs norm_d instance or none; --system wgan-gp also sets its Adam and n_critic)
+    lambda_gp: float = 10.0  # wgan-gp: weight of the gradient penalty E[(‖∇D(x̂)‖₂ - 1)²]
+    n_critic: int = 1  # D updates per G update, on the same batch and fake (WGAN-GP papers: 5)
+    lambda_perceptual: float = 0.0  # weight of the VGG19 perceptual loss in G's loss (0 = off)
+    vgg_weights: str = ""  # torchvision's vgg19 state dict file, needed when lambda_perceptual > 0
     lr: float = 2e-4  # Adam learning rate for both networks
     beta1: float = 0.5  # Adam β1
     beta2: float = 0.999  # Adam β2
@@ -79,9 +93,29 @@ class Config:
                              f"got {self.compile_mode!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"config: precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
-        if self.image_size % 2**self.num_downs:
+        choices = dict(generator=("unet", "resnet"), norm_g=("batch", "instance"),
+                       upsample=("convtranspose", "resize"), norm_d=("batch", "instance", "none"),
+                       gan_loss=("bce", "lsgan", "hinge", "wgan-gp"))
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config: {name} must be one of {', '.join(allowed)}; "
+                                 f"got {getattr(self, name)!r}")
+        if self.generator == "unet" and self.image_size % 2**self.num_downs:
             raise ValueError(
                 f"config: image_size {self.image_size} must be divisible by 2**num_downs = {2**self.num_downs}")
+        if self.generator == "resnet" and self.image_size % 4:
+            raise ValueError(f"config: image_size {self.image_size} must be divisible by 4 (resnet)")
+        if self.generator == "unet" and self.norm_g != "batch":
+            raise ValueError(f"config: norm_g {self.norm_g!r} is for generator resnet; unet uses batch")
+        if self.gan_loss == "wgan-gp" and self.norm_d == "batch":
+            raise ValueError("config: gan_loss wgan-gp needs norm_d instance or none (the gradient "
+                             "penalty is per sample; batch norm mixes samples); or use --system wgan-gp")
+        if not (self.lambda_gp >= 0 and self.lambda_perceptual >= 0):
+            raise ValueError(f"config: need lambda_gp >= 0 and lambda_perceptual >= 0; got "
+                             f"lambda_gp={self.lambda_gp}, lambda_perceptual={self.lambda_perceptual}")
+        if self.lambda_perceptual > 0 and not self.vgg_weights:
+            raise ValueError("config: lambda_perceptual > 0 needs vgg_weights, the path of torchvision's "
+                             "vgg19 state dict (never downloaded)")
         if self.jitter and self.load_size < self.image_size:
             raise ValueError(f"config: load_size {self.load_size} is smaller than image_size {self.image_size}")
         if not 0 <= self.epochs_decay <= self.epochs:
@@ -99,7 +133,7 @@ class Config:
                 f"config: sketch_aug_strength must lie in [0, 2], got {self.sketch_aug_strength}")
         if self.num_downs < 5:
             raise ValueError(f"config: num_downs must be at least 5 (C64-C128-C256-C512-C512), got {self.num_downs}")
-        for name in ("batch_size", "epochs", "ngf", "ndf", "n_layers_d", "log_every", "n_samples", "val_images"):
+        for name in ("batch_size", "epochs", "ngf", "ndf", "n_layers_d", "resnet_blocks", "n_critic", "log_every", "n_samples", "val_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config: {name} must be at least 1, got {getattr(self, name)}")
 
@@ -123,6 +157,25 @@ class Config:
 # data/demo, sized so that `python train.py --demo` finishes on a 2-core CPU in a few minutes. Every other value is the paper's.
 DEMO = dict(data_dir="data/demo", name="demo", image_size=128, num_downs=7, ngf=32, ndf=32,
             batch_size=4, epochs=5, num_workers=2, log_every=25, n_samples=8, val_images=16)
+
+
+# Systems a user picks with `--system NAME` (train.py): each sets the fields below, and any flag given on
+# the command line still wins. Every other field keeps its default, the paper's.
+WGAN_GP = dict(gan_loss="wgan-gp", lambda_gp=10.0, n_critic=5, lr=1e-4, beta1=0.0, beta2=0.9,
+               norm_d="none")
+SYSTEMS = {
+    "pix2pix": {},  # the paper: UNet-256, 70×70 PatchGAN with batch norm, BCE + 100·L1
+    "lsgan": dict(gan_loss="lsgan"),  # least-squares GAN loss (Mao et al. 2017)
+    "hinge": dict(gan_loss="hinge"),  # hinge loss (Lim & Ye 2017; Miyato et al. 2018)
+    "resnet": dict(generator="resnet"),  # ResNet-9 generator, 11.4M parameters
+    # Gulrajani et al. 2017: λ_gp 10, 5 critic steps per G step, Adam lr 1e-4, β (0, 0.9), no batch norm.
+    "wgan-gp": WGAN_GP,
+    # The Keras sketch-to-photo system this repo grew from, at 128×128: WGAN-GP critic with spectral norm,
+    # residual generator with resize upsampling (6 blocks, CycleGAN's choice at 128), VGG19 perceptual loss
+    # weighted 10 as in pix2pixHD; needs --vgg_weights.
+    "sketch2photo": dict(WGAN_GP, spectral_norm=True, generator="resnet", resnet_blocks=6, upsample="resize",
+                         lambda_perceptual=10.0, image_size=128),
+}
 
 
 def pick_device(name: str) -> torch.device:
@@ -163,6 +216,8 @@ def parse_args(argv=None, description: str = "") -> Config:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--demo", action="store_true",
                         help="the demo preset: the synthetic shoes of python -m tools.demo, 128×128, 5 epochs")
+    parser.add_argument("--system", choices=SYSTEMS, default="pix2pix",
+                        help="a preset of model and loss fields (config.SYSTEMS); flags override it")
     for field in dataclasses.fields(Config):
         if field.type is bool:
             parser.add_argument(f"--{field.name}", **{**SWITCH, "default": None}, help=f"default {field.default}")
@@ -170,8 +225,8 @@ def parse_args(argv=None, description: str = "") -> Config:
             parser.add_argument(f"--{field.name}", type=field.type, default=None, metavar=field.name.upper(),
                                 help=f"default {field.default}")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k != "demo" and v is not None}
-    base = dict(DEMO) if args.demo else {}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("demo", "system") and v is not None}
+    base = {**(DEMO if args.demo else {}), **SYSTEMS[args.system]}
     try:
         return Config(**{**base, **overrides})
     except ValueError as e:

@@ -1,11 +1,16 @@
-"""The pix2pix generator: UNet-256 (Isola et al. 2017, appendix 6.1.1).
+"""The pix2pix generator: UNet-256 (Isola et al. 2017, appendix 6.1.1), and the ResNet generator.
 
-    from generator import UNetGenerator
+    from generator import UNetGenerator, ResNetGenerator
     G = UNetGenerator(in_ch=3, out_ch=3, ngf=64, num_downs=8)   # 54,413,955 parameters
     fake_photo = G(sketch)                                      # (B, 3, 256, 256) in [-1, 1]
+    G = ResNetGenerator(in_ch=3, out_ch=3, ngf=64, n_blocks=9)  # 11,383,427 parameters (batch norm)
 
-Encoder C64-C128-C256-C512-C512-C512-C512-C512, decoder CD512-CD1024-CD1024-C1024-C1024-C512-C256-C128
+UNet: encoder C64-C128-C256-C512-C512-C512-C512-C512, decoder CD512-CD1024-CD1024-C1024-C1024-C512-C256-C128
 (the decoder widths count the skip concatenation), 4×4 convolutions with stride 2 throughout.
+ResNet (Johnson et al. 2016, as pix2pix's and CycleGAN's code build it): c7s1-64, d128, d256, N residual
+blocks R256, u128, u64, c7s1-3, reflection padding around the 7×7 and the residual 3×3 convolutions.
+upsample="resize" replaces every transposed convolution of either generator by nearest-neighbour ×2
+upsampling then a 3×3 convolution (Odena et al. 2016: no checkerboard artifacts).
 """
 
 import contextlib
@@ -39,11 +44,31 @@ def up(in_ch: int, out_ch: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Dropout(dropout)) if dropout > 0 else nn.Sequential(*layers)
 
 
+UPSAMPLES = ("convtranspose", "resize")
+
+
+def resize_conv(in_ch: int, out_ch: int, bias: bool) -> list:
+    """Nearest-neighbour ×2, then a 3×3 conv: doubles H and W like a stride-2 transposed conv, but every
+    output pixel sees the same number of input pixels, so no checkerboard pattern."""
+    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=bias)]
+
+
+def resize_convs(block: nn.Sequential) -> nn.Sequential:
+    """block with each stride-2 transposed conv replaced by resize_conv (same widths, same bias rule)."""
+    layers = []
+    for layer in block:
+        if isinstance(layer, nn.ConvTranspose2d):
+            layers += resize_conv(layer.in_channels, layer.out_channels, bias=layer.bias is not None)
+        else:
+            layers.append(layer)
+    return nn.Sequential(*layers)
+
+
 class UNetGenerator(nn.Module):
     """Encoder-decoder with skips between mirrored layers; num_downs=8 is UNet-256."""
 
     def __init__(self, in_ch: int = 3, out_ch: int = 3, ngf: int = 64, num_downs: int = 8,
-                 dropout: float = 0.5, dropout_blocks: str = "paper"):
+                 dropout: float = 0.5, dropout_blocks: str = "paper", upsample: str = "convtranspose"):
         super().__init__()
         assert num_downs >= 5, "UNet needs at least 5 downsamplings (C64-C128-C256-C512-C512)"
         widths = [ngf * min(2**i, 8) for i in range(num_downs)]  # 64, 128, 256, 512, 512, ...
@@ -63,6 +88,10 @@ class UNetGenerator(nn.Module):
             self.ups.append(up(in_width, widths[i - 1], dropout if j in dropped else 0.0))
         self.final = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * widths[0], out_ch, 4, stride=2, padding=1),
                                    nn.Tanh())
+        assert upsample in UPSAMPLES, f"upsample must be one of {UPSAMPLES}, got {upsample!r}"
+        if upsample == "resize":  # the same network with each transposed conv swapped, before the init
+            self.ups = nn.ModuleList(resize_convs(block) for block in self.ups)
+            self.final = resize_convs(self.final)
         self.apply(init_weights)
 
     def forward(self, sketch: torch.Tensor) -> torch.Tensor:
@@ -74,6 +103,60 @@ class UNetGenerator(nn.Module):
         skips.pop()  # the bottleneck (B, 8·ngf, H / 2^num_downs, W / 2^num_downs) feeds the decoder directly
         for block in self.ups:
             h = torch.cat([block(h), skips.pop()], dim=1)  # upsample, then join the mirrored encoder output
+        return self.final(h)  # (B, out_ch, H, W) in [-1, 1]
+
+
+class ResidualBlock(nn.Module):
+    """x + (pad, 3×3 conv, norm, ReLU, [dropout], pad, 3×3 conv, norm)(x): the block learns a change."""
+
+    def __init__(self, width: int, norm, bias: bool, dropout: float):
+        super().__init__()
+        layers = [nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3, bias=bias), norm(width), nn.ReLU()]
+        if dropout > 0:  # pix2pix's code keeps dropout in the ResNet blocks too (its --no_dropout is off)
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3, bias=bias), norm(width)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResNetGenerator(nn.Module):
+    """c7s1-ngf, d2ngf, d4ngf, n_blocks × R4ngf, u2ngf, ungf, c7s1-out_ch, Tanh; H and W divisible by 4.
+
+    norm="batch" is pix2pix's choice (convs before a norm have no bias: it would cancel);
+    norm="instance" is CycleGAN's (non-affine, so those convs keep their bias).
+    """
+
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, ngf: int = 64, n_blocks: int = 9, dropout: float = 0.5,
+                 norm: str = "batch", upsample: str = "convtranspose"):
+        super().__init__()
+        assert norm in ("batch", "instance"), f"norm must be batch or instance, got {norm!r}"
+        assert upsample in UPSAMPLES, f"upsample must be one of {UPSAMPLES}, got {upsample!r}"
+        norm_layer = nn.BatchNorm2d if norm == "batch" else nn.InstanceNorm2d  # InstanceNorm2d: non-affine
+        bias = norm == "instance"
+        self.encoder = nn.Sequential(
+            nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7, bias=bias), norm_layer(ngf), nn.ReLU(),
+            nn.Conv2d(ngf, 2 * ngf, 3, stride=2, padding=1, bias=bias), norm_layer(2 * ngf), nn.ReLU(),
+            nn.Conv2d(2 * ngf, 4 * ngf, 3, stride=2, padding=1, bias=bias), norm_layer(4 * ngf), nn.ReLU())
+        self.blocks = nn.Sequential(*[ResidualBlock(4 * ngf, norm_layer, bias, dropout)
+                                      for _ in range(n_blocks)])
+        decoder = []
+        for width in (4 * ngf, 2 * ngf):
+            if upsample == "resize":
+                decoder += resize_conv(width, width // 2, bias)
+            else:
+                decoder.append(nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1,
+                                                  bias=bias))
+            decoder += [norm_layer(width // 2), nn.ReLU()]
+        self.decoder = nn.Sequential(*decoder)
+        self.final = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7), nn.Tanh())
+        self.apply(init_weights)
+
+    def forward(self, sketch: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(sketch)  # (B, 4·ngf, H/4, W/4)
+        h = self.blocks(h)  # same shape
+        h = self.decoder(h)  # (B, ngf, H, W)
         return self.final(h)  # (B, out_ch, H, W) in [-1, 1]
 
 
@@ -117,14 +200,21 @@ def fold_batchnorm(generator: nn.Module) -> nn.Module:
     it merges into the preceding conv's weights and bias: the same outputs up to float rounding, one pass
     over each activation fewer. Dropout (off in eval mode) is dropped too, so the copy computes eval-mode G
     whatever its train() flag. Paper mode cannot use it: there batch norm needs each batch's statistics.
+    Works on any G whose batch norms follow their conv inside an nn.Sequential (UNet and ResNet here);
+    a norm it cannot fold (instance norm, or one not right after a conv) stays as it is.
     """
     folded = copy.deepcopy(generator).eval()
-    for blocks in (folded.downs, folded.ups):
-        for k, block in enumerate(blocks):
-            if isinstance(block, nn.Sequential):
-                blocks[k] = _fold_block(block)
-    folded.final = _fold_block(folded.final)  # no norm there, but the same rule
+    _fold_children(folded)
     return folded
+
+
+def _fold_children(module: nn.Module) -> None:
+    """Fold every nn.Sequential below module, at any depth (ModuleLists and residual blocks included)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.Sequential):
+            child = _fold_block(child)
+            setattr(module, name, child)
+        _fold_children(child)
 
 
 def _fold_block(block: nn.Sequential) -> nn.Sequential:

@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from config import Config
 from dataset import to_image
-from generator import UNetGenerator
+from discriminator import PatchDiscriminator
+from generator import ResNetGenerator, UNetGenerator
 
 PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps means and JSON finite
 DOWNLOAD_TIMEOUT_S = 30  # seconds a connect or a read may stall before a download stops
@@ -39,7 +40,8 @@ DOWNLOAD_CHUNK_BYTES = 1 << 20  # download read size
 # Keys every resumable checkpoint has; "world_size" joined later and reads as 1 where it is missing.
 CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "scaler", "epoch", "batch",
                    "step", "rng", "config")
-FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "batch_size")  # shapes, data position
+FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "generator", "resnet_blocks", "norm_g",
+                   "upsample", "norm_d", "spectral_norm", "batch_size")  # shapes, data position
 
 
 def atomic_write(path, write) -> None:
@@ -174,10 +176,19 @@ def load_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
                     dtype=torch.float32, device=p.device if step_on_device else "cpu")
 
 
-def build_generator(cfg: Config) -> UNetGenerator:
+def build_generator(cfg: Config) -> torch.nn.Module:
     """The generator a config describes; the one place that maps config fields to its arguments."""
-    return UNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs,
-                         dropout=cfg.dropout, dropout_blocks=cfg.dropout_blocks)
+    if cfg.generator == "resnet":
+        return ResNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, n_blocks=cfg.resnet_blocks,
+                               dropout=cfg.dropout, norm=cfg.norm_g, upsample=cfg.upsample)
+    return UNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs, dropout=cfg.dropout,
+                         dropout_blocks=cfg.dropout_blocks, upsample=cfg.upsample)
+
+
+def build_discriminator(cfg: Config) -> PatchDiscriminator:
+    """The discriminator (critic) a config describes; the one place mapping config fields to it."""
+    return PatchDiscriminator(in_ch=6, ndf=cfg.ndf, n_layers=cfg.n_layers_d, norm=cfg.norm_d,
+                              spectral_norm=cfg.spectral_norm)
 
 
 def load_generator(path) -> tuple:

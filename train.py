@@ -3,6 +3,7 @@
     python -m tools.demo && python train.py --demo        # synthetic shoes, a few minutes on a CPU
     python train.py --data_dir data/edges2shoes              # the paper's edges2shoes schedule
     python train.py --data_dir data/edges2shoes --resume true   # continue after a crash or Ctrl-C
+    python train.py --system wgan-gp --spectral_norm true    # another system: config.SYSTEMS, flags still win
 
 Every field of config.py is a flag. The run writes models/<name>/{config.json, log.jsonl,
 curves.png, last.pt, generator.pt} and samples/<name>/epoch_NNN.png (sketch | generated | real).
@@ -33,13 +34,14 @@ from tqdm import tqdm
 from config import DEMO, Config, parse_args, pick_device
 from dataset import (EpochSampler, PairDataset, ignore_signals, sketch_augment, to_float,
                      train_val_folders)
-from discriminator import PatchDiscriminator
+from discriminator import VGGFeatures
 from generator import translate
 try:  # TensorBoard is optional: scalars and sample grids go there too when the package is installed
     from torch.utils.tensorboard import SummaryWriter
 except ImportError:
     SummaryWriter = None
-from save import build_generator, plot_curves, psnr, resume, save_checkpoint, save_grid
+from save import (build_discriminator, build_generator, plot_curves, psnr, resume, save_checkpoint,
+                  save_grid)
 
 RANK_SEED_STRIDE = 1_000_003  # dropout seed = seed + this × rank + step: a prime above any step
 # count, so that no two (rank, step) pairs share a dropout stream
@@ -87,27 +89,84 @@ def lr_factor(epoch: int, cfg: Config) -> float:
     return 1.0 - max(0, epoch + 1 - (cfg.epochs - cfg.epochs_decay)) / (cfg.epochs_decay + 1)
 
 
-def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autocast) -> torch.Tensor:
-    """One pix2pix iteration: D on the real and the detached fake pair, then G on GAN + λ·L1.
-    Returns the losses (D, G_gan, G_l1) detached and still on the device: reading them would sync."""
-    # --- D step: real pairs -> 1, fake pairs -> 0. The fake is detached: this step trains D only.
-    with autocast:
-        fake_photo = G(sketch)
-        logits_real = D(torch.cat([sketch, photo], dim=1))  # (B, 1, h, w), one logit per patch
-        logits_fake = D(torch.cat([sketch, fake_photo.detach()], dim=1))
-        loss_d = 0.5 * (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
-                        + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
-    opt_d.zero_grad(set_to_none=True)
-    scaler.scale(loss_d).backward()  # halved above: slows D relative to G, as in the paper
-    scaler.step(opt_d)
+def loss_d_of(gan_loss: str, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """D's (the critic's) loss on its logits for real and fake pairs, without any gradient penalty."""
+    if gan_loss == "bce":  # real -> 1, fake -> 0; halved, as in the paper, to slow D relative to G
+        return 0.5 * (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+                      + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
+    logits_real, logits_fake = logits_real.float(), logits_fake.float()  # means in fp32 under autocast
+    if gan_loss == "lsgan":  # least squares to the same targets (Mao et al. 2017), halved like bce
+        return 0.5 * (F.mse_loss(logits_real, torch.ones_like(logits_real))
+                      + F.mse_loss(logits_fake, torch.zeros_like(logits_fake)))
+    if gan_loss == "hinge":  # real pushed above +1, fake below -1 (Lim & Ye 2017; Miyato et al. 2018)
+        return F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
+    if gan_loss == "wgan-gp":  # the critic's estimate of -W(real, fake): fake scores down, real up
+        return logits_fake.mean() - logits_real.mean()
+    raise ValueError(f"config: unknown gan_loss {gan_loss!r}")
 
-    # --- G step: make D call the fake real, and stay close to the target in L1.
+
+def loss_g_gan_of(gan_loss: str, logits_fake: torch.Tensor) -> torch.Tensor:
+    """G's adversarial loss on D's logits for its fake pairs."""
+    if gan_loss == "bce":  # the non-saturating loss: make D call the fake real
+        return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
+    if gan_loss == "lsgan":
+        return F.mse_loss(logits_fake.float(), torch.ones_like(logits_fake, dtype=torch.float32))
+    return -logits_fake.float().mean()  # hinge and wgan-gp: raise the critic's score of the fake
+
+
+def gradient_penalty(D, real_pair: torch.Tensor, fake_pair: torch.Tensor, scaler, autocast) -> torch.Tensor:
+    """WGAN-GP's penalty E[(‖∇ₓ D(x̂)‖₂ - 1)²] (Gulrajani et al. 2017) on x̂ = ε·real + (1 - ε)·fake
+    pairs, one ε ~ U(0, 1) per sample. D(x̂) of a sample is the mean of its patch scores, the value the losses use;
+    the gradient is taken w.r.t. the whole pair (sketch and photo channels). create_graph=True keeps the
+    gradient differentiable, so the penalty's own backward reaches D's weights (a double backward)."""
+    D = getattr(D, "_orig_mod", D)  # torch.compile does not support double backward: the plain module
+    eps = torch.rand(real_pair.shape[0], 1, 1, 1, device=real_pair.device, dtype=real_pair.dtype)
+    mixed = (eps * real_pair + (1 - eps) * fake_pair.detach()).requires_grad_(True)  # (B, 6, H, W)
+    with autocast:
+        scores = D(mixed).float().flatten(1).mean(1)  # (B,) one score per sample: samples do not mix
+    # Under fp16 the GradScaler scales the loss; scale here too, then unscale, so small gradients survive.
+    (grad,) = torch.autograd.grad(scaler.scale(scores.sum()), mixed, create_graph=True)
+    grad = grad.float() / scaler.get_scale() if scaler.is_enabled() else grad.float()
+    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autocast, gan_loss: str = "bce",
+             lambda_gp: float = 10.0, n_critic: int = 1, perceptual=None,
+             lambda_perceptual: float = 0.0) -> torch.Tensor:
+    """One iteration: n_critic D steps on the real and the detached fake pair, then G on GAN + λ·L1
+    (+ λ_perceptual · VGG distance when perceptual is given). The critic steps reuse this batch and this
+    fake: G does not change between them, so a new fake would differ only by its dropout masks.
+    Returns the losses (D, G_gan, G_l1) detached and still on the device: reading them would sync. With
+    n_critic > 1, D is the mean over the critic steps; for wgan-gp it includes λ_gp·penalty."""
+    # --- D steps. The fake is detached: these steps train D only.
+    loss_d_sum = 0.0
+    for k in range(n_critic):
+        with autocast:
+            if k == 0:
+                fake_photo = G(sketch)
+            logits_real = D(torch.cat([sketch, photo], dim=1))  # (B, 1, h, w), one logit per patch
+            logits_fake = D(torch.cat([sketch, fake_photo.detach()], dim=1))
+            loss_d = loss_d_of(gan_loss, logits_real, logits_fake)
+        if gan_loss == "wgan-gp":
+            real_pair, fake_pair = torch.cat([sketch, photo], dim=1), torch.cat([sketch, fake_photo], dim=1)
+            loss_d = loss_d + lambda_gp * gradient_penalty(D, real_pair, fake_pair, scaler, autocast)
+        opt_d.zero_grad(set_to_none=True)
+        scaler.scale(loss_d).backward()
+        scaler.step(opt_d)
+        if k < n_critic - 1:
+            scaler.update()  # a GradScaler allows one step per optimizer between updates
+        loss_d_sum = loss_d_sum + loss_d.detach()
+    loss_d = loss_d_sum / n_critic if n_critic > 1 else loss_d
+
+    # --- G step: fool D, and stay close to the target in L1 (and in VGG features).
     D.requires_grad_(False)  # gradients flow through D to G, but D's own are not needed...
     with autocast, getattr(D, "no_sync", nullcontext)():  # ...nor averaged across processes under DDP
         logits_fake = D(torch.cat([sketch, fake_photo], dim=1))
-        loss_g_gan = F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
+        loss_g_gan = loss_g_gan_of(gan_loss, logits_fake)
         loss_g_l1 = F.l1_loss(fake_photo.float(), photo)
         loss_g = loss_g_gan + lambda_l1 * loss_g_l1
+        if perceptual is not None and lambda_perceptual > 0:
+            loss_g = loss_g + lambda_perceptual * perceptual.distance(fake_photo, photo)
     opt_g.zero_grad(set_to_none=True)
     scaler.scale(loss_g).backward()
     scaler.step(opt_g)
@@ -386,11 +445,13 @@ def main(cfg: Config) -> dict:
 
     # ---------------------------------------------------------------- networks and optimizers
     G = build_generator(cfg)
-    D = PatchDiscriminator(in_ch=6, ndf=cfg.ndf, n_layers=cfg.n_layers_d)
+    D = build_discriminator(cfg)
     if check_sync_bn(cfg, world_size, device):  # statistics over the global batch, not each GPU's
         G, D = (nn.SyncBatchNorm.convert_sync_batchnorm(net) for net in (G, D))
     G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
     opt_g, opt_d = make_optimizers(G, D, cfg, device)
+    # The perceptual loss's frozen VGG19, from the user's file (never downloaded); in no checkpoint.
+    perceptual = VGGFeatures(cfg.vgg_weights).to(device) if cfg.lambda_perceptual > 0 else None
     log0(f"generator {sum(p.numel() for p in G.parameters()):,} parameters, "
          f"discriminator {sum(p.numel() for p in D.parameters()):,}")
 
@@ -435,7 +496,8 @@ def main(cfg: Config) -> dict:
                 if cfg.compile and cfg.compile_mode == "reduce-overhead":
                     torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step begins
                 losses = gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch, photo,
-                                  cfg.lambda_l1, autocast)
+                                  cfg.lambda_l1, autocast, cfg.gan_loss, cfg.lambda_gp, cfg.n_critic,
+                                  perceptual, cfg.lambda_perceptual)
                 meter.add(losses)
                 step += 1
                 last_in_epoch = batch == batches_per_epoch - 1

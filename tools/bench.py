@@ -51,9 +51,8 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 import train  # noqa: E402
 from config import SWITCH, Config, add_device_flag, parse_bool, pick_device  # noqa: E402
 from dataset import PairDataset  # noqa: E402
-from discriminator import PatchDiscriminator  # noqa: E402
 from generator import UNetGenerator, fold_batchnorm, for_inference, translate  # noqa: E402
-from save import build_generator  # noqa: E402
+from save import build_discriminator, build_generator  # noqa: E402
 
 EDGES2SHOES_TRAIN_IMAGES = 49_825  # pairs in edges2shoes/train: one epoch
 
@@ -94,7 +93,7 @@ def default_num_downs(size: int) -> int:
 def build_nets(cfg: Config, device: torch.device, memory_format=torch.contiguous_format) -> tuple:
     """G, D and their Adam optimizers as train.py builds them (fused Adam on CUDA)."""
     G = build_generator(cfg).to(device, memory_format=memory_format)
-    D = PatchDiscriminator(6, cfg.ndf, cfg.n_layers_d).to(device, memory_format=memory_format)
+    D = build_discriminator(cfg).to(device, memory_format=memory_format)
     return (G, D, *train.make_optimizers(G, D, cfg, device))
 
 

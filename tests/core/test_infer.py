@@ -11,11 +11,10 @@ from PIL import Image, ImageDraw, ImageOps
 
 import save
 from conftest import ROOT, make_pairs, tiny_config
-from discriminator import PatchDiscriminator
 from generator import translate
 import infer
 from dataset import to_image, to_tensor
-from infer import Prepared, fit_sketch, normalise_strokes, prepare_sketch, put_back
+from infer import fit_sketch, normalise_strokes, prepare_sketch, put_back
 
 
 @pytest.fixture
@@ -23,7 +22,7 @@ def checkpoint(tmp_path):
     """A briefly trained tiny generator saved as last.pt + generator.pt; returns (path, generator)."""
     cfg = tiny_config(tmp_path, tmp_path)
     torch.manual_seed(0)
-    G, D = save.build_generator(cfg), PatchDiscriminator(6, cfg.ndf, cfg.n_layers_d)
+    G, D = save.build_generator(cfg), save.build_discriminator(cfg)
     G.train()
     G(torch.randn(4, 3, 64, 64))  # move the running statistics away from their initial values
     opt = torch.optim.Adam(G.parameters())

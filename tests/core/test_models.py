@@ -1,10 +1,14 @@
 """The networks match the paper: sizes, shapes, receptive field, init, dropout, test-time modes."""
 
+import pytest
 import torch
 import torch.nn as nn
+from torch.nn.utils import parametrize
 
+import save
+from config import Config
 from discriminator import PatchDiscriminator
-from generator import UNetGenerator, sampling_mode, translate
+from generator import ResNetGenerator, UNetGenerator, fold_batchnorm, for_inference, sampling_mode, translate
 
 
 def n_params(module: nn.Module) -> int:
@@ -85,3 +89,83 @@ def test_paper_mode_translates_each_image_alone():
     torch.manual_seed(0)
     singles = torch.cat([translate(G, s[None], paper=True) for s in sketches])
     assert torch.allclose(batched, singles, atol=1e-6)
+
+
+# ------------------------------------------------------------------ the other systems' networks (issue 15)
+
+def test_resnet_generator_counts_match_the_reference_implementation():
+    # pix2pix/CycleGAN's resnet_9blocks: batch norm (no conv bias before it), or non-affine instance norm
+    # (convs keep their bias): 5,248 norm channels, 2 parameters each versus 1 bias each.
+    assert n_params(ResNetGenerator(ngf=64, n_blocks=9, norm="batch")) == 11_383_427
+    assert n_params(ResNetGenerator(ngf=64, n_blocks=9, norm="instance")) == 11_378_179
+    # resize upsampling swaps the 3×3 transposed convs for 3×3 convs: the same count
+    assert n_params(ResNetGenerator(ngf=64, n_blocks=9, upsample="resize")) == 11_383_427
+    assert n_params(UNetGenerator(ngf=64, num_downs=8)) == 54_413_955  # unchanged by the new options
+
+
+def test_resnet_generator_layout_is_johnsons():
+    G = ResNetGenerator(ngf=8, n_blocks=6)
+    convs = [m for m in G.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert [(c.kernel_size[0], c.stride[0], c.out_channels) for c in convs] == \
+        [(7, 1, 8), (3, 2, 16), (3, 2, 32)] + [(3, 1, 32)] * 12 + [(3, 2, 16), (3, 2, 8), (7, 1, 3)]
+    assert isinstance(convs[-2], nn.ConvTranspose2d) and isinstance(G.final[-1], nn.Tanh)
+    assert sum(isinstance(m, nn.ReflectionPad2d) for m in G.modules()) == 2 + 2 * 6
+    assert [m.p for m in G.modules() if isinstance(m, nn.Dropout)] == [0.5] * 6  # pix2pix keeps dropout
+    sketch = torch.randn(2, 3, 48, 48)
+    assert G(sketch).shape == (2, 3, 48, 48) and G(sketch).abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("make", [lambda: UNetGenerator(ngf=8, num_downs=5, upsample="resize"),
+                                  lambda: ResNetGenerator(ngf=8, n_blocks=2, upsample="resize")])
+def test_resize_upsampling_has_no_transposed_convs(make):
+    G = make()
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in G.modules())
+    ups = [m for m in G.modules() if isinstance(m, nn.Upsample)]
+    assert len(ups) in (5, 2) and all(u.mode == "nearest" and u.scale_factor == 2 for u in ups)
+    assert G(torch.randn(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_resnet_generator_folds_and_samples_like_the_unet(norm):
+    torch.manual_seed(0)
+    G = ResNetGenerator(ngf=8, n_blocks=2, norm=norm)
+    with torch.no_grad():
+        for bn in (m for m in G.modules() if isinstance(m, nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    sketch = torch.randn(2, 3, 32, 32)
+    folded = fold_batchnorm(G)
+    assert not any(isinstance(m, (nn.BatchNorm2d, nn.Dropout)) for m in folded.modules())
+    assert sum(isinstance(m, nn.InstanceNorm2d) for m in folded.modules()) == (0 if norm == "batch" else 9)
+    torch.testing.assert_close(translate(folded, sketch, paper=False), translate(G, sketch, paper=False),
+                               atol=1e-5, rtol=1e-4)
+    fast = for_inference(G, paper=False)
+    torch.testing.assert_close(translate(fast, sketch, paper=False), translate(G, sketch, paper=False),
+                               atol=1e-5, rtol=1e-4)
+    torch.manual_seed(0)
+    batched = translate(G, sketch, paper=True)  # paper mode: each image alone, dropout on
+    torch.manual_seed(0)
+    singles = torch.cat([translate(G, s[None], paper=True) for s in sketch])
+    assert torch.allclose(batched, singles, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm, spectral_norm, count", [("batch", False, 2_768_705), ("none", False, 2_767_809),
+                                                        ("instance", False, 2_766_913), ("none", True, 2_767_809)])
+def test_discriminator_norm_choices(norm, spectral_norm, count):
+    # none: the three middle convs keep a bias (128 + 256 + 512) instead of batch norm's 2 × that;
+    # non-affine instance norm has neither. Spectral norm adds buffers (u, v), no parameters.
+    D = PatchDiscriminator(in_ch=6, ndf=64, n_layers=3, norm=norm, spectral_norm=spectral_norm)
+    assert n_params(D) == count
+    norms = [type(m) for m in D.modules() if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d))]
+    assert norms == {"batch": [nn.BatchNorm2d] * 3, "instance": [nn.InstanceNorm2d] * 3, "none": []}[norm]
+    assert D(torch.randn(2, 6, 64, 64)).shape == (2, 1, 6, 6)
+
+
+def test_build_functions_follow_the_config():
+    cfg = Config(generator="resnet", resnet_blocks=6, norm_g="instance", upsample="resize", norm_d="none",
+                 spectral_norm=True, ngf=8, ndf=8)
+    G, D = save.build_generator(cfg), save.build_discriminator(cfg)
+    assert isinstance(G, ResNetGenerator) and len(G.blocks) == 6
+    assert any(isinstance(m, nn.Upsample) for m in G.modules())
+    assert sum(parametrize.is_parametrized(m, "weight") for m in D.modules()) == 5
+    assert isinstance(save.build_generator(Config(ngf=8)), UNetGenerator)

@@ -17,14 +17,13 @@ import save
 import train
 from config import DEMO, Config, parse_args
 from conftest import make_pairs, tiny_config
-from discriminator import PatchDiscriminator
 from generator import translate
 
 
 def fresh_nets(cfg):
     """The networks main(cfg) starts from: the same seed, built in the same order."""
     torch.manual_seed(cfg.seed)
-    return save.build_generator(cfg), PatchDiscriminator(6, cfg.ndf, cfg.n_layers_d)
+    return save.build_generator(cfg), save.build_discriminator(cfg)
 
 
 def test_one_step_changes_both_networks_and_gives_finite_losses(tmp_path, pairs_dir):

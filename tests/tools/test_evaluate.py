@@ -15,7 +15,6 @@ from PIL import Image, ImageDraw, ImageFilter
 from tools import evaluate
 import save
 from conftest import ROOT, make_pairs, tiny_config
-from discriminator import PatchDiscriminator
 from generator import translate
 
 
@@ -199,7 +198,7 @@ def checkpoints(tmp_path):
     paths = []
     for k, run in enumerate(("a", "b")):
         torch.manual_seed(k)
-        G, D = save.build_generator(cfg), PatchDiscriminator(6, cfg.ndf, cfg.n_layers_d)
+        G, D = save.build_generator(cfg), save.build_discriminator(cfg)
         opt = torch.optim.Adam(G.parameters())
         path = tmp_path / f"models/{run}/last.pt"
         save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt, opt_d=opt,
