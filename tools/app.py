@@ -1,16 +1,22 @@
-"""Draw a shoe in the browser: a sketch canvas and the photo the generator makes of it, side by side.
+"""Draw a shoe in the browser: a sketch canvas and the photo the generator makes of it, side by
+side.
 
-    python -m tools.app                                    # newest models/*/generator.pt on http://127.0.0.1:8000
+    # newest models/*/generator.pt on http://127.0.0.1:8000
+    python -m tools.app
     python -m tools.app --checkpoint models/demo/generator.pt --port 8080 --eval
 
-One page, no build step and no network: pen, eraser, undo, clear, example sketches and upload on the left;
-the photo, refreshed 300 ms after each stroke, and its download on the right. The API behind it:
-    POST /generate   body: a PNG (or any image PIL reads, or a data: URL) -> image/png at the upload's size
+One page, no build step and no network: pen, eraser, undo, clear, example sketches and upload on the
+left; the photo, refreshed 300 ms after each stroke, and its download on the right. The API
+behind it:
+    POST /generate   body: a PNG (or any image PIL reads, or a data: URL) -> image/png at the
+                     upload's size
     GET  /           the page
-    GET  /examples/N.png   example sketch N (val-set sketches of the checkpoint's data, else drawn shoes)
-The sketch is prepared exactly as infer.py prepares a file (fitted to its drawing unless --fit false), so
-with --eval the photo equals `python infer.py sketch.png --eval`; by default G runs as in the paper (dropout on) with the seed reset
-before every request, so one sketch always gives the same photo (that of `infer.py sketch.png --seed 0`).
+    GET  /examples/N.png   example sketch N (val-set sketches of the checkpoint's data, else drawn
+                           shoes)
+The sketch is prepared exactly as infer.py prepares a file (fitted to its drawing unless --fit
+false), so with --eval the photo equals `python infer.py sketch.png --eval`; by default G runs as in
+the paper (dropout on) with the seed reset before every request, so one sketch always gives the same
+photo (that of `infer.py sketch.png --seed 0`).
 """
 
 import argparse
@@ -28,7 +34,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep between requests (see infer.py)
+    # idle OpenMP threads sleep between requests (see infer.py)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -42,44 +49,55 @@ from generator import for_inference, translate  # noqa: E402
 from infer import find_checkpoint, prepare_sketch, put_back  # noqa: E402
 from save import PRETRAINED, load_generator, pretrained_checkpoint  # noqa: E402
 
-CANVAS_SIZE = 256  # drawing canvas and example sketches, pixels (the photo comes back at the canvas's size)
-MAX_BODY_BYTES = 4 * 1024 * 1024  # larger uploads get 413 before being read; a 256×256 canvas PNG is < 200 KB
+# drawing canvas and example sketches, pixels (the photo comes back at the canvas's size)
+CANVAS_SIZE = 256
+# larger uploads get 413 before being read; a 256×256 canvas PNG is < 200 KB
+MAX_BODY_BYTES = 4 * 1024 * 1024
 SOCKET_TIMEOUT_S = 10  # a client that stops sending mid-request is dropped after this long
 N_EXAMPLES = 3  # example sketches offered on the page
 
 
 class ShoeApp:
-    """The loaded generator and the example sketches; generate() is safe to call from many threads."""
+    """The loaded generator and the example sketches; generate() is safe to call from many
+    threads."""
 
-    def __init__(self, checkpoint, paper: bool = True, seed: int = 0, device: str = "auto", fit: bool = True):
+    def __init__(self, checkpoint, paper: bool = True, seed: int = 0, device: str = "auto",
+                 fit: bool = True):
         self.checkpoint = Path(checkpoint)
         self.device = pick_device(device)
         generator, self.cfg = load_generator(self.checkpoint)
-        # Eval mode: batch norm folded into the convs; paper mode: G as it is (generator.for_inference).
+        # Eval mode: batch norm folded into the convs; paper mode: G as it is
+        # (generator.for_inference).
         self.model = for_inference(generator.to(self.device), paper=paper)
         self.paper, self.seed, self.fit = paper, seed, fit
-        self.lock = threading.Lock()  # one generation at a time: the seed and G's train flag are global state
+        # one generation at a time: the seed and G's train flag are global state
+        self.lock = threading.Lock()
         self.examples = make_examples(self.cfg)  # PNG bytes
 
     def generate(self, image_bytes: bytes) -> bytes:
-        """An uploaded sketch (any image file's bytes) -> the generated photo as PNG bytes; ValueError if unusable."""
+        """An uploaded sketch (any image file's bytes) -> the generated photo as PNG bytes;
+        ValueError if unusable."""
         with tempfile.TemporaryDirectory(prefix="pix2pix-app-") as folder, self.lock:
             upload = Path(folder) / "upload"
             upload.write_bytes(image_bytes)
-            try:  # the same decoding, size checks, fitting (or padding) and resizing as infer.py applies
-                prepared = prepare_sketch(upload, self.cfg.image_size, self.cfg.direction, fit=self.fit)
+            # the same decoding, size checks, fitting (or padding) and resizing as infer.py applies
+            try:
+                prepared = prepare_sketch(upload, self.cfg.image_size, self.cfg.direction,
+                                          fit=self.fit)
             except ValueError as e:
                 raise ValueError(str(e).replace(str(upload), "upload")) from None
             torch.manual_seed(self.seed)  # paper mode: the same dropout masks for every request
             with torch.inference_mode():
-                fake_photo = translate(self.model, prepared.sketch[None].to(self.device), paper=self.paper)[0]
+                fake_photo = translate(self.model, prepared.sketch[None].to(self.device),
+                                       paper=self.paper)[0]
         buffer = io.BytesIO()
         put_back(to_image(fake_photo), prepared).save(buffer, format="PNG")  # at the upload's size
         return buffer.getvalue()
 
     def page(self) -> bytes:
         """The HTML page, with this checkpoint's facts filled in."""
-        mode = f"paper mode (dropout on, seed {self.seed})" if self.paper else "eval mode (deterministic)"
+        mode = (f"paper mode (dropout on, seed {self.seed})" if self.paper
+                else "eval mode (deterministic)")
         facts = f"{self.checkpoint} · {self.cfg.image_size}×{self.cfg.image_size} · {mode}"
         examples = "".join(f'<button class="example" data-n="{n}" title="example {n + 1}">'
                            f'<img src="examples/{n}.png" alt="example sketch {n + 1}"></button>'
@@ -90,10 +108,12 @@ class ShoeApp:
 
 
 def make_examples(cfg, count: int = N_EXAMPLES, size: int = CANVAS_SIZE) -> list:
-    """PNG bytes of a few sketches to start from: the first val pairs' input halves, else drawn demo shoes."""
+    """PNG bytes of a few sketches to start from: the first val pairs' input halves, else drawn demo
+    shoes."""
     val = Path(cfg.data_dir) / "val"
     if not val.is_dir() and not val.is_absolute():
-        val = Path(__file__).resolve().parent / val  # data_dir is relative to the repo, not to the cwd
+        # data_dir is relative to the repo, not to the cwd
+        val = Path(__file__).resolve().parent / val
     sketches = []
     for path in list_images(val, required=False):
         try:  # the model's input half, padded and resized as infer.py does, at canvas size
@@ -102,8 +122,10 @@ def make_examples(cfg, count: int = N_EXAMPLES, size: int = CANVAS_SIZE) -> list
             continue
         if len(sketches) == count:
             break
-    if not sketches:  # no data at hand: edge maps of procedurally drawn shoes (demo.py), about 0.3 s for three
-        photos = np.stack([np.asarray(draw_shoe(np.random.default_rng([2024, n]), size)) for n in range(count)])
+    # no data at hand: edge maps of procedurally drawn shoes (demo.py), about 0.3 s for three
+    if not sketches:
+        photos = np.stack([np.asarray(draw_shoe(np.random.default_rng([2024, n]), size))
+                           for n in range(count)])
         sketches = [Image.fromarray(s) for s in sketch_pixels(photos)]
     encoded = []
     for sketch in sketches:
@@ -155,7 +177,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(404, f"not found: {path} (POST an image to /generate)\n".encode(),
                               "text/plain; charset=utf-8")
         if not self.same_origin():
-            return self.text(403, "cross-origin request refused: open the page from this server instead")
+            return self.text(403, "cross-origin request refused: open the page from this "
+                                  "server instead")
         length = self.headers.get("Content-Length")
         if length is None:
             return self.text(411, "Content-Length required")
@@ -163,7 +186,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.text(400, f"bad Content-Length {length[:40]!r}")
         if int(length) > MAX_BODY_BYTES:
             self.close_connection = True  # the body stays unread
-            return self.text(413, f"body of {int(length)} bytes is over the {MAX_BODY_BYTES}-byte limit")
+            return self.text(413, f"body of {int(length)} bytes is over the "
+                                  f"{MAX_BODY_BYTES}-byte limit")
         body = self.rfile.read(int(length))  # the socket timeout bounds how long this can wait
         if len(body) < int(length):
             return self.text(400, f"body ended after {len(body)} of {length} bytes")
@@ -177,7 +201,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def same_origin(self) -> bool:
         """Refuse what another web page makes the browser send: a POST from a page the user visits
-        (its Origin differs) or, after DNS rebinding, one addressed to another host name (its Host)."""
+        (its Origin differs) or, after DNS rebinding, one addressed to another host name (its
+        Host)."""
         host, origin = self.headers.get("Host"), self.headers.get("Origin")
         bound = self.server.server_address[0]
         if host and bound in ("127.0.0.1", "localhost", "::1"):
@@ -212,9 +237,11 @@ class Handler(BaseHTTPRequestHandler):
         self.text(code, message or self.responses.get(code, ("error",))[0])
 
     def log_request(self, code="-", size="-"):
-        """One line per request: client, method, path, status, bytes sent, time taken, and why if refused."""
+        """One line per request: client, method, path, status, bytes sent, time taken, and why if
+        refused."""
         ms = (time.perf_counter() - self.started) * 1000 if hasattr(self, "started") else 0.0
-        request = f"{self.command or '-'} {printable(urlsplit(self.path).path if self.command else '-')}"
+        request = (f"{self.command or '-'} "
+                   f"{printable(urlsplit(self.path).path if self.command else '-')}")
         note = f" | {printable(self.note)}" if getattr(self, "note", "") else ""
         print(f"{self.client_address[0]} {request} {code} {size} B {ms:.0f} ms{note}", flush=True)
 
@@ -228,8 +255,8 @@ def printable(text: str, limit: int = 200) -> str:
     return "".join(c if c.isprintable() else "?" for c in str(text)[:limit])
 
 
-def make_server(checkpoint, host: str = "127.0.0.1", port: int = 8000, paper: bool = True, seed: int = 0,
-                device: str = "auto", fit: bool = True) -> ThreadingHTTPServer:
+def make_server(checkpoint, host: str = "127.0.0.1", port: int = 8000, paper: bool = True,
+                seed: int = 0, device: str = "auto", fit: bool = True) -> ThreadingHTTPServer:
     """An HTTP server with the app loaded, bound but not yet serving (port 0: any free port)."""
     app = ShoeApp(checkpoint, paper=paper, seed=seed, device=device, fit=fit)
     server = ThreadingHTTPServer((host, port), Handler)
@@ -245,11 +272,14 @@ def main(argv=None) -> int:
     which.add_argument("--pretrained", choices=PRETRAINED, metavar="NAME",
                        help=f"the authors' weights, fetched once: {', '.join(PRETRAINED)}")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
-    parser.add_argument("--seed", type=int, default=0, help="seed set before each generation in paper mode")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed set before each generation in paper mode")
     parser.add_argument("--fit", **{**SWITCH, "default": True},
-                        help="fit the drawing to the training frame and redraw its lines (as infer.py does)")
+                        help="fit the drawing to the training frame and redraw its lines (as "
+                             "infer.py does)")
     add_device_flag(parser)
     args = parser.parse_args(argv)
     try:
@@ -279,14 +309,15 @@ PAGE = """<!doctype html>
 <title>pix2pix · draw a shoe</title>
 <style>
   * { box-sizing: border-box; }
-  body { margin: 0; padding: 20px 24px; font: 14px/1.4 system-ui, sans-serif; color: #222; background: #f4f3ef; }
+  body { margin: 0; padding: 20px 24px; font: 14px/1.4 system-ui, sans-serif; color: #222;
+         background: #f4f3ef; }
   h1 { font-size: 20px; margin: 0 0 2px; }
   .sub { color: #666; margin: 0 0 16px; }
   main { display: flex; gap: 20px; flex-wrap: wrap; align-items: flex-start; }
   .card { width: calc(%SIZE%px + 26px); background: #fff; border-radius: 10px; padding: 12px;
           box-shadow: 0 1px 3px rgba(0,0,0,.12); }
-  .card h2 { font-size: 13px; font-weight: 600; text-transform: uppercase; letter-spacing: .05em; color: #777;
-             margin: 0 0 8px; }
+  .card h2 { font-size: 13px; font-weight: 600; text-transform: uppercase; letter-spacing: .05em;
+             color: #777; margin: 0 0 8px; }
   canvas, .result { display: block; box-sizing: content-box; width: %SIZE%px; height: %SIZE%px;
                    border: 1px solid #ddd; border-radius: 4px; }
   canvas { cursor: crosshair; touch-action: none; background: #fff; }
@@ -296,8 +327,8 @@ PAGE = """<!doctype html>
   .placeholder { position: absolute; inset: 0; display: grid; place-items: center; color: #aaa; }
   .placeholder[hidden] { display: none; }
   .tools { display: flex; gap: 6px; margin-top: 8px; flex-wrap: wrap; }
-  button, .button { font: inherit; padding: 4px 10px; border: 1px solid #ccc; border-radius: 6px; background: #fff;
-                    color: #222; cursor: pointer; text-decoration: none; }
+  button, .button { font: inherit; padding: 4px 10px; border: 1px solid #ccc; border-radius: 6px;
+                    background: #fff; color: #222; cursor: pointer; text-decoration: none; }
   button:hover:not(:disabled), .button:hover { background: #f0f0f0; }
   button.on { background: #222; color: #fff; border-color: #222; }
   button:disabled, .button.off { opacity: .4; cursor: default; pointer-events: none; }
@@ -327,16 +358,19 @@ PAGE = """<!doctype html>
     </div>
     <div class="caption">or start from an example or an image:</div>
     <div class="examples">%EXAMPLES%
-      <label class="button" for="upload" title="an image of a sketch; pairs give their input half">Upload…</label>
+      <label class="button" for="upload"
+             title="an image of a sketch; pairs give their input half">Upload…</label>
       <input id="upload" type="file" accept="image/*">
     </div>
   </section>
   <section class="card">
     <h2>Photo</h2>
     <div class="result">
-      <div class="placeholder" id="placeholder">draw to see a photo</div><img id="photo" alt="generated photo">
+      <div class="placeholder"
+           id="placeholder">draw to see a photo</div><img id="photo" alt="generated photo">
     </div>
-    <div class="tools"><a id="download" class="button off" download="pix2pix-shoe.png">Download photo</a></div>
+    <div class="tools"><a id="download" class="button off"
+                          download="pix2pix-shoe.png">Download photo</a></div>
     <div id="status"></div>
   </section>
 </main>
@@ -344,10 +378,12 @@ PAGE = """<!doctype html>
 <script>
 "use strict";
 const W = %SIZE%, H = %SIZE%, INPUT_HALF = "%INPUT_HALF%", DEBOUNCE_MS = 300;
-const canvas = document.getElementById("sketch"), ctx = canvas.getContext("2d", {willReadFrequently: true});
+const canvas = document.getElementById("sketch"),
+      ctx = canvas.getContext("2d", {willReadFrequently: true});
 const photo = document.getElementById("photo"), statusLine = document.getElementById("status");
 const download = document.getElementById("download"), undoButton = document.getElementById("undo");
-// version counts canvas changes, shown is the version whose photo is on screen (tests wait for them to meet)
+// version counts canvas changes, shown is the version whose photo is on screen (tests wait for
+// them to meet)
 const app = window.app = {version: 0, shown: 0};
 const undoStack = [];
 let tool = "pen", last = null, timer = null, inFlight = null, photoUrl = null;
@@ -363,7 +399,8 @@ function changed(delay = DEBOUNCE_MS) {
   clearTimeout(timer);
   timer = setTimeout(generate, delay);
 }
-function say(text, error = false) { statusLine.textContent = text; statusLine.classList.toggle("error", error); }
+function say(text, error = false) { statusLine.textContent = text;
+                                    statusLine.classList.toggle("error", error); }
 
 async function generate() {
   const version = app.version;
@@ -373,7 +410,8 @@ async function generate() {
   say("generating…");
   try {
     const sketch = await new Promise(resolve => canvas.toBlob(resolve, "image/png"));
-    const response = await fetch("generate", {method: "POST", headers: {"Content-Type": "image/png"},
+    const response = await fetch("generate", {method: "POST",
+                                              headers: {"Content-Type": "image/png"},
                                               body: sketch, signal: controller.signal});
     if (!response.ok) throw new Error(`${response.status} ${(await response.text()).trim()}`);
     const png = await response.blob();
@@ -425,7 +463,8 @@ canvas.addEventListener("pointercancel", endStroke);
 
 function pick(name) {
   tool = name;
-  for (const id of ["pen", "eraser"]) document.getElementById(id).classList.toggle("on", id === name);
+  for (const id of ["pen", "eraser"])
+    document.getElementById(id).classList.toggle("on", id === name);
 }
 document.getElementById("pen").onclick = () => pick("pen");
 document.getElementById("eraser").onclick = () => pick("eraser");
@@ -437,7 +476,8 @@ undoButton.onclick = () => {
 };
 document.getElementById("clear").onclick = () => { remember(); whiten(); changed(); };
 document.addEventListener("keydown", event => {
-  if ((event.ctrlKey || event.metaKey) && event.key === "z") { event.preventDefault(); undoButton.click(); }
+  if ((event.ctrlKey || event.metaKey) && event.key === "z") { event.preventDefault();
+                                                               undoButton.click(); }
   else if (event.key === "p") pick("pen");
   else if (event.key === "e") pick("eraser");
 });
@@ -445,7 +485,8 @@ document.addEventListener("keydown", event => {
 // A picture on white, scaled to fit and centred: the server pads non-square sketches the same way.
 function place(image, width, height) {
   let left = 0;
-  if (width === 2 * height) { width = height; if (INPUT_HALF === "right") left = width; }  // an AB pair
+  // an AB pair
+  if (width === 2 * height) { width = height; if (INPUT_HALF === "right") left = width; }
   remember();
   whiten();
   const scale = Math.min(W / width, H / height), w = width * scale, h = height * scale;

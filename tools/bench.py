@@ -1,27 +1,34 @@
-"""Speed of pix2pix: the training step, the input pipeline and CPU inference (issue #3).
+r"""Speed of pix2pix: the training step, the input pipeline and CPU inference (issue #3).
 
-    python -m tools.bench train --batch 1 4 16 --precision fp32 bf16 fp16 --channels_last 0 1 --compile off default reduce-overhead
-    python -m tools.bench train --config 1:fp32:0:off 4:fp32:0:off 4:bf16:1:default 64:bf16:1:default
-    python -m tools.bench train --size 64 --ngf 8 --batch 2 --repeats 2 --warmup 1 --device cpu   # a quick check
-    python -m tools.bench loader --data data/edges2shoes/train --batch 16 --workers 0 2 4 8 [--cache /tmp/e2s.npy]
-    python -m tools.bench infer --threads 1 2                          # CPU ms/image: plain vs fast path
+    python -m tools.bench train --batch 1 4 16 --precision fp32 bf16 fp16 --channels_last 0 1 \
+        --compile off default reduce-overhead
+    python -m tools.bench train --config 1:fp32:0:off 4:fp32:0:off 4:bf16:1:default \
+        64:bf16:1:default
+    # a quick check
+    python -m tools.bench train --size 64 --ngf 8 --batch 2 --repeats 2 --warmup 1 --device cpu
+    python -m tools.bench loader --data data/edges2shoes/train --batch 16 --workers 0 2 4 8 \
+        [--cache /tmp/e2s.npy]
+    # CPU ms/image: plain vs fast path
+    python -m tools.bench infer --threads 1 2
 
-train: times train.gan_step (G and D forward and backward, both Adam steps, fused on CUDA, GradScaler for
-fp16) on random batches already on the device, for every combination of the options. Warm-up steps come
-first (torch.compile compiles there; the first step's time is reported apart); the timed steps of all
-configurations are interleaved, so that a busy machine slows them alike (all of them stay in memory for
-that: about 0.9 GB of weights, gradients and Adam state each at ngf 64); medians are reported. FLOPs per
-image are counted once by FlopCounterMode on the real step (on the meta device, so it costs nothing; it
-counts convolutions and matmuls, not batch norm, activations or Adam) and compared with --peak_tflops (800:
-an H100's dense bf16). Peak memory is CUDA's max_memory_allocated during the warm-up above what was
-allocated before the configuration was built; on CPU the growth of resident memory instead.
-loader: images/s of the input pipeline alone (JPEG -> dataset.PairDataset -> DataLoader -> device), per
-worker count, to compare with the step; --cache adds a prototype that decodes every pair once into a
-uint8 memmap and converts to [-1, 1] on the device.
-infer: ms per 256×256 image on the CPU for the full generator (ngf 64), plain translate() under OpenMP's
-default spin-waiting (infer.py before) against infer.py's fast path (OMP_WAIT_POLICY=PASSIVE,
-generator.for_inference, torch.inference_mode) and steps between, paper and eval mode; the two OpenMP
-settings run in two worker processes, and every timed image alternates between variants and processes.
+train: times train.gan_step (G and D forward and backward, both Adam steps, fused on CUDA,
+GradScaler for fp16) on random batches already on the device, for every combination of the options.
+Warm-up steps come first (torch.compile compiles there; the first step's time is reported apart);
+the timed steps of all configurations are interleaved, so that a busy machine slows them alike (all
+of them stay in memory for that: about 0.9 GB of weights, gradients and Adam state each at ngf 64);
+medians are reported. FLOPs per image are counted once by FlopCounterMode on the real step (on the
+meta device, so it costs nothing; it counts convolutions and matmuls, not batch norm, activations or
+Adam) and compared with --peak_tflops (800: an H100's dense bf16). Peak memory is CUDA's
+max_memory_allocated during the warm-up above what was allocated before the configuration was built;
+on CPU the growth of resident memory instead.
+loader: images/s of the input pipeline alone (JPEG -> dataset.PairDataset -> DataLoader -> device),
+per worker count, to compare with the step; --cache adds a prototype that decodes every pair once
+into a uint8 memmap and converts to [-1, 1] on the device.
+infer: ms per 256×256 image on the CPU for the full generator (ngf 64), plain translate() under
+OpenMP's default spin-waiting (infer.py before) against infer.py's fast path
+(OMP_WAIT_POLICY=PASSIVE, generator.for_inference, torch.inference_mode) and steps between, paper
+and eval mode; the two OpenMP settings run in two worker processes, and every timed image alternates
+between variants and processes.
 Every configuration prints one readable line and one JSON line (also appended to --out FILE.jsonl).
 """
 
@@ -39,9 +46,10 @@ from contextlib import nullcontext
 from pathlib import Path
 
 if __name__ == "__main__":
-    # Before torch loads OpenMP, as infer.py does: idle threads sleep rather than spin, which on a CPU shared
-    # with other processes made the 2-thread generator up to 70× slower (a spinning thread starves the working
-    # one). An OMP_WAIT_POLICY set in the environment wins; bench infer sets it for its two workers itself.
+    # Before torch loads OpenMP, as infer.py does: idle threads sleep rather than spin, which on a
+    # CPU shared with other processes made the 2-thread generator up to 70× slower (a spinning
+    # thread starves the working one). An OMP_WAIT_POLICY set in the environment wins; bench infer
+    # sets it for its two workers itself.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
@@ -66,7 +74,8 @@ def sync(device: torch.device) -> None:
 def rss_mb() -> float:
     """Resident memory of this process in MiB (Linux), or NaN where /proc is missing."""
     try:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        return (int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+                / 2**20)
     except (OSError, ValueError, IndexError):
         return math.nan
 
@@ -88,7 +97,7 @@ def default_num_downs(size: int) -> int:
     return num_downs
 
 
-# ------------------------------------------------------------------------------------------------ train
+# -------------------------------------------------------------------------------------------- train
 
 def build_nets(cfg: Config, device: torch.device, memory_format=torch.contiguous_format) -> tuple:
     """G, D and their Adam optimizers as train.py builds them (fused Adam on CUDA)."""
@@ -98,7 +107,8 @@ def build_nets(cfg: Config, device: torch.device, memory_format=torch.contiguous
 
 
 def count_step_flops(cfg: Config) -> float:
-    """FLOPs per image of one training step, counted by FlopCounterMode on gan_step with meta tensors."""
+    """FLOPs per image of one training step, counted by FlopCounterMode on gan_step with meta
+    tensors."""
     meta = torch.device("meta")
     with meta:  # built there directly: no time spent initializing 54M real weights
         G, D, opt_g, opt_d = build_nets(cfg, meta)
@@ -110,17 +120,20 @@ def count_step_flops(cfg: Config) -> float:
     return float(counter.get_total_flops())
 
 
-COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")  # reduce-overhead: CUDA graphs
+# reduce-overhead: CUDA graphs
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 
 def compile_choice(text: str) -> str:
-    """--compile values: off, default, reduce-overhead, max-autotune (0/1 and false/true mean off/default)."""
+    """--compile values: off, default, reduce-overhead, max-autotune (0/1 and false/true mean
+    off/default)."""
     if text in COMPILE_MODES:
         return text
     try:
         return "default" if parse_bool(text) else "off"
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected one of {', '.join(COMPILE_MODES)}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(COMPILE_MODES)}, "
+                                         f"got {text!r}") from None
 
 
 def step_config(text: str) -> tuple:
@@ -131,14 +144,17 @@ def step_config(text: str) -> tuple:
             raise ValueError
         return int(batch), precision, parse_bool(channels_last), compile_choice(compile_mode)
     except (ValueError, argparse.ArgumentTypeError):
-        raise argparse.ArgumentTypeError(f"expected BATCH:PRECISION:CHANNELS_LAST:COMPILE, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected BATCH:PRECISION:CHANNELS_LAST:COMPILE, "
+                                         f"got {text!r}") from None
 
 
 def allow_recompiles(n_configs: int) -> None:
-    """Let dynamo keep one graph per configuration, and fail loudly instead of falling back to eager.
+    """Let dynamo keep one graph per configuration, and fail loudly instead of falling back to
+    eager.
 
     G's and D's forward are one code object each whatever the configuration, so every (batch, dtype,
-    layout) is a recompile of it; past the default limit of 8, torch silently runs eager from then on."""
+    layout) is a recompile of it; past the default limit of 8, torch silently runs eager from then
+    on."""
     limit = max(8, 2 * n_configs)
     torch._dynamo.config.recompile_limit = limit
     torch._dynamo.config.accumulated_recompile_limit = max(256, 4 * limit)
@@ -146,16 +162,18 @@ def allow_recompiles(n_configs: int) -> None:
 
 
 def compile_static(module, mode: str = "default", backend: str = "inductor"):
-    """torch.compile with static shapes: without dynamic=False, the second batch size seen would turn the
-    batch dimension symbolic, and every configuration after it would time a dynamic-shape graph."""
+    """torch.compile with static shapes: without dynamic=False, the second batch size seen would
+    turn the batch dimension symbolic, and every configuration after it would time a dynamic-shape
+    graph."""
     return torch.compile(module, dynamic=False, mode=mode, backend=backend)
 
 
 class StepSetup:
-    """One training configuration: its own nets, optimizers, scaler and random batch on the device."""
+    """One training configuration: its own nets, optimizers, scaler and random batch on the
+    device."""
 
-    def __init__(self, cfg: Config, device: torch.device, batch: int, precision: str, channels_last: bool,
-                 compile_mode: str):
+    def __init__(self, cfg: Config, device: torch.device, batch: int, precision: str,
+                 channels_last: bool, compile_mode: str):
         self.batch, self.precision, self.channels_last = batch, precision, channels_last
         self.compile = compile_mode  # one of COMPILE_MODES
         self.device, self.lambda_l1 = device, cfg.lambda_l1
@@ -165,11 +183,14 @@ class StepSetup:
         amp_dtype, self.autocast, self.scaler = train.mixed_precision(precision, device)
         self.amp_dtype = str(amp_dtype).removeprefix("torch.")
         shape = (batch, 3, cfg.image_size, cfg.image_size)
-        self.sketch = (torch.rand(shape, device=device) * 2 - 1).contiguous(memory_format=memory_format)
-        self.photo = (torch.rand(shape, device=device) * 2 - 1).contiguous(memory_format=memory_format)
+        self.sketch = ((torch.rand(shape, device=device) * 2 - 1)
+                       .contiguous(memory_format=memory_format))
+        self.photo = ((torch.rand(shape, device=device) * 2 - 1)
+                      .contiguous(memory_format=memory_format))
         self.G_step, self.D_step = self.G, self.D
         if compile_mode != "off":
-            self.G_step, self.D_step = compile_static(self.G, compile_mode), compile_static(self.D, compile_mode)
+            self.G_step, self.D_step = (compile_static(self.G, compile_mode),
+                                        compile_static(self.D, compile_mode))
         self.losses = None
         self.peak_mem_mb = self.rss_delta_mb = None  # filled in after the warm-up
 
@@ -191,20 +212,25 @@ def bench_train(args) -> list:
     device = pick_device(args.device)
     num_downs = args.num_downs or default_num_downs(args.size)
     args.ndf = args.ndf or args.ngf
-    cfg = Config(image_size=args.size, ngf=args.ngf, ndf=args.ndf, num_downs=num_downs, device=str(device))
+    cfg = Config(image_size=args.size, ngf=args.ngf, ndf=args.ndf, num_downs=num_downs,
+                 device=str(device))
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as train.py: fixed shapes, let cuDNN pick its kernels
+        # as train.py: fixed shapes, let cuDNN pick its kernels
+        torch.backends.cudnn.benchmark = True
     flops_per_image = count_step_flops(cfg)
-    print(f"device {device}, {args.size}×{args.size}, ngf {args.ngf}, ndf {args.ndf}, num_downs {num_downs}: "
-          f"training step = {flops_per_image / 1e9:.2f} GFLOP/image (FlopCounterMode)", flush=True)
+    print(f"device {device}, {args.size}×{args.size}, ngf {args.ngf}, ndf {args.ndf}, num_downs "
+          f"{num_downs}: training step = {flops_per_image / 1e9:.2f} GFLOP/image (FlopCounterMode)",
+          flush=True)
 
     # Build and warm up each configuration in turn: peak memory is read per configuration here.
     setups, warm = [], {}
-    configs = args.config or list(itertools.product(args.batch, args.precision, args.channels_last, args.compile))
+    configs = args.config or list(itertools.product(args.batch, args.precision, args.channels_last,
+                                                    args.compile))
     allow_recompiles(len(configs))
     for batch, precision, channels_last, compile_mode in configs:
         sync(device)
-        allocated_before, rss_before = (torch.cuda.memory_allocated(device) if device.type == "cuda" else 0), rss_mb()
+        allocated_before, rss_before = (torch.cuda.memory_allocated(device)
+                                        if device.type == "cuda" else 0), rss_mb()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         setup = StepSetup(cfg, device, batch, precision, bool(channels_last), compile_mode)
@@ -230,11 +256,12 @@ def bench_train(args) -> list:
         achieved_tflops = flops_per_image * img_per_s / 1e12
         first = warm[id(setup)][0]
         record = {
-            "mode": "train", "device": str(device), "size": args.size, "ngf": args.ngf, "ndf": args.ndf,
-            "num_downs": num_downs, "batch": setup.batch, "precision": setup.amp_dtype,
-            "channels_last": int(setup.channels_last), "compile": setup.compile,
-            "img_per_s": img_per_s, "ms_per_step": 1000 * step_s, "ms_per_step_min": 1000 * min(timed[id(setup)]),
-            "repeats": args.repeats, "warmup_s": sum(warm[id(setup)]), "first_step_s": first,
+            "mode": "train", "device": str(device), "size": args.size, "ngf": args.ngf,
+            "ndf": args.ndf, "num_downs": num_downs, "batch": setup.batch,
+            "precision": setup.amp_dtype, "channels_last": int(setup.channels_last),
+            "compile": setup.compile, "img_per_s": img_per_s, "ms_per_step": 1000 * step_s,
+            "ms_per_step_min": 1000 * min(timed[id(setup)]), "repeats": args.repeats,
+            "warmup_s": sum(warm[id(setup)]), "first_step_s": first,
             "compile_s": first - step_s if setup.compile != "off" else None,
             "peak_mem_mb": setup.peak_mem_mb, "rss_delta_mb": setup.rss_delta_mb,
             "gflop_per_image": flops_per_image / 1e9, "achieved_tflops": achieved_tflops,
@@ -245,31 +272,37 @@ def bench_train(args) -> list:
         memory = (f"peak {setup.peak_mem_mb:.0f} MiB" if setup.peak_mem_mb is not None
                   else f"RSS +{setup.rss_delta_mb:.0f} MiB")
         print(f"{setup.name()} | {img_per_s:.2f} img/s | {1000 * step_s:.1f} ms/step | {memory} | "
-              f"{achieved_tflops:.3g} TFLOP/s = {100 * record['ceiling_share']:.3g}% of {args.peak_tflops:g} | "
-              f"edges2shoes epoch {record['epoch_min']:.1f} min"
-              + (f" | compile {record['compile_s']:.1f} s" if record["compile_s"] is not None else ""), flush=True)
+              f"{achieved_tflops:.3g} TFLOP/s = {100 * record['ceiling_share']:.3g}% of "
+              f"{args.peak_tflops:g} | edges2shoes epoch {record['epoch_min']:.1f} min"
+              + (f" | compile {record['compile_s']:.1f} s"
+                 if record["compile_s"] is not None else ""),
+              flush=True)
         emit(record, args.out)
         records.append(record)
     return records
 
 
-# ------------------------------------------------------------------------------------------------ loader
+# ------------------------------------------------------------------------------------------- loader
 
 class Uint8Cache:
-    """Prototype input pipeline: every pair decoded once into an (N, 2, S, S, 3) uint8 .npy memmap; a batch
-    is gathered from it, copied to the device as uint8 (a quarter of the float bytes) and scaled to [-1, 1]
-    there. Exact for jitter-free training (edges2shoes' default); jitter would have to run on the device."""
+    """Prototype input pipeline: every pair decoded once into an (N, 2, S, S, 3) uint8 .npy memmap;
+    a batch is gathered from it, copied to the device as uint8 (a quarter of the float bytes) and
+    scaled to [-1, 1] there. Exact for jitter-free training (edges2shoes' default); jitter would
+    have to run on the device."""
 
     def __init__(self, dataset: PairDataset, path, device: torch.device):
         path, self.device = Path(path), device
         size = dataset.image_size
         if not path.exists():
             start = time.perf_counter()
-            array = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=np.uint8,
-                                              shape=(len(dataset), 2, size, size, 3))
+            array = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+",
+                                              dtype=np.uint8, shape=(len(dataset), 2, size, size,
+                                                                     3))
             for i in range(len(dataset)):
-                for half, tensor in enumerate(dataset[i]):  # (3, S, S) in [-1, 1], made from uint8: exact inverse
-                    array[i, half] = tensor.add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
+                # (3, S, S) in [-1, 1], made from uint8: exact inverse
+                for half, tensor in enumerate(dataset[i]):
+                    array[i, half] = (tensor.add(1).mul(127.5).round().byte()
+                                      .permute(1, 2, 0).numpy())
             array.flush()
             del array
             os.replace(path.with_suffix(".tmp.npy"), path)
@@ -278,7 +311,8 @@ class Uint8Cache:
             self.build_s = 0.0
         self.array = np.load(path, mmap_mode="r")
         if self.array.shape[0] != len(dataset) or self.array.shape[2] != size:
-            raise SystemExit(f"bench.py: {path} holds {self.array.shape}, not this data set; delete it")
+            raise SystemExit(f"bench.py: {path} holds {self.array.shape}, not this data "
+                             f"set; delete it")
 
     def batches(self, batch: int, seed: int = 0):
         """Endless (sketch, photo) batches in [-1, 1] on the device, shuffled."""
@@ -286,18 +320,21 @@ class Uint8Cache:
         while True:
             order = rng.permutation(len(self.array))
             for k in range(0, len(order) - batch + 1, batch):
-                pairs = torch.from_numpy(self.array[np.sort(order[k:k + batch])])  # (B, 2, S, S, 3) uint8
+                # (B, 2, S, S, 3) uint8
+                pairs = torch.from_numpy(self.array[np.sort(order[k:k + batch])])
                 if self.device.type == "cuda":
                     pairs = pairs.pin_memory()
-                pairs = pairs.to(self.device, non_blocking=True).permute(0, 1, 4, 2, 3).float().div_(127.5).sub_(1)
+                pairs = (pairs.to(self.device, non_blocking=True).permute(0, 1, 4, 2, 3)
+                         .float().div_(127.5).sub_(1))
                 yield pairs[:, 0], pairs[:, 1]  # (B, 3, S, S) each
 
 
 def file_batches(dataset: PairDataset, batch: int, workers: int, device: torch.device):
-    """Endless batches through DataLoader as train.py makes them: pinned memory, non_blocking copies."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
-                                         pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                                         drop_last=True)
+    """Endless batches through DataLoader as train.py makes them: pinned memory, non_blocking
+    copies."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True,
+                                         num_workers=workers, pin_memory=device.type == "cuda",
+                                         persistent_workers=workers > 0, drop_last=True)
     while True:
         for sketch, photo in loader:
             yield sketch.to(device, non_blocking=True), photo.to(device, non_blocking=True)
@@ -305,21 +342,24 @@ def file_batches(dataset: PairDataset, batch: int, workers: int, device: torch.d
 
 def bench_loader(args) -> list:
     device = pick_device(args.device)
-    warnings.filterwarnings("once", message="This DataLoader will create")  # more workers than cores: said once
+    # more workers than cores: said once
+    warnings.filterwarnings("once", message="This DataLoader will create")
     dataset = PairDataset(args.data, args.size, jitter=args.jitter)
     if len(dataset) < args.batch:
-        raise SystemExit(f"bench.py: {args.data} has {len(dataset)} pairs, fewer than --batch {args.batch}")
+        raise SystemExit(f"bench.py: {args.data} has {len(dataset)} pairs, fewer than --batch "
+                         f"{args.batch}")
     variants = [(f"files, {w} workers", lambda w=w: file_batches(dataset, args.batch, w, device))
                 for w in args.workers]
     if args.cache:
         if args.jitter:
-            raise SystemExit("bench.py: the uint8 cache prototype is jitter-free; drop --jitter or --cache")
+            raise SystemExit("bench.py: the uint8 cache prototype is jitter-free; drop "
+                             "--jitter or --cache")
         cache = Uint8Cache(dataset, args.cache, device)
-        print(f"uint8 cache {args.cache}: {cache.array.nbytes / 2**20:.0f} MiB, built in {cache.build_s:.1f} s",
-              flush=True)
+        print(f"uint8 cache {args.cache}: {cache.array.nbytes / 2**20:.0f} MiB, built in "
+              f"{cache.build_s:.1f} s", flush=True)
         variants.append(("uint8 memmap cache", lambda: cache.batches(args.batch)))
-    print(f"{len(dataset)} pairs in {args.data}, batch {args.batch}, {args.batches} batches per pass, "
-          f"{args.rounds} interleaved rounds, device {device}", flush=True)
+    print(f"{len(dataset)} pairs in {args.data}, batch {args.batch}, {args.batches} "
+          f"batches per pass, {args.rounds} interleaved rounds, device {device}", flush=True)
 
     results = {name: {"img_per_s": [], "first_batch_s": []} for name, _ in variants}
     for _ in range(args.rounds):
@@ -333,14 +373,16 @@ def bench_loader(args) -> list:
             for _, _ in zip(range(args.batches), batches):
                 pass
             sync(device)
-            results[name]["img_per_s"].append(args.batches * args.batch / (time.perf_counter() - start))
+            results[name]["img_per_s"].append(args.batches * args.batch
+                                              / (time.perf_counter() - start))
             results[name]["first_batch_s"].append(first)
             batches.close()  # ends the DataLoader and its workers
     records = []
     for name, _ in variants:
         img_per_s = statistics.median(results[name]["img_per_s"])
-        record = {"mode": "loader", "variant": name, "device": str(device), "size": args.size, "batch": args.batch,
-                  "jitter": args.jitter, "img_per_s": img_per_s, "img_per_s_runs": results[name]["img_per_s"],
+        record = {"mode": "loader", "variant": name, "device": str(device), "size": args.size,
+                  "batch": args.batch, "jitter": args.jitter, "img_per_s": img_per_s,
+                  "img_per_s_runs": results[name]["img_per_s"],
                   "first_batch_s": statistics.median(results[name]["first_batch_s"]),
                   "epoch_min": EDGES2SHOES_TRAIN_IMAGES / img_per_s / 60}
         print(f"{name} | {img_per_s:.1f} img/s | first batch {record['first_batch_s']:.2f} s | "
@@ -350,18 +392,20 @@ def bench_loader(args) -> list:
     return records
 
 
-# ------------------------------------------------------------------------------------------------ infer
+# -------------------------------------------------------------------------------------------- infer
 
-# OpenMP settings of the two processes that bench infer compares. "default" is what infer.py ran under before:
-# libgomp's default wait policy, spinning ~3 ms (300,000 spins) before sleeping; "passive" is what infer.py
-# sets now. The setting is read once when torch loads, so each needs a process of its own.
+# OpenMP settings of the two processes that bench infer compares. "default" is what infer.py ran
+# under before: libgomp's default wait policy, spinning ~3 ms (300,000 spins) before sleeping;
+# "passive" is what infer.py sets now. The setting is read once when torch loads, so each needs a
+# process of its own.
 OMP_SETTINGS = {"default": {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"},
                 "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
 
 def infer_variants(size: int, ngf: int, num_downs: int) -> dict:
-    """name -> function making one photo from one sketch: plain translate() as infer.py did, the fast path
-    infer.py uses now (for_inference + inference_mode), and steps between that isolate one change each."""
+    """name -> function making one photo from one sketch: plain translate() as infer.py did, the
+    fast path infer.py uses now (for_inference + inference_mode), and steps between that isolate one
+    change each."""
     torch.manual_seed(0)
     G = UNetGenerator(3, 3, ngf, num_downs)
     with torch.no_grad():  # running statistics away from their initial (0, 1), as after training
@@ -380,7 +424,8 @@ def infer_variants(size: int, ngf: int, num_downs: int) -> dict:
     return {
         "paper plain": lambda: translate(G, sketch, paper=True),
         "paper fast": lambda: fast(fast_paper, True),
-        "paper +channels_last": lambda: fast(G_nhwc, True),  # not used: it changes the seeded dropout masks
+        # not used: it changes the seeded dropout masks
+        "paper +channels_last": lambda: fast(G_nhwc, True),
         "eval plain": lambda: translate(G, sketch, paper=False),
         "eval +inference_mode": lambda: fast(G, False),
         "eval +fold": lambda: fast(folded, False),
@@ -389,7 +434,8 @@ def infer_variants(size: int, ngf: int, num_downs: int) -> dict:
 
 
 def infer_worker(conn, size: int, ngf: int, num_downs: int) -> None:
-    """Child process of bench infer: builds the variants, then times each one asked for until sent None."""
+    """Child process of bench infer: builds the variants, then times each one asked for until sent
+    None."""
     variants = infer_variants(size, ngf, num_downs)
     conn.send(torch.get_num_threads())
     while (request := conn.recv()) is not None:
@@ -402,7 +448,8 @@ def infer_worker(conn, size: int, ngf: int, num_downs: int) -> None:
 
 def bench_infer(args) -> list:
     num_downs = args.num_downs or default_num_downs(args.size)
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter, so that torch reads its OpenMP setting
+    # a fresh interpreter, so that torch reads its OpenMP setting
+    context = multiprocessing.get_context("spawn")
     workers, saved = {}, dict(os.environ)
     try:
         for omp, settings in OMP_SETTINGS.items():
@@ -410,10 +457,12 @@ def bench_infer(args) -> list:
                 os.environ.pop(key, None)
             os.environ.update(settings)
             conn, child_conn = context.Pipe()
-            process = context.Process(target=infer_worker, args=(child_conn, args.size, args.ngf, num_downs),
+            process = context.Process(target=infer_worker, args=(child_conn, args.size, args.ngf,
+                                                                 num_downs),
                                       daemon=True)
             process.start()
-            child_conn.close()  # so that a crashed worker ends recv() with EOFError instead of a hang
+            # so that a crashed worker ends recv() with EOFError instead of a hang
+            child_conn.close()
             workers[omp] = (process, conn)
     finally:
         os.environ.clear()
@@ -421,8 +470,8 @@ def bench_infer(args) -> list:
     default_threads = {omp: conn.recv() for omp, (_, conn) in workers.items()}
     threads = args.threads or [default_threads["passive"]]
     names = {"default": ["paper plain", "eval plain"],  # infer.py before, and after: every variant
-             "passive": ["paper plain", "paper fast", "paper +channels_last", "eval plain", "eval +inference_mode",
-                         "eval +fold", "eval fast"]}
+             "passive": ["paper plain", "paper fast", "paper +channels_last", "eval plain",
+                         "eval +inference_mode", "eval +fold", "eval fast"]}
     keys = [(omp, name, t) for omp in OMP_SETTINGS for name in names[omp] for t in threads]
 
     def time_one(key) -> float:
@@ -441,17 +490,19 @@ def bench_infer(args) -> list:
         process.join()
 
     print(f"CPU inference, {args.size}×{args.size}, ngf {args.ngf}, num_downs {num_downs}, "
-          f"{args.repeats} interleaved repeats; OpenMP 'default' = libgomp's spin-then-sleep (infer.py before), "
-          f"'passive' = infer.py now", flush=True)
+          f"{args.repeats} interleaved repeats; OpenMP 'default' = libgomp's spin-then-sleep "
+          f"(infer.py before), 'passive' = infer.py now", flush=True)
     records = []
     for (omp, name, t), times in runs.items():
         ms = 1000 * statistics.median(times)
         plain_ms = 1000 * statistics.median(runs[("default", name.split()[0] + " plain", t)])
-        record = {"mode": "infer", "variant": name, "omp_wait": omp, "threads": t, "size": args.size,
-                  "ngf": args.ngf, "num_downs": num_downs, "ms_per_image": ms, "ms_min": 1000 * min(times),
-                  "repeats": args.repeats, "speedup_vs_plain": plain_ms / ms}
-        print(f"OpenMP {omp:7s} | {name:20s} | threads {t} | {ms:8.1f} ms/image (min {record['ms_min']:.1f}) | "
-              f"×{record['speedup_vs_plain']:.2f} vs {name.split()[0]} plain, OpenMP default", flush=True)
+        record = {"mode": "infer", "variant": name, "omp_wait": omp, "threads": t,
+                  "size": args.size, "ngf": args.ngf, "num_downs": num_downs, "ms_per_image": ms,
+                  "ms_min": 1000 * min(times), "repeats": args.repeats,
+                  "speedup_vs_plain": plain_ms / ms}
+        print(f"OpenMP {omp:7s} | {name:20s} | threads {t} | {ms:8.1f} ms/image (min "
+              f"{record['ms_min']:.1f}) | ×{record['speedup_vs_plain']:.2f} vs {name.split()[0]} "
+              f"plain, OpenMP default", flush=True)
         emit(record, args.out)
         records.append(record)
     return records
@@ -467,30 +518,43 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     modes = parser.add_subparsers(dest="mode", required=True)
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    t = modes.add_parser("train", help="time the full training step (train.gan_step)", formatter_class=fmt)
+    t = modes.add_parser("train", help="time the full training step (train.gan_step)",
+                         formatter_class=fmt)
     d = modes.add_parser("loader", help="time the input pipeline alone", formatter_class=fmt)
     i = modes.add_parser("infer", help="CPU ms/image: plain vs fast inference", formatter_class=fmt)
     t.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16], help="images per step")
-    t.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16", "fp16"])
-    t.add_argument("--channels_last", type=parse_bool, nargs="+", default=[True], help="NHWC tensors")
+    t.add_argument("--precision", nargs="+", default=["fp32", "bf16"],
+                   choices=["auto", "fp32", "bf16", "fp16"])
+    t.add_argument("--channels_last", type=parse_bool, nargs="+", default=[True],
+                   help="NHWC tensors")
     t.add_argument("--compile", type=compile_choice, nargs="+", default=["off"],
                    help=f"torch.compile G and D, static shapes: {', '.join(COMPILE_MODES)}")
     t.add_argument("--config", type=step_config, nargs="+", default=None,
-                   help="explicit configurations BATCH:PRECISION:CHANNELS_LAST:COMPILE instead of every "
-                        "combination of the four flags above, e.g. 1:fp32:0:off 64:bf16:1:default")
-    t.add_argument("--repeats", type=int, default=20, help="timed steps per configuration (median reported)")
-    t.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
-    t.add_argument("--ndf", type=int, default=None, help="discriminator filters in the first layer (default: --ngf)")
-    t.add_argument("--peak_tflops", type=float, default=800.0, help="the device's dense bf16 peak (H100: ~800)")
-    d.add_argument("--data", required=True, help="folder of side-by-side pairs (e.g. data/edges2shoes/train)")
+                   help="explicit configurations BATCH:PRECISION:CHANNELS_LAST:COMPILE "
+                        "instead of every combination of the four flags above, e.g. 1:fp32:0:off "
+                        "64:bf16:1:default")
+    t.add_argument("--repeats", type=int, default=20,
+                   help="timed steps per configuration (median reported)")
+    t.add_argument("--warmup", type=int, default=5,
+                   help="untimed steps first (compilation happens here)")
+    t.add_argument("--ndf", type=int, default=None,
+                   help="discriminator filters in the first layer (default: --ngf)")
+    t.add_argument("--peak_tflops", type=float, default=800.0,
+                   help="the device's dense bf16 peak (H100: ~800)")
+    d.add_argument("--data", required=True,
+                   help="folder of side-by-side pairs (e.g. data/edges2shoes/train)")
     d.add_argument("--batch", type=int, default=16, help="images per batch")
-    d.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4, 8], help="DataLoader worker processes")
+    d.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4, 8],
+                   help="DataLoader worker processes")
     d.add_argument("--batches", type=int, default=50, help="timed batches per pass")
-    d.add_argument("--rounds", type=int, default=3, help="interleaved passes over all variants (median reported)")
+    d.add_argument("--rounds", type=int, default=3,
+                   help="interleaved passes over all variants (median reported)")
     d.add_argument("--jitter", **SWITCH, help="the paper's random resize, crop and flip")
     d.add_argument("--cache", help="also time the uint8 memmap prototype, cached in this .npy file")
-    i.add_argument("--threads", type=int, nargs="+", default=None, help="torch threads (default: torch's own)")
-    i.add_argument("--repeats", type=int, default=30, help="timed images per variant (median reported)")
+    i.add_argument("--threads", type=int, nargs="+", default=None,
+                   help="torch threads (default: torch's own)")
+    i.add_argument("--repeats", type=int, default=30,
+                   help="timed images per variant (median reported)")
     for p in (t, d, i):
         p.add_argument("--size", type=int, default=256, help="image side in pixels")
         p.add_argument("--out", help="append the JSON lines to this file")
@@ -498,7 +562,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         add_device_flag(p)
     for p in (t, i):
         p.add_argument("--ngf", type=int, default=64, help="generator filters in the first layer")
-        p.add_argument("--num_downs", type=int, default=None, help="UNet depth (default: down to 1×1)")
+        p.add_argument("--num_downs", type=int, default=None,
+                       help="UNet depth (default: down to 1×1)")
     args = parser.parse_args(argv)
     if min(getattr(args, name, 1) for name in ("repeats", "warmup", "batches", "rounds")) < 1:
         parser.error("--repeats, --warmup, --batches and --rounds must be at least 1")

@@ -1,9 +1,13 @@
 """Data tools: get, make and check side-by-side pair folders (one command each; add --help to any).
 
-    python -m tools.data download edges2shoes                  # official set -> data/edges2shoes/{train,val}
-    python -m tools.data pairs my_photos/ data/my_shoes        # product photos -> edge map | photo pairs
-    python -m tools.data combine sketches/ photos/ data/mine   # A/x.png + B/x.jpg -> mine/x.png, A left, B right
-    python -m tools.data check data/edges2shoes                # decode every file: sizes, bad files
+    # official set -> data/edges2shoes/{train,val}
+    python -m tools.data download edges2shoes
+    # product photos -> edge map | photo pairs
+    python -m tools.data pairs my_photos/ data/my_shoes
+    # A/x.png + B/x.jpg -> mine/x.png, A left, B right
+    python -m tools.data combine sketches/ photos/ data/mine
+    # decode every file: sizes, bad files
+    python -m tools.data check data/edges2shoes
 """
 
 import argparse
@@ -27,14 +31,17 @@ from dataset import FORMATS, MIN_SIDE, SPLITS, list_images, load_rgb, read_heade
 from save import DOWNLOAD_TIMEOUT_S, fetch
 from tools.edges import sketch_pixels
 
-DATASETS = ("edges2shoes", "edges2handbags", "facades", "maps", "cityscapes", "night2day")  # the official sets
-URL_BASE = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"  # serves NAME.tar.gz, each with a top folder NAME/
+# the official sets
+DATASETS = ("edges2shoes", "edges2handbags", "facades", "maps", "cityscapes", "night2day")
+# serves NAME.tar.gz, each with a top folder NAME/
+URL_BASE = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
 WHITE = (255, 255, 255)
 
 
 def split_counts(folder) -> str:
     """'train 49825 pairs, val 200 pairs' for a data folder."""
-    return ", ".join(f"{split} {len(list_images(path, required=False))} pairs" for split, path in split_folders(folder).items())
+    return ", ".join(f"{split} {len(list_images(path, required=False))} pairs"
+                     for split, path in split_folders(folder).items())
 
 
 def first_names(paths, shown: int = 5) -> str:
@@ -45,12 +52,14 @@ def first_names(paths, shown: int = 5) -> str:
 
 
 def unsafe_member(member: tarfile.TarInfo) -> str:
-    """Why extracting this archive member could write outside the target folder ('' if it cannot)."""
+    """Why extracting this archive member could write outside the target folder ('' if it
+    cannot)."""
     path = PurePosixPath(member.name)
     if path.is_absolute() or ".." in path.parts:
         return f"{member.name!r} has an absolute path or '..'"
     if not (member.isfile() or member.isdir()):
-        return f"{member.name!r} is a link or special file"  # the data sets hold only files and folders
+        # the data sets hold only files and folders
+        return f"{member.name!r} is a link or special file"
     return ""
 
 
@@ -61,12 +70,15 @@ def unpack(archive: Path, target: Path) -> None:
     try:
         try:
             with tarfile.open(archive, "r:gz") as tar:
-                members = tar.getmembers()  # reads to the end: a truncated or corrupt archive fails here
+                # reads to the end: a truncated or corrupt archive fails here
+                members = tar.getmembers()
         except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-            raise ValueError(f"{archive}: not a valid .tar.gz archive ({type(e).__name__}: {e})") from None
+            raise ValueError(f"{archive}: not a valid .tar.gz archive "
+                             f"({type(e).__name__}: {e})") from None
         problems = [problem for member in members if (problem := unsafe_member(member))]
         if problems:
-            raise ValueError(f"{archive}: refusing to extract, {len(problems)} unsafe members: {problems[0]}")
+            raise ValueError(f"{archive}: refusing to extract, {len(problems)} unsafe members: "
+                             f"{problems[0]}")
         # the data filter (Python 3.12, backported to 3.8.17+) repeats those checks inside tarfile
         options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         with tarfile.open(archive, "r:gz") as tar:
@@ -84,7 +96,8 @@ def unpack(archive: Path, target: Path) -> None:
 
 def download(name: str, root="data", url_base: str = URL_BASE, keep_archive: bool = False,
              timeout_s: float = DOWNLOAD_TIMEOUT_S) -> Path:
-    """Download, verify and extract an official pix2pix data set into root/name; returns that folder."""
+    """Download, verify and extract an official pix2pix data set into root/name; returns that
+    folder."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; the official ones are {', '.join(DATASETS)}")
     root = Path(root)
@@ -103,7 +116,8 @@ def download(name: str, root="data", url_base: str = URL_BASE, keep_archive: boo
         raise ValueError(f"{e}; deleted it, run the command again to download it afresh") from None
     if not keep_archive:
         archive.unlink()
-    print(f"{name}: {split_counts(target)} in {target}" + (f" (archive kept: {archive})" if keep_archive else ""))
+    print(f"{name}: {split_counts(target)} in {target}"
+          + (f" (archive kept: {archive})" if keep_archive else ""))
     return target
 
 
@@ -112,13 +126,15 @@ def by_stem(folder) -> dict:
     files = list_images(folder)
     shared = sorted(stem for stem, n in Counter(path.stem for path in files).items() if n > 1)
     if shared:
-        raise ValueError(f"{folder}: several images share the name {shared[0]!r} (different extensions), "
-                         f"so outputs would collide; rename them ({len(shared)} such names)")
+        raise ValueError(f"{folder}: several images share the name {shared[0]!r} (different "
+                         f"extensions), so outputs would collide; rename them "
+                         f"({len(shared)} such names)")
     return {path.stem: path for path in files}
 
 
 def square_on_white(photo: Image.Image, size: int) -> Image.Image:
-    """Centre a photo on a white square and resize it to size×size: product photos are shot on white."""
+    """Centre a photo on a white square and resize it to size×size: product photos are shot on
+    white."""
     side = max(photo.size)
     square = Image.new("RGB", (side, side), WHITE)
     square.paste(photo, ((side - photo.width) // 2, (side - photo.height) // 2))
@@ -132,13 +148,15 @@ def side_by_side(left: np.ndarray, right: np.ndarray) -> Image.Image:
 
 def photos_to_pairs(photos_dir, out_dir, size: int = 256, val_fraction: float = 0.0, seed: int = 0,
                     batch: int = 32, device: str = "auto") -> dict:
-    """Product photos -> edges2shoes-style out_dir/{train,val}/NAME_AB.jpg: edge map left, photo right."""
+    """Product photos -> edges2shoes-style out_dir/{train,val}/NAME_AB.jpg: edge map left, photo
+    right."""
     if not 0 <= val_fraction < 1:
         raise ValueError(f"--val_fraction must lie in [0, 1), got {val_fraction}")
     if size < MIN_SIDE or batch < 1:
         raise ValueError(f"need --size >= {MIN_SIDE} and --batch >= 1, got {size} and {batch}")
     photos = list(by_stem(photos_dir).values())
-    shuffled = random.Random(seed).sample(photos, len(photos))  # the split depends only on names and seed
+    # the split depends only on names and seed
+    shuffled = random.Random(seed).sample(photos, len(photos))
     n_val = round(len(photos) * val_fraction)
     split_of = {path: "val" if rank < n_val else "train" for rank, path in enumerate(shuffled)}
     device, out_dir = pick_device(device), Path(out_dir)
@@ -154,20 +172,23 @@ def photos_to_pairs(photos_dir, out_dir, size: int = 256, val_fraction: float = 
                 except ValueError as e:
                     skipped.append((path, str(e)))
             if loaded:
-                squares = torch.from_numpy(np.stack([square for _, square in loaded])).to(device)  # (B, S, S, 3)
+                # (B, S, S, 3)
+                squares = torch.from_numpy(np.stack([square for _, square in loaded])).to(device)
                 sketches = sketch_pixels(squares)  # (B, S, S, 3)
                 for (path, square), sketch in zip(loaded, sketches):
-                    side_by_side(sketch, square).save(out_dir / split_of[path] / f"{path.stem}_AB.jpg", quality=95)
+                    side_by_side(sketch, square).save(out_dir / split_of[path]
+                                                      / f"{path.stem}_AB.jpg", quality=95)
                     written[split_of[path]] += 1
             bar.update(min(batch, len(photos) - start))
-    print(f"{written['train']} train and {written['val']} val pairs ({size}×{size} halves, photos padded to square "
-          f"on white) in {out_dir}; {len(skipped)} unreadable files skipped"
+    print(f"{written['train']} train and {written['val']} val pairs ({size}×{size} halves, photos "
+          f"padded to square on white) in {out_dir}; {len(skipped)} unreadable files skipped"
           + (f": {first_names([path for path, _ in skipped])}" if skipped else ""))
     return {"train": written["train"], "val": written["val"], "skipped": skipped}
 
 
 def combine(a_dir, b_dir, out_dir) -> dict:
-    """Pair images of two folders by name into out_dir/NAME (A's file name): A left, B right at A's size."""
+    """Pair images of two folders by name into out_dir/NAME (A's file name): A left, B right at A's
+    size."""
     a_files, b_files = by_stem(a_dir), by_stem(b_dir)
     matched = sorted(a_files.keys() & b_files.keys())
     only_a = [a_files[stem] for stem in sorted(a_files.keys() - b_files.keys())]
@@ -194,19 +215,23 @@ def combine(a_dir, b_dir, out_dir) -> dict:
           + (f" ({first_names(only_b)})" if only_b else "") + f"; {len(skipped)} unreadable skipped"
           + (f" ({skipped[0][1]})" if skipped else ""))
     if not_square:
-        print(f"note: {not_square} pairs have non-square halves; PairDataset needs pairs twice as wide as high")
+        print(f"note: {not_square} pairs have non-square halves; PairDataset needs pairs twice as "
+              f"wide as high")
     return {"written": written, "only_a": only_a, "only_b": only_b, "skipped": skipped}
 
 
 def decode_problem(path) -> tuple:
-    """((width, height) or None, what is wrong with the file or ''): the header checks, then a full decode,
-    so a truncated or corrupt file that the header scan passes is caught here and not mid-epoch."""
+    """((width, height) or None, what is wrong with the file or ''): the header checks, then a full
+    decode, so a truncated or corrupt file that the header scan passes is caught here and not
+    mid-epoch."""
     size, problem = read_header(path)
     if problem:
         return size, problem
     try:
         with Image.open(path, formats=FORMATS) as img:
-            img.load()  # decodes every pixel; raises on a truncated file (ImageFile.LOAD_TRUNCATED_IMAGES is off)
+            # decodes every pixel; raises on a truncated file (ImageFile.LOAD_TRUNCATED_IMAGES is
+            # off)
+            img.load()
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         return size, f"cannot decode ({type(e).__name__}: {e})"
     return size, ""
@@ -214,64 +239,75 @@ def decode_problem(path) -> tuple:
 
 def check(folder, workers: int = 0) -> dict:
     """Full check of a data folder (its train/ val/ test/ or itself): counts, sizes seen, bad files.
-    Every file is decoded, in parallel threads (PIL's decoders release the GIL); workers 0: one per core."""
+    Every file is decoded, in parallel threads (PIL's decoders release the GIL); workers 0: one per
+    core."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
-    files = {split: list_images(path, required=False) for split, path in split_folders(folder).items()}
+    files = {split: list_images(path, required=False)
+             for split, path in split_folders(folder).items()}
     everything = [path for split_files in files.values() for path in split_files]
     if not everything:
         raise FileNotFoundError(f"{folder}: no images in it or in its {'/ '.join(SPLITS)}/ folders")
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        decoded = tqdm(pool.map(decode_problem, everything), total=len(everything), desc=f"decoding {folder}",
-                       unit="file", leave=False)
+        decoded = tqdm(pool.map(decode_problem, everything), total=len(everything),
+                       desc=f"decoding {folder}", unit="file", leave=False)
         results = [(path, *result) for path, result in zip(everything, decoded)]
     sizes = Counter(size for _, size, _ in results if size)
     bad = [(path, problem) for path, _, problem in results if problem]
-    print(f"{folder}: " + ", ".join(f"{split} {len(split_files)} files" for split, split_files in files.items()))
-    print("sizes (width×height): " + ", ".join(f"{w}×{h}: {n}" for (w, h), n in sizes.most_common(10))
+    print(f"{folder}: " + ", ".join(f"{split} {len(split_files)} files"
+                                    for split, split_files in files.items()))
+    print("sizes (width×height): " + ", ".join(f"{w}×{h}: {n}"
+                                               for (w, h), n in sizes.most_common(10))
           + (f" (and {len(sizes) - 10} other sizes)" if len(sizes) > 10 else ""))
     print(f"{len(bad)} bad files" + (":" if bad else ""))
     for path, problem in bad:
         print(f"  {path.relative_to(folder)}: {problem}")
-    return {"counts": {split: len(split_files) for split, split_files in files.items()}, "sizes": sizes, "bad": bad}
+    return {"counts": {split: len(split_files) for split, split_files in files.items()},
+            "sizes": sizes, "bad": bad}
 
 
 def main(argv=None) -> int:
     """Command line of the data tools; an error is one line on stderr and exit code 2."""
-    parser = argparse.ArgumentParser(prog="python -m tools.data", description="Data tools for pix2pix pairs.",
+    parser = argparse.ArgumentParser(prog="python -m tools.data",
+                                     description="Data tools for pix2pix pairs.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     options = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     get = commands.add_parser("download", help="fetch an official pix2pix data set", **options)
     get.add_argument("name", help=f"one of {', '.join(DATASETS)}")
     get.add_argument("--root", default="data", help="folder that receives NAME/")
-    get.add_argument("--url_base", default=URL_BASE, help="where NAME.tar.gz is served (http(s):// or file://)")
+    get.add_argument("--url_base", default=URL_BASE,
+                     help="where NAME.tar.gz is served (http(s):// or file://)")
     get.add_argument("--keep_archive", **SWITCH, help="keep ROOT/NAME.tar.gz after extracting it")
     pairs = commands.add_parser("pairs", help="product photos -> edge map | photo pairs", **options)
     pairs.add_argument("photos_dir")
     pairs.add_argument("out_dir")
     pairs.add_argument("--size", type=int, default=256, help="side of each half, in pixels")
-    pairs.add_argument("--val_fraction", type=float, default=0.0, help="share of photos put in OUT_DIR/val")
+    pairs.add_argument("--val_fraction", type=float, default=0.0,
+                       help="share of photos put in OUT_DIR/val")
     pairs.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
     pairs.add_argument("--batch", type=int, default=32, help="photos per edge-extraction call")
     add_device_flag(pairs)
-    join = commands.add_parser("combine", help="A and B images matched by name -> AB pairs", **options)
+    join = commands.add_parser("combine", help="A and B images matched by name -> AB pairs",
+                               **options)
     join.add_argument("a_dir", help="left halves (the model's input with direction AtoB)")
     join.add_argument("b_dir", help="right halves, resized to A's size where they differ")
     join.add_argument("out_dir")
-    scan = commands.add_parser("check", help="decode every file: counts, sizes and bad files of a data folder",
+    scan = commands.add_parser("check", help="decode every file: counts, sizes and bad files of "
+                                             "a data folder",
                                **options)
     scan.add_argument("folder")
-    scan.add_argument("--workers", type=int, default=0, help="decoding threads (0: one per CPU core)")
+    scan.add_argument("--workers", type=int, default=0,
+                      help="decoding threads (0: one per CPU core)")
     scan.add_argument("--skip_bad", **SWITCH, help="exit 0 even if there are bad files")
     args = parser.parse_args(argv)
     try:
         if args.command == "download":
             download(args.name, args.root, args.url_base, args.keep_archive)
         elif args.command == "pairs":
-            photos_to_pairs(args.photos_dir, args.out_dir, args.size, args.val_fraction, args.seed, args.batch,
-                            args.device)
+            photos_to_pairs(args.photos_dir, args.out_dir, args.size, args.val_fraction, args.seed,
+                            args.batch, args.device)
         elif args.command == "combine":
             combine(args.a_dir, args.b_dir, args.out_dir)
         else:
@@ -283,7 +319,8 @@ def main(argv=None) -> int:
         print(f"tools.data: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tools.data: interrupted (a download resumes where it stopped on the next run)", file=sys.stderr)
+        print("tools.data: interrupted (a download resumes where it stopped on the next run)",
+              file=sys.stderr)
         return 130
     return 0
 

@@ -32,7 +32,8 @@ def to_gray(photos):
 
 
 def gaussian_blur(gray, sigma):
-    """Separable Gaussian blur; replicate padding, so the frame of a white background adds no edge."""
+    """Separable Gaussian blur; replicate padding, so the frame of a white background adds no
+    edge."""
     radius = max(1, math.ceil(3 * sigma))
     offsets = torch.arange(-radius, radius + 1, dtype=gray.dtype, device=gray.device)
     kernel = torch.exp(-offsets**2 / (2 * sigma**2))
@@ -52,7 +53,8 @@ def sobel(gray):
 def non_max_suppression(magnitude, grad_x, grad_y):
     """Keep pixels that are a maximum along their gradient (4 quantized directions)."""
     angle = torch.rad2deg(torch.atan2(grad_y, grad_x)) % 180
-    sector = ((angle + 22.5) // 45).long() % 4  # 0: horizontal, 1: down-right, 2: vertical, 3: down-left
+    # 0: horizontal, 1: down-right, 2: vertical, 3: down-left
+    sector = ((angle + 22.5) // 45).long() % 4
     keep = torch.zeros_like(magnitude, dtype=torch.bool)
     around = neighbours(magnitude)
     for index, (dy, dx) in enumerate([(0, 1), (1, 1), (1, 0), (1, -1)]):
@@ -64,7 +66,8 @@ def non_max_suppression(magnitude, grad_x, grad_y):
 
 
 def label_components(mask):
-    """8-connected components of mask (B, 1, H, W): each pixel gets the largest flat index in its component."""
+    """8-connected components of mask (B, 1, H, W): each pixel gets the largest flat index in its
+    component."""
     # hook and compress (Shiloach-Vishkin style): each round links every tree to the largest tree
     # touching it, then pointer jumping flattens the trees; rounds grow like log(component size),
     # where plain max propagation would need one round per pixel of the longest line
@@ -73,9 +76,12 @@ def label_components(mask):
     for _ in range(mask.numel()):  # the bound is never reached: each round merges trees or stops
         roots = torch.where(mask, parent.view_as(mask), -1).int()  # int32 halves the memory traffic
         padded = F.pad(roots, (1, 1, 1, 1), value=-1)
-        rows = torch.maximum(torch.maximum(padded[..., :, :-2], padded[..., :, 1:-1]), padded[..., :, 2:])
-        largest_near = torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
-        hooked = parent.scatter_reduce(0, parent[inside], largest_near.flatten()[inside].long(), reduce="amax")
+        rows = torch.maximum(torch.maximum(padded[..., :, :-2], padded[..., :, 1:-1]),
+                             padded[..., :, 2:])
+        largest_near = torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]),
+                                     rows[..., 2:, :])
+        hooked = parent.scatter_reduce(0, parent[inside], largest_near.flatten()[inside].long(),
+                                       reduce="amax")
         for _ in range(mask.numel().bit_length() + 1):  # each jump halves every path to a root
             grandparent = hooked[hooked[inside]]
             if torch.equal(grandparent, hooked[inside]):
@@ -133,15 +139,17 @@ def photo_to_sketch(photos, **edge_options):
 
 
 def sketch_pixels(photos) -> np.ndarray:
-    """uint8 photos (B, H, W, 3), numpy or a tensor on any device -> uint8 sketches (B, H, W, 3) on the CPU.
-    On a CPU the edge ops, many small element-wise kernels, run on one thread: it beats several by far when
-    the cores are shared (1.3 s against 4-6 s per batch of 32 on 2 busy cores)."""
+    """uint8 photos (B, H, W, 3), numpy or a tensor on any device -> uint8 sketches (B, H, W, 3) on
+    the CPU.
+    On a CPU the edge ops, many small element-wise kernels, run on one thread: it beats several by
+    far when the cores are shared (1.3 s against 4-6 s per batch of 32 on 2 busy cores)."""
     photos = torch.as_tensor(photos)
     threads = torch.get_num_threads()
     if photos.device.type == "cpu":
         torch.set_num_threads(1)
     try:
-        sketches = photo_to_sketch(photos.permute(0, 3, 1, 2).float() / 255)  # (B, 3, H, W) in [0, 1]
+        # (B, 3, H, W) in [0, 1]
+        sketches = photo_to_sketch(photos.permute(0, 3, 1, 2).float() / 255)
     finally:
         torch.set_num_threads(threads)
     return (sketches * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()

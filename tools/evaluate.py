@@ -1,36 +1,46 @@
-"""Measure what a generator makes: L1, PSNR, SSIM and edge F1 per image, FID and KID given Inception weights.
+r"""Measure what a generator makes: L1, PSNR, SSIM and edge F1 per image, FID and KID given
+Inception weights.
 
-    python -m tools.evaluate --checkpoint models/edges2shoes/generator.pt --data data/edges2shoes/val
-    python -m tools.evaluate --checkpoint models/a/generator.pt --data data/edges2shoes/val --compare models/b/generator.pt
-    python -m tools.evaluate --checkpoint ... --data ... --inception pt_inception-2015-12-05-6726825d.pth  # + FID, KID
+    python -m tools.evaluate --checkpoint models/edges2shoes/generator.pt \
+        --data data/edges2shoes/val
+    python -m tools.evaluate --checkpoint models/a/generator.pt --data data/edges2shoes/val \
+        --compare models/b/generator.pt
+    python -m tools.evaluate --checkpoint ... --data ... \
+        --inception pt_inception-2015-12-05-6726825d.pth  # + FID, KID
     python -m tools.evaluate --pretrained edges2shoes --data data/edges2shoes/val  # their weights
-    python -m tools.evaluate --checkpoint ... --sketches hand-sketches/sketches   # unpaired: edge F1 only
-    python -m tools.evaluate --checkpoint ... --sketches DIR --photos DIR --inception FILE  # + FID, KID vs photos
+    # unpaired: edge F1 only
+    python -m tools.evaluate --checkpoint ... --sketches hand-sketches/sketches
+    # + FID, KID vs photos
+    python -m tools.evaluate --checkpoint ... --sketches DIR --photos DIR --inception FILE
 
-Prints a table of means and writes results/<run>/results.json (every image's scores and the means) and
-results/<run>/index.html (sketch | generated | real thumbnails with scores, worst L1 first; click a column
-header to sort; opens from disk). By default the generator runs as in the paper at test time (dropout on,
-per-image batch statistics) with --seed fixing the noise; --eval runs it deterministically in eval mode.
+Prints a table of means and writes results/<run>/results.json (every image's scores and the means)
+and results/<run>/index.html (sketch | generated | real thumbnails with scores, worst L1 first;
+click a column header to sort; opens from disk). By default the generator runs as in the paper at
+test time (dropout on, per-image batch statistics) with --seed fixing the noise; --eval runs it
+deterministically in eval mode.
 
 Per image, images in [-1, 1] as the generator makes them:
-    l1       mean |fake - real| on the [-1, 1] scale, the scale of the training L1 and log.jsonl's val_l1
+    l1       mean |fake - real| on the [-1, 1] scale, the scale of the training L1 and
+             log.jsonl's val_l1
     psnr     dB on the [0, 1] scale (peak 1.0); identical images are capped at PSNR_CAP_DB = 100 dB
-    ssim     Wang et al. 2004 on [0, 1] (data range 1): 11×11 Gaussian window σ=1.5, K1=0.01, K2=0.03,
-             'valid' filtering (no padding), computed per RGB channel and averaged over the channels
-    edge_f1  edges of the generated photo (edges.detect_edges) against the sketch's dark pixels, F1 with
-             a match tolerance of 2 pixels: a photo that ignores the sketch's lines scores low
-Over the set: FID and KID on Inception v3 pool features (2048 per image), only with --inception FILE:
-pytorch-fid's pt_inception-2015-12-05 weights (then its TF-compatible pooling is used, so FIDs compare with
-published ones) or torchvision's inception_v3 state dict. Nothing is ever downloaded.
+    ssim     Wang et al. 2004 on [0, 1] (data range 1): 11×11 Gaussian window σ=1.5, K1=0.01,
+             K2=0.03, 'valid' filtering (no padding), computed per RGB channel and averaged over the
+             channels
+    edge_f1  edges of the generated photo (edges.detect_edges) against the sketch's dark pixels, F1
+             with a match tolerance of 2 pixels: a photo that ignores the sketch's lines scores low
+Over the set: FID and KID on Inception v3 pool features (2048 per image), only with --inception
+FILE: pytorch-fid's pt_inception-2015-12-05 weights (then its TF-compatible pooling is used, so FIDs
+compare with published ones) or torchvision's inception_v3 state dict. Nothing is ever downloaded.
 
-Unpaired sketches (--sketches DIR: plain drawings, no photo traced from them, so no pixel metrics): each is
-prepared as infer.py prepares a sketch, and scored by edge_f1 alone; FID and KID compare the generated
-photos with the real photos of --photos DIR (padded white to square, resized to the model's size). The page
-shows sketch | generated, worst edge F1 first.
+Unpaired sketches (--sketches DIR: plain drawings, no photo traced from them, so no pixel metrics):
+each is prepared as infer.py prepares a sketch, and scored by edge_f1 alone; FID and KID compare the
+generated photos with the real photos of --photos DIR (padded white to square, resized to the
+model's size). The page shows sketch | generated, worst edge F1 first.
 
 From Python:
     from tools.evaluate import evaluate
-    result = evaluate(G, cfg, "data/edges2shoes/val", paper=False)   # {"images": [...], "mean": {...}}
+    # {"images": [...], "mean": {...}}
+    result = evaluate(G, cfg, "data/edges2shoes/val", paper=False)
 """
 
 import argparse
@@ -55,12 +65,14 @@ from generator import translate
 from infer import prepare_sketch
 from save import PRETRAINED, load_generator, pretrained_checkpoint, psnr
 
-SKETCH_THRESHOLD = 0.5  # a sketch pixel darker than this (on [0, 1], mean of RGB) is a reference edge
-METRICS = {"l1": "lower", "psnr": "higher", "ssim": "higher", "edge_f1": "higher"}  # name -> which is better
+# a sketch pixel darker than this (on [0, 1], mean of RGB) is a reference edge
+SKETCH_THRESHOLD = 0.5
+# name -> which is better
+METRICS = {"l1": "lower", "psnr": "higher", "ssim": "higher", "edge_f1": "higher"}
 THUMB_SIZE = 128  # pixels per side of the thumbnails on the HTML page
 
 
-# ------------------------------------------------------------------------------------------ per-image metrics
+# -------------------------------------------------------------------------------- per-image metrics
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> [0, 1]."""
@@ -81,35 +93,45 @@ def gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.Te
 
 def ssim(fake: torch.Tensor, real: torch.Tensor, window: int = 11, sigma: float = 1.5,
          k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
-    """Structural similarity per image (B,): Wang et al. 2004 on [0, 1], per channel, averaged over channels."""
+    """Structural similarity per image (B,): Wang et al. 2004 on [0, 1], per channel, averaged over
+    channels."""
     x, y = to_unit(fake), to_unit(real)  # (B, C, H, W)
     batch, channels, height, width = x.shape
     if min(height, width) < window:
-        raise ValueError(f"ssim: images of {height}×{width} are smaller than the {window}×{window} window")
-    # local means of x, y, x², y², xy under the Gaussian window; valid filtering, as in Wang's reference code
+        raise ValueError(f"ssim: images of {height}×{width} are smaller than the "
+                         f"{window}×{window} window")
+    # local means of x, y, x², y², xy under the Gaussian window; valid filtering, as in Wang's
+    # reference code
     moments = torch.stack([x, y, x * x, y * y, x * y], dim=2).flatten(1, 2)  # (B, 5C, H, W)
     n = moments.shape[1]
     g = gaussian_window(window, sigma, x.device)
-    moments = F.conv2d(moments, g.view(1, 1, 1, -1).expand(n, 1, 1, window), groups=n)  # separable: rows,
-    moments = F.conv2d(moments, g.view(1, 1, -1, 1).expand(n, 1, window, 1), groups=n)  # then columns
-    mu_x, mu_y, xx, yy, xy = moments.unflatten(1, (channels, 5)).unbind(2)  # each (B, C, H-10, W-10)
+    # separable: rows,
+    moments = F.conv2d(moments, g.view(1, 1, 1, -1).expand(n, 1, 1, window), groups=n)
+    # then columns
+    moments = F.conv2d(moments, g.view(1, 1, -1, 1).expand(n, 1, window, 1), groups=n)
+    # each (B, C, H-10, W-10)
+    mu_x, mu_y, xx, yy, xy = moments.unflatten(1, (channels, 5)).unbind(2)
     var_x, var_y, cov_xy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = (k1 * 1.0) ** 2, (k2 * 1.0) ** 2  # data range 1.0
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    ssim_map = (((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2))
+                / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)))
     return ssim_map.flatten(2).mean(2).mean(1).double()  # mean over the map, then over the channels
 
 
 def edge_f1(fake_photo: torch.Tensor, sketch: torch.Tensor, tolerance: int = 2,
             threshold=SKETCH_THRESHOLD) -> torch.Tensor:
-    """F1 (B,) of the generated photo's edges against the sketch's lines, matching within `tolerance` pixels.
+    """F1 (B,) of the generated photo's edges against the sketch's lines, matching within
+    `tolerance` pixels.
 
-    Precision: the share of predicted edge pixels with a sketch pixel within `tolerance` (a square window,
-    by max-pool dilation); recall: the share of sketch pixels with a predicted edge that near. No edges on
-    either side scores 1 (they agree), edges on one side only score 0. threshold: how dark (on [0, 1]) a
-    sketch pixel must be to count as a line, one number or one per image (B,).
+    Precision: the share of predicted edge pixels with a sketch pixel within `tolerance` (a square
+    window, by max-pool dilation); recall: the share of sketch pixels with a predicted edge that
+    near. No edges on either side scores 1 (they agree), edges on one side only score 0. threshold:
+    how dark (on [0, 1]) a sketch pixel must be to count as a line, one number or one per image
+    (B,).
     """
     predicted = detect_edges(to_unit(fake_photo))  # (B, 1, H, W) bool, thin lines
-    threshold = torch.as_tensor(threshold, dtype=torch.float32, device=sketch.device).reshape(-1, 1, 1, 1)
+    threshold = torch.as_tensor(threshold, dtype=torch.float32,
+                                device=sketch.device).reshape(-1, 1, 1, 1)
     reference = to_unit(sketch).mean(1, keepdim=True) < threshold  # (B, 1, H, W) the dark strokes
 
     def near(mask):  # pixels within `tolerance` of mask
@@ -118,19 +140,22 @@ def edge_f1(fake_photo: torch.Tensor, sketch: torch.Tensor, tolerance: int = 2,
     n_predicted, n_reference = predicted.sum((1, 2, 3)).double(), reference.sum((1, 2, 3)).double()
     precision = (predicted & near(reference)).sum((1, 2, 3)) / n_predicted.clamp(min=1)
     recall = (reference & near(predicted)).sum((1, 2, 3)) / n_reference.clamp(min=1)
-    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0)
+    f1 = torch.where(precision + recall > 0,
+                     2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0)
     return torch.where((n_predicted == 0) & (n_reference == 0), 1.0, f1)
 
 
-def score(fake_photo: torch.Tensor, photo: torch.Tensor, sketch: torch.Tensor, edges: bool = True) -> dict:
+def score(fake_photo: torch.Tensor, photo: torch.Tensor, sketch: torch.Tensor,
+          edges: bool = True) -> dict:
     """All per-image metrics of a batch: {name: (B,) tensor}; edges=False leaves out edge_f1."""
-    scores = {"l1": l1(fake_photo, photo), "psnr": psnr(fake_photo, photo), "ssim": ssim(fake_photo, photo)}
+    scores = {"l1": l1(fake_photo, photo), "psnr": psnr(fake_photo, photo),
+              "ssim": ssim(fake_photo, photo)}
     if edges:
         scores["edge_f1"] = edge_f1(fake_photo, sketch)
     return scores
 
 
-# ------------------------------------------------------------------------------------------ FID and KID
+# -------------------------------------------------------------------------------------- FID and KID
 
 def fid_from_features(features_a, features_b) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (N, D):
@@ -139,8 +164,9 @@ def fid_from_features(features_a, features_b) -> float:
     if min(len(a), len(b)) < 2:
         raise ValueError(f"FID needs at least 2 images per set, got {len(a)} and {len(b)}")
     cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)  # (D, D), unbiased like numpy's np.cov
-    # Σa Σb is similar to the symmetric PSD matrix Σa^½ Σb Σa^½, so the traces of their square roots agree;
-    # the symmetric form lets eigh do it, with rounding's tiny negative eigenvalues clipped to 0.
+    # Σa Σb is similar to the symmetric PSD matrix Σa^½ Σb Σa^½, so the traces of their square roots
+    # agree; the symmetric form lets eigh do it, with rounding's tiny negative eigenvalues clipped
+    # to 0.
     values, vectors = torch.linalg.eigh(cov_a)
     sqrt_a = (vectors * values.clamp(min=0).sqrt()) @ vectors.T
     middle = sqrt_a @ cov_b @ sqrt_a
@@ -149,9 +175,11 @@ def fid_from_features(features_a, features_b) -> float:
     return max(float(fid), 0.0)
 
 
-def kid_from_features(features_a, features_b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple:
-    """Kernel Inception Distance (Bińkowski et al. 2018): unbiased MMD² with the kernel (x·y/D + 1)³,
-    averaged over random subsets of min(subset_size, N) images per set; returns (mean, std over subsets)."""
+def kid_from_features(features_a, features_b, subsets: int = 100, subset_size: int = 1000,
+                      seed: int = 0) -> tuple:
+    """Kernel Inception Distance (Bińkowski et al. 2018): unbiased MMD² with the kernel (x·y/D +
+    1)³, averaged over random subsets of min(subset_size, N) images per set; returns (mean, std over
+    subsets)."""
     a, b = (torch.as_tensor(f).double().cpu() for f in (features_a, features_b))
     m, dim = min(subset_size, len(a), len(b)), a.shape[1]
     if m < 2:
@@ -163,7 +191,8 @@ def kid_from_features(features_a, features_b, subsets: int = 100, subset_size: i
         y = b[torch.randperm(len(b), generator=generator)[:m]]
         k_xx, k_yy, k_xy = ((p @ q.T / dim + 1) ** 3 for p, q in ((x, x), (y, y), (x, y)))
         # unbiased: the diagonals k(x_i, x_i) are left out of the within-set means
-        within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
+        within = ((k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum())
+                  / (m * (m - 1)))
         estimates.append(float(within - 2 * k_xy.mean()))
     mean = sum(estimates) / len(estimates)
     std = math.sqrt(sum((e - mean) ** 2 for e in estimates) / max(1, len(estimates) - 1))
@@ -171,11 +200,13 @@ def kid_from_features(features_a, features_b, subsets: int = 100, subset_size: i
 
 
 class ExcludePadding(nn.Module):
-    """Rescale torchvision's avg_pool2d(3, 1, padding=1), whose padded zeros count, to TF's average over
-    the pixels inside the image (count_include_pad=False), which pytorch-fid's weights were trained with."""
+    """Rescale torchvision's avg_pool2d(3, 1, padding=1), whose padded zeros count, to TF's average
+    over the pixels inside the image (count_include_pad=False), which pytorch-fid's weights were
+    trained with."""
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        inside = F.avg_pool2d(torch.ones_like(pooled[:1, :1]), 3, stride=1, padding=1)  # share of window inside
+        # share of window inside
+        inside = F.avg_pool2d(torch.ones_like(pooled[:1, :1]), 3, stride=1, padding=1)
         return pooled / inside
 
 
@@ -185,12 +216,14 @@ def _max_pool_forward(block, x: torch.Tensor) -> list:
     branch3x3dbl = block.branch3x3dbl_2(block.branch3x3dbl_1(x))
     return [block.branch1x1(x),
             torch.cat([block.branch3x3_2a(branch3x3), block.branch3x3_2b(branch3x3)], 1),
-            torch.cat([block.branch3x3dbl_3a(branch3x3dbl), block.branch3x3dbl_3b(branch3x3dbl)], 1),
+            torch.cat([block.branch3x3dbl_3a(branch3x3dbl), block.branch3x3dbl_3b(branch3x3dbl)],
+                      1),
             block.branch_pool(F.max_pool2d(x, kernel_size=3, stride=1, padding=1))]
 
 
 def load_inception(path, device="cpu") -> nn.Module:
-    """torchvision's Inception v3 with weights from a local file, returning 2048 pool features per image."""
+    """torchvision's Inception v3 with weights from a local file, returning 2048 pool features per
+    image."""
     import torchvision  # only needed here: keeps `import evaluate` light for train.py's plot_curves
     path = Path(path)
     if not path.is_file():
@@ -198,21 +231,26 @@ def load_inception(path, device="cpu") -> nn.Module:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or a pickle that wants to run code
-        raise ValueError(f"{path}: not a loadable weights file ({str(e).strip().splitlines()[0][:100]})") from None
+        raise ValueError(f"{path}: not a loadable weights file "
+                         f"({str(e).strip().splitlines()[0][:100]})") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not torch.is_tensor(state.get("fc.weight")):
         raise ValueError(f"{path}: not an Inception v3 state dict (no fc.weight)")
-    state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}  # the aux head is not used
-    num_classes = state["fc.weight"].shape[0]  # 1008: pytorch-fid's port of TF's 2015 model; 1000: torchvision
+    # the aux head is not used
+    state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
+    # 1008: pytorch-fid's port of TF's 2015 model; 1000: torchvision
+    num_classes = state["fc.weight"].shape[0]
     model = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False,
                                             num_classes=num_classes)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit Inception v3 ({str(e).splitlines()[0][:100]})") from None
-    if num_classes == 1008:  # pytorch-fid's FIDInception blocks: pool like TF, so FIDs match published ones
-        for block in (model.Mixed_5b, model.Mixed_5c, model.Mixed_5d, model.Mixed_6b, model.Mixed_6c,
-                      model.Mixed_6d, model.Mixed_6e, model.Mixed_7b):
+        raise ValueError(f"{path}: weights do not fit Inception v3 "
+                         f"({str(e).splitlines()[0][:100]})") from None
+    # pytorch-fid's FIDInception blocks: pool like TF, so FIDs match published ones
+    if num_classes == 1008:
+        for block in (model.Mixed_5b, model.Mixed_5c, model.Mixed_5d, model.Mixed_6b,
+                      model.Mixed_6c, model.Mixed_6d, model.Mixed_6e, model.Mixed_7b):
             block.branch_pool = nn.Sequential(ExcludePadding(), block.branch_pool)
         model.Mixed_7c._forward = _max_pool_forward.__get__(model.Mixed_7c)
     model.fc = nn.Identity()  # the 2048 pool3 features are the output
@@ -221,46 +259,55 @@ def load_inception(path, device="cpu") -> nn.Module:
 
 @torch.no_grad()
 def inception_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Pool features (B, 2048) of images (B, 3, H, W) in [-1, 1], resized to 299×299 as pytorch-fid does."""
+    """Pool features (B, 2048) of images (B, 3, H, W) in [-1, 1], resized to 299×299 as pytorch-fid
+    does."""
     device = next(model.parameters()).device
-    resized = F.interpolate(images.float().to(device), size=(299, 299), mode="bilinear", align_corners=False)
+    resized = F.interpolate(images.float().to(device), size=(299, 299), mode="bilinear",
+                            align_corners=False)
     return model(resized).double().cpu()  # the [-1, 1] input range is what both weight sets expect
 
 
-# ------------------------------------------------------------------------------------------ evaluation
+# --------------------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int = 0, batch_size: int = 16,
-             device="cpu", on_batch=None, progress: bool = False) -> dict:
+def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int = 0,
+             batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False) -> dict:
     """Translate every pair in data_dir and score it: {"images": [{name, l1, psnr, ssim, edge_f1}],
     "mean": {metric: mean}, "skipped": [names that would not decode]}. Images in file order.
 
     paper: the paper's test-time mode (dropout on, per-image batch statistics), seeded by `seed`;
-    False is eval mode. cfg gives image_size and direction; edge_f1 only with direction AtoB (sketch in).
-    on_batch(names, sketch, fake_photo, photo), if given, sees every batch (for thumbnails, features).
+    False is eval mode. cfg gives image_size and direction; edge_f1 only with direction AtoB (sketch
+    in).
+    on_batch(names, sketch, fake_photo, photo), if given, sees every batch (for thumbnails,
+    features).
     """
-    data = PairDataset(data_dir, cfg.image_size, direction=cfg.direction)  # no jitter: the images as they are
+    # no jitter: the images as they are
+    data = PairDataset(data_dir, cfg.image_size, direction=cfg.direction)
     device = torch.device(device)
     generator.to(device)
     images, skipped = [], []
     batches = range(0, len(data.files), batch_size)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # the same dropout noise for every run with this seed
-        for start in tqdm(batches, desc="evaluate", leave=False, disable=not progress, file=sys.stderr):
+        for start in tqdm(batches, desc="evaluate", leave=False, disable=not progress,
+                          file=sys.stderr):
             names, pairs = [], []
             for path in data.files[start:start + batch_size]:
                 try:
                     pairs.append(data.load(path))
                     names.append(path.name)
-                except ValueError as e:  # passed the header scan but would not decode: report, go on
+                # passed the header scan but would not decode: report, go on
+                except ValueError as e:
                     warnings.warn(f"skipping {e}", stacklevel=2)
                     skipped.append(path.name)
             if not pairs:
                 continue
             sketch, photo = (torch.stack(t).to(device) for t in zip(*pairs))  # (B, 3, H, W) each
             fake_photo = translate(generator, sketch, paper=paper).float()
-            scores = {k: v.tolist() for k, v in score(fake_photo, photo, sketch, cfg.direction == "AtoB").items()}
-            images += [{"name": name, **{k: v[i] for k, v in scores.items()}} for i, name in enumerate(names)]
+            scores = {k: v.tolist() for k, v in score(fake_photo, photo, sketch,
+                                                      cfg.direction == "AtoB").items()}
+            images += [{"name": name, **{k: v[i] for k, v in scores.items()}}
+                       for i, name in enumerate(names)]
             if on_batch is not None:
                 on_batch(names, sketch, fake_photo, photo)
     if not images:
@@ -274,26 +321,28 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
 def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True, seed: int = 0,
                       batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False,
                       fit: bool = True) -> dict:
-    """Translate every plain sketch in sketch_dir (infer.py's preparation, fitted unless fit=False) and
-    score edge_f1 of the photo against the sketch the generator read:
+    """Translate every plain sketch in sketch_dir (infer.py's preparation, fitted unless fit=False)
+    and score edge_f1 of the photo against the sketch the generator read:
     {"images": [{name, edge_f1}], "mean": {"edge_f1": mean}, "skipped": [...], "unpaired": True}.
     on_batch(names, sketch, fake_photo, None), if given, sees every batch.
 
     A sketch's lines are its pixels darker than halfway between its darkest pixel and white: a pen
-    stroke resized from 512 to 128 pixels turns gray (hand-sketches at 128: median 16 pixels under the
-    fixed 0.5 threshold, none at all in 13 of 300), so the fixed threshold of the pairs would miss it."""
+    stroke resized from 512 to 128 pixels turns gray (hand-sketches at 128: median 16 pixels under
+    the fixed 0.5 threshold, none at all in 13 of 300), so the fixed threshold of the pairs would
+    miss it."""
     files = list_images(sketch_dir)
     device = torch.device(device)
     generator.to(device)
     images, skipped = [], []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for start in tqdm(range(0, len(files), batch_size), desc="evaluate", leave=False, disable=not progress,
-                          file=sys.stderr):
+        for start in tqdm(range(0, len(files), batch_size), desc="evaluate", leave=False,
+                          disable=not progress, file=sys.stderr):
             names, sketches = [], []
             for path in files[start:start + batch_size]:
                 try:
-                    sketches.append(prepare_sketch(path, cfg.image_size, cfg.direction, fit=fit).sketch)
+                    sketches.append(prepare_sketch(path, cfg.image_size, cfg.direction,
+                                                   fit=fit).sketch)
                     names.append(path.name)
                 except ValueError as e:  # unreadable: report, go on
                     warnings.warn(f"skipping {e}", stacklevel=2)
@@ -302,7 +351,8 @@ def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True,
                 continue
             sketch = torch.stack(sketches).to(device)
             fake_photo = translate(generator, sketch, paper=paper).float()
-            threshold = (1 + to_unit(sketch).mean(1).amin((1, 2))) / 2  # (B,) halfway from darkest to white
+            # (B,) halfway from darkest to white
+            threshold = (1 + to_unit(sketch).mean(1).amin((1, 2))) / 2
             f1s = edge_f1(fake_photo, sketch, threshold=threshold).tolist()
             images += [{"name": name, "edge_f1": f1} for name, f1 in zip(names, f1s)]
             if on_batch is not None:
@@ -314,29 +364,33 @@ def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True,
 
 
 def load_photos(photo_dir, image_size: int) -> torch.Tensor:
-    """Every image in photo_dir as (N, 3, S, S) in [-1, 1]: padded with white to a square, then resized."""
+    """Every image in photo_dir as (N, 3, S, S) in [-1, 1]: padded with white to a square, then
+    resized."""
     photos = []
     for path in list_images(photo_dir):
         img = load_rgb(path)
         side = max(img.size)
-        photos.append(to_tensor(ImageOps.pad(img, (side, side), color="white").resize((image_size, image_size),
-                                                                                      Image.BICUBIC)))
+        photos.append(to_tensor(ImageOps.pad(img, (side, side), color="white")
+                                .resize((image_size, image_size), Image.BICUBIC)))
     return torch.stack(photos)
 
 
-# ------------------------------------------------------------------------------------------ HTML page
+# ---------------------------------------------------------------------------------------- HTML page
 
 def thumbnail_path(name: str, kind: str) -> str:
-    """Where a thumbnail lives, relative to the page: images/<file name>.<kind>.png (unique per file)."""
+    """Where a thumbnail lives, relative to the page: images/<file name>.<kind>.png (unique per
+    file)."""
     return f"images/{name}.{kind}.png"
 
 
 def save_thumbnails(out_dir, names, images: dict, size: int = THUMB_SIZE) -> None:
-    """Save each batch in images ({kind: (B, 3, H, W) in [-1, 1]}) as PNG thumbnails under out_dir/images/."""
+    """Save each batch in images ({kind: (B, 3, H, W) in [-1, 1]}) as PNG thumbnails under
+    out_dir/images/."""
     (Path(out_dir) / "images").mkdir(parents=True, exist_ok=True)
     for kind, batch in images.items():
         for name, image in zip(names, batch):
-            to_image(image).resize((size, size), Image.BICUBIC).save(Path(out_dir) / thumbnail_path(name, kind))
+            to_image(image).resize((size, size), Image.BICUBIC).save(Path(out_dir)
+                                                                     / thumbnail_path(name, kind))
 
 
 SORT_SCRIPT = """
@@ -347,22 +401,26 @@ for (const th of document.querySelectorAll("#scores th.sort")) {
     const up = th.dataset.dir !== "up";
     th.dataset.dir = up ? "up" : "down";
     const key = row => { const v = row.cells[col].dataset.v; return isNaN(v) ? v : Number(v); };
-    const rows = [...body.rows].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0) * (up ? 1 : -1));
+    const rows = [...body.rows].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0)
+                                               * (up ? 1 : -1));
     rows.forEach(row => body.append(row));
   };
 }
 """
 
 
-def write_html(results: list, out_dir, title: str = "pix2pix evaluation", notes: tuple = ()) -> Path:
-    """out_dir/index.html: one row per image (worst L1 of results[0] first) with sketch | generated (one per
-    result) | real thumbnails from save_thumbnails (kinds sketch, fake0, fake1, ..., real) and the scores.
-    results: evaluate()'s dicts, each with a "label"; notes: lines shown under the title. Unpaired results
-    (evaluate_sketches) have no real column and list the worst edge F1 first."""
+def write_html(results: list, out_dir, title: str = "pix2pix evaluation",
+               notes: tuple = ()) -> Path:
+    """out_dir/index.html: one row per image (worst L1 of results[0] first) with sketch | generated
+    (one per result) | real thumbnails from save_thumbnails (kinds sketch, fake0, fake1, ..., real)
+    and the scores.
+    results: evaluate()'s dicts, each with a "label"; notes: lines shown under the title. Unpaired
+    results (evaluate_sketches) have no real column and list the worst edge F1 first."""
     esc = html.escape  # quote=True by default: safe in text and in attribute values
 
     def img(name, kind):
-        return f'<img src="{esc(quote(thumbnail_path(name, kind)))}" width="{THUMB_SIZE}" alt="{esc(kind)}">'
+        return (f'<img src="{esc(quote(thumbnail_path(name, kind)))}" width="{THUMB_SIZE}" '
+                f'alt="{esc(kind)}">')
 
     metrics = [k for k in METRICS if k in results[0]["mean"]]
     real = not results[0].get("unpaired", False)
@@ -371,7 +429,8 @@ def write_html(results: list, out_dir, title: str = "pix2pix evaluation", notes:
     labels = [esc(result.get("label", f"run {k}")) for k, result in enumerate(results)]
     suffix = (lambda k: f" ({labels[k]})") if len(results) > 1 else (lambda k: "")
 
-    summary = ["<tr><th>metric</th><th>better</th>" + "".join(f"<th>{label}</th>" for label in labels) + "</tr>"]
+    summary = ["<tr><th>metric</th><th>better</th>" + "".join(f"<th>{label}</th>"
+                                                              for label in labels) + "</tr>"]
     for key, better in [*((k, METRICS[k]) for k in metrics), ("fid", "lower"), ("kid", "lower")]:
         values = [r["mean"].get(key, r.get(key)) for r in results]
         if any(v is not None for v in values):
@@ -379,8 +438,10 @@ def write_html(results: list, out_dir, title: str = "pix2pix evaluation", notes:
                 f"<td>{'' if v is None else f'{v:.4g}'}</td>" for v in values) + "</tr>")
 
     head = ['<th class="sort">#</th>', '<th class="sort">file</th>', "<th>sketch</th>",
-            *(f"<th>generated{suffix(k)}</th>" for k in range(len(results))), *(["<th>real</th>"] if real else []),
-            *(f'<th class="sort">{key}{suffix(k)}</th>' for key in metrics for k in range(len(results)))]
+            *(f"<th>generated{suffix(k)}</th>" for k in range(len(results))),
+            *(["<th>real</th>"] if real else []),
+            *(f'<th class="sort">{key}{suffix(k)}</th>'
+              for key in metrics for k in range(len(results)))]
     rows = []
     sign = -1 if METRICS[worst] == "lower" else 1
     order = sorted(results[0]["images"], key=lambda image: sign * image[worst])  # worst first
@@ -393,8 +454,8 @@ def write_html(results: list, out_dir, title: str = "pix2pix evaluation", notes:
         for key in metrics:
             for scores in by_name:
                 value = scores.get(name, {}).get(key)
-                cells.append(f'<td data-v="{value:.6g}">{value:.4f}</td>' if value is not None else '<td data-v="">'
-                             "</td>")
+                cells.append(f'<td data-v="{value:.6g}">{value:.4f}</td>' if value is not None
+                             else '<td data-v="">' "</td>")
         rows.append(f'<tr data-name="{esc(name)}">' + "".join(cells) + "</tr>")
 
     page = f"""<!DOCTYPE html>
@@ -409,7 +470,8 @@ img {{ display: block; image-rendering: auto; }}
 <h1>{esc(title)}</h1>
 {"".join(f"<p>{esc(note)}</p>" for note in notes)}
 <table>{"".join(summary)}</table>
-<p>Worst {"L1" if worst == "l1" else worst.replace("_", " ")} first; click a blue column header to sort.</p>
+<p>Worst {"L1" if worst == "l1" else worst.replace("_", " ")} first;
+click a blue column header to sort.</p>
 <table id="scores"><thead><tr>{"".join(head)}</tr></thead>
 <tbody>
 {chr(10).join(rows)}
@@ -423,7 +485,7 @@ img {{ display: block; image-rendering: auto; }}
     return path
 
 
-# ------------------------------------------------------------------------------------------ command line
+# ------------------------------------------------------------------------------------- command line
 
 def default_data_dir(cfg) -> Path:
     """The validation folder of the run's data, as train.py picks it."""
@@ -439,7 +501,8 @@ def print_table(results: list) -> None:
     if "fid" in results[0]:
         rows.append(("FID", "lower", [f"{r['fid']:.2f}" for r in results]))
         rows.append(("KID", "lower", [f"{r['kid']:.4f} ± {r['kid_std']:.4f}" for r in results]))
-    width = max(len(text) for text in [*(r["label"] for r in results), *(v for *_, values in rows for v in values)])
+    width = max(len(text) for text in [*(r["label"] for r in results),
+                                       *(v for *_, values in rows for v in values)])
     print(f"{'metric':<12}{'better':<7}" + "".join(f"  {r['label']:>{width}}" for r in results))
     for name, better, values in rows:
         print(f"{name:<12}{better:<7}" + "".join(f"  {v:>{width}}" for v in values))
@@ -451,14 +514,20 @@ def main(argv=None) -> int:
     which.add_argument("--checkpoint", help="generator.pt or last.pt of a run")
     which.add_argument("--pretrained", choices=PRETRAINED, metavar="NAME",
                        help=f"the authors' weights, fetched once: {', '.join(PRETRAINED)}")
-    parser.add_argument("--data", help="folder of side-by-side pairs (default: the run's data_dir/val)")
-    parser.add_argument("--out", help="folder for results.json, index.html and thumbnails (default: results/<run>)")
+    parser.add_argument("--data",
+                        help="folder of side-by-side pairs (default: the run's data_dir/val)")
+    parser.add_argument("--out", help="folder for results.json, index.html and thumbnails "
+                                      "(default: results/<run>)")
     parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, running statistics")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the dropout noise in paper mode")
-    parser.add_argument("--inception", help="Inception v3 weights file for FID and KID (never downloaded)")
-    parser.add_argument("--compare", help="a second checkpoint, evaluated on the same data, shown side by side")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for the dropout noise in paper mode")
+    parser.add_argument("--inception",
+                        help="Inception v3 weights file for FID and KID (never downloaded)")
+    parser.add_argument("--compare",
+                        help="a second checkpoint, evaluated on the same data, shown side by side")
     parser.add_argument("--batch_size", type=int, default=16, help="images per generator call")
-    parser.add_argument("--sketches", help="instead of --data: a folder of plain, unpaired sketches (edge F1 only)")
+    parser.add_argument("--sketches", help="instead of --data: a folder of plain, unpaired "
+                                           "sketches (edge F1 only)")
     parser.add_argument("--photos", help="with --sketches: a folder of real photos for FID and KID")
     parser.add_argument("--fit", **{**SWITCH, "default": True},
                         help="with --sketches: fit each drawing to the frame as infer.py does")
@@ -470,16 +539,21 @@ def main(argv=None) -> int:
         paths = [first] + ([Path(args.compare)] if args.compare else [])
         runs = [load_generator(path) for path in paths]  # every file checked before any long work
         configs = [cfg for _, cfg in runs]
-        if any((c.image_size, c.direction) != (configs[0].image_size, configs[0].direction) for c in configs):
+        if any((c.image_size, c.direction) != (configs[0].image_size, configs[0].direction)
+               for c in configs):
             first, last = configs[0], configs[-1]
-            raise ValueError(f"cannot compare: {paths[0]} has image_size {first.image_size} and direction "
-                             f"{first.direction}, {paths[-1]} {last.image_size} and {last.direction}")
+            raise ValueError(f"cannot compare: {paths[0]} has image_size {first.image_size} "
+                             f"and direction {first.direction}, {paths[-1]} {last.image_size} and "
+                             f"{last.direction}")
         if args.sketches and args.data:
-            raise ValueError("give either --data (pairs) or --sketches (unpaired sketches), not both")
+            raise ValueError("give either --data (pairs) or --sketches (unpaired "
+                             "sketches), not both")
         if args.photos and not args.sketches:
-            raise ValueError("--photos goes with --sketches (with --data the pairs hold the real photos)")
+            raise ValueError("--photos goes with --sketches (with --data the pairs hold the "
+                             "real photos)")
         if args.sketches and args.inception and not args.photos:
-            raise ValueError("--inception with --sketches needs --photos, the real photos to compare with")
+            raise ValueError("--inception with --sketches needs --photos, the real photos to "
+                             "compare with")
         inception = load_inception(args.inception, device) if args.inception else None
         data_dir = Path(args.sketches or args.data or default_data_dir(configs[0]))
         # unpaired: the real photos' features once, before the generators run
@@ -487,8 +561,8 @@ def main(argv=None) -> int:
         run_name = f"pretrained_{args.pretrained}" if args.pretrained else paths[0].parent.name
         out_dir = Path(args.out) if args.out else Path("results") / run_name
         if inception is None:
-            print("FID/KID skipped: no --inception weights file given (they need Inception v3 weights, "
-                  "which evaluate.py never downloads)")
+            print("FID/KID skipped: no --inception weights file given (they need Inception "
+                  "v3 weights, which evaluate.py never downloads)")
         labels = [f"{p.parent.name}/{p.name}" for p in paths]
         if len(set(labels)) < len(labels):
             labels = [str(p) for p in paths]
@@ -500,15 +574,17 @@ def main(argv=None) -> int:
             fake_features = []
 
             def on_batch(names, sketch, fake_photo, photo, k=k, fake_features=fake_features):
-                firsts = {"sketch": sketch, **({"real": photo} if photo is not None else {})} if k == 0 else {}
+                firsts = {"sketch": sketch,
+                          **({"real": photo} if photo is not None else {})} if k == 0 else {}
                 save_thumbnails(out_dir, names, {f"fake{k}": fake_photo, **firsts})
                 if inception is not None:
                     fake_features.append(inception_features(inception, fake_photo))
-                    if k == 0 and photo is not None:  # the real photos are the same for every checkpoint
+                    # the real photos are the same for every checkpoint
+                    if k == 0 and photo is not None:
                         real_features.append(inception_features(inception, photo))
 
-            common = dict(paper=not args.eval, seed=args.seed, batch_size=args.batch_size, device=device,
-                          on_batch=on_batch, progress=True)
+            common = dict(paper=not args.eval, seed=args.seed, batch_size=args.batch_size,
+                          device=device, on_batch=on_batch, progress=True)
             if args.sketches:
                 result = evaluate_sketches(generator, cfg, data_dir, fit=args.fit, **common)
             else:
@@ -524,9 +600,12 @@ def main(argv=None) -> int:
         kind = "unpaired sketches" if args.sketches else "pairs"
         print(f"{len(results[0]['images'])} {kind} from {data_dir}, {mode}")
         print_table(results)
-        if inception is not None and len(real_features) and sum(len(f) for f in real_features) < 2048:
-            print("note: FID on fewer than 2048 images is biased upward; compare FIDs only at equal image counts")
-        report = {"data": str(data_dir), "mode": "eval" if args.eval else "paper", "seed": args.seed, **results[0]}
+        if (inception is not None and len(real_features)
+                and sum(len(f) for f in real_features) < 2048):
+            print("note: FID on fewer than 2048 images is biased upward; compare FIDs only at "
+                  "equal image counts")
+        report = {"data": str(data_dir), "mode": "eval" if args.eval else "paper",
+                  "seed": args.seed, **results[0]}
         if photos is not None:
             report["photos"] = str(args.photos)
         if len(results) > 1:
@@ -536,7 +615,8 @@ def main(argv=None) -> int:
         write_html(results, out_dir, title=f"{' vs '.join(labels)} on {data_dir}", notes=(mode,))
         print(f"wrote {out_dir / 'results.json'} and {out_dir / 'index.html'}")
     except (OSError, ValueError) as e:
-        print(f"evaluate.py: error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
+        print(f"evaluate.py: error: "
+              f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
               file=sys.stderr)
         return 2
     return 0

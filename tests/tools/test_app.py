@@ -1,9 +1,11 @@
-"""app.py: the HTTP API against infer.py, bad requests, and real strokes drawn in headless Chromium.
+r"""app.py: the HTTP API against infer.py, bad requests, and real strokes drawn in headless
+Chromium.
 
-The browser is driven with no extra package: Chromium's DevTools protocol over --remote-debugging-pipe
-(JSON commands in on fd 3, replies out on fd 4, each message ended by a NUL byte). The same client takes
-the README screenshot, from the repo root:
-    python -c "from tests.test_app import screenshot; screenshot('models/demo/generator.pt', 'assets/app.png')"
+The browser is driven with no extra package: Chromium's DevTools protocol over
+--remote-debugging-pipe (JSON commands in on fd 3, replies out on fd 4, each message ended by a NUL
+byte). The same client takes the README screenshot, from the repo root:
+    python -c "from tests.test_app import screenshot; \
+        screenshot('models/demo/generator.pt', 'assets/app.png')"
 """
 
 import base64
@@ -28,7 +30,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # conftest, also when imported as tests.test_app
+# conftest, also when imported as tests.test_app
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import ROOT, make_pairs, tiny_config  # noqa: E402
 
 from tools import app  # noqa: E402
@@ -40,30 +43,33 @@ from infer import find_checkpoint, prepare_sketch, put_back  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-extensions", "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
-                  "--remote-debugging-pipe"]
+                  "--disable-extensions", "--disable-dev-shm-usage", "--hide-scrollbars",
+                  "--mute-audio", "--remote-debugging-pipe"]
 # A sneaker in canvas pixels, one polyline per stroke: upper, sole, midsole line, three laces.
 SHOE_STROKES = [
-    [(36, 178), (44, 150), (72, 134), (102, 124), (126, 104), (144, 80), (164, 76), (178, 94), (198, 92),
-     (214, 82), (226, 110), (230, 150), (228, 184)],
+    [(36, 178), (44, 150), (72, 134), (102, 124), (126, 104), (144, 80), (164, 76), (178, 94),
+     (198, 92), (214, 82), (226, 110), (230, 150), (228, 184)],
     [(36, 178), (40, 194), (62, 202), (200, 202), (228, 196), (228, 184)],
     [(44, 186), (226, 186)],
     [(118, 114), (134, 122)], [(128, 101), (144, 109)], [(138, 88), (154, 96)],
 ]
 
 
-# --- the HTTP side ---------------------------------------------------------------------------------------------
+# --- the HTTP side --------------------------------------------------------------------------------
 
 def tiny_checkpoint(folder) -> Path:
-    """A 64×64 generator.pt whose config points at 2 val pairs (the page's examples); random weights."""
+    """A 64×64 generator.pt whose config points at 2 val pairs (the page's examples); random
+    weights."""
     folder = Path(folder)
     make_pairs(folder / "data" / "val", 2, size=64, seed=3)
     cfg = tiny_config(folder, folder / "data")
     torch.manual_seed(0)
     generator = save.build_generator(cfg).train()
-    generator(torch.randn(4, 3, 64, 64))  # running statistics away from their initial values: eval ≠ paper
+    # running statistics away from their initial values: eval ≠ paper
+    generator(torch.randn(4, 3, 64, 64))
     path = folder / "models" / "test" / "generator.pt"
-    save.atomic_save({"generator": generator.state_dict(), "config": cfg.to_dict(), "step": 0}, path)
+    save.atomic_save({"generator": generator.state_dict(), "config": cfg.to_dict(), "step": 0},
+                     path)
     return path
 
 
@@ -120,7 +126,8 @@ def pixels(data: bytes) -> np.ndarray:
 
 
 def sketch_image() -> Image.Image:
-    """A non-square RGBA sketch with a transparent background: the server must pad and whiten it like infer.py."""
+    """A non-square RGBA sketch with a transparent background: the server must pad and whiten it
+    like infer.py."""
     sketch = Image.new("RGBA", (120, 90), (0, 0, 0, 0))
     draw = ImageDraw.Draw(sketch)
     draw.ellipse((10, 20, 110, 80), outline=(0, 0, 0, 255), width=2)
@@ -130,8 +137,9 @@ def sketch_image() -> Image.Image:
 
 def run_infer_eval(sketch_file, checkpoint, out_dir) -> np.ndarray:
     """The photo `python infer.py SKETCH --eval` writes, as an (H, W, 3) int array."""
-    result = subprocess.run([sys.executable, str(ROOT / "infer.py"), str(sketch_file), "-o", str(out_dir),
-                             "--checkpoint", str(checkpoint), "--eval"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, str(ROOT / "infer.py"), str(sketch_file), "-o",
+                             str(out_dir), "--checkpoint", str(checkpoint),
+                             "--eval"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return pixels((Path(out_dir) / f"{Path(sketch_file).stem}.png").read_bytes())
 
@@ -139,11 +147,14 @@ def run_infer_eval(sketch_file, checkpoint, out_dir) -> np.ndarray:
 def test_page_and_examples(eval_url):
     status, kind, page = request(eval_url)
     assert status == 200 and kind.startswith("text/html")
-    assert b'<canvas id="sketch" width="256" height="256">' in page and b"http" not in page.split(b"<script>")[1]
+    assert (b'<canvas id="sketch" width="256" height="256">' in page
+            and b"http" not in page.split(b"<script>")[1])
     status, kind, example = request(eval_url, path="/examples/1.png")
     assert status == 200 and kind == "image/png"
-    assert Image.open(io.BytesIO(example)).size == (256, 256)  # a 64×64 val sketch, scaled to the canvas
-    assert pixels(example).min() == 0  # its outline is there: the left half of the pair, not the photo
+    # a 64×64 val sketch, scaled to the canvas
+    assert Image.open(io.BytesIO(example)).size == (256, 256)
+    # its outline is there: the left half of the pair, not the photo
+    assert pixels(example).min() == 0
     for path in ("/examples/2.png", "/examples/x.png", "/nothing"):
         assert request(eval_url, path=path)[0] == 404
 
@@ -153,18 +164,22 @@ def test_examples_without_data_are_drawn_shoes(tmp_path):
     assert len(examples) == app.N_EXAMPLES
     for example in examples:
         sketch = pixels(example)
-        assert sketch.shape == (256, 256, 3) and 200 < (sketch == 0).all(axis=2).sum() < 0.2 * 256 * 256
+        assert (sketch.shape == (256, 256, 3)
+                and 200 < (sketch == 0).all(axis=2).sum() < 0.2 * 256 * 256)
 
 
 def test_generate_matches_infer_eval(eval_url, tiny, tmp_path):
     sketch = png(sketch_image())
-    status, kind, photo = request(eval_url, "POST", "/generate", sketch, {"Content-Type": "image/png"})
+    status, kind, photo = request(eval_url, "POST", "/generate", sketch,
+                                  {"Content-Type": "image/png"})
     assert status == 200 and kind == "image/png"
     assert Image.open(io.BytesIO(photo)).size == (120, 90)  # the upload's size
     (tmp_path / "sketch.png").write_bytes(sketch)
-    assert np.abs(pixels(photo) - run_infer_eval(tmp_path / "sketch.png", tiny, tmp_path / "out")).max() <= 1
+    assert np.abs(pixels(photo) - run_infer_eval(tmp_path / "sketch.png", tiny,
+                                                 tmp_path / "out")).max() <= 1
     data_url = b"data:image/png;base64," + base64.b64encode(sketch)
-    assert request(eval_url, "POST", "/generate", data_url, {"Content-Type": "text/plain"})[2] == photo
+    assert request(eval_url, "POST", "/generate", data_url,
+                   {"Content-Type": "text/plain"})[2] == photo
 
 
 def test_paper_mode_is_seeded_per_request(paper_url, eval_url, tiny, tmp_path):
@@ -176,16 +191,19 @@ def test_paper_mode_is_seeded_per_request(paper_url, eval_url, tiny, tmp_path):
     generator, cfg = save.load_generator(tiny)  # infer.py's default: paper mode, seed 0
     torch.manual_seed(0)
     prepared = prepare_sketch(tmp_path / "sketch.png", cfg.image_size)  # fitted, as by default
-    expected = put_back(to_image(translate(generator, prepared.sketch[None], paper=True)[0]), prepared)
+    expected = put_back(to_image(translate(generator, prepared.sketch[None], paper=True)[0]),
+                        prepared)
     assert np.abs(pixels(first) - np.asarray(expected).astype(int)).max() <= 1
 
 
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG header that claims a huge image (with no pixel data behind it)."""
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
+            + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("body, status, message", [
@@ -212,17 +230,22 @@ def test_limits_and_that_the_server_stays_up(eval_url, monkeypatch):
     response = connection.getresponse()
     assert response.status == 413 and b"limit" in response.read()
     connection.close()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # no Content-Length at all
+    # no Content-Length at all
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     connection.putrequest("POST", "/generate")
     connection.endheaders()
     assert connection.getresponse().status == 411
     connection.close()
     assert request(eval_url, "POST", "/elsewhere", b"x")[0] == 404
     sketch = png(sketch_image())
-    # Another site's page (Origin) or a rebound DNS name (Host) cannot use the local model; this page can.
-    assert request(eval_url, "POST", "/generate", sketch, {"Origin": "http://evil.example"})[0] == 403
-    assert request(eval_url, "POST", "/generate", sketch, {"Host": f"evil.example:{port}"})[0] == 403
-    assert request(eval_url, "POST", "/generate", sketch, {"Origin": f"http://127.0.0.1:{port}"})[0] == 200
+    # Another site's page (Origin) or a rebound DNS name (Host) cannot use the local model; this
+    # page can.
+    assert request(eval_url, "POST", "/generate", sketch,
+                   {"Origin": "http://evil.example"})[0] == 403
+    assert request(eval_url, "POST", "/generate", sketch,
+                   {"Host": f"evil.example:{port}"})[0] == 403
+    assert request(eval_url, "POST", "/generate", sketch,
+                   {"Origin": f"http://127.0.0.1:{port}"})[0] == 200
     assert request(eval_url, "PUT", "/generate", b"x")[0] == 501
     # A client that stalls mid-body is dropped after the socket timeout and blocks no one meanwhile.
     monkeypatch.setattr(app.Handler, "timeout", 0.5)
@@ -236,23 +259,26 @@ def test_limits_and_that_the_server_stays_up(eval_url, monkeypatch):
     assert request(eval_url)[0] == 200
 
 
-# --- the browser side: a minimal DevTools-protocol client ------------------------------------------------------
+# --- the browser side: a minimal DevTools-protocol client -----------------------------------------
 
 class Chromium:
-    """Headless Chromium over --remote-debugging-pipe, with one page attached (flat session mode)."""
+    """Headless Chromium over --remote-debugging-pipe, with one page attached (flat session
+    mode)."""
 
     def __init__(self, profile_dir):
         to_chromium, self.command_pipe = os.pipe()
         self.reply_pipe, from_chromium = os.pipe()
-        # Chromium reads commands from fd 3 and writes replies to fd 4; bash puts the pipes there, from
-        # copies numbered 10 and up, so that neither can be an fd 3 or 4 that the other redirection replaces.
+        # Chromium reads commands from fd 3 and writes replies to fd 4; bash puts the pipes there,
+        # from copies numbered 10 and up, so that neither can be an fd 3 or 4 that the other
+        # redirection replaces.
         to_chromium, from_chromium = (self._above_4(fd) for fd in (to_chromium, from_chromium))
         self.log = open(Path(profile_dir) / "chromium.log", "wb")
-        script = f'exec "$@" 3<&{to_chromium} 4>&{from_chromium} {to_chromium}<&- {from_chromium}>&-'
+        script = (f'exec "$@" 3<&{to_chromium} 4>&{from_chromium} '
+                  f'{to_chromium}<&- {from_chromium}>&-')
         self.process = subprocess.Popen(["bash", "-c", script, "bash", CHROMIUM, *CHROMIUM_FLAGS,
                                          f"--user-data-dir={profile_dir}", "about:blank"],
-                                        pass_fds=(to_chromium, from_chromium), stdin=subprocess.DEVNULL,
-                                        stdout=self.log, stderr=self.log)
+                                        pass_fds=(to_chromium, from_chromium),
+                                        stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
         os.close(to_chromium)
         os.close(from_chromium)
         self.buffer, self.last_id, self.session = b"", 0, None
@@ -264,7 +290,8 @@ class Chromium:
         return copy
 
     def send(self, method: str, timeout_s: float = 30, **params) -> dict:
-        """One command to the attached page (or the browser before attaching); waits for its reply."""
+        """One command to the attached page (or the browser before attaching); waits for its
+        reply."""
         self.last_id += 1
         message = {"id": self.last_id, "method": method, "params": params}
         if self.session:
@@ -280,7 +307,8 @@ class Chromium:
                     raise TimeoutError(f"{method}: no reply from Chromium within {timeout_s} s")
                 chunk = os.read(self.reply_pipe, 1 << 20)
                 if not chunk:
-                    raise ConnectionError(f"{method}: Chromium closed the pipe; see {self.log.name}")
+                    raise ConnectionError(f"{method}: Chromium closed the pipe; see "
+                                          f"{self.log.name}")
                 self.buffer += chunk
             raw, _, self.buffer = self.buffer.partition(b"\0")
             reply = json.loads(raw)
@@ -292,16 +320,21 @@ class Chromium:
     def open(self, url: str, width: int = 640, height: int = 560) -> None:
         """A new tab at url with a width×height viewport, attached and loaded."""
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+        self.session = self.send("Target.attachToTarget", targetId=target,
+                                 flatten=True)["sessionId"]
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                  deviceScaleFactor=1, mobile=False)
         self.send("Page.navigate", url=url)
-        self.wait_for(f"location.href === {json.dumps(url)} && document.readyState === 'complete' && !!window.app")
+        self.wait_for(f"location.href === {json.dumps(url)} && document.readyState === 'complete' "
+                      f"&& !!window.app")
 
     def evaluate(self, expression: str):
         """The JSON value of a JavaScript expression in the page (promises awaited)."""
-        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True,
+                           awaitPromise=True)
         if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression[:80]}: {result['exceptionDetails'].get('exception', result)}")
+            raise RuntimeError(f"{expression[:80]}: "
+                               f"{result['exceptionDetails'].get('exception', result)}")
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout_s: float = 20) -> None:
@@ -313,10 +346,12 @@ class Chromium:
             time.sleep(0.05)
 
     def draw(self, strokes, element: str = "#sketch", step_px: float = 3) -> None:
-        """Drag the mouse along each polyline (element pixels) with the left button down: real pointer events."""
+        """Drag the mouse along each polyline (element pixels) with the left button down: real
+        pointer events."""
         left, top, scale = self.evaluate(f"(() => {{ const e = document.querySelector('{element}'),"
-                                         f" b = e.getBoundingClientRect(); return [b.left + e.clientLeft,"
-                                         f" b.top + e.clientTop, e.clientWidth / e.width]; }})()")
+                                         f" b = e.getBoundingClientRect(); return [b.left + "
+                                         f"e.clientLeft, b.top + e.clientTop, e.clientWidth / "
+                                         f"e.width]; }})()")
 
         def mouse(kind, x, y, buttons):
             self.send("Input.dispatchMouseEvent", type=kind, x=left + x * scale, y=top + y * scale,
@@ -360,14 +395,17 @@ class Chromium:
 
 
 CANVAS_PNG = "document.getElementById('sketch').toDataURL('image/png')"
-PHOTO_PNG = ("(() => { const img = document.getElementById('photo'), c = document.createElement('canvas');"
-             " c.width = img.naturalWidth; c.height = img.naturalHeight; c.getContext('2d').drawImage(img, 0, 0);"
-             " return c.toDataURL('image/png'); })()")
+PHOTO_PNG = ("(() => { const img = document.getElementById('photo'), c = "
+             "document.createElement('canvas'); c.width = img.naturalWidth; c.height = "
+             "img.naturalHeight; c.getContext('2d').drawImage(img, 0, 0); return "
+             "c.toDataURL('image/png'); })()")
 SHOWN = "app.shown === app.version && app.version >= "
 
 
-def screenshot(checkpoint=None, out="assets/app.png", strokes=SHOE_STROKES, example=None, paper=True) -> Path:
-    """Draw strokes (over example sketch N if given) in the app in headless Chromium; save the page as a PNG."""
+def screenshot(checkpoint=None, out="assets/app.png", strokes=SHOE_STROKES, example=None,
+               paper=True) -> Path:
+    """Draw strokes (over example sketch N if given) in the app in headless Chromium; save the page
+    as a PNG."""
     checkpoint = Path(checkpoint) if checkpoint else find_checkpoint(str(ROOT / "models"))
     with serving(checkpoint, paper=paper) as url, tempfile.TemporaryDirectory() as profile, \
             Chromium(profile) as browser:
@@ -377,7 +415,8 @@ def screenshot(checkpoint=None, out="assets/app.png", strokes=SHOE_STROKES, exam
         browser.draw(strokes)
         browser.wait_for(SHOWN + str(len(strokes) + (example is not None)))
         height = browser.evaluate("document.documentElement.scrollHeight")
-        browser.send("Emulation.setDeviceMetricsOverride", width=640, height=height, deviceScaleFactor=1, mobile=False)
+        browser.send("Emulation.setDeviceMetricsOverride", width=640, height=height,
+                     deviceScaleFactor=1, mobile=False)
         shot = browser.screenshot()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -385,26 +424,30 @@ def screenshot(checkpoint=None, out="assets/app.png", strokes=SHOE_STROKES, exam
     return out
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium; "
-                                                        f".ci/run does it where it runs as root)")
+@pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                    reason=f"{CHROMIUM} not installed (apt-get install chromium; "
+                           f".ci/run does it where it runs as root)")
 def test_strokes_drawn_in_chromium_give_infer_eval_photo(eval_url, tiny, tmp_path):
     with Chromium(tmp_path) as browser:
         browser.open(eval_url)
         assert browser.evaluate("app.version === 0 && !document.getElementById('photo').src")
         browser.draw(SHOE_STROKES)
-        browser.wait_for(SHOWN + str(len(SHOE_STROKES)))  # one change per stroke, one request after the last
+        # one change per stroke, one request after the last
+        browser.wait_for(SHOWN + str(len(SHOE_STROKES)))
         assert browser.evaluate("document.getElementById('download').href.startsWith('blob:')")
         canvas = browser.image(CANVAS_PNG)
         assert (pixels(canvas) < 128).all(axis=2).sum() > 500  # the strokes are on the canvas
         (tmp_path / "canvas.png").write_bytes(canvas)
         photo = pixels(browser.image(PHOTO_PNG))
         assert photo.shape == (256, 256, 3)  # the canvas size
-        assert np.abs(photo - run_infer_eval(tmp_path / "canvas.png", tiny, tmp_path / "out")).max() <= 1
+        assert np.abs(photo - run_infer_eval(tmp_path / "canvas.png", tiny,
+                                             tmp_path / "out")).max() <= 1
         # Undo takes the last stroke off; an example replaces the drawing; both refresh the photo.
         browser.evaluate("document.getElementById('undo').click()")
         browser.wait_for(SHOWN + str(len(SHOE_STROKES) + 1))
         assert not np.array_equal(pixels(browser.image(CANVAS_PNG)), pixels(canvas))
         browser.evaluate("document.querySelectorAll('.example')[0].click()")
         browser.wait_for(SHOWN + str(len(SHOE_STROKES) + 2))
-        assert np.array_equal(pixels(browser.image(CANVAS_PNG)), pixels(request(eval_url, path="/examples/0.png")[2]))
+        assert np.array_equal(pixels(browser.image(CANVAS_PNG)),
+                              pixels(request(eval_url, path="/examples/0.png")[2]))
         assert not browser.evaluate("document.getElementById('status').classList.contains('error')")

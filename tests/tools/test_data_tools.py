@@ -1,4 +1,5 @@
-"""The data tools of dataset.py: download (offline, from a local server), pairs, combine, check, skip_bad."""
+"""The data tools of dataset.py: download (offline, from a local server), pairs, combine, check,
+skip_bad."""
 
 import http.server
 import io
@@ -23,8 +24,9 @@ from tools.demo import make_demo
 # ---------------------------------------------------------------- download, served offline
 
 class ArchiveHandler(http.server.BaseHTTPRequestHandler):
-    """Serves server.files by file name; honours 'Range: bytes=N-' unless server.honour_range is False,
-    logs every request's Range header, and cuts the body after server.cut_at bytes when that is set."""
+    """Serves server.files by file name; honours 'Range: bytes=N-' unless server.honour_range is
+    False, logs every request's Range header, and cuts the body after server.cut_at bytes when that
+    is set."""
 
     def do_GET(self):
         body = self.server.files.get(self.path.rsplit("/", 1)[-1])
@@ -46,7 +48,8 @@ class ArchiveHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
-        self.wfile.write(body[start:self.server.cut_at or len(body)])  # a cut body: the connection then closes
+        # a cut body: the connection then closes
+        self.wfile.write(body[start:self.server.cut_at or len(body)])
         self.close_connection = True
 
     def log_message(self, *args):
@@ -69,7 +72,8 @@ def server(monkeypatch):
 
 
 def build_archive(src, name="facades", members=None) -> bytes:
-    """A NAME.tar.gz like the official ones (top folder NAME/ with train/ val/), from pairs made in src."""
+    """A NAME.tar.gz like the official ones (top folder NAME/ with train/ val/), from pairs made in
+    src."""
     make_pairs(src / name / "train", 6, seed=1)
     make_pairs(src / name / "val", 2, seed=2)
     buffer = io.BytesIO()
@@ -95,7 +99,8 @@ def test_download_fetches_extracts_counts_and_removes_the_archive(tmp_path, serv
     assert target == tmp_path / "data" / "facades"
     assert_same_tree(target, tmp_path / "src" / "facades")
     assert server.ranges == [None]
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["facades"]  # no archive, .part or staging
+    # no archive, .part or staging
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["facades"]
     assert "train 6 pairs, val 2 pairs" in capsys.readouterr().out
 
 
@@ -109,7 +114,8 @@ def test_an_interrupted_download_resumes_from_the_part_file(tmp_path, server, ho
     assert part.read_bytes() == archive[:len(archive) // 2]
     assert not (tmp_path / "data" / "facades").exists()
 
-    server.cut_at, server.honour_range = None, honour_range  # a server that ignores Range answers 200: start over
+    # a server that ignores Range answers 200: start over
+    server.cut_at, server.honour_range = None, honour_range
     download("facades", tmp_path / "data", url_base=server.url, timeout_s=5)
     assert server.ranges == [None, f"bytes={len(archive) // 2}-"]
     assert_same_tree(tmp_path / "data" / "facades", tmp_path / "src" / "facades")
@@ -120,7 +126,8 @@ def test_download_from_a_file_url_on_the_command_line_keeps_the_archive(tmp_path
     served = tmp_path / "served"
     served.mkdir()
     (served / "maps.tar.gz").write_bytes(build_archive(tmp_path / "src", name="maps"))
-    argv = ["download", "maps", "--root", str(tmp_path / "data"), "--url_base", served.as_uri(), "--keep_archive"]
+    argv = ["download", "maps", "--root", str(tmp_path / "data"), "--url_base", served.as_uri(),
+            "--keep_archive"]
     assert main(argv) == 0
     assert_same_tree(tmp_path / "data" / "maps", tmp_path / "src" / "maps")
     assert (tmp_path / "data" / "maps.tar.gz").read_bytes() == (served / "maps.tar.gz").read_bytes()
@@ -130,23 +137,27 @@ def test_download_from_a_file_url_on_the_command_line_keeps_the_archive(tmp_path
 
 def test_a_corrupt_archive_is_refused_and_leaves_nothing_behind(tmp_path, server, capsys):
     archive = build_archive(tmp_path / "src")
-    server.files["facades.tar.gz"] = archive[:len(archive) * 2 // 3]  # complete download of a truncated file
+    # complete download of a truncated file
+    server.files["facades.tar.gz"] = archive[:len(archive) * 2 // 3]
     code = main(["download", "facades", "--root", str(tmp_path / "data"), "--url_base", server.url])
     error = capsys.readouterr().err.splitlines()[-1]  # after the progress bars, also on stderr
     assert code == 2 and error.startswith("tools.data: error:")
     assert "not a valid .tar.gz archive" in error and "download it afresh" in error
-    assert list((tmp_path / "data").iterdir()) == []  # no folder, no staging folder, no broken archive
+    # no folder, no staging folder, no broken archive
+    assert list((tmp_path / "data").iterdir()) == []
 
 
 def test_an_archive_that_writes_outside_its_folder_is_refused(tmp_path, server):
-    server.files["facades.tar.gz"] = build_archive(tmp_path / "src", members={"../evil.txt": b"gotcha"})
+    server.files["facades.tar.gz"] = build_archive(tmp_path / "src",
+                                                   members={"../evil.txt": b"gotcha"})
     with pytest.raises(ValueError, match=r"unsafe members: '\.\./evil\.txt'"):
         download("facades", tmp_path / "data", url_base=server.url, timeout_s=5)
     assert not (tmp_path / "evil.txt").exists() and list((tmp_path / "data").iterdir()) == []
 
 
 def test_unknown_names_and_missing_files_give_clear_errors(tmp_path, server):
-    with pytest.raises(ValueError, match="unknown data set 'edges2cats'.*edges2shoes, edges2handbags, facades"):
+    with pytest.raises(ValueError,
+                       match="unknown data set 'edges2cats'.*edges2shoes, edges2handbags, facades"):
         download("edges2cats", tmp_path, url_base=server.url)
     with pytest.raises(OSError, match="cannot download .*night2day.tar.gz: HTTP 404"):
         download("night2day", tmp_path, url_base=server.url, timeout_s=5)
@@ -157,7 +168,8 @@ def test_unknown_names_and_missing_files_give_clear_errors(tmp_path, server):
 
 def dilate(mask, radius):
     """Bool (H, W) array grown by radius pixels."""
-    grown = F.max_pool2d(torch.from_numpy(mask)[None, None].float(), 2 * radius + 1, stride=1, padding=radius)
+    grown = F.max_pool2d(torch.from_numpy(mask)[None, None].float(), 2 * radius + 1, stride=1,
+                         padding=radius)
     return grown[0, 0].bool().numpy()
 
 
@@ -196,7 +208,8 @@ def test_pairs_put_edges_of_the_squared_photo_on_the_left(tmp_path, capsys):
         outline = shape & dilate(~shape, 1)  # the shape's own pixels next to the background
         lines = sketch.min(-1) < 128
         assert not (lines & ~dilate(outline, 2)).any()  # every line lies on the outline
-        assert (outline & dilate(lines, 2)).sum() > 0.9 * outline.sum()  # and the outline is drawn all round
+        # and the outline is drawn all round
+        assert (outline & dilate(lines, 2)).sum() > 0.9 * outline.sum()
     _, wide = halves(outputs[0])  # 96×64 padded to 96×96: a white band above and below
     assert wide[:8].min() > 240 and wide[-8:].min() > 240 and wide[32, 16:48].max() < 240
 
@@ -208,7 +221,8 @@ def test_pairs_split_train_and_val_deterministically(tmp_path):
         shape_photo(photos / f"{i}.png", 40, 32, i)
 
     def split(out, seed):
-        result = photos_to_pairs(photos, tmp_path / out, size=32, val_fraction=0.3, seed=seed, device="cpu")
+        result = photos_to_pairs(photos, tmp_path / out, size=32, val_fraction=0.3, seed=seed,
+                                 device="cpu")
         assert (result["train"], result["val"]) == (7, 3)
         names = {s: {p.name for p in (tmp_path / out / s).iterdir()} for s in ("train", "val")}
         assert not names["train"] & names["val"] and len(names["train"] | names["val"]) == 10
@@ -218,8 +232,8 @@ def test_pairs_split_train_and_val_deterministically(tmp_path):
 
 
 def test_demo_sketches_come_from_the_same_extractor_as_pairs(tmp_path):
-    # demo.py draws each photo and sketches it with edges.photo_to_sketch; `pairs` on its photos must
-    # give back its sketches, up to the JPEG noise of the demo's right half
+    # demo.py draws each photo and sketches it with edges.photo_to_sketch; `pairs` on its photos
+    # must give back its sketches, up to the JPEG noise of the demo's right half
     make_demo(tmp_path / "demo", n_train=3, n_val=0, size=64)
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -251,7 +265,8 @@ def test_combine_pairs_by_name_resizes_b_and_reports_the_unmatched(tmp_path, cap
     (b_dir / "notes.txt").write_text("not an image, not reported")
     result = combine(a_dir, b_dir, tmp_path / "AB")
     assert result["written"] == 2
-    assert [p.name for p in result["only_a"]] == ["only_a.png"] and [p.name for p in result["only_b"]] == ["only_b.png"]
+    assert ([p.name for p in result["only_a"]] == ["only_a.png"]
+            and [p.name for p in result["only_b"]] == ["only_b.png"])
     assert "2 pairs" in capsys.readouterr().out
     left, right = halves(tmp_path / "AB" / "1.png")
     assert left.shape == right.shape == (32, 32, 3)
@@ -273,16 +288,21 @@ def test_check_counts_splits_sizes_and_bad_files(tmp_path, capsys):
     assert report["sizes"][(64, 32)] == 4 and report["sizes"][(96, 48)] == 2
     reasons = {path.name: problem for path, problem in report["bad"]}
     assert sorted(reasons) == ["bomb.png", "square.png", "tiny.png", "zero.jpg"]
-    assert reasons["bomb.png"].startswith("too large") and reasons["tiny.png"].startswith("too small")
-    assert "expected a side-by-side pair" in reasons["square.png"] and "0 bytes" in reasons["zero.jpg"]
+    assert (reasons["bomb.png"].startswith("too large")
+            and reasons["tiny.png"].startswith("too small"))
+    assert ("expected a side-by-side pair" in reasons["square.png"]
+            and "0 bytes" in reasons["zero.jpg"])
     out = capsys.readouterr().out
-    assert "train 6 files, val 4 files" in out and "64×32: 4" in out and "train/zero.jpg: empty file" in out
+    assert ("train 6 files, val 4 files" in out and "64×32: 4" in out
+            and "train/zero.jpg: empty file" in out)
     assert main(["check", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.splitlines()[-1] == (f"tools.data: error: 4 bad files in {tmp_path} "
-                                                        "(listed above); remove them, or pass --skip_bad")
+    assert capsys.readouterr().err.splitlines()[-1] == (f"tools.data: error: 4 bad files in "
+                                                        f"{tmp_path} (listed above); remove them, "
+                                                        "or pass --skip_bad")
     assert main(["check", str(tmp_path), "--skip_bad"]) == 0
     make_pairs(tmp_path / "clean", 2)
-    assert main(["check", str(tmp_path / "clean")]) == 0  # a folder without splits is checked itself
+    # a folder without splits is checked itself
+    assert main(["check", str(tmp_path / "clean")]) == 0
 
 
 def test_check_decodes_every_file_and_names_a_truncated_jpeg(tmp_path, capsys):
@@ -290,12 +310,16 @@ def test_check_decodes_every_file_and_names_a_truncated_jpeg(tmp_path, capsys):
     noise = np.random.default_rng(0).integers(0, 256, (64, 128, 3), dtype=np.uint8)
     Image.fromarray(noise).save(tmp_path / "train" / "cut.jpg", quality=95)
     data = (tmp_path / "train" / "cut.jpg").read_bytes()
-    (tmp_path / "train" / "cut.jpg").write_bytes(data[:len(data) // 2])  # the header survives, the pixels do not
-    assert not ImageFile.LOAD_TRUNCATED_IMAGES  # nothing in the repo lets PIL pad a cut file with grey
+    # the header survives, the pixels do not
+    (tmp_path / "train" / "cut.jpg").write_bytes(data[:len(data) // 2])
+    # nothing in the repo lets PIL pad a cut file with grey
+    assert not ImageFile.LOAD_TRUNCATED_IMAGES
     assert read_header(tmp_path / "train" / "cut.jpg") == ((128, 64), "")  # the fast scan passes it
     report = check(tmp_path, workers=2)
-    assert [(path.name, problem.split(" (")[0]) for path, problem in report["bad"]] == [("cut.jpg", "cannot decode")]
-    assert "truncated" in report["bad"][0][1] and "train/cut.jpg: cannot decode" in capsys.readouterr().out
+    assert [(path.name, problem.split(" (")[0])
+            for path, problem in report["bad"]] == [("cut.jpg", "cannot decode")]
+    assert ("truncated" in report["bad"][0][1]
+            and "train/cut.jpg: cannot decode" in capsys.readouterr().out)
     assert main(["check", str(tmp_path), "--workers", "1"]) == 2
 
 
@@ -307,12 +331,13 @@ def test_skip_bad_drops_bad_files_with_one_warning_and_keeps_the_good(tmp_path):
     (tmp_path / "zero.jpg").write_bytes(b"")
     with pytest.raises(ValueError, match="2 of 5 files"):
         PairDataset(tmp_path, image_size=64)
-    with pytest.warns(UserWarning, match=r"skipping 2 of 5 files.*square\.png.*zero\.jpg") as caught:
+    with pytest.warns(UserWarning,
+                      match=r"skipping 2 of 5 files.*square\.png.*zero\.jpg") as caught:
         data = PairDataset(tmp_path, image_size=64, skip_bad=True)
     assert len(caught) == 1
     assert [p.name for p in data.files] == ["1_AB.png", "2_AB.png", "3_AB.png"] and len(data) == 3
-    assert [(p.name, reason.split(" ")[0]) for p, reason in data.skipped_files] == [("square.png", "expected"),
-                                                                                  ("zero.jpg", "empty")]
+    assert ([(p.name, reason.split(" ")[0]) for p, reason in data.skipped_files]
+            == [("square.png", "expected"), ("zero.jpg", "empty")])
     assert data[0][0].shape == (3, 64, 64)
 
 

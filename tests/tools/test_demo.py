@@ -1,4 +1,5 @@
-"""The demo data set has the edges2shoes layout, sketches that trace the shoes, and is reproducible and cached."""
+"""The demo data set has the edges2shoes layout, sketches that trace the shoes, and is reproducible
+and cached."""
 
 import json
 
@@ -20,14 +21,16 @@ def halves(path):
 
 def dilate(mask, radius):
     """Bool numpy mask grown by radius pixels (Chebyshev distance)."""
-    grown = F.max_pool2d(torch.from_numpy(mask).float()[None, None], 2 * radius + 1, stride=1, padding=radius)
+    grown = F.max_pool2d(torch.from_numpy(mask).float()[None, None], 2 * radius + 1, stride=1,
+                         padding=radius)
     return grown[0, 0].bool().numpy()
 
 
 def all_files(root):
     """{relative path: (mtime_ns, bytes)} of every file under root."""
     files = [path for path in sorted(root.rglob("*")) if path.is_file()]
-    return {str(path.relative_to(root)): (path.stat().st_mtime_ns, path.read_bytes()) for path in files}
+    return {str(path.relative_to(root)): (path.stat().st_mtime_ns, path.read_bytes())
+            for path in files}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,8 @@ def demo_root(tmp_path_factory):
 
 
 def test_layout_names_and_image_format(demo_root):
-    assert sorted(p.name for p in (demo_root / "train").iterdir()) == sorted(f"{i}_AB.jpg" for i in range(1, 7))
+    assert (sorted(p.name for p in (demo_root / "train").iterdir())
+            == sorted(f"{i}_AB.jpg" for i in range(1, 7)))
     assert sorted(p.name for p in (demo_root / "val").iterdir()) == ["1_AB.jpg", "2_AB.jpg"]
     for path in [*(demo_root / "train").iterdir(), *(demo_root / "val").iterdir()]:
         with Image.open(path) as image:
@@ -53,7 +57,8 @@ def test_left_is_a_sparse_sketch_of_the_object_on_the_right(demo_root):
         shoe = photo.min(2) < 240
         assert 0.05 < shoe.mean() < 0.7, f"{path.name}: object covers {shoe.mean():.1%}"
         near_shoe = dilate(shoe, 3)
-        assert dark[near_shoe].sum() >= 0.97 * dark.sum(), "sketch lines lie on the object, not the background"
+        assert dark[near_shoe].sum() >= 0.97 * dark.sum(), ("sketch lines lie on the object, "
+                                                            "not the background")
         outline = shoe & dilate(~shoe, 1)
         traced = (outline & dilate(dark, 2)).sum() / outline.sum()
         assert traced > 0.7, f"{path.name}: only {traced:.0%} of the object outline is drawn"
@@ -76,7 +81,8 @@ def test_same_seed_same_bytes_different_seed_different_images(tmp_path):
     for name in ["train/1_AB.jpg", "train/3_AB.jpg", "val/1_AB.jpg"]:
         assert (first / name).read_bytes() == (second / name).read_bytes()
         assert (first / name).read_bytes() != (other / name).read_bytes()
-    assert (first / "train/1_AB.jpg").read_bytes() != (first / "val/1_AB.jpg").read_bytes(), "train and val differ"
+    assert ((first / "train/1_AB.jpg").read_bytes()
+            != (first / "val/1_AB.jpg").read_bytes()), "train and val differ"
 
 
 def test_second_call_keeps_files_and_new_settings_regenerate(tmp_path):
@@ -89,7 +95,8 @@ def test_second_call_keeps_files_and_new_settings_regenerate(tmp_path):
 
     make_demo(root, n_train=2, n_val=1, seed=0)
     assert sorted(p.name for p in (root / "train").iterdir()) == ["1_AB.jpg", "2_AB.jpg"]
-    assert (root / "train/1_AB.jpg").read_bytes() == before["train/1_AB.jpg"][1], "image i depends on seed and i only"
+    assert ((root / "train/1_AB.jpg").read_bytes()
+            == before["train/1_AB.jpg"][1]), "image i depends on seed and i only"
 
 
 def test_missing_file_or_unfinished_run_is_redone(tmp_path):

@@ -1,4 +1,5 @@
-"""The edge extractor finds thin lines exactly on shape boundaries, nothing on flat images, and batches."""
+"""The edge extractor finds thin lines exactly on shape boundaries, nothing on flat images, and
+batches."""
 
 import math
 
@@ -35,7 +36,8 @@ def full_2x2_blocks(edges):
 def test_rectangle_edges_are_on_the_boundary_complete_and_thin():
     photo = rectangle_photo()
     inside = photo[:, :1] < 0.5  # (1, 1, H, W)
-    boundary = (dilate(inside, 1) & ~inside) | (inside & dilate(~inside, 1))  # two rows straddling it
+    # two rows straddling it
+    boundary = (dilate(inside, 1) & ~inside) | (inside & dilate(~inside, 1))
     inner_boundary = inside & dilate(~inside, 1)
     edges = detect_edges(photo)
     assert edges.shape == (1, 1, 64, 64) and edges.dtype == torch.bool
@@ -58,12 +60,14 @@ def test_disc_edges_follow_the_circle():
     covered_bins = torch.unique(((angles + math.pi) / (2 * math.pi) * 36).long().clamp(max=35))
     assert len(covered_bins) == 36, "the whole circle is traced"
     assert full_2x2_blocks(edges[None, None]) == 0
-    # an 8-connected digital circle has about 4 * sqrt(2) * r pixels; thick lines would have far more
+    # an 8-connected digital circle has about 4 * sqrt(2) * r pixels; thick lines would have far
+    # more
     assert int(edges.sum()) <= 1.15 * 4 * math.sqrt(2) * radius
 
 
 def test_flat_images_give_no_edges():
-    flat = torch.cat([torch.ones(1, 3, 48, 48), torch.full((1, 3, 48, 48), 0.4), torch.zeros(1, 3, 48, 48)])
+    flat = torch.cat([torch.ones(1, 3, 48, 48), torch.full((1, 3, 48, 48), 0.4),
+                      torch.zeros(1, 3, 48, 48)])
     assert not detect_edges(flat).any()
     noisy = 0.5 + 0.003 * torch.randn(1, 3, 48, 48, generator=torch.Generator().manual_seed(0))
     assert not detect_edges(noisy).any(), "faint noise must not be stretched into edges"
@@ -73,7 +77,8 @@ def test_small_components_are_removed_and_long_lines_kept():
     photo = torch.ones(1, 1, 64, 64)
     photo[..., 40:42, 10:54] = 0.0  # long bar: its outline is ~90 pixels
     photo[..., 10:13, 10:13] = 0.0  # speck: its outline is ~12 pixels
-    speck_area, bar_area = (slice(None), slice(None), slice(0, 20)), (slice(None), slice(None), slice(30, 64))
+    speck_area, bar_area = ((slice(None), slice(None), slice(0, 20)),
+                            (slice(None), slice(None), slice(30, 64)))
     everything = detect_edges(photo, min_pixels=1)
     assert everything[speck_area].sum() > 0 and everything[bar_area].sum() > 60
     cleaned = detect_edges(photo, min_pixels=20)
@@ -82,20 +87,24 @@ def test_small_components_are_removed_and_long_lines_kept():
 
 
 def test_hysteresis_follows_a_fading_edge_but_drops_isolated_weak_ones():
-    contrast = torch.linspace(0.8, 0.1, 64).view(1, 1, 64, 1)  # strong at the top, weak at the bottom
+    # strong at the top, weak at the bottom
+    contrast = torch.linspace(0.8, 0.1, 64).view(1, 1, 64, 1)
     photo = torch.ones(1, 1, 64, 96)
     photo[..., 30:] -= contrast  # a fading vertical step at column 30
     photo[..., 70:] -= 0.2  # a uniformly weak step at column 70
-    edges = detect_edges(photo, low=0.1, high=0.5)[0, 0]  # weak: 0.08..0.4 of the peak, strong above
+    # weak: 0.08..0.4 of the peak, strong above
+    edges = detect_edges(photo, low=0.1, high=0.5)[0, 0]
     rows_with_fading_edge = edges[:, 27:33].any(dim=1)
-    assert rows_with_fading_edge.float().mean() > 0.95, "weak part connected to the strong part is kept"
+    assert rows_with_fading_edge.float().mean() > 0.95, ("weak part connected to the strong "
+                                                         "part is kept")
     assert not edges[:, 64:76].any(), "weak edge touching no strong edge is dropped"
 
 
 def test_batched_result_equals_per_image_result():
     generator = torch.Generator().manual_seed(1)
     blobs = F.interpolate(torch.rand(2, 3, 8, 8, generator=generator), size=64, mode="nearest")
-    batch = torch.cat([rectangle_photo(), disc_photo(20.0, (32.0, 30.0), 64), blobs, torch.ones(1, 3, 64, 64)])
+    batch = torch.cat([rectangle_photo(), disc_photo(20.0, (32.0, 30.0), 64), blobs,
+                       torch.ones(1, 3, 64, 64)])
     together = detect_edges(batch)
     for index in range(len(batch)):
         assert torch.equal(together[index:index + 1], detect_edges(batch[index:index + 1]))
@@ -123,7 +132,8 @@ def test_photo_to_sketch_composes_detection_and_drawing():
 def test_the_thinning_is_the_core_one_and_thins_a_thick_bar_to_one_pixel():
     import infer
     from tools import edges
-    assert edges.thin is infer.thin  # one copy, in the core (fitted inference redraws sketches with it)
+    # one copy, in the core (fitted inference redraws sketches with it)
+    assert edges.thin is infer.thin
     bar = torch.zeros(1, 1, 32, 64, dtype=torch.bool)
     bar[..., 10:17, 5:60] = True  # 7 pixels thick
     thinned = edges.thin(bar)[0, 0]

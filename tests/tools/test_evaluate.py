@@ -1,4 +1,5 @@
-"""evaluate.py: metrics against known answers, FID/KID math, edge F1, the loss-curve PNG, the HTML page and the CLI."""
+"""evaluate.py: metrics against known answers, FID/KID math, edge F1, the loss-curve PNG, the HTML
+page and the CLI."""
 
 import json
 import math
@@ -28,7 +29,8 @@ def one_thread():
 
 
 def smooth_image(size=48, seed=0):
-    """A (3, size, size) photo-like image in [-1, 1]: shapes with hard edges over a smooth gradient."""
+    """A (3, size, size) photo-like image in [-1, 1]: shapes with hard edges over a smooth
+    gradient."""
     rng = np.random.default_rng(seed)
     img = Image.new("RGB", (size, size))
     draw = ImageDraw.Draw(img)
@@ -46,7 +48,8 @@ def as_tensor(img):
 
 
 def reference_ssim(a, b):
-    """SSIM written out from Wang et al. 2004, window by window: a, b (H, W, C) float arrays in [0, 1]."""
+    """SSIM written out from Wang et al. 2004, window by window: a, b (H, W, C) float arrays in [0,
+    1]."""
     g = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
     w = np.outer(g, g) / np.outer(g, g).sum()
     c1, c2 = 0.01**2, 0.03**2
@@ -65,7 +68,7 @@ def reference_ssim(a, b):
     return float(np.mean(per_channel))
 
 
-# ------------------------------------------------------------------------------------------ per-image metrics
+# -------------------------------------------------------------------------------- per-image metrics
 
 def test_identical_images_score_perfectly():
     images = torch.stack([as_tensor(smooth_image(seed=s)) for s in range(2)])
@@ -103,7 +106,7 @@ def test_ssim_falls_with_noise_and_images_are_scored_independently():
     assert torch.allclose(scores[2:3], alone, atol=1e-6)  # no batch statistics leak between images
 
 
-# ------------------------------------------------------------------------------------------ FID and KID
+# -------------------------------------------------------------------------------------- FID and KID
 
 def test_fid_matches_the_closed_form_for_gaussians():
     gen = torch.Generator().manual_seed(0)
@@ -114,8 +117,8 @@ def test_fid_matches_the_closed_form_for_gaussians():
     expected = float((mu_a - mu_b).pow(2).sum() + (sd_a**2 + sd_b**2 - 2 * sd_a * sd_b).sum())
     fid = evaluate.fid_from_features(a, b)
     assert abs(fid - expected) < 0.03 * expected, (fid, expected)
-    # A shared rotation leaves the distance unchanged but makes the covariances non-diagonal: this catches a
-    # square root taken elementwise instead of as a matrix.
+    # A shared rotation leaves the distance unchanged but makes the covariances non-diagonal: this
+    # catches a square root taken elementwise instead of as a matrix.
     rotation, _ = torch.linalg.qr(torch.randn(4, 4, generator=gen, dtype=torch.float64))
     assert abs(evaluate.fid_from_features(a @ rotation, b @ rotation) - fid) < 1e-6 * expected
     assert evaluate.fid_from_features(a, a) < 1e-6
@@ -123,8 +126,8 @@ def test_fid_matches_the_closed_form_for_gaussians():
 
 def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
     gen = torch.Generator().manual_seed(1)
-    same_a, same_b, other = torch.randn(400, 16, generator=gen), torch.randn(400, 16, generator=gen), \
-        0.5 + torch.randn(400, 16, generator=gen)
+    same_a, same_b, other = torch.randn(400, 16, generator=gen), \
+        torch.randn(400, 16, generator=gen), 0.5 + torch.randn(400, 16, generator=gen)
     same, same_std = evaluate.kid_from_features(same_a, same_b, subsets=10, subset_size=200)
     different, _ = evaluate.kid_from_features(same_a, other, subsets=10, subset_size=200)
     assert abs(same) < 3 * same_std + 1e-3
@@ -136,22 +139,27 @@ def test_inception_loads_local_weights_with_tf_pooling(tmp_path):
     # pytorch-fid pools like TF: padded zeros do not count in the average
     x = torch.randn(2, 5, 7, 9)
     tf_pool = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
-    assert torch.allclose(evaluate.ExcludePadding()(torch.nn.functional.avg_pool2d(x, 3, 1, 1)), tf_pool, atol=1e-6)
-    # a pytorch-fid style file (1008 classes), random weights: loads offline, gives 2048 features per image
+    assert torch.allclose(evaluate.ExcludePadding()(torch.nn.functional.avg_pool2d(x, 3, 1, 1)),
+                          tf_pool, atol=1e-6)
+    # a pytorch-fid style file (1008 classes), random weights: loads offline, gives 2048 features
+    # per image
     torch.manual_seed(0)
     weights = tmp_path / "pt_inception.pth"
     torch.save(torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False,
                                                num_classes=1008).state_dict(), weights)
     model = evaluate.load_inception(weights)
     assert isinstance(model.Mixed_5b.branch_pool[0], evaluate.ExcludePadding)
-    features = model(torch.rand(1, 3, 75, 75) * 2 - 1)  # 75 px, Inception's smallest input: quick on a CPU
+    # 75 px, Inception's smallest input: quick on a CPU
+    features = model(torch.rand(1, 3, 75, 75) * 2 - 1)
     assert features.shape == (1, 2048) and torch.isfinite(features).all()
     sizes = []  # inception_features hands the model 299×299 images, whatever their size
     stub = torch.nn.Conv2d(3, 4, 1)
     stub.register_forward_hook(lambda module, inputs, output: sizes.append(inputs[0].shape))
     features = evaluate.inception_features(torch.nn.Sequential(stub, torch.nn.AdaptiveAvgPool2d(1),
-                                                               torch.nn.Flatten()), torch.zeros(3, 3, 64, 64))
-    assert sizes == [(3, 3, 299, 299)] and features.shape == (3, 4) and features.dtype == torch.float64
+                                                               torch.nn.Flatten()),
+                                           torch.zeros(3, 3, 64, 64))
+    assert (sizes == [(3, 3, 299, 299)] and features.shape == (3, 4)
+            and features.dtype == torch.float64)
     (tmp_path / "junk.pth").write_bytes(b"not weights")
     with pytest.raises(ValueError, match="junk.pth: not a loadable weights file"):
         evaluate.load_inception(tmp_path / "junk.pth")
@@ -162,7 +170,8 @@ def test_inception_loads_local_weights_with_tf_pooling(tmp_path):
 # ------------------------------------------------------------------------------------------ edge F1
 
 def outline_and_photo(box, shape="ellipse", size=64):
-    """A sketch (black outline on white) and a photo (filled shape on white), both (1, 3, size, size) in [-1, 1]."""
+    """A sketch (black outline on white) and a photo (filled shape on white), both (1, 3, size,
+    size) in [-1, 1]."""
     sketch, photo = Image.new("RGB", (size, size), "white"), Image.new("RGB", (size, size), "white")
     getattr(ImageDraw.Draw(sketch), shape)(box, outline="black", width=1)
     getattr(ImageDraw.Draw(photo), shape)(box, fill=(150, 40, 30))
@@ -171,7 +180,8 @@ def outline_and_photo(box, shape="ellipse", size=64):
 
 def test_edge_f1_threshold_decides_what_counts_as_a_line():
     sketch, photo = outline_and_photo((12, 10, 52, 50))
-    gray = sketch * 0.3 + 0.7  # the same outline in light gray (0.65 on [0, 1]), as a shrunk pen stroke
+    # the same outline in light gray (0.65 on [0, 1]), as a shrunk pen stroke
+    gray = sketch * 0.3 + 0.7
     assert evaluate.edge_f1(photo, gray).item() == 0.0  # the fixed 0.5 threshold sees no line
     assert evaluate.edge_f1(photo, gray, threshold=torch.tensor([0.8])).item() > 0.8
 
@@ -180,7 +190,8 @@ def test_edge_f1_rewards_following_the_sketch():
     sketch, photo = outline_and_photo((12, 10, 52, 50))
     _, elsewhere = outline_and_photo((30, 2, 60, 24), shape="rectangle")
     blank = torch.ones_like(photo)
-    scores = evaluate.edge_f1(torch.cat([photo, elsewhere, blank]), sketch.repeat(3, 1, 1, 1)).tolist()
+    scores = evaluate.edge_f1(torch.cat([photo, elsewhere, blank]),
+                              sketch.repeat(3, 1, 1, 1)).tolist()
     assert scores[0] > 0.8, scores
     assert scores[1] < 0.4 and scores[1] < scores[0] - 0.4, scores
     assert scores[2] == 0.0
@@ -189,7 +200,7 @@ def test_edge_f1_rewards_following_the_sketch():
         evaluate.edge_f1(photo.roll(2, dims=3), sketch, tolerance=2).item()
 
 
-# ------------------------------------------------------------------------------------------ evaluate()
+# --------------------------------------------------------------------------------------- evaluate()
 
 @pytest.fixture
 def checkpoints(tmp_path):
@@ -202,7 +213,8 @@ def checkpoints(tmp_path):
         opt = torch.optim.Adam(G.parameters())
         path = tmp_path / f"models/{run}/last.pt"
         save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt, opt_d=opt,
-                             scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1, batch=0, step=4, config=cfg)
+                             scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1, batch=0,
+                             step=4, config=cfg)
         paths.append(path.parent / "generator.pt")
     return paths
 
@@ -212,18 +224,21 @@ def test_evaluate_scores_what_the_generator_makes(tmp_path, checkpoints):
     G, cfg = save.load_generator(checkpoints[0])
     result = evaluate.evaluate(G, cfg, data, paper=False, batch_size=2)
     assert [image["name"] for image in result["images"]] == [f"{i}_AB.png" for i in range(1, 4)]
-    sketch = torch.stack([as_tensor(Image.open(data / f"{i}_AB.png").crop((0, 0, 64, 64))) for i in range(1, 4)])
-    photo = torch.stack([as_tensor(Image.open(data / f"{i}_AB.png").crop((64, 0, 128, 64))) for i in range(1, 4)])
+    sketch = torch.stack([as_tensor(Image.open(data / f"{i}_AB.png").crop((0, 0, 64, 64)))
+                          for i in range(1, 4)])
+    photo = torch.stack([as_tensor(Image.open(data / f"{i}_AB.png").crop((64, 0, 128, 64)))
+                         for i in range(1, 4)])
     expected = evaluate.l1(translate(G, sketch, paper=False), photo)
     assert np.allclose([image["l1"] for image in result["images"]], expected.tolist(), atol=1e-5)
     assert result["mean"]["l1"] == pytest.approx(expected.mean().item(), abs=1e-5)
     assert set(result["mean"]) == {"l1", "psnr", "ssim", "edge_f1"}
     # paper mode: dropout noise fixed by the seed
-    runs = [evaluate.evaluate(G, cfg, data, paper=True, seed=seed)["mean"]["l1"] for seed in (1, 1, 2)]
+    runs = [evaluate.evaluate(G, cfg, data, paper=True, seed=seed)["mean"]["l1"]
+            for seed in (1, 1, 2)]
     assert runs[0] == runs[1] != runs[2]
 
 
-# ------------------------------------------------------------------------------------------ loss curves
+# -------------------------------------------------------------------------------------- loss curves
 
 def write_log(path, records):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -237,46 +252,52 @@ def colour_pixels(png, rgb):
 def test_plot_curves_draws_every_series(tmp_path):
     records = []
     for step in range(10, 310, 10):
-        records.append({"epoch": step // 100, "step": step, "loss_d": 0.7 - step / 1000, "loss_g_gan": 1 + step / 500,
-                        "loss_g_l1": 0.4 * math.exp(-step / 150), "lr": 2e-4, "img_per_s": 9.0})
+        records.append({"epoch": step // 100, "step": step, "loss_d": 0.7 - step / 1000,
+                        "loss_g_gan": 1 + step / 500, "loss_g_l1": 0.4 * math.exp(-step / 150),
+                        "lr": 2e-4, "img_per_s": 9.0})
         if step % 100 == 0:
-            records.append({"epoch": step // 100 - 1, "step": step, "val_l1": 0.45 * math.exp(-step / 200)})
+            records.append({"epoch": step // 100 - 1, "step": step,
+                            "val_l1": 0.45 * math.exp(-step / 200)})
     log = write_log(tmp_path / "log.jsonl", records)
     with open(log, "a") as f:
         f.write('{"epoch": 3, "st')  # the half-written line of a run still training
     png = save.plot_curves(log, tmp_path / "curves" / "loss.png")
     assert Image.open(png).size == (900, 660)
-    for colour in [(0x1F, 0x77, 0xB4), (0xD6, 0x27, 0x28), (0x2C, 0xA0, 0x2C), (0xFF, 0x7F, 0x0E)]:  # D, G, L1, val
+    # D, G, L1, val
+    for colour in [(0x1F, 0x77, 0xB4), (0xD6, 0x27, 0x28), (0x2C, 0xA0, 0x2C), (0xFF, 0x7F, 0x0E)]:
         assert colour_pixels(png, colour) > 100, colour
 
 
 def test_plot_curves_copes_with_a_single_line(tmp_path):
-    log = write_log(tmp_path / "log.jsonl", [{"epoch": 0, "step": 1, "loss_d": 0.69, "loss_g_gan": 0.7,
-                                              "loss_g_l1": 0.5, "lr": 2e-4, "img_per_s": 3.0}])
+    log = write_log(tmp_path / "log.jsonl", [{"epoch": 0, "step": 1, "loss_d": 0.69,
+                                              "loss_g_gan": 0.7, "loss_g_l1": 0.5, "lr": 2e-4,
+                                              "img_per_s": 3.0}])
     png = save.plot_curves(log, tmp_path / "loss.png")
     pixels = np.asarray(Image.open(png).convert("RGB")).astype(np.int64)
     assert pixels.shape == (660, 900, 3)
-    assert len(np.unique(pixels[..., 0] << 16 | pixels[..., 1] << 8 | pixels[..., 2])) > 10  # colours, not blank
+    # colours, not blank
+    assert len(np.unique(pixels[..., 0] << 16 | pixels[..., 1] << 8 | pixels[..., 2])) > 10
     assert colour_pixels(png, (0x1F, 0x77, 0xB4)) > 20  # the lone D point is drawn as a marker
 
 
-# ------------------------------------------------------------------------------------------ HTML page
+# ---------------------------------------------------------------------------------------- HTML page
 
 def test_html_escapes_file_names(tmp_path):
     name = 'a<b>&"c d.png'
-    result = {"label": "run", "images": [{"name": name, "l1": 0.2, "psnr": 20.0, "ssim": 0.5, "edge_f1": 0.3}],
+    result = {"label": "run", "images": [{"name": name, "l1": 0.2, "psnr": 20.0, "ssim": 0.5,
+                                          "edge_f1": 0.3}],
               "mean": {"l1": 0.2, "psnr": 20.0, "ssim": 0.5, "edge_f1": 0.3}}
     page = evaluate.write_html([result], tmp_path).read_text()
     assert "<b>" not in page and "a&lt;b&gt;&amp;&quot;c d.png" in page
     assert 'src="images/a%3Cb%3E%26%22c%20d.png.fake0.png"' in page
 
 
-# ------------------------------------------------------------------------------------------ command line
+# ------------------------------------------------------------------------------------- command line
 
 def run_evaluate(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny tensors: one thread, as in-process
-    return subprocess.run([sys.executable, "-m", "tools.evaluate", *map(str, args)], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT, env=env)
+    return subprocess.run([sys.executable, "-m", "tools.evaluate", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
 
 
 def test_cli_writes_results_and_page_and_compares(tmp_path, checkpoints):
@@ -298,8 +319,10 @@ def test_cli_writes_results_and_page_and_compares(tmp_path, checkpoints):
     header = next(line for line in lines if line.startswith("metric"))
     assert "a/generator.pt" in header and "b/generator.pt" in header
     for row, key in (("L1", "l1"), ("PSNR", "psnr"), ("SSIM", "ssim"), ("edge F1", "edge_f1")):
-        values = [float(v) for v in next(line for line in lines if line.startswith(row)).split()[-2:]]
-        assert values == pytest.approx([report["mean"][key], report["compare"]["mean"][key]], abs=1e-4)
+        values = [float(v)
+                  for v in next(line for line in lines if line.startswith(row)).split()[-2:]]
+        assert values == pytest.approx([report["mean"][key], report["compare"]["mean"][key]],
+                                       abs=1e-4)
     assert report["mean"]["l1"] != report["compare"]["mean"]["l1"]
     # the page: every image's thumbnails, worst L1 of the first checkpoint first
     page = (out / "index.html").read_text()
@@ -308,7 +331,8 @@ def test_cli_writes_results_and_page_and_compares(tmp_path, checkpoints):
             assert f'src="images/{name}.{kind}.png"' in page
             assert Image.open(out / "images" / f"{name}.{kind}.png").size == (128, 128)
     shown = re.findall(r'<tr data-name="([^"]+)"', page)
-    worst_first = [image["name"] for image in sorted(report["images"], key=lambda image: -image["l1"])]
+    worst_first = [image["name"] for image in sorted(report["images"],
+                                                     key=lambda image: -image["l1"])]
     assert shown == worst_first
 
 
@@ -329,21 +353,24 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, checkpoints, capsys, probl
     data = make_pairs(tmp_path / "val", 1, size=64)
     args = {"checkpoint": ["--checkpoint", tmp_path / "nope.pt", "--data", data],
             "data": ["--checkpoint", checkpoints[0], "--data", tmp_path / "ghost"],
-            "inception": ["--checkpoint", checkpoints[0], "--data", data, "--inception", tmp_path / "inc.pth"]}[problem]
+            "inception": ["--checkpoint", checkpoints[0], "--data", data, "--inception",
+                          tmp_path / "inc.pth"]}[problem]
     missing = {"checkpoint": "nope.pt", "data": "ghost", "inception": "inc.pth"}[problem]
     assert evaluate.main([str(a) for a in args] + ["--out", str(tmp_path / "out")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("evaluate.py: error:") and missing in lines[0], lines
+    assert (len(lines) == 1 and lines[0].startswith("evaluate.py: error:")
+            and missing in lines[0]), lines
 
 
-# ------------------------------------------------------------------------------------------ unpaired sketches
+# -------------------------------------------------------------------------------- unpaired sketches
 
 def plain_sketches(folder, sizes=((80, 80), (120, 60), (64, 64))):
     """Plain drawings (gray outlines on white, as pencil) of different sizes, one not square."""
     folder.mkdir(parents=True)
     for i, (w, h) in enumerate(sizes):
         img = Image.new("L", (w, h), 255)
-        ImageDraw.Draw(img).ellipse((w // 5, h // 4, w - w // 6 - 3 * i, h - h // 5), outline=150, width=2)
+        ImageDraw.Draw(img).ellipse((w // 5, h // 4, w - w // 6 - 3 * i, h - h // 5), outline=150,
+                                    width=2)
         img.save(folder / f"s{i}.png")
     return folder
 
@@ -360,13 +387,17 @@ def test_unpaired_sketches_score_edge_f1_and_page_has_no_real_column(tmp_path, c
     names = ["s0.png", "s1.png", "s2.png"]
     for run, checkpoint in ((report, checkpoints[0]), (report["compare"], checkpoints[1])):
         assert [image["name"] for image in run["images"]] == names
-        assert set(run["mean"]) == {"edge_f1"} and all(set(image) == {"name", "edge_f1"} for image in run["images"])
+        assert set(run["mean"]) == {"edge_f1"} and all(set(image) == {"name", "edge_f1"}
+                                                       for image in run["images"])
         G, cfg = save.load_generator(checkpoint)
-        sketch = torch.stack([prepare_sketch(sketches / name, cfg.image_size).sketch for name in names])
+        sketch = torch.stack([prepare_sketch(sketches / name, cfg.image_size).sketch
+                              for name in names])
         threshold = (1 + evaluate.to_unit(sketch).mean(1).amin((1, 2))) / 2
         expected = evaluate.edge_f1(translate(G, sketch, paper=False), sketch, threshold=threshold)
-        assert np.allclose([image["edge_f1"] for image in run["images"]], expected.tolist(), atol=1e-6)
-        fixed = evaluate.edge_f1(translate(G, sketch, paper=False), sketch)  # 0.5 misses the gray lines
+        assert np.allclose([image["edge_f1"] for image in run["images"]], expected.tolist(),
+                           atol=1e-6)
+        # 0.5 misses the gray lines
+        fixed = evaluate.edge_f1(translate(G, sketch, paper=False), sketch)
         assert not np.allclose(fixed.tolist(), expected.tolist())
     page = (out / "index.html").read_text()
     assert "<th>real</th>" not in page and ".real.png" not in page and "Worst edge f1 first" in page
@@ -374,7 +405,8 @@ def test_unpaired_sketches_score_edge_f1_and_page_has_no_real_column(tmp_path, c
         for kind in ("sketch", "fake0", "fake1"):
             assert Image.open(out / "images" / f"{name}.{kind}.png").size == (128, 128)
     shown = re.findall(r'<tr data-name="([^"]+)"', page)
-    assert shown == [image["name"] for image in sorted(report["images"], key=lambda image: image["edge_f1"])]
+    assert shown == [image["name"] for image in sorted(report["images"],
+                                                       key=lambda image: image["edge_f1"])]
 
 
 def test_unpaired_fid_and_kid_use_the_photos_folder(tmp_path, checkpoints, monkeypatch):
@@ -382,14 +414,16 @@ def test_unpaired_fid_and_kid_use_the_photos_folder(tmp_path, checkpoints, monke
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(3):
-        smooth_image(40, seed=i).crop((0, 0, 40, 30 + i)).save(photos / f"p{i}.jpg")  # small, not square
+        # small, not square
+        smooth_image(40, seed=i).crop((0, 0, 40, 30 + i)).save(photos / f"p{i}.jpg")
     seen = []  # a 4-feature stand-in for Inception: records the batches it is given
-    stub = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    stub = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten())
     stub.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
     monkeypatch.setattr(evaluate, "load_inception", lambda path, device="cpu": stub)
     out = tmp_path / "out"
-    args = ["--checkpoint", checkpoints[0], "--sketches", sketches, "--photos", photos, "--inception", "stub.pth",
-            "--out", out]
+    args = ["--checkpoint", checkpoints[0], "--sketches", sketches, "--photos", photos,
+            "--inception", "stub.pth", "--out", out]
     assert evaluate.main([str(a) for a in args]) == 0
     report = json.loads((out / "results.json").read_text())
     assert sum(seen) == 3 + 3  # the three photos and the three generated images

@@ -13,10 +13,13 @@ from tools import app, evaluate
 
 @pytest.fixture
 def cached(tmp_path, monkeypatch):
-    """A converted generator where pretrained_checkpoint keeps it; the working directory is tmp_path."""
+    """A converted generator where pretrained_checkpoint keeps it; the working directory is
+    tmp_path."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(save.PRETRAINED_URL_ENV, "http://127.0.0.1:9/unreachable")  # a fetch would fail
-    cfg = tiny_config(tmp_path, tmp_path / "data", name="edges2shoes", dropout_blocks="authors_pytorch")
+    # a fetch would fail
+    monkeypatch.setenv(save.PRETRAINED_URL_ENV, "http://127.0.0.1:9/unreachable")
+    cfg = tiny_config(tmp_path, tmp_path / "data", name="edges2shoes",
+                      dropout_blocks="authors_pytorch")
     torch.manual_seed(0)
     path = tmp_path / "models" / "pretrained" / "edges2shoes" / "generator.pt"
     weights = save.build_generator(cfg).state_dict()
@@ -28,7 +31,8 @@ def test_evaluate_pretrained_scores_the_cached_generator(tmp_path, cached, capsy
     make_pairs(tmp_path / "data" / "val", 2, seed=3)
     argv = ["--pretrained", "edges2shoes", "--data", "data/val", "--eval", "--device", "cpu"]
     assert evaluate.main(argv) == 0
-    report = json.loads((tmp_path / "results" / "pretrained_edges2shoes" / "results.json").read_text())
+    report = json.loads((tmp_path / "results" / "pretrained_edges2shoes"
+                         / "results.json").read_text())
     assert report["checkpoint"] == str(cached.relative_to(tmp_path)) and len(report["images"]) == 2
     with pytest.raises(SystemExit):  # one of the two is required, and only one
         evaluate.main(["--data", "data/val"])

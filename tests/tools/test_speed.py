@@ -1,5 +1,5 @@
-"""The fast paths compute what the plain ones do: bf16 and channels_last training steps, batch norm folded
-for inference, torch.compile; bench.py runs end to end and prints its JSON lines."""
+"""The fast paths compute what the plain ones do: bf16 and channels_last training steps, batch norm
+folded for inference, torch.compile; bench.py runs end to end and prints its JSON lines."""
 
 import json
 import os
@@ -20,11 +20,13 @@ from dataset import PairDataset
 from discriminator import PatchDiscriminator
 from generator import UNetGenerator, fold_batchnorm, for_inference, translate
 
-BF16_RTOL = 1e-2  # bf16 keeps 8 bits of mantissa; measured differences of the losses here are about 1e-3
+# bf16 keeps 8 bits of mantissa; measured differences of the losses here are about 1e-3
+BF16_RTOL = 1e-2
 
 
 def tiny_generator(dropout: float = 0.5, seed: int = 0) -> UNetGenerator:
-    """A 5-level UNet with 8 base filters, for 32×32 images; batch norm with non-trivial statistics."""
+    """A 5-level UNet with 8 base filters, for 32×32 images; batch norm with non-trivial
+    statistics."""
     torch.manual_seed(seed)
     G = UNetGenerator(3, 3, ngf=8, num_downs=5, dropout=dropout)
     with torch.no_grad():
@@ -36,17 +38,18 @@ def tiny_generator(dropout: float = 0.5, seed: int = 0) -> UNetGenerator:
     return G
 
 
-def train_losses(precision: torch.dtype, memory_format=torch.contiguous_format, dropout: float = 0.5,
-                 steps: int = 2) -> torch.Tensor:
+def train_losses(precision: torch.dtype, memory_format=torch.contiguous_format,
+                 dropout: float = 0.5, steps: int = 2) -> torch.Tensor:
     """(steps, 3) losses of train.gan_step from the same weights, batch and dropout seed."""
     G = tiny_generator(dropout).to(memory_format=memory_format)
     D = PatchDiscriminator(6, ndf=8, n_layers=3).to(memory_format=memory_format)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     data = torch.Generator().manual_seed(1)
-    sketch, photo = ((torch.rand(4, 3, 32, 32, generator=data) * 2 - 1).contiguous(memory_format=memory_format)
-                     for _ in range(2))
-    autocast = torch.autocast("cpu", dtype=precision) if precision != torch.float32 else nullcontext()
+    sketch, photo = ((torch.rand(4, 3, 32, 32, generator=data) * 2 - 1)
+                     .contiguous(memory_format=memory_format) for _ in range(2))
+    autocast = (torch.autocast("cpu", dtype=precision) if precision != torch.float32
+                else nullcontext())
     scaler = torch.amp.GradScaler("cpu", enabled=precision == torch.float16)
     torch.manual_seed(2)  # the same dropout masks in every run
     return torch.stack([train.gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, 100.0, autocast)
@@ -54,7 +57,8 @@ def train_losses(precision: torch.dtype, memory_format=torch.contiguous_format, 
 
 
 def test_bf16_step_matches_fp32():
-    # Two steps: the second also checks that the bf16 step's update was the fp32 one, up to rounding.
+    # Two steps: the second also checks that the bf16 step's update was the fp32 one, up to
+    # rounding.
     fp32, bf16 = train_losses(torch.float32), train_losses(torch.bfloat16)
     assert torch.isfinite(bf16).all()
     torch.testing.assert_close(bf16, fp32, rtol=BF16_RTOL, atol=1e-3)
@@ -62,7 +66,8 @@ def test_bf16_step_matches_fp32():
 
 
 def test_channels_last_step_matches_contiguous():
-    # Without dropout: masks are drawn in memory order, so NHWC drops other units (the same distribution).
+    # Without dropout: masks are drawn in memory order, so NHWC drops other units (the same
+    # distribution).
     contiguous = train_losses(torch.float32, dropout=0.0)
     nhwc = train_losses(torch.float32, torch.channels_last, dropout=0.0)
     assert (nhwc - contiguous).abs().max() < 1e-4
@@ -74,7 +79,8 @@ def test_fold_batchnorm_gives_eval_mode_outputs():
     expected = translate(G, sketch, paper=False)
     folded = fold_batchnorm(G)
     assert not [m for m in folded.modules() if isinstance(m, (nn.BatchNorm2d, nn.Dropout))]
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in G.modules()) == 7 and G.training  # G is left as it was
+    # G is left as it was
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in G.modules()) == 7 and G.training
     with torch.inference_mode():
         assert (folded(sketch) - expected).abs().max() < 1e-4
         folded.train()  # nothing left that train mode changes
@@ -96,8 +102,8 @@ def test_paper_mode_fast_path_is_exact():
 
 
 @pytest.mark.skipif(os.environ.get("RUN_COMPILE_TESTS") != "1",
-                    reason="torch.compile on this 2-core CPU: ~80 s for the tiny UNet with a cold inductor cache "
-                           "(~8 s warm); set RUN_COMPILE_TESTS=1 to run it")
+                    reason="torch.compile on this 2-core CPU: ~80 s for the tiny UNet with a cold "
+                           "inductor cache (~8 s warm); set RUN_COMPILE_TESTS=1 to run it")
 def test_compiled_generator_matches_eager():
     G = tiny_generator(dropout=0.0)  # compiled dropout draws from its own random stream
     G_compiled = torch.compile(tiny_generator(dropout=0.0), fullgraph=True)
@@ -114,10 +120,12 @@ def test_compiled_generator_matches_eager():
 
 
 def test_flop_count_of_the_paper_step():
-    # G forward 12.10 GFLOP, backward 2× less the input grad of its first conv; D three forwards of 6.39, then
-    # backward through the real and fake pairs for D's weights and through the fake pair for G's input. The
-    # issue's ≈93 is 3× every forward, which counts grads that the step never computes.
-    flops = bench.count_step_flops(Config(image_size=256, ngf=64, ndf=64, num_downs=8, n_layers_d=3))
+    # G forward 12.10 GFLOP, backward 2× less the input grad of its first conv; D three forwards of
+    # 6.39, then backward through the real and fake pairs for D's weights and through the fake pair
+    # for G's input. The issue's ≈93 is 3× every forward, which counts grads that the step never
+    # computes.
+    flops = bench.count_step_flops(Config(image_size=256, ngf=64, ndf=64, num_downs=8,
+                                          n_layers_d=3))
     assert flops / 1e9 == pytest.approx(86.94, abs=0.01)
 
 
@@ -128,28 +136,32 @@ def test_uint8_cache_gives_the_dataset_batches(tmp_path):
     pairs = [dataset[i] for i in range(6)]
     found = []
     for k in range(6):  # find each sketch's pair, then compare both halves exactly
-        found += [i for i, (s, p) in enumerate(pairs) if torch.equal(sketch[k], s) and torch.equal(photo[k], p)]
+        found += [i for i, (s, p) in enumerate(pairs)
+                  if torch.equal(sketch[k], s) and torch.equal(photo[k], p)]
     assert sorted(found) == list(range(6))
 
 
 def run_bench(*args) -> list:
     """bench.py as a command; returns its JSON lines, parsed."""
-    result = subprocess.run([sys.executable, "-m", "tools.bench", *map(str, args)], capture_output=True, text=True,
-                            timeout=180, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-m", "tools.bench", *map(str, args)],
+                            capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
 def test_bench_train_runs(tmp_path):
     out = tmp_path / "train.jsonl"
-    records = run_bench("train", "--size", 64, "--ngf", 8, "--batch", 2, "--repeats", 2, "--warmup", 1,
-                        "--device", "cpu", "--precision", "fp32", "bf16", "--channels_last", 0, "--out", out)
+    records = run_bench("train", "--size", 64, "--ngf", 8, "--batch", 2, "--repeats", 2, "--warmup",
+                        1, "--device", "cpu", "--precision", "fp32", "bf16", "--channels_last", 0,
+                        "--out", out)
     assert [r["precision"] for r in records] == ["float32", "bfloat16"]
     for record in records:
-        assert {"img_per_s", "ms_per_step", "gflop_per_image", "ceiling_share", "epoch_min", "first_step_s",
-                "rss_delta_mb", "peak_mem_mb", "losses"} <= set(record)
-        assert record["img_per_s"] > 0 and record["gflop_per_image"] > 0 and len(record["losses"]) == 3
-        assert record["epoch_min"] == pytest.approx(bench.EDGES2SHOES_TRAIN_IMAGES / record["img_per_s"] / 60)
+        assert {"img_per_s", "ms_per_step", "gflop_per_image", "ceiling_share", "epoch_min",
+                "first_step_s", "rss_delta_mb", "peak_mem_mb", "losses"} <= set(record)
+        assert (record["img_per_s"] > 0 and record["gflop_per_image"] > 0
+                and len(record["losses"]) == 3)
+        assert record["epoch_min"] == pytest.approx(bench.EDGES2SHOES_TRAIN_IMAGES
+                                                    / record["img_per_s"] / 60)
     assert [json.loads(line) for line in out.read_text().splitlines()] == records
 
 
@@ -164,20 +176,24 @@ def test_bench_infer_runs():
 
 def test_bench_loader_runs(tmp_path):
     make_pairs(tmp_path / "pairs", 8, size=32)
-    records = run_bench("loader", "--data", tmp_path / "pairs", "--size", 32, "--batch", 4, "--workers", 0,
-                        "--batches", 3, "--rounds", 1, "--device", "cpu", "--cache", tmp_path / "cache.npy")
+    records = run_bench("loader", "--data", tmp_path / "pairs", "--size", 32, "--batch", 4,
+                        "--workers", 0, "--batches", 3, "--rounds", 1, "--device", "cpu", "--cache",
+                        tmp_path / "cache.npy")
     assert [r["variant"] for r in records] == ["files, 0 workers", "uint8 memmap cache"]
     assert all(r["img_per_s"] > 0 for r in records)
 
 
 def test_bench_compiles_every_configuration_static_and_never_falls_back():
-    # 12 batch sizes through one compiled module: past dynamo's default limit of 8 recompiles torch would
-    # run eager silently, and from the second size on it would compile a dynamic-shape graph instead
+    # 12 batch sizes through one compiled module: past dynamo's default limit of 8 recompiles torch
+    # would run eager silently, and from the second size on it would compile a dynamic-shape graph
+    # instead
     torch._dynamo.reset()
-    limits = (torch._dynamo.config.recompile_limit, torch._dynamo.config.fail_on_recompile_limit_hit)
+    limits = (torch._dynamo.config.recompile_limit,
+              torch._dynamo.config.fail_on_recompile_limit_hit)
     graphs = []
 
-    def record(gm, example_inputs):  # a backend that only notes the shapes each new graph was made for
+    # a backend that only notes the shapes each new graph was made for
+    def record(gm, example_inputs):
         graphs.append([tuple(t.shape) for t in example_inputs if isinstance(t, torch.Tensor)])
         return gm.forward
 
@@ -187,10 +203,12 @@ def test_bench_compiles_every_configuration_static_and_never_falls_back():
         for batch in range(1, 13):
             layer(torch.randn(batch, 3, 8, 8))
     finally:
-        torch._dynamo.config.recompile_limit, torch._dynamo.config.fail_on_recompile_limit_hit = limits
+        (torch._dynamo.config.recompile_limit,
+         torch._dynamo.config.fail_on_recompile_limit_hit) = limits
         torch._dynamo.reset()
     assert len(graphs) == 12  # one graph per batch size: no eager fallback
-    batch_sizes = sorted(shape[0] for shapes in graphs for shape in shapes if shape[1:] == (3, 8, 8))
+    batch_sizes = sorted(shape[0] for shapes in graphs for shape in shapes
+                         if shape[1:] == (3, 8, 8))
     assert batch_sizes == list(range(1, 13))  # and each made for its concrete size
     assert all(isinstance(d, int) for shapes in graphs for shape in shapes for d in shape)
 
