@@ -58,7 +58,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import train  # noqa: E402
 from config import SWITCH, Config, add_device_flag, parse_bool, pick_device  # noqa: E402
-from dataset import PairDataset  # noqa: E402
+from dataset import PairDataset, to_float, to_uint8  # noqa: E402
 from generator import UNetGenerator, fold_batchnorm, for_inference, translate  # noqa: E402
 from save import build_discriminator, build_generator  # noqa: E402
 
@@ -331,13 +331,15 @@ class Uint8Cache:
 
 def file_batches(dataset: PairDataset, batch: int, workers: int, device: torch.device):
     """Endless batches through DataLoader as train.py makes them: pinned memory, non_blocking
-    copies."""
+    copies, and for a uint8 dataset (train.py's) the conversion to [-1, 1] on the device."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True,
                                          num_workers=workers, pin_memory=device.type == "cuda",
                                          persistent_workers=workers > 0, drop_last=True)
+    convert = to_float if dataset.convert is to_uint8 else (lambda pixels: pixels)
     while True:
         for sketch, photo in loader:
-            yield sketch.to(device, non_blocking=True), photo.to(device, non_blocking=True)
+            yield (convert(sketch.to(device, non_blocking=True)),
+                   convert(photo.to(device, non_blocking=True)))
 
 
 def bench_loader(args) -> list:
@@ -348,8 +350,13 @@ def bench_loader(args) -> list:
     if len(dataset) < args.batch:
         raise SystemExit(f"bench.py: {args.data} has {len(dataset)} pairs, fewer than --batch "
                          f"{args.batch}")
-    variants = [(f"files, {w} workers", lambda w=w: file_batches(dataset, args.batch, w, device))
+    # train.py's pipeline (workers hand over uint8) beside the float32 hand-over it replaced
+    uint8_dataset = PairDataset(args.data, args.size, jitter=args.jitter, uint8=True)
+    variants = [(f"files, {w} workers",
+                 lambda w=w: file_batches(uint8_dataset, args.batch, w, device))
                 for w in args.workers]
+    variants += [(f"files float32, {w} workers",
+                  lambda w=w: file_batches(dataset, args.batch, w, device)) for w in args.workers]
     if args.cache:
         if args.jitter:
             raise SystemExit("bench.py: the uint8 cache prototype is jitter-free; drop "

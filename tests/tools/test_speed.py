@@ -179,7 +179,8 @@ def test_bench_loader_runs(tmp_path):
     records = run_bench("loader", "--data", tmp_path / "pairs", "--size", 32, "--batch", 4,
                         "--workers", 0, "--batches", 3, "--rounds", 1, "--device", "cpu", "--cache",
                         tmp_path / "cache.npy")
-    assert [r["variant"] for r in records] == ["files, 0 workers", "uint8 memmap cache"]
+    assert [r["variant"] for r in records] == ["files, 0 workers", "files float32, 0 workers",
+                                               "uint8 memmap cache"]
     assert all(r["img_per_s"] > 0 for r in records)
 
 
