@@ -17,7 +17,9 @@ def test_every_config_field_is_in_the_readme_table_with_its_default():
 
 
 def test_the_first_commands_are_install_and_train_then_the_tests():
-    block = re.search(r"## Quick start\s+```bash\n(.*?)```", README, re.DOTALL).group(1).splitlines()
-    assert block[0].startswith("pip install -r requirements.txt && python -m tools.demo && python train.py --demo")
+    block = re.search(r"## Quick start\s+```bash\n(.*?)```", README,
+                      re.DOTALL).group(1).splitlines()
+    assert block[0].startswith("pip install -r requirements.txt && python -m tools.demo && python "
+                               "train.py --demo")
     assert block[1].startswith("python -m pytest -q")
     assert "python -m pytest -q" in (ROOT / ".ci/run").read_text().splitlines()[-1]
