@@ -21,16 +21,19 @@ RETIRED = {"demo_data"}  # fields of older checkpoints that no longer mean anyth
 @dataclass
 class Config:
     # --- data ---
-    data_dir: str = "data/edges2shoes"  # folder holding train/ (and val/) of side-by-side 2N×N AB images
+    data_dir: str = "data/edges2shoes"  # folder holding train/ (and val/) of side-by-side 2N×N AB
+    # images
     direction: str = "AtoB"  # AtoB: left half (edges) -> right half (photo); BtoA the reverse
     image_size: int = 256  # training resolution in pixels (square)
     jitter: bool = False  # paper's random jitter: resize to load_size, random crop, random flip.
     # The paper jitters in general, but the reference implementation trains edges2shoes without it.
     load_size: int = 286  # resize target before the random crop when jitter is on, pixels
     num_workers: int = 4  # data loader processes (0 = load in the main process)
-    skip_bad: bool = False  # leave out unreadable or wrongly sized files (else list them and stop before training)
+    skip_bad: bool = False  # leave out unreadable or wrongly sized files (else list them and stop
+    # before training)
     sketch_aug: bool = False  # not in the paper: training edge maps become hand-drawing-like
-    # (dataset.sketch_augment): thicker, wobbly, broken strokes, specks gone, shoe moved with its photo
+    # (dataset.sketch_augment): thicker, wobbly, broken strokes, specks gone, shoe moved with its
+    # photo
     sketch_aug_strength: float = 1.0  # scales every sketch_aug range (dataset.SKETCH_AUG); 0 = none
 
     # --- model ---
@@ -42,7 +45,8 @@ class Config:
     dropout_blocks: str = "paper"  # where: paper (first three decoder blocks) or authors_pytorch
     generator: str = "unet"  # unet (the paper's) or resnet (Johnson et al.: c7s1-64, d128, d256,
     # resnet_blocks × R256, u128, u64, c7s1-3, as pix2pix's code builds it, dropout in every block)
-    resnet_blocks: int = 9  # residual blocks of the resnet generator: 9 (at 256×256) or 6 (at 128×128)
+    resnet_blocks: int = 9  # residual blocks of the resnet generator: 9 (at 256×256) or 6 (at
+    # 128×128)
     norm_g: str = "batch"  # resnet generator's norm: batch (pix2pix) or instance (non-affine)
     upsample: str = "convtranspose"  # generator upsampling: convtranspose (the paper's) or resize
     # (nearest-neighbour ×2 then a 3×3 conv: no checkerboard artifacts)
@@ -65,34 +69,40 @@ class Config:
     epochs_decay: int = 0  # of those, the last N decay the learning rate linearly to zero (0 = off)
 
     # --- several GPUs (torchrun) ---
-    sync_bn: bool = False  # batch norm statistics over all processes' images (SyncBatchNorm), else per GPU
+    sync_bn: bool = False  # batch norm statistics over all processes' images (SyncBatchNorm), else
+    # per GPU
 
     # --- run ---
-    name: str = "edges2shoes"  # run name: checkpoints in models/<name>/, sample grids in samples/<name>/
+    name: str = "edges2shoes"  # run name: checkpoints in models/<name>/, sample grids in
+    # samples/<name>/
     models_dir: str = "models"  # where run folders with checkpoints and logs go
     samples_dir: str = "samples"  # where run folders with validation grids go
     resume: bool = False  # continue from models/<name>/last.pt if it exists
     seed: int = 0  # seeds weights, data order and dropout
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...
-    precision: str = "auto"  # auto (bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU), fp32, bf16, fp16
+    precision: str = "auto"  # auto (bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU),
+    # fp32, bf16, fp16
     channels_last: bool = True  # NHWC tensors on CUDA (faster convolutions); ignored on CPU
-    compile: bool = False  # torch.compile G and D for the training step (slow first step, faster after)
+    compile: bool = False  # torch.compile G and D for the training step (slow first step, faster
+    # after)
     compile_mode: str = "default"  # torch.compile mode: default, reduce-overhead (CUDA graphs: one
     # launch per captured graph, for the launch-bound small batches) or max-autotune
     log_every: int = 100  # steps between log lines; losses are only read from the GPU then
     save_every: int = 0  # steps between mid-epoch checkpoints (0 = only at the end of each epoch)
     n_samples: int = 8  # validation images in each epoch's sample grid
-    val_images: int = 64  # fixed validation pairs scored each epoch (val L1, PSNR); the grid shows n_samples
+    val_images: int = 64  # fixed validation pairs scored each epoch (val L1, PSNR); the grid shows
+    # n_samples
 
     def __post_init__(self):
         """Reject values that cannot work, with a message that names the field."""
         if self.direction not in ("AtoB", "BtoA"):
             raise ValueError(f"config: direction must be AtoB or BtoA, got {self.direction!r}")
         if self.compile_mode not in ("default", "reduce-overhead", "max-autotune"):
-            raise ValueError(f"config: compile_mode must be default, reduce-overhead or max-autotune, "
-                             f"got {self.compile_mode!r}")
+            raise ValueError("config: compile_mode must be default, reduce-overhead or "
+                             f"max-autotune, got {self.compile_mode!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ValueError(f"config: precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+            raise ValueError("config: precision must be auto, fp32, bf16 or fp16, got "
+                             f"{self.precision!r}")
         choices = dict(generator=("unet", "resnet"), norm_g=("batch", "instance"),
                        upsample=("convtranspose", "resize"), norm_d=("batch", "instance", "none"),
                        gan_loss=("bce", "lsgan", "hinge", "wgan-gp"))
@@ -102,38 +112,49 @@ class Config:
                                  f"got {getattr(self, name)!r}")
         if self.generator == "unet" and self.image_size % 2**self.num_downs:
             raise ValueError(
-                f"config: image_size {self.image_size} must be divisible by 2**num_downs = {2**self.num_downs}")
+                f"config: image_size {self.image_size} must be divisible by 2**num_downs = "
+                f"{2**self.num_downs}")
         if self.generator == "resnet" and self.image_size % 4:
-            raise ValueError(f"config: image_size {self.image_size} must be divisible by 4 (resnet)")
+            raise ValueError(f"config: image_size {self.image_size} must be divisible by 4 "
+                             "(resnet)")
         if self.generator == "unet" and self.norm_g != "batch":
-            raise ValueError(f"config: norm_g {self.norm_g!r} is for generator resnet; unet uses batch")
+            raise ValueError(f"config: norm_g {self.norm_g!r} is for generator resnet; unet uses "
+                             "batch")
         if self.gan_loss == "wgan-gp" and self.norm_d == "batch":
             raise ValueError("config: gan_loss wgan-gp needs norm_d instance or none (the gradient "
-                             "penalty is per sample; batch norm mixes samples); or use --system wgan-gp")
+                             "penalty is per sample; batch norm mixes samples); or use --system "
+                             "wgan-gp")
         if not (self.lambda_gp >= 0 and self.lambda_perceptual >= 0):
             raise ValueError(f"config: need lambda_gp >= 0 and lambda_perceptual >= 0; got "
-                             f"lambda_gp={self.lambda_gp}, lambda_perceptual={self.lambda_perceptual}")
+                             f"lambda_gp={self.lambda_gp}, "
+                             f"lambda_perceptual={self.lambda_perceptual}")
         if self.lambda_perceptual > 0 and not self.vgg_weights:
-            raise ValueError("config: lambda_perceptual > 0 needs vgg_weights, the path of torchvision's "
-                             "vgg19 state dict (never downloaded)")
+            raise ValueError("config: lambda_perceptual > 0 needs vgg_weights, the path of "
+                             "torchvision's vgg19 state dict (never downloaded)")
         if self.jitter and self.load_size < self.image_size:
-            raise ValueError(f"config: load_size {self.load_size} is smaller than image_size {self.image_size}")
+            raise ValueError(f"config: load_size {self.load_size} is smaller than image_size "
+                             f"{self.image_size}")
         if not 0 <= self.epochs_decay <= self.epochs:
-            raise ValueError(f"config: epochs_decay {self.epochs_decay} must lie in [0, epochs={self.epochs}]")
-        if not (self.lr > 0 and self.lambda_l1 >= 0 and 0 <= self.dropout < 1):  # also false for NaN
-            raise ValueError(f"config: need lr > 0, lambda_l1 >= 0, 0 <= dropout < 1; got lr={self.lr}, "
-                             f"lambda_l1={self.lambda_l1}, dropout={self.dropout}")
+            raise ValueError(f"config: epochs_decay {self.epochs_decay} must lie in [0, "
+                             f"epochs={self.epochs}]")
+        # also false for NaN
+        if not (self.lr > 0 and self.lambda_l1 >= 0 and 0 <= self.dropout < 1):
+            raise ValueError("config: need lr > 0, lambda_l1 >= 0, 0 <= dropout < 1; got "
+                             f"lr={self.lr}, lambda_l1={self.lambda_l1}, dropout={self.dropout}")
         if self.dropout_blocks not in DROPOUT_BLOCKS:
             raise ValueError(f"config: dropout_blocks must be {' or '.join(DROPOUT_BLOCKS)}, "
                              f"got {self.dropout_blocks!r}")
         if self.sketch_aug and self.direction != "AtoB":
-            raise ValueError("config: sketch_aug needs direction AtoB (it draws on the input edge maps)")
+            raise ValueError("config: sketch_aug needs direction AtoB (it draws on the input edge "
+                             "maps)")
         if not 0 <= self.sketch_aug_strength <= 2:  # beyond 2 the shoe could shrink to nothing
             raise ValueError(
                 f"config: sketch_aug_strength must lie in [0, 2], got {self.sketch_aug_strength}")
         if self.num_downs < 5:
-            raise ValueError(f"config: num_downs must be at least 5 (C64-C128-C256-C512-C512), got {self.num_downs}")
-        for name in ("batch_size", "epochs", "ngf", "ndf", "n_layers_d", "resnet_blocks", "n_critic", "log_every", "n_samples", "val_images"):
+            raise ValueError("config: num_downs must be at least 5 (C64-C128-C256-C512-C512), got "
+                             f"{self.num_downs}")
+        for name in ("batch_size", "epochs", "ngf", "ndf", "n_layers_d", "resnet_blocks",
+                     "n_critic", "log_every", "n_samples", "val_images"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config: {name} must be at least 1, got {getattr(self, name)}")
 
@@ -153,14 +174,15 @@ class Config:
         return json.dumps(self.to_dict(), indent=2)
 
 
-# The built-in demo: a small UNet at 128×128 on the synthetic shoes that `python -m tools.demo` draws into
-# data/demo, sized so that `python train.py --demo` finishes on a 2-core CPU in a few minutes. Every other value is the paper's.
+# The built-in demo: a small UNet at 128×128 on the synthetic shoes that `python -m tools.demo`
+# draws into data/demo, sized so that `python train.py --demo` finishes on a 2-core CPU in a few
+# minutes. Every other value is the paper's.
 DEMO = dict(data_dir="data/demo", name="demo", image_size=128, num_downs=7, ngf=32, ndf=32,
             batch_size=4, epochs=5, num_workers=2, log_every=25, n_samples=8, val_images=16)
 
 
-# Systems a user picks with `--system NAME` (train.py): each sets the fields below, and any flag given on
-# the command line still wins. Every other field keeps its default, the paper's.
+# Systems a user picks with `--system NAME` (train.py): each sets the fields below, and any flag
+# given on the command line still wins. Every other field keeps its default, the paper's.
 WGAN_GP = dict(gan_loss="wgan-gp", lambda_gp=10.0, n_critic=5, lr=1e-4, beta1=0.0, beta2=0.9,
                norm_d="none")
 SYSTEMS = {
@@ -168,13 +190,14 @@ SYSTEMS = {
     "lsgan": dict(gan_loss="lsgan"),  # least-squares GAN loss (Mao et al. 2017)
     "hinge": dict(gan_loss="hinge"),  # hinge loss (Lim & Ye 2017; Miyato et al. 2018)
     "resnet": dict(generator="resnet"),  # ResNet-9 generator, 11.4M parameters
-    # Gulrajani et al. 2017: λ_gp 10, 5 critic steps per G step, Adam lr 1e-4, β (0, 0.9), no batch norm.
+    # Gulrajani et al. 2017: λ_gp 10, 5 critic steps per G step, Adam lr 1e-4, β (0, 0.9), no batch
+    # norm.
     "wgan-gp": WGAN_GP,
-    # The Keras sketch-to-photo system this repo grew from, at 128×128: WGAN-GP critic with spectral norm,
-    # residual generator with resize upsampling (6 blocks, CycleGAN's choice at 128), VGG19 perceptual loss
-    # weighted 10 as in pix2pixHD; needs --vgg_weights.
-    "sketch2photo": dict(WGAN_GP, spectral_norm=True, generator="resnet", resnet_blocks=6, upsample="resize",
-                         lambda_perceptual=10.0, image_size=128),
+    # The Keras sketch-to-photo system this repo grew from, at 128×128: WGAN-GP critic with spectral
+    # norm, residual generator with resize upsampling (6 blocks, CycleGAN's choice at 128), VGG19
+    # perceptual loss weighted 10 as in pix2pixHD; needs --vgg_weights.
+    "sketch2photo": dict(WGAN_GP, spectral_norm=True, generator="resnet", resnet_blocks=6,
+                         upsample="resize", lambda_perceptual=10.0, image_size=128),
 }
 
 
@@ -200,8 +223,9 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-# One voice across the command lines: flags are spelled like config fields (underscores), a boolean flag
-# alone means true and also takes a value (--eval, --eval false), and --device means the same everywhere.
+# One voice across the command lines: flags are spelled like config fields (underscores), a boolean
+# flag alone means true and also takes a value (--eval, --eval false), and --device means the same
+# everywhere.
 SWITCH = dict(nargs="?", const=True, default=False, type=parse_bool, metavar="BOOL")
 DEVICE_HELP = "auto (cuda if available, else cpu), cpu, cuda, cuda:1, ..."
 
@@ -212,20 +236,25 @@ def add_device_flag(parser: argparse.ArgumentParser) -> None:
 
 def parse_args(argv=None, description: str = "") -> Config:
     """Config from the command line: one --flag per field, plus --demo for the demo preset."""
-    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,  # --lambda must not mean --lambda_l1
+    # --lambda must not mean --lambda_l1
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--demo", action="store_true",
-                        help="the demo preset: the synthetic shoes of python -m tools.demo, 128×128, 5 epochs")
+                        help="the demo preset: the synthetic shoes of python -m tools.demo, "
+                             "128×128, 5 epochs")
     parser.add_argument("--system", choices=SYSTEMS, default="pix2pix",
-                        help="a preset of model and loss fields (config.SYSTEMS); flags override it")
+                        help="a preset of model and loss fields (config.SYSTEMS); flags override "
+                             "it")
     for field in dataclasses.fields(Config):
         if field.type is bool:
-            parser.add_argument(f"--{field.name}", **{**SWITCH, "default": None}, help=f"default {field.default}")
-        else:
-            parser.add_argument(f"--{field.name}", type=field.type, default=None, metavar=field.name.upper(),
+            parser.add_argument(f"--{field.name}", **{**SWITCH, "default": None},
                                 help=f"default {field.default}")
+        else:
+            parser.add_argument(f"--{field.name}", type=field.type, default=None,
+                                metavar=field.name.upper(), help=f"default {field.default}")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k not in ("demo", "system") and v is not None}
+    overrides = {k: v for k, v in vars(args).items() if k not in ("demo", "system")
+                 and v is not None}
     base = {**(DEMO if args.demo else {}), **SYSTEMS[args.system]}
     try:
         return Config(**{**base, **overrides})

@@ -36,8 +36,8 @@ SCAN_BAR_MIN_FILES = 2000  # header scans of smaller folders take about a second
 
 
 def list_images(folder, required: bool = True) -> list:
-    """Image files directly in folder, sorted. required: a clear error if there is no such folder or no
-    image (else an empty list)."""
+    """Image files directly in folder, sorted. required: a clear error if there is no such folder or
+    no image (else an empty list)."""
     folder = Path(folder)
     if not folder.is_dir():
         if required:
@@ -45,7 +45,8 @@ def list_images(folder, required: bool = True) -> list:
         return []
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     if required and not files:
-        raise FileNotFoundError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in this folder")
+        raise FileNotFoundError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in this "
+                                "folder")
     return files
 
 
@@ -56,7 +57,8 @@ def read_header(path, pair: bool = True) -> tuple:
         if path.stat().st_size == 0:
             return None, "empty file (0 bytes)"
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with the file's name
+            # refused below, with the file's name
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path, formats=FORMATS) as img:
                 w, h = img.size
     except Image.DecompressionBombError:  # PIL refuses outright above twice its limit
@@ -72,8 +74,10 @@ def read_header(path, pair: bool = True) -> tuple:
     return (w, h), ""
 
 
-def scan_headers(files, pair: bool = True, desc: str = "checking headers", bar_min_files: int = None) -> list:
-    """[(path, size or None, problem or '')] for each file, headers only; a tqdm bar above bar_min_files files."""
+def scan_headers(files, pair: bool = True, desc: str = "checking headers",
+                 bar_min_files: int = None) -> list:
+    """[(path, size or None, problem or '')] for each file, headers only; a tqdm bar above
+    bar_min_files files."""
     bar_min_files = SCAN_BAR_MIN_FILES if bar_min_files is None else bar_min_files
     files = tqdm(files, desc=desc, unit="file", leave=False, disable=len(files) <= bar_min_files)
     return [(path, *read_header(path, pair)) for path in files]
@@ -224,13 +228,16 @@ SPLITS = ("train", "val", "test")
 
 
 def split_folders(folder) -> dict:
-    """{split: path} for the train/ val/ test/ subfolders present, else {folder name: folder} itself."""
+    """{split: path} for the train/ val/ test/ subfolders present, else {folder name: folder}
+    itself."""
     folder = Path(folder)
-    return {split: folder / split for split in SPLITS if (folder / split).is_dir()} or {folder.name: folder}
+    return {split: folder / split for split in SPLITS
+            if (folder / split).is_dir()} or {folder.name: folder}
 
 
 def train_val_folders(data_dir) -> tuple:
-    """(train, val) folders of a data set: its train/ and val/ (or test/), or the folder itself for both."""
+    """(train, val) folders of a data set: its train/ and val/ (or test/), or the folder itself for
+    both."""
     splits = split_folders(data_dir)
     train = splits.get("train", Path(data_dir))
     return train, splits.get("val", splits.get("test", train))
@@ -243,7 +250,8 @@ SKETCH_AUG = dict(width=2, wobble=0.03, drop=0.25, detail=8.0, shrink=0.5)  # ra
 
 def sketch_augment(sketch: torch.Tensor, photo: torch.Tensor, generator: torch.Generator,
                    strength: float = 1.0, **ranges) -> tuple:
-    """Edge maps -> plausible hand drawings, for a whole (B, 3, H, W) batch in [-1, 1] on its device.
+    """Edge maps -> plausible hand drawings, for a whole (B, 3, H, W) batch in [-1, 1] on its
+    device.
 
     Each image draws its own amounts, up to these ranges (SKETCH_AUG times strength; keywords
     override them):

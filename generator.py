@@ -5,10 +5,12 @@
     fake_photo = G(sketch)                                      # (B, 3, 256, 256) in [-1, 1]
     G = ResNetGenerator(in_ch=3, out_ch=3, ngf=64, n_blocks=9)  # 11,383,427 parameters (batch norm)
 
-UNet: encoder C64-C128-C256-C512-C512-C512-C512-C512, decoder CD512-CD1024-CD1024-C1024-C1024-C512-C256-C128
-(the decoder widths count the skip concatenation), 4×4 convolutions with stride 2 throughout.
-ResNet (Johnson et al. 2016, as pix2pix's and CycleGAN's code build it): c7s1-64, d128, d256, N residual
-blocks R256, u128, u64, c7s1-3, reflection padding around the 7×7 and the residual 3×3 convolutions.
+UNet: encoder C64-C128-C256-C512-C512-C512-C512-C512, decoder
+CD512-CD1024-CD1024-C1024-C1024-C512-C256-C128 (the decoder widths count the skip concatenation),
+4×4 convolutions with stride 2 throughout.
+ResNet (Johnson et al. 2016, as pix2pix's and CycleGAN's code build it): c7s1-64, d128, d256, N
+residual blocks R256, u128, u64, c7s1-3, reflection padding around the 7×7 and the residual 3×3
+convolutions.
 upsample="resize" replaces every transposed convolution of either generator by nearest-neighbour ×2
 upsampling then a 3×3 convolution (Odena et al. 2016: no checkerboard artifacts).
 """
@@ -38,7 +40,8 @@ def down(in_ch: int, out_ch: int, norm: bool) -> nn.Sequential:
 
 
 def up(in_ch: int, out_ch: int, dropout: float) -> nn.Sequential:
-    """Decoder block: ReLU, 4×4 stride-2 transposed conv, batch norm, optional dropout; doubles H and W."""
+    """Decoder block: ReLU, 4×4 stride-2 transposed conv, batch norm, optional dropout; doubles H
+    and W."""
     layers = [nn.ReLU(), nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False),
               nn.BatchNorm2d(out_ch)]
     return nn.Sequential(*layers, nn.Dropout(dropout)) if dropout > 0 else nn.Sequential(*layers)
@@ -48,17 +51,20 @@ UPSAMPLES = ("convtranspose", "resize")
 
 
 def resize_conv(in_ch: int, out_ch: int, bias: bool) -> list:
-    """Nearest-neighbour ×2, then a 3×3 conv: doubles H and W like a stride-2 transposed conv, but every
-    output pixel sees the same number of input pixels, so no checkerboard pattern."""
-    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=bias)]
+    """Nearest-neighbour ×2, then a 3×3 conv: doubles H and W like a stride-2 transposed conv, but
+    every output pixel sees the same number of input pixels, so no checkerboard pattern."""
+    return [nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=bias)]
 
 
 def resize_convs(block: nn.Sequential) -> nn.Sequential:
-    """block with each stride-2 transposed conv replaced by resize_conv (same widths, same bias rule)."""
+    """block with each stride-2 transposed conv replaced by resize_conv (same widths, same bias
+    rule)."""
     layers = []
     for layer in block:
         if isinstance(layer, nn.ConvTranspose2d):
-            layers += resize_conv(layer.in_channels, layer.out_channels, bias=layer.bias is not None)
+            layers += resize_conv(layer.in_channels, layer.out_channels,
+                                  bias=layer.bias is not None)
         else:
             layers.append(layer)
     return nn.Sequential(*layers)
@@ -68,13 +74,15 @@ class UNetGenerator(nn.Module):
     """Encoder-decoder with skips between mirrored layers; num_downs=8 is UNet-256."""
 
     def __init__(self, in_ch: int = 3, out_ch: int = 3, ngf: int = 64, num_downs: int = 8,
-                 dropout: float = 0.5, dropout_blocks: str = "paper", upsample: str = "convtranspose"):
+                 dropout: float = 0.5, dropout_blocks: str = "paper",
+                 upsample: str = "convtranspose"):
         super().__init__()
         assert num_downs >= 5, "UNet needs at least 5 downsamplings (C64-C128-C256-C512-C512)"
         widths = [ngf * min(2**i, 8) for i in range(num_downs)]  # 64, 128, 256, 512, 512, ...
         # Encoder. No norm on the first layer (paper) nor on the innermost one: at 1×1 with batch 1,
         # batch norm would zero the bottleneck. No bias where batch norm follows (it would cancel).
-        self.downs = nn.ModuleList([nn.Conv2d(in_ch, widths[0], 4, stride=2, padding=1, bias=False)])
+        self.downs = nn.ModuleList([nn.Conv2d(in_ch, widths[0], 4, stride=2, padding=1,
+                                              bias=False)])
         for i in range(1, num_downs):
             self.downs.append(down(widths[i - 1], widths[i], norm=i < num_downs - 1))
         # Decoder, innermost first. Every block but the first sees its input concatenated with the
@@ -86,10 +94,11 @@ class UNetGenerator(nn.Module):
         for j, i in enumerate(range(num_downs - 1, 0, -1)):
             in_width = widths[i] if j == 0 else 2 * widths[i]
             self.ups.append(up(in_width, widths[i - 1], dropout if j in dropped else 0.0))
-        self.final = nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * widths[0], out_ch, 4, stride=2, padding=1),
-                                   nn.Tanh())
+        self.final = nn.Sequential(
+            nn.ReLU(), nn.ConvTranspose2d(2 * widths[0], out_ch, 4, stride=2, padding=1), nn.Tanh())
         assert upsample in UPSAMPLES, f"upsample must be one of {UPSAMPLES}, got {upsample!r}"
-        if upsample == "resize":  # the same network with each transposed conv swapped, before the init
+        # the same network with each transposed conv swapped, before the init
+        if upsample == "resize":
             self.ups = nn.ModuleList(resize_convs(block) for block in self.ups)
             self.final = resize_convs(self.final)
         self.apply(init_weights)
@@ -100,19 +109,24 @@ class UNetGenerator(nn.Module):
         for block in self.downs:
             h = block(h)
             skips.append(h)  # (B, widths[i], H / 2^(i+1), W / 2^(i+1))
-        skips.pop()  # the bottleneck (B, 8·ngf, H / 2^num_downs, W / 2^num_downs) feeds the decoder directly
+        # the bottleneck (B, 8·ngf, H / 2^num_downs, W / 2^num_downs) feeds the decoder directly
+        skips.pop()
         for block in self.ups:
-            h = torch.cat([block(h), skips.pop()], dim=1)  # upsample, then join the mirrored encoder output
+            # upsample, then join the mirrored encoder output
+            h = torch.cat([block(h), skips.pop()], dim=1)
         return self.final(h)  # (B, out_ch, H, W) in [-1, 1]
 
 
 class ResidualBlock(nn.Module):
-    """x + (pad, 3×3 conv, norm, ReLU, [dropout], pad, 3×3 conv, norm)(x): the block learns a change."""
+    """x + (pad, 3×3 conv, norm, ReLU, [dropout], pad, 3×3 conv, norm)(x): the block learns a
+    change."""
 
     def __init__(self, width: int, norm, bias: bool, dropout: float):
         super().__init__()
-        layers = [nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3, bias=bias), norm(width), nn.ReLU()]
-        if dropout > 0:  # pix2pix's code keeps dropout in the ResNet blocks too (its --no_dropout is off)
+        layers = [nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3, bias=bias), norm(width),
+                  nn.ReLU()]
+        # pix2pix's code keeps dropout in the ResNet blocks too (its --no_dropout is off)
+        if dropout > 0:
             layers.append(nn.Dropout(dropout))
         layers += [nn.ReflectionPad2d(1), nn.Conv2d(width, width, 3, bias=bias), norm(width)]
         self.body = nn.Sequential(*layers)
@@ -122,23 +136,27 @@ class ResidualBlock(nn.Module):
 
 
 class ResNetGenerator(nn.Module):
-    """c7s1-ngf, d2ngf, d4ngf, n_blocks × R4ngf, u2ngf, ungf, c7s1-out_ch, Tanh; H and W divisible by 4.
+    """c7s1-ngf, d2ngf, d4ngf, n_blocks × R4ngf, u2ngf, ungf, c7s1-out_ch, Tanh; H and W divisible
+    by 4.
 
     norm="batch" is pix2pix's choice (convs before a norm have no bias: it would cancel);
     norm="instance" is CycleGAN's (non-affine, so those convs keep their bias).
     """
 
-    def __init__(self, in_ch: int = 3, out_ch: int = 3, ngf: int = 64, n_blocks: int = 9, dropout: float = 0.5,
-                 norm: str = "batch", upsample: str = "convtranspose"):
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, ngf: int = 64, n_blocks: int = 9,
+                 dropout: float = 0.5, norm: str = "batch", upsample: str = "convtranspose"):
         super().__init__()
         assert norm in ("batch", "instance"), f"norm must be batch or instance, got {norm!r}"
         assert upsample in UPSAMPLES, f"upsample must be one of {UPSAMPLES}, got {upsample!r}"
-        norm_layer = nn.BatchNorm2d if norm == "batch" else nn.InstanceNorm2d  # InstanceNorm2d: non-affine
+        # InstanceNorm2d: non-affine
+        norm_layer = nn.BatchNorm2d if norm == "batch" else nn.InstanceNorm2d
         bias = norm == "instance"
         self.encoder = nn.Sequential(
             nn.ReflectionPad2d(3), nn.Conv2d(in_ch, ngf, 7, bias=bias), norm_layer(ngf), nn.ReLU(),
-            nn.Conv2d(ngf, 2 * ngf, 3, stride=2, padding=1, bias=bias), norm_layer(2 * ngf), nn.ReLU(),
-            nn.Conv2d(2 * ngf, 4 * ngf, 3, stride=2, padding=1, bias=bias), norm_layer(4 * ngf), nn.ReLU())
+            nn.Conv2d(ngf, 2 * ngf, 3, stride=2, padding=1, bias=bias), norm_layer(2 * ngf),
+            nn.ReLU(),
+            nn.Conv2d(2 * ngf, 4 * ngf, 3, stride=2, padding=1, bias=bias), norm_layer(4 * ngf),
+            nn.ReLU())
         self.blocks = nn.Sequential(*[ResidualBlock(4 * ngf, norm_layer, bias, dropout)
                                       for _ in range(n_blocks)])
         decoder = []
@@ -146,8 +164,8 @@ class ResNetGenerator(nn.Module):
             if upsample == "resize":
                 decoder += resize_conv(width, width // 2, bias)
             else:
-                decoder.append(nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1,
-                                                  bias=bias))
+                decoder.append(nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1,
+                                                  output_padding=1, bias=bias))
             decoder += [norm_layer(width // 2), nn.ReLU()]
         self.decoder = nn.Sequential(*decoder)
         self.final = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_ch, 7), nn.Tanh())
@@ -164,8 +182,9 @@ class ResNetGenerator(nn.Module):
 def sampling_mode(generator: nn.Module, paper: bool = True):
     """Set G up for making images, then restore its training state.
 
-    paper=True is the paper's test-time behaviour: dropout stays on and batch norm uses the statistics
-    of the batch at hand, as during training (the running averages are neither used nor updated).
+    paper=True is the paper's test-time behaviour: dropout stays on and batch norm uses the
+    statistics of the batch at hand, as during training (the running averages are neither used nor
+    updated).
     paper=False is ordinary eval mode: no dropout, running statistics, deterministic output.
     """
     was_training = generator.training
@@ -186,7 +205,8 @@ def sampling_mode(generator: nn.Module, paper: bool = True):
 
 def translate(generator: nn.Module, sketch: torch.Tensor, paper: bool = True) -> torch.Tensor:
     """Sketches (B, 3, H, W) -> photos, as at test time. In paper mode each image runs alone, since
-    batch norm then normalizes with the batch's statistics and a photo must not depend on its neighbours."""
+    batch norm then normalizes with the batch's statistics and a photo must not depend on its
+    neighbours."""
     with sampling_mode(generator, paper):
         if paper:
             return torch.cat([generator(one[None]) for one in sketch])
@@ -196,12 +216,13 @@ def translate(generator: nn.Module, sketch: torch.Tensor, paper: bool = True) ->
 def fold_batchnorm(generator: nn.Module) -> nn.Module:
     """A copy of G for eval-mode sampling with every batch norm folded into the conv before it.
 
-    Eval-mode batch norm is an affine map per channel, y = (x - mean) / sqrt(var + eps) * gamma + beta, so
-    it merges into the preceding conv's weights and bias: the same outputs up to float rounding, one pass
-    over each activation fewer. Dropout (off in eval mode) is dropped too, so the copy computes eval-mode G
-    whatever its train() flag. Paper mode cannot use it: there batch norm needs each batch's statistics.
-    Works on any G whose batch norms follow their conv inside an nn.Sequential (UNet and ResNet here);
-    a norm it cannot fold (instance norm, or one not right after a conv) stays as it is.
+    Eval-mode batch norm is an affine map per channel, y = (x - mean) / sqrt(var + eps) * gamma +
+    beta, so it merges into the preceding conv's weights and bias: the same outputs up to float
+    rounding, one pass over each activation fewer. Dropout (off in eval mode) is dropped too, so the
+    copy computes eval-mode G whatever its train() flag. Paper mode cannot use it: there batch norm
+    needs each batch's statistics.
+    Works on any G whose batch norms follow their conv inside an nn.Sequential (UNet and ResNet
+    here); a norm it cannot fold (instance norm, or one not right after a conv) stays as it is.
     """
     folded = copy.deepcopy(generator).eval()
     _fold_children(folded)
@@ -209,7 +230,8 @@ def fold_batchnorm(generator: nn.Module) -> nn.Module:
 
 
 def _fold_children(module: nn.Module) -> None:
-    """Fold every nn.Sequential below module, at any depth (ModuleLists and residual blocks included)."""
+    """Fold every nn.Sequential below module, at any depth (ModuleLists and residual blocks
+    included)."""
     for name, child in module.named_children():
         if isinstance(child, nn.Sequential):
             child = _fold_block(child)
@@ -223,7 +245,8 @@ def _fold_block(block: nn.Sequential) -> nn.Sequential:
     for layer in layers:
         if isinstance(layer, nn.Dropout):
             continue
-        if isinstance(layer, nn.BatchNorm2d) and kept and isinstance(kept[-1], (nn.Conv2d, nn.ConvTranspose2d)):
+        if (isinstance(layer, nn.BatchNorm2d) and kept
+                and isinstance(kept[-1], (nn.Conv2d, nn.ConvTranspose2d))):
             kept[-1] = _fold_conv(kept[-1], layer)
             continue
         kept.append(layer)
@@ -246,13 +269,15 @@ def _fold_conv(conv: nn.Module, norm: nn.BatchNorm2d) -> nn.Module:
     return fused
 
 
-def for_inference(generator: nn.Module, paper: bool = True, channels_last: bool = True) -> nn.Module:
+def for_inference(generator: nn.Module, paper: bool = True,
+                  channels_last: bool = True) -> nn.Module:
     """G ready for fast sampling with translate() under torch.inference_mode().
 
-    Eval mode (paper=False) gets a copy with batch norm folded into the convs, in channels_last (NHWC)
-    layout unless told otherwise: together ~5% faster on a 2-core CPU (bench.py infer). Paper mode keeps G as it
-    is: its batch norm needs each image's statistics, and NHWC would change which units a seeded dropout
-    drops (masks are drawn in memory order), so a seed would no longer give the photo it gave before.
+    Eval mode (paper=False) gets a copy with batch norm folded into the convs, in channels_last
+    (NHWC) layout unless told otherwise: together ~5% faster on a 2-core CPU (bench.py infer). Paper
+    mode keeps G as it is: its batch norm needs each image's statistics, and NHWC would change which
+    units a seeded dropout drops (masks are drawn in memory order), so a seed would no longer give
+    the photo it gave before.
     """
     if paper:
         return generator

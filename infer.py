@@ -1,20 +1,24 @@
 """Turn sketches into photos with a trained generator.
 
-    python infer.py sketch.jpg                         # -> out/sketch.png, newest models/*/generator.pt
+    # -> out/sketch.png, newest models/*/generator.pt
+    python infer.py sketch.jpg
     python infer.py sketches/ more.png -o results --checkpoint models/edges2shoes/generator.pt
-    python infer.py sketch.jpg --eval                  # deterministic: no dropout, running statistics
+    # deterministic: no dropout, running statistics
+    python infer.py sketch.jpg --eval
     python infer.py sketch.jpg --pretrained edges2shoes  # the authors' weights, downloaded once
-    python infer.py sketch.jpg --fit false             # the sketch as it is: padded to square, resized
+    # the sketch as it is: padded to square, resized
+    python infer.py sketch.jpg --fit false
     python infer.py wide.png --native                  # run at the sketch's own resolution
 
 Inputs: a plain sketch of any size (black lines on white, grayscale or colour, JPEG or PNG), or an
-edges2shoes-style pair twice as wide as high, of which the input half is used. One PNG per input, of the
-input's own size (for a pair: of its input half).
-Fitting (default for plain sketches, not pairs): the drawing is found on the canvas (its dark pixels,
-specks ignored), cropped with the margin edges2shoes shoes have, padded to square, redrawn with one-pixel
-lines like the training edges, and the photo goes back at the drawing's place and size on white.
---fit false: the whole sketch is padded with white to a square and resized to the model's resolution;
-the padding is cropped from the photo, which is resized back to the sketch's size.
+edges2shoes-style pair twice as wide as high, of which the input half is used. One PNG per input, of
+the input's own size (for a pair: of its input half).
+Fitting (default for plain sketches, not pairs): the drawing is found on the canvas (its dark
+pixels, specks ignored), cropped with the margin edges2shoes shoes have, padded to square, redrawn
+with one-pixel lines like the training edges, and the photo goes back at the drawing's place and
+size on white.
+--fit false: the whole sketch is padded with white to a square and resized to the model's
+resolution; the padding is cropped from the photo, which is resized back to the sketch's size.
 --native: no padding and no resizing to the training size: the fully convolutional generator runs at
 the sketch's resolution rounded to a multiple of 2**num_downs. The model learned one scale, so at
 another its innermost layers see a different share of the shoe: expect other textures, blotches or
@@ -34,9 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 if __name__ == "__main__":
-    # Read once when torch loads OpenMP: idle threads sleep instead of spinning. On a CPU shared with other
-    # processes a spinning thread starves the working one: the 2-thread generator ran 2× (256×256) to 70×
-    # (64×64) slower (bench.py infer). An OMP_WAIT_POLICY set in the environment wins.
+    # Read once when torch loads OpenMP: idle threads sleep instead of spinning. On a CPU shared
+    # with other processes a spinning thread starves the working one: the 2-thread generator ran 2×
+    # (256×256) to 70× (64×64) slower (bench.py infer). An OMP_WAIT_POLICY set in the environment
+    # wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
@@ -50,22 +55,26 @@ from generator import for_inference, translate  # noqa: E402
 from save import PRETRAINED, load_generator, pretrained_checkpoint  # noqa: E402
 
 # Fitting a drawing to the training frame, as measured on edges2shoes-1k/train (1,000 HED edge maps,
-# 256×256): the gap between a shoe's longer side and the frame is 0.0156 of the frame per side (median;
-# 10th..90th percentile 0.004..0.037); the edges are one pixel wide (dark / thinned pixels = 1.005).
+# 256×256): the gap between a shoe's longer side and the frame is 0.0156 of the frame per side
+# (median; 10th..90th percentile 0.004..0.037); the edges are one pixel wide (dark / thinned pixels
+# = 1.005).
 SHOE_MARGIN = 0.0156  # per side, as a fraction of the square frame
 FIT_FRAME = 256  # the edges2shoes side: a fitted drawing is redrawn at this size, then resized
 DARK = 0.5  # gray level (0 black, 1 white) below which a pixel is ink
-SPECK_WINDOW = 1 / 64  # speck test window side, fraction of the sketch's longer side (at least 9 px):
+# speck test window side, fraction of the sketch's longer side (at least 9 px):
 # a 9-pixel window drops dark specks of up to 4 pixels (2×2 dust, JPEG noise) and keeps any line
+SPECK_WINDOW = 1 / 64
 # Neighbour offsets (dy, dx) P2..P9 of Zhang-Suen: clockwise from north.
 RING = [(-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1)]
 
 
 def find_checkpoint(models_dir: str = "models") -> Path:
-    """The most recently written generator.pt under models/, so infer.py works right after training."""
+    """The most recently written generator.pt under models/, so infer.py works right after
+    training."""
     found = sorted(Path(models_dir).glob("*/generator.pt"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise FileNotFoundError(f"{models_dir}/: no */generator.pt; train first (python train.py --demo) "
+        raise FileNotFoundError(f"{models_dir}/: no */generator.pt; train first "
+                                "(python train.py --demo) "
                                 f"or pass --checkpoint")
     return found[-1]
 
@@ -90,7 +99,8 @@ def collect_inputs(paths) -> tuple:
 # --- thinning (Zhang-Suen), shared with tools/edges.py ------------------------------------------
 
 def neighbours(image):
-    """{(dy, dx): image[y + dy, x + dx]} for the 8 neighbours, zeros outside the frame, one padding."""
+    """{(dy, dx): image[y + dy, x + dx]} for the 8 neighbours, zeros outside the frame, one
+    padding."""
     height, width = image.shape[-2:]
     padded = F.pad(image, (1, 1, 1, 1))
     return {(dy, dx): padded[..., 1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy, dx in RING}
@@ -112,7 +122,8 @@ def zhang_suen_step(edges, first_pass):
 
 def remove_staircases(edges):
     """Drop corner pixels of 4-connected steps, which 8-connectivity makes redundant."""
-    for (ay, ax), (by, bx) in [((0, -1), (1, 0)), ((1, 0), (0, 1)), ((0, 1), (-1, 0)), ((-1, 0), (0, -1))]:
+    for (ay, ax), (by, bx) in [((0, -1), (1, 0)), ((1, 0), (0, 1)), ((0, 1), (-1, 0)),
+                               ((-1, 0), (0, -1))]:
         # a pixel with both arms of a right angle set and the three opposite pixels empty: the arms
         # touch diagonally, and no pass removes an arm, so removing it never splits a line
         around = neighbours(edges)
@@ -146,7 +157,8 @@ class Prepared:
 
 
 def load_sketch(path, direction: str = "AtoB") -> tuple:
-    """(RGB image, is_pair): the input half of an AB pair (twice as wide as high), or the sketch itself."""
+    """(RGB image, is_pair): the input half of an AB pair (twice as wide as high), or the sketch
+    itself."""
     img = load_rgb(path)
     if img.width != 2 * img.height:
         return img, False
@@ -155,9 +167,9 @@ def load_sketch(path, direction: str = "AtoB") -> tuple:
 
 
 def ink_mask(img: Image.Image) -> torch.Tensor:
-    """Bool (H, W): the drawing's dark pixels, without specks. A pixel counts if its k×k window (k odd,
-    SPECK_WINDOW of the longer side) holds at least k//2 + 1 dark pixels, as any line through it or ending
-    in it does: specks smaller than that drop out, strokes keep their full length."""
+    """Bool (H, W): the drawing's dark pixels, without specks. A pixel counts if its k×k window (k
+    odd, SPECK_WINDOW of the longer side) holds at least k//2 + 1 dark pixels, as any line through
+    it or ending in it does: specks smaller than that drop out, strokes keep their full length."""
     gray = torch.from_numpy(np.asarray(img.convert("L"), dtype=np.float32) / 255)  # (H, W)
     dark = (gray < DARK).float()[None, None]  # (1, 1, H, W)
     k = max(9, round(max(img.size) * SPECK_WINDOW) // 2 * 2 + 1)
@@ -166,7 +178,8 @@ def ink_mask(img: Image.Image) -> torch.Tensor:
 
 
 def drawing_box(ink: torch.Tensor):
-    """(left, top, right, bottom) of the ink, right and bottom exclusive; None for a blank sketch."""
+    """(left, top, right, bottom) of the ink, right and bottom exclusive; None for a blank
+    sketch."""
     rows, cols = ink.any(dim=1).nonzero(), ink.any(dim=0).nonzero()
     if len(rows) == 0:
         return None
@@ -183,8 +196,9 @@ def fit_region(box) -> tuple:
 
 
 def normalise_strokes(ink: torch.Tensor, size: int = FIT_FRAME) -> torch.Tensor:
-    """Bool ink (1, 1, h, w) of a square crop -> bool (1, 1, size, size) of one-pixel lines, the width of
-    the training edges: resized so that no stroke vanishes (max-pooling down, bilinear up), then thinned."""
+    """Bool ink (1, 1, h, w) of a square crop -> bool (1, 1, size, size) of one-pixel lines, the
+    width of the training edges: resized so that no stroke vanishes (max-pooling down, bilinear up),
+    then thinned."""
     if ink.shape[-1] >= size:
         scaled = F.adaptive_max_pool2d(ink.float(), size) > 0
     else:
@@ -193,9 +207,9 @@ def normalise_strokes(ink: torch.Tensor, size: int = FIT_FRAME) -> torch.Tensor:
 
 
 def fit_sketch(img: Image.Image, image_size: int) -> tuple:
-    """(sketch (3, S, S), region) of a plain sketch: the drawing cropped with the shoes' margin, padded to
-    square, redrawn with one-pixel lines at FIT_FRAME and resized to image_size as training resized the
-    edge maps; None for a blank sketch (nothing to fit)."""
+    """(sketch (3, S, S), region) of a plain sketch: the drawing cropped with the shoes' margin,
+    padded to square, redrawn with one-pixel lines at FIT_FRAME and resized to image_size as
+    training resized the edge maps; None for a blank sketch (nothing to fit)."""
     ink = ink_mask(img)
     box = drawing_box(ink)
     if box is None:
@@ -208,15 +222,17 @@ def fit_sketch(img: Image.Image, image_size: int) -> tuple:
     lines = normalise_strokes(crop[None, None])[0, 0]  # (FIT_FRAME, FIT_FRAME)
     drawn = Image.fromarray(np.where(lines.numpy(), 0, 255).astype(np.uint8)).convert("RGB")
     if drawn.size != (image_size, image_size):
-        drawn = drawn.resize((image_size, image_size), Image.BICUBIC)  # as PairDataset resizes edge maps
+        # as PairDataset resizes edge maps
+        drawn = drawn.resize((image_size, image_size), Image.BICUBIC)
     return to_tensor(drawn), region
 
 
 def prepare_sketch(path, image_size: int, direction: str = "AtoB", fit: bool = True,
                    native_multiple: int = 0) -> Prepared:
-    """Load one input for the generator. fit: crop a plain sketch to its drawing and redraw its lines
-    (pairs are never fitted: they are training-like already). native_multiple > 0: run at the input's own
-    size rounded to a multiple of it (no padding). Otherwise: pad to square with white, resize."""
+    """Load one input for the generator. fit: crop a plain sketch to its drawing and redraw its
+    lines (pairs are never fitted: they are training-like already). native_multiple > 0: run at the
+    input's own size rounded to a multiple of it (no padding). Otherwise: pad to square with white,
+    resize."""
     img, is_pair = load_sketch(path, direction)
     width, height = img.size
     if native_multiple:
@@ -237,14 +253,15 @@ def prepare_sketch(path, image_size: int, direction: str = "AtoB", fit: bool = T
 
 
 def put_back(photo: Image.Image, prepared: Prepared) -> Image.Image:
-    """The generated photo placed where its sketch came from, in an image of the input's size: the part
-    over the input's area resized to it, white where the photo does not reach."""
+    """The generated photo placed where its sketch came from, in an image of the input's size: the
+    part over the input's area resized to it, white where the photo does not reach."""
     x0, y0, region_w, region_h = prepared.region
     width, height = prepared.size
     left, top = max(x0, 0), max(y0, 0)
     right, bottom = min(x0 + region_w, width), min(y0 + region_h, height)
     scale_x, scale_y = photo.width / region_w, photo.height / region_h
-    box = ((left - x0) * scale_x, (top - y0) * scale_y, (right - x0) * scale_x, (bottom - y0) * scale_y)
+    box = ((left - x0) * scale_x, (top - y0) * scale_y, (right - x0) * scale_x,
+           (bottom - y0) * scale_y)
     part = photo.resize((right - left, bottom - top), Image.BICUBIC, box=box)
     if part.size == prepared.size:
         return part
@@ -254,7 +271,8 @@ def put_back(photo: Image.Image, prepared: Prepared) -> Image.Image:
 
 
 def generate(model, batch: list, device, paper: bool) -> list:
-    """Photos (PIL, at the inputs' sizes) of a list of Prepared inputs that share one tensor size."""
+    """Photos (PIL, at the inputs' sizes) of a list of Prepared inputs that share one tensor
+    size."""
     sketches = torch.stack([prepared.sketch for prepared in batch]).to(device)  # (B, 3, H, W)
     with torch.inference_mode():
         fake_photos = translate(model, sketches, paper=paper)
@@ -271,17 +289,22 @@ def main(argv=None) -> int:
     which.add_argument("--pretrained", choices=PRETRAINED, metavar="NAME",
                        help=f"the authors' weights, fetched once: {', '.join(PRETRAINED)}")
     parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the dropout noise in paper mode")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for the dropout noise in paper mode")
     parser.add_argument("--fit", **{**SWITCH, "default": None},
-                        help="crop a plain sketch to its drawing, redraw its lines like the training edges, "
+                        help="crop a plain sketch to its drawing, "
+                             "redraw its lines like the training edges, "
                              "put the photo back in place (default: true, false with --native)")
     parser.add_argument("--native", **SWITCH,
-                        help="run at the sketch's own resolution rounded to a multiple of 2**num_downs, "
+                        help="run at the sketch's own resolution "
+                             "rounded to a multiple of 2**num_downs, "
                              "not at the training size (another scale than trained: other quality)")
     parser.add_argument("--batch_size", type=int, default=16,
-                        help="eval mode: same-size inputs per generator call (paper mode runs one at a time)")
+                        help="eval mode: same-size inputs per generator call (paper mode runs one "
+                             "at a time)")
     add_device_flag(parser)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default, one per core)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads (0: torch's default, one per core)")
     args = parser.parse_args(argv)
     if args.native and args.fit:
         parser.error("--native runs the whole sketch at its own size; it excludes --fit true")
@@ -296,7 +319,8 @@ def main(argv=None) -> int:
                       else Path(args.checkpoint) if args.checkpoint else find_checkpoint())
         generator, cfg = load_generator(checkpoint)
         generator.to(device)
-        # Eval mode: batch norm folded into the convs, NHWC; paper mode: G as it is (see for_inference).
+        # Eval mode: batch norm folded into the convs, NHWC; paper mode: G as it is (see
+        # for_inference).
         model = for_inference(generator, paper=paper)
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -307,7 +331,8 @@ def main(argv=None) -> int:
     for problem in problems:
         print(f"infer.py: error: {problem}", file=sys.stderr)
     failed = len(problems)
-    batch_size = 1 if paper else args.batch_size  # paper mode: batch statistics must be each image's own
+    # paper mode: batch statistics must be each image's own
+    batch_size = 1 if paper else args.batch_size
     pending = {}  # tensor shape -> [(path, Prepared)], run when batch_size have gathered
 
     def run(group):
@@ -341,7 +366,8 @@ def main(argv=None) -> int:
     for group in pending.values():
         run(group)
     if failed:  # the bad ones are named on stderr, one line each; the count goes with the outputs
-        print(f"{failed} of {len(files) + len(problems)} inputs failed; the others are in {out_dir}")
+        print(f"{failed} of {len(files) + len(problems)} inputs failed; the others are in "
+              f"{out_dir}")
     return 2 if failed else 0
 
 

@@ -46,7 +46,8 @@ FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "generator", "resnet
 
 def atomic_write(path, write) -> None:
     """write(file) into a temporary file in the same folder, fsync, then rename it over path:
-    readers see the old file or the new one, never a partial write (a full disk or a kill included)."""
+    readers see the old file or the new one, never a partial write (a full disk or a kill
+    included)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -181,8 +182,9 @@ def build_generator(cfg: Config) -> torch.nn.Module:
     if cfg.generator == "resnet":
         return ResNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, n_blocks=cfg.resnet_blocks,
                                dropout=cfg.dropout, norm=cfg.norm_g, upsample=cfg.upsample)
-    return UNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs, dropout=cfg.dropout,
-                         dropout_blocks=cfg.dropout_blocks, upsample=cfg.upsample)
+    return UNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs,
+                         dropout=cfg.dropout, dropout_blocks=cfg.dropout_blocks,
+                         upsample=cfg.upsample)
 
 
 def build_discriminator(cfg: Config) -> PatchDiscriminator:
@@ -198,7 +200,8 @@ def load_generator(path) -> tuple:
     try:
         generator.load_state_dict(ckpt["generator"])
     except RuntimeError as e:
-        raise ValueError(f"{path}: generator weights do not match its config ({str(e).splitlines()[0]})") from None
+        raise ValueError(f"{path}: generator weights do not match its config "
+                         f"({str(e).splitlines()[0]})") from None
     return generator, ckpt["config"]
 
 
@@ -424,7 +427,8 @@ def convert_authors_generator(state_dict, **config_fields) -> tuple:
     ours cat([upsampled, encoder output]), so each transposed conv after a join gets its input
     channel halves swapped. Their skip carries LeakyReLU(encoder output) (an in-place LeakyReLU),
     which the ReLU that follows makes the same. ngf and num_downs are read from the shapes, dropout
-    sits where they trained it (dropout_blocks="authors_pytorch"). A misfit is one ValueError line."""
+    sits where they trained it (dropout_blocks="authors_pytorch"). A misfit is one ValueError
+    line."""
     if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
         raise ValueError("not a state dict of tensors")
     first = state_dict.get("model.model.0.weight")

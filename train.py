@@ -3,7 +3,8 @@
     python -m tools.demo && python train.py --demo        # synthetic shoes, a few minutes on a CPU
     python train.py --data_dir data/edges2shoes              # the paper's edges2shoes schedule
     python train.py --data_dir data/edges2shoes --resume true   # continue after a crash or Ctrl-C
-    python train.py --system wgan-gp --spectral_norm true    # another system: config.SYSTEMS, flags still win
+    # another system: config.SYSTEMS, flags still win
+    python train.py --system wgan-gp --spectral_norm true
 
 Every field of config.py is a flag. The run writes models/<name>/{config.json, log.jsonl,
 curves.png, last.pt, generator.pt} and samples/<name>/epoch_NNN.png (sketch | generated | real).
@@ -90,15 +91,19 @@ def lr_factor(epoch: int, cfg: Config) -> float:
 
 
 def loss_d_of(gan_loss: str, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
-    """D's (the critic's) loss on its logits for real and fake pairs, without any gradient penalty."""
+    """D's (the critic's) loss on its logits for real and fake pairs, without any gradient
+    penalty."""
     if gan_loss == "bce":  # real -> 1, fake -> 0; halved, as in the paper, to slow D relative to G
         return 0.5 * (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
-                      + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
-    logits_real, logits_fake = logits_real.float(), logits_fake.float()  # means in fp32 under autocast
+                      + F.binary_cross_entropy_with_logits(logits_fake,
+                                                           torch.zeros_like(logits_fake)))
+    # means in fp32 under autocast
+    logits_real, logits_fake = logits_real.float(), logits_fake.float()
     if gan_loss == "lsgan":  # least squares to the same targets (Mao et al. 2017), halved like bce
         return 0.5 * (F.mse_loss(logits_real, torch.ones_like(logits_real))
                       + F.mse_loss(logits_fake, torch.zeros_like(logits_fake)))
-    if gan_loss == "hinge":  # real pushed above +1, fake below -1 (Lim & Ye 2017; Miyato et al. 2018)
+    # real pushed above +1, fake below -1 (Lim & Ye 2017; Miyato et al. 2018)
+    if gan_loss == "hinge":
         return F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
     if gan_loss == "wgan-gp":  # the critic's estimate of -W(real, fake): fake scores down, real up
         return logits_fake.mean() - logits_real.mean()
@@ -114,30 +119,35 @@ def loss_g_gan_of(gan_loss: str, logits_fake: torch.Tensor) -> torch.Tensor:
     return -logits_fake.float().mean()  # hinge and wgan-gp: raise the critic's score of the fake
 
 
-def gradient_penalty(D, real_pair: torch.Tensor, fake_pair: torch.Tensor, scaler, autocast) -> torch.Tensor:
+def gradient_penalty(D, real_pair: torch.Tensor, fake_pair: torch.Tensor, scaler,
+                     autocast) -> torch.Tensor:
     """WGAN-GP's penalty E[(‖∇ₓ D(x̂)‖₂ - 1)²] (Gulrajani et al. 2017) on x̂ = ε·real + (1 - ε)·fake
-    pairs, one ε ~ U(0, 1) per sample. D(x̂) of a sample is the mean of its patch scores, the value the losses use;
-    the gradient is taken w.r.t. the whole pair (sketch and photo channels). create_graph=True keeps the
-    gradient differentiable, so the penalty's own backward reaches D's weights (a double backward)."""
-    D = getattr(D, "_orig_mod", D)  # torch.compile does not support double backward: the plain module
+    pairs, one ε ~ U(0, 1) per sample. D(x̂) of a sample is the mean of its patch scores, the value
+    the losses use; the gradient is taken w.r.t. the whole pair (sketch and photo channels).
+    create_graph=True keeps the gradient differentiable, so the penalty's own backward reaches D's
+    weights (a double backward)."""
+    # torch.compile does not support double backward: the plain module
+    D = getattr(D, "_orig_mod", D)
     eps = torch.rand(real_pair.shape[0], 1, 1, 1, device=real_pair.device, dtype=real_pair.dtype)
     mixed = (eps * real_pair + (1 - eps) * fake_pair.detach()).requires_grad_(True)  # (B, 6, H, W)
     with autocast:
-        scores = D(mixed).float().flatten(1).mean(1)  # (B,) one score per sample: samples do not mix
-    # Under fp16 the GradScaler scales the loss; scale here too, then unscale, so small gradients survive.
+        # (B,) one score per sample: samples do not mix
+        scores = D(mixed).float().flatten(1).mean(1)
+    # Under fp16 the GradScaler scales the loss; scale here too, then unscale, so small gradients
+    # survive.
     (grad,) = torch.autograd.grad(scaler.scale(scores.sum()), mixed, create_graph=True)
     grad = grad.float() / scaler.get_scale() if scaler.is_enabled() else grad.float()
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
-def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autocast, gan_loss: str = "bce",
-             lambda_gp: float = 10.0, n_critic: int = 1, perceptual=None,
+def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autocast,
+             gan_loss: str = "bce", lambda_gp: float = 10.0, n_critic: int = 1, perceptual=None,
              lambda_perceptual: float = 0.0) -> torch.Tensor:
     """One iteration: n_critic D steps on the real and the detached fake pair, then G on GAN + λ·L1
-    (+ λ_perceptual · VGG distance when perceptual is given). The critic steps reuse this batch and this
-    fake: G does not change between them, so a new fake would differ only by its dropout masks.
-    Returns the losses (D, G_gan, G_l1) detached and still on the device: reading them would sync. With
-    n_critic > 1, D is the mean over the critic steps; for wgan-gp it includes λ_gp·penalty."""
+    (+ λ_perceptual · VGG distance when perceptual is given). The critic steps reuse this batch and
+    this fake: G does not change between them, so a new fake would differ only by its dropout masks.
+    Returns the losses (D, G_gan, G_l1) detached and still on the device: reading them would sync.
+    With n_critic > 1, D is the mean over the critic steps; for wgan-gp it includes λ_gp·penalty."""
     # --- D steps. The fake is detached: these steps train D only.
     loss_d_sum = 0.0
     for k in range(n_critic):
@@ -148,8 +158,10 @@ def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autoca
             logits_fake = D(torch.cat([sketch, fake_photo.detach()], dim=1))
             loss_d = loss_d_of(gan_loss, logits_real, logits_fake)
         if gan_loss == "wgan-gp":
-            real_pair, fake_pair = torch.cat([sketch, photo], dim=1), torch.cat([sketch, fake_photo], dim=1)
-            loss_d = loss_d + lambda_gp * gradient_penalty(D, real_pair, fake_pair, scaler, autocast)
+            real_pair, fake_pair = (torch.cat([sketch, photo], dim=1),
+                                    torch.cat([sketch, fake_photo], dim=1))
+            loss_d = loss_d + lambda_gp * gradient_penalty(D, real_pair, fake_pair, scaler,
+                                                           autocast)
         opt_d.zero_grad(set_to_none=True)
         scaler.scale(loss_d).backward()
         scaler.step(opt_d)
@@ -160,7 +172,8 @@ def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autoca
 
     # --- G step: fool D, and stay close to the target in L1 (and in VGG features).
     D.requires_grad_(False)  # gradients flow through D to G, but D's own are not needed...
-    with autocast, getattr(D, "no_sync", nullcontext)():  # ...nor averaged across processes under DDP
+    # ...nor averaged across processes under DDP
+    with autocast, getattr(D, "no_sync", nullcontext)():
         logits_fake = D(torch.cat([sketch, fake_photo], dim=1))
         loss_g_gan = loss_g_gan_of(gan_loss, logits_fake)
         loss_g_l1 = F.l1_loss(fake_photo.float(), photo)
@@ -431,7 +444,8 @@ def main(cfg: Config) -> dict:
         else torch.contiguous_format
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed + rank)  # the jitter's crops and flips when num_workers is 0
-    aug_rng = torch.Generator(device)  # sketch_aug: reseeded from (seed, rank, step), resumes exactly
+    # sketch_aug: reseeded from (seed, rank, step), resumes exactly
+    aug_rng = torch.Generator(device)
     torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
     run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
     last_path = run_dir / "last.pt"
@@ -496,8 +510,8 @@ def main(cfg: Config) -> dict:
                 if cfg.compile and cfg.compile_mode == "reduce-overhead":
                     torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step begins
                 losses = gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch, photo,
-                                  cfg.lambda_l1, autocast, cfg.gan_loss, cfg.lambda_gp, cfg.n_critic,
-                                  perceptual, cfg.lambda_perceptual)
+                                  cfg.lambda_l1, autocast, cfg.gan_loss, cfg.lambda_gp,
+                                  cfg.n_critic, perceptual, cfg.lambda_perceptual)
                 meter.add(losses)
                 step += 1
                 last_in_epoch = batch == batches_per_epoch - 1

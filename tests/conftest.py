@@ -1,4 +1,5 @@
-"""Shared test helpers: small synthetic pair folders in tmp dirs, tiny configs. No download, no ../shared."""
+"""Shared test helpers: small synthetic pair folders in tmp dirs, tiny configs. No download, no
+../shared."""
 
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ from config import Config  # noqa: E402
 
 
 def make_pairs(folder, n: int, size: int = 64, seed: int = 0) -> Path:
-    """n side-by-side pairs: left an outline (black on white), right the same shape filled in colour."""
+    """n side-by-side pairs: left an outline (black on white), right the same shape filled in
+    colour."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -41,7 +43,8 @@ def pairs_dir(tmp_path) -> Path:
 
 def tiny_config(tmp_path, data_dir, **overrides) -> Config:
     """A config small enough for a CPU test: 64×64, a 6-level UNet with 8 base filters."""
-    values = dict(data_dir=str(data_dir), image_size=64, num_downs=6, ngf=8, ndf=8, batch_size=4, epochs=1,
-                  num_workers=0, models_dir=str(tmp_path / "models"), samples_dir=str(tmp_path / "samples"),
-                  name="test", device="cpu", log_every=2, n_samples=2, val_images=4)
+    values = dict(data_dir=str(data_dir), image_size=64, num_downs=6, ngf=8, ndf=8, batch_size=4,
+                  epochs=1, num_workers=0, models_dir=str(tmp_path / "models"),
+                  samples_dir=str(tmp_path / "samples"), name="test", device="cpu", log_every=2,
+                  n_samples=2, val_images=4)
     return Config(**{**values, **overrides})

@@ -3,8 +3,8 @@
     python -m pytest -q tests/test_cuda.py
 
 A few steps of the full UNet-256 at 256×256 in bf16 and channels_last, eager, compiled and with CUDA
-graphs; fp16 with the GradScaler; losses against fp32; a checkpoint written on the GPU resumed there and
-loaded on the CPU; infer.py on CUDA against the CPU; a one-process torchrun on NCCL.
+graphs; fp16 with the GradScaler; losses against fp32; a checkpoint written on the GPU resumed there
+and loaded on the CPU; infer.py on CUDA against the CPU; a one-process torchrun on NCCL.
 """
 
 import copy
@@ -27,8 +27,10 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 CUDA = torch.device("cuda")
 
 
-def full_size_step_setup(precision: str, channels_last: bool, compile_mode: str = "off", batch: int = 4):
-    """The paper's G and D at 256×256 on the GPU, with a fixed random batch; same init for every call."""
+def full_size_step_setup(precision: str, channels_last: bool, compile_mode: str = "off",
+                         batch: int = 4):
+    """The paper's G and D at 256×256 on the GPU, with a fixed random batch; same init for every
+    call."""
     cfg = Config(device="cuda")
     torch.manual_seed(0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -37,15 +39,18 @@ def full_size_step_setup(precision: str, channels_last: bool, compile_mode: str 
     opt_g, opt_d = train.make_optimizers(G, D, cfg, CUDA)
     _, autocast, scaler = train.mixed_precision(precision, CUDA)
     generator = torch.Generator().manual_seed(1)
-    sketch = (torch.rand(batch, 3, 256, 256, generator=generator) * 2 - 1).to(CUDA, memory_format=memory_format)
-    photo = (torch.rand(batch, 3, 256, 256, generator=generator) * 2 - 1).to(CUDA, memory_format=memory_format)
+    sketch = (torch.rand(batch, 3, 256, 256, generator=generator) * 2 - 1).to(
+        CUDA, memory_format=memory_format)
+    photo = (torch.rand(batch, 3, 256, 256, generator=generator) * 2 - 1).to(
+        CUDA, memory_format=memory_format)
     G_train, D_train = G, D
     if compile_mode != "off":
         G_train = torch.compile(G, dynamic=False, mode=compile_mode)
         D_train = torch.compile(D, dynamic=False, mode=compile_mode)
 
     def step():
-        return train.gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch, photo, cfg.lambda_l1, autocast)
+        return train.gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch, photo, cfg.lambda_l1,
+                              autocast)
     return step, scaler
 
 
@@ -90,14 +95,15 @@ def test_fp16_uses_the_grad_scaler(fp32_losses):
 
 def run(args, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=600,
-                          cwd=ROOT, env=env, **kwargs)
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT, env=env, **kwargs)
 
 
 def test_gpu_checkpoint_resumes_on_the_gpu_and_loads_on_the_cpu(tmp_path, pairs_dir):
     cfg = tiny_config(tmp_path, pairs_dir, device="cuda", epochs=1, batch_size=4)
     assert train.main(cfg)["step"] == 4
-    resumed = train.main(tiny_config(tmp_path, pairs_dir, device="cuda", epochs=2, batch_size=4, resume=True))
+    resumed = train.main(tiny_config(tmp_path, pairs_dir, device="cuda", epochs=2, batch_size=4,
+                                     resume=True))
     assert resumed["step"] == 8
     G_cpu, cfg_saved = save.load_generator(tmp_path / "models/test/generator.pt")  # on the CPU
     assert cfg_saved.device == "cuda"
@@ -115,7 +121,8 @@ def test_infer_on_cuda_matches_the_cpu(tmp_path, pairs_dir):
     outputs = {}
     for device in ("cpu", "cuda"):
         out = tmp_path / f"out_{device}"
-        result = run(["infer.py", sketches, "-o", out, "--checkpoint", checkpoint, "--eval", "--device", device])
+        result = run(["infer.py", sketches, "-o", out, "--checkpoint", checkpoint, "--eval",
+                      "--device", device])
         assert result.returncode == 0, result.stderr
         outputs[device] = [np.asarray(Image.open(p), dtype=int) for p in sorted(out.glob("*.png"))]
     assert len(outputs["cuda"]) == 3
@@ -125,9 +132,10 @@ def test_infer_on_cuda_matches_the_cpu(tmp_path, pairs_dir):
 
 def test_one_process_torchrun_on_nccl(tmp_path, pairs_dir):
     args = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", "train.py",
-            f"--data_dir={pairs_dir}", f"--models_dir={tmp_path / 'models'}", f"--samples_dir={tmp_path / 'samples'}",
-            "--name=test", "--device=cuda", "--image_size=64", "--num_downs=6", "--ngf=8", "--ndf=8",
-            "--batch_size=4", "--epochs=1", "--num_workers=0", "--log_every=2", "--n_samples=2", "--val_images=4"]
+            f"--data_dir={pairs_dir}", f"--models_dir={tmp_path / 'models'}",
+            f"--samples_dir={tmp_path / 'samples'}", "--name=test", "--device=cuda",
+            "--image_size=64", "--num_downs=6", "--ngf=8", "--ndf=8", "--batch_size=4",
+            "--epochs=1", "--num_workers=0", "--log_every=2", "--n_samples=2", "--val_images=4"]
     result = run(args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "× 1 process" in result.stdout
@@ -136,8 +144,8 @@ def test_one_process_torchrun_on_nccl(tmp_path, pairs_dir):
 
 
 def test_the_training_step_does_not_sync_with_the_host():
-    # a host sync inside the step would stall the launch queue: with sync debug mode set to error, any
-    # implicit synchronization (a .item(), a bool of a tensor) in gan_step raises
+    # a host sync inside the step would stall the launch queue: with sync debug mode set to error,
+    # any implicit synchronization (a .item(), a bool of a tensor) in gan_step raises
     step, _ = full_size_step_setup("bf16", True, batch=1)
     step()  # warm up: cuDNN autotuning may sync legitimately on first use
     torch.cuda.set_sync_debug_mode("error")

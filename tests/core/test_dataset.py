@@ -1,4 +1,5 @@
-"""Pairs are split, converted and jittered correctly, and bad folders fail with one clear message."""
+"""Pairs are split, converted and jittered correctly, and bad folders fail with one clear
+message."""
 
 import random
 
@@ -66,7 +67,8 @@ def test_jitter_applies_the_same_crop_and_flip_to_both_halves(tmp_path):
 def test_wrong_aspect_ratio_names_the_file(tmp_path):
     two_halves(tmp_path / "good.png")
     Image.new("RGB", (50, 40)).save(tmp_path / "square.png")
-    with pytest.raises(ValueError, match=r"1 of 2 files.*square\.png: expected a side-by-side pair.*50×40"):
+    with pytest.raises(ValueError,
+                       match=r"1 of 2 files.*square\.png: expected a side-by-side pair.*50×40"):
         PairDataset(tmp_path)
 
 
@@ -81,7 +83,8 @@ def test_unreadable_zero_byte_and_oversized_files_are_reported(tmp_path):
     two_halves(tmp_path / "good.png")
     (tmp_path / "text.jpg").write_text("not an image")
     (tmp_path / "zero.png").write_bytes(b"")
-    Image.new("1", (16000, 8000)).save(tmp_path / "bomb.png")  # a few KB on disk, 128 M pixels decoded
+    # a few KB on disk, 128 M pixels decoded
+    Image.new("1", (16000, 8000)).save(tmp_path / "bomb.png")
     with pytest.raises(ValueError) as error:
         PairDataset(tmp_path)
     message = str(error.value)
@@ -90,7 +93,8 @@ def test_unreadable_zero_byte_and_oversized_files_are_reported(tmp_path):
 
 
 def test_only_plain_image_formats_are_decoded(tmp_path):
-    Image.new("RGB", (64, 32)).save(tmp_path / "pair.eps")  # PostScript: PIL would hand it to Ghostscript
+    # PostScript: PIL would hand it to Ghostscript
+    Image.new("RGB", (64, 32)).save(tmp_path / "pair.eps")
     (tmp_path / "pair.eps").rename(tmp_path / "pair.png")
     with pytest.raises(ValueError, match="pair.png: not a readable image"):
         PairDataset(tmp_path)
@@ -100,7 +104,8 @@ def test_a_file_that_fails_to_decode_mid_epoch_is_skipped_with_a_warning(tmp_pat
     two_halves(tmp_path / "1.png", left=(255, 0, 0))
     two_halves(tmp_path / "2.png", left=(0, 255, 0))
     data = PairDataset(tmp_path, image_size=32)
-    (tmp_path / "1.png").write_bytes((tmp_path / "1.png").read_bytes()[:60])  # truncated after the scan
+    # truncated after the scan
+    (tmp_path / "1.png").write_bytes((tmp_path / "1.png").read_bytes()[:60])
     with pytest.warns(UserWarning, match="1.png"):
         sketch, _ = data[0]
     assert torch.allclose(sketch[:, 0, 0], torch.tensor([-1.0, 1.0, -1.0]))  # the next file's green

@@ -1,4 +1,5 @@
-"""Several processes and hard faults: DDP on CPU (gloo), kill -9 and Ctrl-C of a real training process."""
+"""Several processes and hard faults: DDP on CPU (gloo), kill -9 and Ctrl-C of a real training
+process."""
 
 import json
 import os
@@ -35,7 +36,8 @@ def ddp_worker(rank: int, world_size: int, port: int, cfg_dict: dict, out_dir: s
     saves = []
     real_translate, real_save = train.translate, train.save_checkpoint
 
-    def translate(G, sketch, paper=True):  # every rank validates with its own G: keep a copy of its weights
+    # every rank validates with its own G: keep a copy of its weights
+    def translate(G, sketch, paper=True):
         torch.save({k: v.clone() for k, v in G.state_dict().items()}, f"{out_dir}/rank{rank}.pt")
         return real_translate(G, sketch, paper)
 
@@ -50,9 +52,11 @@ def ddp_worker(rank: int, world_size: int, port: int, cfg_dict: dict, out_dir: s
 
 
 def parameters(state: dict) -> dict:
-    """A state dict without batch norm's running statistics: those are each rank's own (DDP broadcasts
-    rank 0's at the next forward), and their unbiased variance depends on the per-process batch size."""
-    return {k: v for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    """A state dict without batch norm's running statistics: those are each rank's own (DDP
+    broadcasts rank 0's at the next forward), and their unbiased variance depends on the per-process
+    batch size."""
+    return {k: v for k, v in state.items()
+            if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
 
 
 def read_log(run_dir) -> list:
@@ -62,29 +66,36 @@ def read_log(run_dir) -> list:
 def test_two_processes_hold_identical_weights_and_write_one_checkpoint(tmp_path, pairs_dir):
     cfg = tiny_config(tmp_path, pairs_dir, batch_size=2, log_every=1)
     mp.spawn(ddp_worker, args=(2, free_port(), cfg.to_dict(), str(tmp_path)), nprocs=2)
-    # Each rank saw different images, so only the gradient all-reduce can keep the weights equal. (Batch norm
-    # running statistics are each rank's own until DDP broadcasts rank 0's at the next forward.)
-    rank0, rank1 = (parameters(torch.load(tmp_path / f"rank{r}.pt", weights_only=True)) for r in (0, 1))
+    # Each rank saw different images, so only the gradient all-reduce can keep the weights equal.
+    # (Batch norm running statistics are each rank's own until DDP broadcasts rank 0's at the next
+    # forward.)
+    rank0, rank1 = (parameters(torch.load(tmp_path / f"rank{r}.pt", weights_only=True))
+                    for r in (0, 1))
     for name, tensor in rank0.items():
         assert torch.equal(tensor, rank1[name]), f"ranks disagree on {name}"
     fresh = save.build_generator(cfg).state_dict()
     assert not torch.equal(rank0["final.1.weight"], fresh["final.1.weight"])  # and they did train
     results = [json.loads((tmp_path / f"result{r}.json").read_text()) for r in (0, 1)]
     assert results[0]["step"] == results[1]["step"] == 4  # 16 pairs / (2 processes × 2 images)
-    assert results[0]["saves"] == [4] and results[1]["saves"] == []  # one checkpoint, written by rank 0
-    assert save.load_checkpoint(tmp_path / "models/test/last.pt")["generator"].keys() >= rank0.keys()
+    # one checkpoint, written by rank 0
+    assert results[0]["saves"] == [4] and results[1]["saves"] == []
+    assert (save.load_checkpoint(tmp_path / "models/test/last.pt")["generator"].keys()
+            >= rank0.keys())
 
 
 def test_two_processes_match_one_process_on_the_same_total_batch(tmp_path):
-    # Batch norm per process equals batch norm over the whole batch only when it sees the same statistics;
-    # with identical pairs it does, which isolates the rest: sharding, gradient averaging, loss logging.
-    # (SyncBatchNorm, which makes this hold for any data, only runs on GPUs.)
+    # Batch norm per process equals batch norm over the whole batch only when it sees the same
+    # statistics; with identical pairs it does, which isolates the rest: sharding, gradient
+    # averaging, loss logging. (SyncBatchNorm, which makes this hold for any data, only runs on
+    # GPUs.)
     make_pairs(tmp_path / "data/train", 1, seed=5)
     for i in range(2, 17):
         shutil.copy(tmp_path / "data/train/1_AB.png", tmp_path / f"data/train/{i}_AB.png")
-    single = tiny_config(tmp_path / "one", tmp_path / "data", batch_size=4, dropout=0.0, log_every=1)
+    single = tiny_config(tmp_path / "one", tmp_path / "data", batch_size=4, dropout=0.0,
+                         log_every=1)
     train.main(single)
-    double = tiny_config(tmp_path / "two", tmp_path / "data", batch_size=2, dropout=0.0, log_every=1)
+    double = tiny_config(tmp_path / "two", tmp_path / "data", batch_size=2, dropout=0.0,
+                         log_every=1)
     mp.spawn(ddp_worker, args=(2, free_port(), double.to_dict(), str(tmp_path)), nprocs=2)
     one, two = read_log(tmp_path / "one/models/test"), read_log(tmp_path / "two/models/test")
     steps_one, steps_two = [r for r in one if "loss_d" in r], [r for r in two if "loss_d" in r]
@@ -92,10 +103,12 @@ def test_two_processes_match_one_process_on_the_same_total_batch(tmp_path):
     for a, b in zip(steps_one, steps_two):
         for key in ("loss_d", "loss_g_gan", "loss_g_l1"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (key, a, b)
-    single_weights = parameters(save.load_checkpoint(tmp_path / "one/models/test/last.pt")["generator"])
+    single_weights = parameters(
+        save.load_checkpoint(tmp_path / "one/models/test/last.pt")["generator"])
     ddp_weights = torch.load(tmp_path / "rank0.pt", weights_only=True)
     for name, tensor in single_weights.items():
-        assert torch.allclose(tensor, ddp_weights[name], atol=1e-5), f"DDP and single process differ on {name}"
+        assert torch.allclose(tensor, ddp_weights[name], atol=1e-5), (
+            f"DDP and single process differ on {name}")
 
 
 def test_sync_bn_on_cpu_is_refused_clearly(tmp_path, pairs_dir):
@@ -107,14 +120,16 @@ def test_sync_bn_on_cpu_is_refused_clearly(tmp_path, pairs_dir):
 def run_train(tmp_path, data_dir, *flags, torchrun=False, wait=True):
     cfg = tiny_config(tmp_path, data_dir)
     args = [f"--{k}={v}" for k, v in cfg.to_dict().items() if k not in ("resume",)] + list(flags)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] if torchrun \
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2"] if torchrun \
         else [sys.executable]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = launcher + [str(ROOT / "train.py"), *args]
     if wait:
-        return subprocess.run(command, capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=tmp_path)
+        return subprocess.run(command, capture_output=True, text=True, timeout=240, env=env,
+                              cwd=tmp_path)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=tmp_path)
 
 
 def test_torchrun_trains_and_resumes(tmp_path, pairs_dir):
@@ -122,10 +137,12 @@ def test_torchrun_trains_and_resumes(tmp_path, pairs_dir):
     assert first.returncode == 0, first.stderr[-2000:]
     ckpt = save.load_checkpoint(tmp_path / "models/test/last.pt", keys=save.CHECKPOINT_KEYS)
     assert (ckpt["epoch"], ckpt["step"]) == (1, 4)  # 16 pairs / (2 processes × 2 images)
-    again = run_train(tmp_path, pairs_dir, "--epochs=2", "--batch_size=2", "--resume=true", torchrun=True)
+    again = run_train(tmp_path, pairs_dir, "--epochs=2", "--batch_size=2", "--resume=true",
+                      torchrun=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resumed from" in again.stdout and "at epoch 1 batch 0 (step 4)" in again.stdout
-    assert save.load_checkpoint(tmp_path / "models/test/last.pt", keys=save.CHECKPOINT_KEYS)["step"] == 8
+    assert save.load_checkpoint(tmp_path / "models/test/last.pt",
+                                keys=save.CHECKPOINT_KEYS)["step"] == 8
 
 
 def wait_for_step(run_dir, step: int, process, timeout: float = 120) -> int:
@@ -149,28 +166,32 @@ def test_kill_9_mid_epoch_loses_at_most_one_checkpoint_interval(tmp_path, pairs_
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     last_logged = max(r["step"] for r in read_log(run_dir) if "loss_d" in r)
-    ckpt = save.load_checkpoint(run_dir / "last.pt", keys=save.CHECKPOINT_KEYS)  # intact, not half written
+    # intact, not half written
+    ckpt = save.load_checkpoint(run_dir / "last.pt", keys=save.CHECKPOINT_KEYS)
     assert last_logged - 3 <= ckpt["step"] <= last_logged
     assert ckpt["step"] == 16 * ckpt["epoch"] + ckpt["batch"]
-    resumed = run_train(tmp_path, pairs_dir, f"--epochs={ckpt['epoch'] + 1}", "--batch_size=1", "--save_every=3",
-                        "--resume=true")
+    resumed = run_train(tmp_path, pairs_dir, f"--epochs={ckpt['epoch'] + 1}", "--batch_size=1",
+                        "--save_every=3", "--resume=true")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"at epoch {ckpt['epoch']} batch {ckpt['batch']} (step {ckpt['step']})" in resumed.stdout
     final = save.load_checkpoint(run_dir / "last.pt", keys=save.CHECKPOINT_KEYS)
-    assert (final["epoch"], final["batch"], final["step"]) == (ckpt["epoch"] + 1, 0, 16 * (ckpt["epoch"] + 1))
+    assert (final["epoch"], final["batch"], final["step"]) == (ckpt["epoch"] + 1, 0,
+                                                               16 * (ckpt["epoch"] + 1))
     assert not list(run_dir.glob(".*.tmp"))  # no half-written file left behind
 
 
 def test_ctrl_c_of_a_real_process_saves_the_step_it_reached(tmp_path, pairs_dir):
     run_dir = tmp_path / "models/test"
-    process = run_train(tmp_path, pairs_dir, "--epochs=100", "--batch_size=1", "--log_every=1", wait=False)
+    process = run_train(tmp_path, pairs_dir, "--epochs=100", "--batch_size=1", "--log_every=1",
+                        wait=False)
     wait_for_step(run_dir, 5, process)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr[-2000:]
     assert "continue with --resume true" in stdout
     last_logged = max(r["step"] for r in read_log(run_dir) if "loss_d" in r)
-    assert save.load_checkpoint(run_dir / "last.pt", keys=save.CHECKPOINT_KEYS)["step"] == last_logged
+    assert save.load_checkpoint(run_dir / "last.pt",
+                                keys=save.CHECKPOINT_KEYS)["step"] == last_logged
 
 
 def test_sigterm_to_the_process_group_with_loader_workers_saves_and_resumes(tmp_path, pairs_dir):

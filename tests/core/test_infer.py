@@ -1,5 +1,5 @@
-"""Checkpoints round-trip and refuse bad files; infer.py works end to end as a command: any size, fitted
-or plain, --native, batching, bad files named one by one."""
+"""Checkpoints round-trip and refuse bad files; infer.py works end to end as a command: any size,
+fitted or plain, --native, batching, bad files named one by one."""
 
 import subprocess
 import sys
@@ -19,7 +19,8 @@ from infer import fit_sketch, normalise_strokes, prepare_sketch, put_back
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    """A briefly trained tiny generator saved as last.pt + generator.pt; returns (path, generator)."""
+    """A briefly trained tiny generator saved as last.pt + generator.pt; returns (path,
+    generator)."""
     cfg = tiny_config(tmp_path, tmp_path)
     torch.manual_seed(0)
     G, D = save.build_generator(cfg), save.build_discriminator(cfg)
@@ -28,13 +29,14 @@ def checkpoint(tmp_path):
     opt = torch.optim.Adam(G.parameters())
     path = tmp_path / "models/test/last.pt"
     save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt, opt_d=opt,
-                         scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1, batch=0, step=4, config=cfg)
+                         scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1, batch=0,
+                         step=4, config=cfg)
     return path, G
 
 
 def run_infer(*args):
-    return subprocess.run([sys.executable, str(ROOT / "infer.py"), *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, str(ROOT / "infer.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
 
 
 def test_checkpoint_round_trip_gives_identical_eval_outputs(checkpoint):
@@ -43,7 +45,8 @@ def test_checkpoint_round_trip_gives_identical_eval_outputs(checkpoint):
     for file in (path, path.parent / "generator.pt"):
         loaded, cfg = save.load_generator(file)
         assert cfg.ngf == 8 and cfg.num_downs == 6
-        assert torch.equal(translate(loaded, sketch, paper=False), translate(G, sketch, paper=False))
+        assert torch.equal(translate(loaded, sketch, paper=False),
+                           translate(G, sketch, paper=False))
 
 
 def test_bad_checkpoints_give_one_clear_error(tmp_path, checkpoint):
@@ -56,7 +59,8 @@ def test_bad_checkpoints_give_one_clear_error(tmp_path, checkpoint):
         save.load_checkpoint(tmp_path / "missing.pt")
     other = tmp_path / "other.pt"
     torch.save({"state_dict": {}}, other)
-    with pytest.raises(ValueError, match="other.pt: not a pix2pix checkpoint.*missing generator, config"):
+    with pytest.raises(ValueError,
+                       match="other.pt: not a pix2pix checkpoint.*missing generator, config"):
         save.load_checkpoint(other)
     foreign = tmp_path / "foreign.pt"
     torch.save({"generator": {}, "config": {"norm_layer": "instance"}}, foreign)
@@ -95,27 +99,32 @@ def test_infer_end_to_end(tmp_path, checkpoint):
     assert result.returncode == 0, result.stderr
     outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert outputs == ["1_AB.png", "2_AB.png", "sketch.png"]
-    # The command's eval-mode output is what the generator makes of the same prepared input, put back.
+    # The command's eval-mode output is what the generator makes of the same prepared input, put
+    # back.
     prepared = prepare_sketch(tmp_path / "sketch.jpg", 64)
-    expected = np.asarray(put_back(to_image(translate(G, prepared.sketch[None], paper=False)[0]), prepared))
+    expected = np.asarray(put_back(to_image(translate(G, prepared.sketch[None], paper=False)[0]),
+                                   prepared))
     made = np.asarray(Image.open(tmp_path / "out/sketch.png"))
     assert made.shape == (60, 90, 3)  # the sketch's own size
     assert np.abs(made.astype(int) - expected.astype(int)).max() <= 1
-    assert np.asarray(Image.open(tmp_path / "out/1_AB.png")).shape == (64, 64, 3)  # a pair: its input half's
+    # a pair: its input half's
+    assert np.asarray(Image.open(tmp_path / "out/1_AB.png")).shape == (64, 64, 3)
 
 
 def test_pairs_use_their_left_half(tmp_path):
     pair = Image.new("RGB", (128, 64), "white")
     pair.paste((0, 0, 0), (64, 0, 128, 64))  # black right half must be ignored
     pair.save(tmp_path / "pair.png")
-    assert prepare_sketch(tmp_path / "pair.png", 64).sketch.min() == 1.0  # never fitted: all white stays
+    # never fitted: all white stays
+    assert prepare_sketch(tmp_path / "pair.png", 64).sketch.min() == 1.0
     assert prepare_sketch(tmp_path / "pair.png", 64, direction="BtoA").sketch.max() == -1.0
 
 
 def test_paper_mode_is_seeded(tmp_path, checkpoint):
     path, _ = checkpoint
     make_pairs(tmp_path / "in", 1, size=64)
-    runs = [run_infer(tmp_path / "in", "-o", tmp_path / f"out{k}", "--checkpoint", path, "--seed", seed)
+    runs = [run_infer(tmp_path / "in", "-o", tmp_path / f"out{k}", "--checkpoint", path, "--seed",
+                      seed)
             for k, seed in enumerate((1, 1, 2))]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr
     a, b, c = (np.asarray(Image.open(tmp_path / f"out{k}/1_AB.png")) for k in range(3))
@@ -140,7 +149,8 @@ def test_bad_inputs_give_one_line_and_exit_code_2(tmp_path, checkpoint, problem,
     result = run_infer(*args, "-o", tmp_path / "out")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("infer.py: error:") and expected in lines[0], result.stderr
+    assert (len(lines) == 1 and lines[0].startswith("infer.py: error:")
+            and expected in lines[0]), result.stderr
 
 
 def test_bad_files_in_a_folder_are_named_and_the_rest_are_made(tmp_path, checkpoint):
@@ -149,21 +159,24 @@ def test_bad_files_in_a_folder_are_named_and_the_rest_are_made(tmp_path, checkpo
     (tmp_path / "in/notes.jpg").write_text("hello")
     cut = (tmp_path / "in/1_AB.png").read_bytes()
     (tmp_path / "in/cut.png").write_bytes(cut[:len(cut) // 2])
-    result = run_infer(tmp_path / "in", tmp_path / "ghost.png", "-o", tmp_path / "out", "--checkpoint", path,
-                       "--eval")
+    result = run_infer(tmp_path / "in", tmp_path / "ghost.png", "-o", tmp_path / "out",
+                       "--checkpoint", path, "--eval")
     assert result.returncode == 2
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_AB.png", "2_AB.png"]
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("infer.py: error: ") for line in lines), result.stderr
-    assert [line.split(": ")[2] for line in lines] == [str(tmp_path / "ghost.png"), str(tmp_path / "in/cut.png"),
+    assert len(lines) == 3 and all(line.startswith("infer.py: error: ")
+                                   for line in lines), result.stderr
+    assert [line.split(": ")[2] for line in lines] == [str(tmp_path / "ghost.png"),
+                                                       str(tmp_path / "in/cut.png"),
                                                        str(tmp_path / "in/notes.jpg")]
     assert "3 of 5 inputs failed" in result.stdout
 
 
-# --- sizes, --native, batching and fitting, with the generator swapped in-process ---------------------------
+# --- sizes, --native, batching and fitting, with the generator swapped in-process -----------------
 
 class Recorder(torch.nn.Module):
-    """A stand-in generator that returns its input (an image-to-itself "photo") and records input shapes."""
+    """A stand-in generator that returns its input (an image-to-itself "photo") and records input
+    shapes."""
 
     def __init__(self):
         super().__init__()
@@ -175,11 +188,13 @@ class Recorder(torch.nn.Module):
 
 
 def run_main(monkeypatch, tmp_path, generator, *args, **config):
-    """infer.main in-process with generator in place of the checkpoint's; returns (exit code, generator)."""
+    """infer.main in-process with generator in place of the checkpoint's; returns (exit code,
+    generator)."""
     cfg = tiny_config(tmp_path, tmp_path, **config)
     monkeypatch.setattr(infer, "load_generator", lambda path: (generator, cfg))
     monkeypatch.setattr(infer, "for_inference", lambda model, paper=True: model)
-    return infer.main([*map(str, args), "-o", str(tmp_path / "out"), "--checkpoint", "any.pt"]), generator
+    return infer.main([*map(str, args), "-o", str(tmp_path / "out"), "--checkpoint",
+                       "any.pt"]), generator
 
 
 def gray(path) -> np.ndarray:
@@ -190,51 +205,63 @@ def test_any_size_comes_back_at_its_size_with_content_in_place(tmp_path, monkeyp
     sketch = Image.new("L", (300, 180), 255)
     ImageDraw.Draw(sketch).ellipse((20, 40, 100, 140), fill=0)  # a dark blob on the left
     sketch.save(tmp_path / "wide.png")
-    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "wide.png", "--fit", "false")
+    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "wide.png", "--fit",
+                              "false")
     assert code == 0 and recorder.shapes == [(1, 3, 64, 64)]  # run at the model's size
     photo = gray(tmp_path / "out/wide.png")
     assert photo.shape == (180, 300)
-    assert photo[60:120, 40:80].mean() < 60 and photo[:, 150:].min() > 200  # blob left, nothing right
+    # blob left, nothing right
+    assert photo[60:120, 40:80].mean() < 60 and photo[:, 150:].min() > 200
     assert photo[20:160, 10:110].mean() < photo[:, 110:].mean() - 100
 
 
-def test_native_runs_at_the_input_size_rounded_to_the_unet_multiple(tmp_path, monkeypatch, checkpoint):
+def test_native_runs_at_the_input_size_rounded_to_the_unet_multiple(tmp_path, monkeypatch,
+                                                                    checkpoint):
     path, _ = checkpoint
     sketch = Image.new("RGB", (200, 120), "white")
     ImageDraw.Draw(sketch).rectangle((30, 20, 170, 100), outline="black", width=2)
     sketch.save(tmp_path / "s.png")
-    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "s.png", "--native", "--eval",
-                              image_size=128, num_downs=7)
+    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "s.png", "--native",
+                              "--eval", image_size=128, num_downs=7)
     assert code == 0 and recorder.shapes == [(1, 3, 128, 256)]  # 200×120 -> 256×128 for 2**7
     assert gray(tmp_path / "out/s.png").shape == (120, 200)
     # The real UNet (num_downs 6: multiples of 64) runs at 192×128 and comes back at 200×120.
     monkeypatch.undo()
-    assert infer.main([str(tmp_path / "s.png"), "-o", str(tmp_path / "real"), "--checkpoint", str(path), "--native"]) == 0
+    assert infer.main([str(tmp_path / "s.png"), "-o", str(tmp_path / "real"), "--checkpoint",
+                       str(path), "--native"]) == 0
     assert gray(tmp_path / "real/s.png").shape == (120, 200)
-    with pytest.raises(SystemExit, match="2"):  # argparse's usage error: --native means the whole sketch
-        infer.main([str(tmp_path / "s.png"), "--native", "--fit", "true", "--checkpoint", str(path)])
+    # argparse's usage error: --native means the whole sketch
+    with pytest.raises(SystemExit, match="2"):
+        infer.main([str(tmp_path / "s.png"), "--native", "--fit", "true", "--checkpoint",
+                    str(path)])
 
 
 def test_eval_mode_batches_same_size_inputs_with_the_same_result(tmp_path, monkeypatch, checkpoint):
     path, _ = checkpoint
     make_pairs(tmp_path / "in", 3, size=64)
-    Image.new("RGB", (96, 64), "white").save(tmp_path / "in/other.png")  # another size: its own batch
+    # another size: its own batch
+    Image.new("RGB", (96, 64), "white").save(tmp_path / "in/other.png")
     outputs = []
     for batch_size in (1, 4):
-        code = infer.main([str(tmp_path / "in"), "-o", str(tmp_path / f"out{batch_size}"), "--checkpoint", str(path),
+        code = infer.main([str(tmp_path / "in"), "-o", str(tmp_path / f"out{batch_size}"),
+                           "--checkpoint", str(path),
                            "--eval", "--native", "--batch_size", str(batch_size)])
         assert code == 0
-        outputs.append([gray(tmp_path / f"out{batch_size}/{name}.png") for name in ("1_AB", "2_AB", "3_AB", "other")])
+        outputs.append([gray(tmp_path / f"out{batch_size}/{name}.png")
+                        for name in ("1_AB", "2_AB", "3_AB", "other")])
     for one, batched in zip(*outputs):
         assert np.abs(one - batched).max() <= 1
     generator, cfg = save.load_generator(path)
     recorder = Recorder()
-    code, _ = run_main(monkeypatch, tmp_path, recorder, tmp_path / "in", "--eval", "--native", "--batch_size", "2")
-    assert code == 0 and sorted(recorder.shapes) == [(1, 3, 64, 64), (1, 3, 64, 128), (2, 3, 64, 64)]
+    code, _ = run_main(monkeypatch, tmp_path, recorder, tmp_path / "in", "--eval", "--native",
+                       "--batch_size", "2")
+    assert code == 0 and sorted(recorder.shapes) == [(1, 3, 64, 64), (1, 3, 64, 128),
+                                                     (2, 3, 64, 64)]
 
 
 def old_prepare(path, image_size):
-    """infer.prepare_sketch before fitting existed, for a plain sketch: pad to square with white, resize."""
+    """infer.prepare_sketch before fitting existed, for a plain sketch: pad to square with white,
+    resize."""
     img = Image.open(path).convert("RGB")
     side = max(img.size)
     img = ImageOps.pad(img, (side, side), color="white") if img.width != img.height else img
@@ -249,10 +276,13 @@ def test_fit_false_is_the_plain_preparation(tmp_path, checkpoint):
         sketch.save(tmp_path / "s.png")
         prepared = prepare_sketch(tmp_path / "s.png", 64, fit=False)
         assert torch.equal(prepared.sketch, old_prepare(tmp_path / "s.png", 64))
-    # At the model's size the output is exactly the generator's photo: nothing cropped, nothing resized.
-    result = run_infer(tmp_path / "s.png", "-o", tmp_path / "out", "--checkpoint", path, "--eval", "--fit", "false")
+    # At the model's size the output is exactly the generator's photo: nothing cropped, nothing
+    # resized.
+    result = run_infer(tmp_path / "s.png", "-o", tmp_path / "out", "--checkpoint", path, "--eval",
+                       "--fit", "false")
     assert result.returncode == 0, result.stderr
-    expected = np.asarray(to_image(translate(G, old_prepare(tmp_path / "s.png", 64)[None], paper=False)[0]))
+    expected = np.asarray(to_image(translate(G, old_prepare(tmp_path / "s.png", 64)[None],
+                                             paper=False)[0]))
     assert np.abs(np.asarray(Image.open(tmp_path / "out/s.png")).astype(int) - expected).max() <= 1
 
 
@@ -273,14 +303,18 @@ def test_fit_puts_a_small_off_centre_drawing_back_at_its_place_and_size(tmp_path
     prepared = prepare_sketch(tmp_path / "small.png", 128)
     x0, y0, side, _ = prepared.region
     assert 90 < side < 100 and abs(x0 + side / 2 - 245.5) <= 1 and abs(y0 + side / 2 - 175.5) <= 1
-    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "small.png", image_size=128)
+    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "small.png",
+                              image_size=128)
     assert code == 0 and recorder.shapes == [(1, 3, 128, 128)]
     photo = Image.open(tmp_path / "out/small.png")
     assert photo.size == (320, 240)
-    assert all(abs(a - b) <= 2 for a, b in zip(dark_box(photo), (200, 150, 291, 201))), dark_box(photo)
-    # The fitted input fills the frame as an edges2shoes shoe does: its longer side about 2 × margin short.
+    assert all(abs(a - b) <= 2
+               for a, b in zip(dark_box(photo), (200, 150, 291, 201))), dark_box(photo)
+    # The fitted input fills the frame as an edges2shoes shoe does: its longer side about 2 × margin
+    # short.
     left, _, right, _ = dark_box(to_image(prepared.sketch), below=200)
-    assert 128 * (1 - 2 * infer.SHOE_MARGIN) - 8 <= right - left <= 128  # less half a stroke each side
+    # less half a stroke each side
+    assert 128 * (1 - 2 * infer.SHOE_MARGIN) - 8 <= right - left <= 128
 
 
 def test_stroke_normalisation_turns_a_5_pixel_stroke_into_a_thin_one():
@@ -303,5 +337,6 @@ def test_stroke_normalisation_turns_a_5_pixel_stroke_into_a_thin_one():
 def test_a_blank_sketch_is_not_fitted(tmp_path):
     Image.new("L", (100, 40), 255).save(tmp_path / "blank.png")
     prepared = prepare_sketch(tmp_path / "blank.png", 64)
-    assert prepared.region == (0, -30, 100, 100) and prepared.size == (100, 40)  # padded, as with --fit false
+    # padded, as with --fit false
+    assert prepared.region == (0, -30, 100, 100) and prepared.size == (100, 40)
     assert put_back(Image.new("RGB", (64, 64), "red"), prepared).size == (100, 40)

@@ -9,7 +9,8 @@ TOOLS = {path.stem for path in (ROOT / "tools").glob("*.py")} - {"__init__"}
 
 
 def imported_modules(path) -> set:
-    """Top-level names of every module a file imports, at any depth of the file (lazy imports too)."""
+    """Top-level names of every module a file imports, at any depth of the file (lazy imports
+    too)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):

@@ -1,6 +1,6 @@
-"""The other systems' objectives: each GAN loss on hand-computed logits, the WGAN-GP gradient penalty
-against an analytic case (also under bf16 autocast), the perceptual loss, and a short run of the
-WGAN-GP + spectral norm + ResNet/resize system whose checkpoint infer.py then uses."""
+"""The other systems' objectives: each GAN loss on hand-computed logits, the WGAN-GP gradient
+penalty against an analytic case (also under bf16 autocast), the perceptual loss, and a short run of
+the WGAN-GP + spectral norm + ResNet/resize system whose checkpoint infer.py then uses."""
 
 import math
 import subprocess
@@ -31,7 +31,8 @@ def softplus(x: float) -> float:
     # bce: -log σ(r) = softplus(-r), -log(1 - σ(f)) = softplus(f); D halved; G: -log σ(f)
     ("bce", 0.5 * ((softplus(-2) + softplus(1)) / 2 + (softplus(0.5) + softplus(-3)) / 2),
      (softplus(-0.5) + softplus(3)) / 2),
-    # lsgan: 0.5·(mean (r-1)² + mean f²) = 0.5·((1 + 4)/2 + (0.25 + 9)/2); G: mean (f-1)² = (0.25 + 16)/2
+    # lsgan: 0.5·(mean (r-1)² + mean f²) = 0.5·((1 + 4)/2 + (0.25 + 9)/2);
+    # G: mean (f-1)² = (0.25 + 16)/2
     ("lsgan", 0.5 * (2.5 + 4.625), 8.125),
     # hinge: mean relu(1 - r) + mean relu(1 + f) = (0 + 2)/2 + (1.5 + 0)/2; G: -mean f
     ("hinge", 1.75, 1.25),
@@ -44,7 +45,8 @@ def test_each_gan_loss_on_hand_computed_logits(gan_loss, expected_d, expected_g)
 
 
 class LinearCritic(nn.Module):
-    """D(x) = <W, x> per sample, as a full-size conv: ∇ₓD = W everywhere, so the penalty is (‖W‖ - 1)²."""
+    """D(x) = <W, x> per sample, as a full-size conv: ∇ₓD = W everywhere, so the penalty is
+    (‖W‖ - 1)²."""
 
     def __init__(self, size: int, norm: float):
         super().__init__()
@@ -62,15 +64,18 @@ def test_gradient_penalty_matches_the_analytic_value_and_reaches_the_critic(prec
     critic = LinearCritic(size=8, norm=3.0)
     real, fake = torch.randn(4, 6, 8, 8), torch.randn(4, 6, 8, 8)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=precision == "fp32 with loss scaling")
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0,
+                                  enabled=precision == "fp32 with loss scaling")
     penalty = train.gradient_penalty(critic, real, fake, scaler, autocast)
     tolerance = 2e-2 if precision == "bf16" else 1e-5  # bf16 rounds W to 8 bits of mantissa
     assert penalty.item() == pytest.approx((3.0 - 1) ** 2, rel=tolerance)
     # The double backward: d/dW (‖W‖ - 1)² = 2 (‖W‖ - 1) W / ‖W‖ = (4/3) W
     penalty.backward()
     W = critic.conv.weight.detach()
-    torch.testing.assert_close(critic.conv.weight.grad, 4 / 3 * W, rtol=tolerance, atol=tolerance * W.abs().max())
-    assert critic.conv.bias.grad is None or critic.conv.bias.grad.abs().max() == 0  # a constant has no slope
+    torch.testing.assert_close(critic.conv.weight.grad, 4 / 3 * W, rtol=tolerance,
+                               atol=tolerance * W.abs().max())
+    # a constant has no slope
+    assert critic.conv.bias.grad is None or critic.conv.bias.grad.abs().max() == 0
 
 
 def tiny_nets(gan_loss: str, spectral_norm: bool = False):
@@ -82,8 +87,9 @@ def tiny_nets(gan_loss: str, spectral_norm: bool = False):
         torch.optim.Adam(D.parameters(), 1e-4, betas=(0.0, 0.9))
 
 
-@pytest.mark.parametrize("gan_loss, precision", [("lsgan", "fp32"), ("hinge", "fp32"), ("wgan-gp", "fp32"),
-                                                 ("wgan-gp", "bf16")])
+@pytest.mark.parametrize("gan_loss, precision",
+                         [("lsgan", "fp32"), ("hinge", "fp32"), ("wgan-gp", "fp32"),
+                          ("wgan-gp", "bf16")])
 def test_a_step_of_each_loss_trains_both_networks(gan_loss, precision):
     G, D, opt_g, opt_d = tiny_nets(gan_loss, spectral_norm=gan_loss == "wgan-gp")
     d_before = {name: p.detach().clone() for name, p in D.named_parameters()}
@@ -92,14 +98,16 @@ def test_a_step_of_each_loss_trains_both_networks(gan_loss, precision):
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     n_critic = 3 if gan_loss == "wgan-gp" else 1
-    losses = train.gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, 100.0, autocast, gan_loss=gan_loss,
-                            lambda_gp=10.0, n_critic=n_critic)
+    losses = train.gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, 100.0, autocast,
+                            gan_loss=gan_loss, lambda_gp=10.0, n_critic=n_critic)
     assert torch.isfinite(losses).all()
-    assert opt_d.state[next(iter(D.parameters()))]["step"] == n_critic  # n_critic D updates per G update
+    # n_critic D updates per G update
+    assert opt_d.state[next(iter(D.parameters()))]["step"] == n_critic
     assert opt_g.state[next(iter(G.parameters()))]["step"] == 1
-    # Every weight moves. (Not every bias: under hinge, while all logits lie within the margin, the last
-    # bias gets +1 from the real and -1 from the fake patches: no gradient, exactly.)
-    assert all(not torch.equal(d_before[name], p) for name, p in D.named_parameters() if "weight" in name
+    # Every weight moves. (Not every bias: under hinge, while all logits lie within the margin, the
+    # last bias gets +1 from the real and -1 from the fake patches: no gradient, exactly.)
+    assert all(not torch.equal(d_before[name], p) for name, p in D.named_parameters()
+               if "weight" in name
                or "original" in name)
 
 
@@ -115,8 +123,10 @@ def test_spectral_norm_keeps_each_conv_at_largest_singular_value_1():
     for conv in convs:
         sigma = torch.linalg.matrix_norm(conv.weight.flatten(1), 2).item()
         assert sigma == pytest.approx(1.0, abs=1e-2)
-        original = torch.linalg.matrix_norm(conv.parametrizations.weight.original.flatten(1), 2).item()
-        assert abs(original - 1.0) > 0.1  # the normalization did something: N(0, 0.02) weights are not at 1
+        original = torch.linalg.matrix_norm(conv.parametrizations.weight.original.flatten(1),
+                                            2).item()
+        # the normalization did something: N(0, 0.02) weights are not at 1
+        assert abs(original - 1.0) > 0.1
 
 
 @pytest.fixture(scope="module")
@@ -158,12 +168,15 @@ def test_missing_vgg_weights_give_one_clear_error(tmp_path, pairs_dir):
         VGGFeatures(tmp_path / "nope.pth")
     with pytest.raises(ValueError, match="lambda_perceptual > 0 needs vgg_weights"):
         Config(lambda_perceptual=1.0)
-    cfg = tiny_config(tmp_path, pairs_dir, lambda_perceptual=1.0, vgg_weights=str(tmp_path / "nope.pth"))
+    cfg = tiny_config(tmp_path, pairs_dir, lambda_perceptual=1.0,
+                      vgg_weights=str(tmp_path / "nope.pth"))
     result = subprocess.run([sys.executable, str(ROOT / "train.py"), *(
-        f"--{k}={v}" for k, v in cfg.to_dict().items() if v != Config.__dataclass_fields__[k].default)],
+        f"--{k}={v}" for k, v in cfg.to_dict().items()
+        if v != Config.__dataclass_fields__[k].default)],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("train.py: error: vgg_weights"), result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "train.py: error: vgg_weights"), result.stderr
     not_vgg = tmp_path / "not_vgg.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, not_vgg)
     with pytest.raises(ValueError, match="not_vgg.pth: not torchvision's vgg19 state dict"):
@@ -180,31 +193,37 @@ def test_systems_are_presets_that_explicit_flags_override():
     with pytest.raises(ValueError, match="gan_loss wgan-gp needs norm_d instance or none"):
         Config(gan_loss="wgan-gp")  # never silently changed: the batch norm critic is refused
     for bad in (["--gan_loss", "wasserstein"], ["--generator", "resnet", "--image_size", "130"],
-                ["--system", "sketch2photo"], ["--norm_g", "instance"]):  # sketch2photo needs --vgg_weights
+                # sketch2photo needs --vgg_weights
+                ["--system", "sketch2photo"], ["--norm_g", "instance"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
     # A checkpoint's config from before these fields loads, with the paper's values filled in.
     old = {k: v for k, v in Config().to_dict().items() if k not in (
-        "generator", "resnet_blocks", "norm_g", "upsample", "norm_d", "spectral_norm", "gan_loss", "lambda_gp",
-        "n_critic", "lambda_perceptual", "vgg_weights")}
+        "generator", "resnet_blocks", "norm_g", "upsample", "norm_d", "spectral_norm", "gan_loss",
+        "lambda_gp", "n_critic", "lambda_perceptual", "vgg_weights")}
     assert Config.from_dict(old) == Config()
 
 
 def test_wgan_gp_resnet_system_trains_resumes_and_infers(tmp_path, pairs_dir, vgg_file):
-    cfg = tiny_config(tmp_path, pairs_dir, batch_size=16, epochs=1, generator="resnet", resnet_blocks=2,
-                      upsample="resize", gan_loss="wgan-gp", n_critic=2, norm_d="none", spectral_norm=True,
-                      lambda_perceptual=1.0, vgg_weights=str(vgg_file[0]), lr=1e-4, beta1=0.0, beta2=0.9)
+    cfg = tiny_config(tmp_path, pairs_dir, batch_size=16, epochs=1, generator="resnet",
+                      resnet_blocks=2, upsample="resize", gan_loss="wgan-gp", n_critic=2,
+                      norm_d="none", spectral_norm=True, lambda_perceptual=1.0,
+                      vgg_weights=str(vgg_file[0]), lr=1e-4, beta1=0.0, beta2=0.9)
     result = train.main(cfg)  # 16 pairs, batch 16: one step
-    assert result["step"] == 1 and all(math.isfinite(result[k]) for k in ("loss_d", "loss_g_gan", "loss_g_l1"))
+    assert result["step"] == 1 and all(math.isfinite(result[k])
+                                       for k in ("loss_d", "loss_g_gan", "loss_g_l1"))
     cfg = Config(**{**cfg.to_dict(), "epochs": 2, "resume": True})
-    assert train.main(cfg)["step"] == 2  # G, D (spectral norm) and both Adams load back into this system
+    # G, D (spectral norm) and both Adams load back into this system
+    assert train.main(cfg)["step"] == 2
     ckpt = save.load_checkpoint(tmp_path / "models/test/last.pt", keys=save.CHECKPOINT_KEYS)
     assert any("parametrizations" in k for k in ckpt["discriminator"])  # D has spectral norm
     generator, loaded_cfg = save.load_generator(tmp_path / "models/test/generator.pt")
     assert isinstance(generator, ResNetGenerator) and loaded_cfg == cfg
     make_pairs(tmp_path / "in", 1, size=64)
-    infer = subprocess.run([sys.executable, str(ROOT / "infer.py"), str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+    infer = subprocess.run([sys.executable, str(ROOT / "infer.py"), str(tmp_path / "in"), "-o",
+                            str(tmp_path / "out"),
                             "--checkpoint", str(tmp_path / "models/test/generator.pt"), "--eval"],
-                           capture_output=True, text=True, timeout=120)  # eval mode: batch norm folded
+                           # eval mode: batch norm folded
+                           capture_output=True, text=True, timeout=120)
     assert infer.returncode == 0, infer.stderr
     assert (tmp_path / "out/1_AB.png").is_file()

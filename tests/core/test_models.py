@@ -8,7 +8,8 @@ from torch.nn.utils import parametrize
 import save
 from config import Config
 from discriminator import PatchDiscriminator
-from generator import ResNetGenerator, UNetGenerator, fold_batchnorm, for_inference, sampling_mode, translate
+from generator import (ResNetGenerator, UNetGenerator, fold_batchnorm, for_inference, sampling_mode,
+                       translate)
 
 
 def n_params(module: nn.Module) -> int:
@@ -59,7 +60,8 @@ def test_discriminator_gives_30x30_patches_of_70x70_pixels():
 
 def test_init_is_normal_0_02():
     G = UNetGenerator(ngf=64, num_downs=8)
-    weights = torch.cat([m.weight.flatten() for m in G.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
+    weights = torch.cat([m.weight.flatten() for m in G.modules()
+                         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
     assert abs(weights.mean().item()) < 1e-3 and abs(weights.std().item() - 0.02) < 1e-3
     scales = torch.cat([m.weight for m in G.modules() if isinstance(m, nn.BatchNorm2d)])
     assert abs(scales.mean().item() - 1.0) < 3e-3 and abs(scales.std().item() - 0.02) < 3e-3
@@ -74,7 +76,8 @@ def test_paper_mode_keeps_dropout_and_batch_stats_without_touching_running_stats
     torch.manual_seed(2)
     b = translate(G, sketch, paper=True)
     assert not torch.allclose(a, b)  # dropout is on: different seeds, different photos
-    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())  # running stats untouched
+    # running stats untouched
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
     assert G.training  # state restored
     assert torch.equal(translate(G, sketch, paper=False), translate(G, sketch, paper=False))
     with sampling_mode(G, paper=False):
@@ -91,16 +94,17 @@ def test_paper_mode_translates_each_image_alone():
     assert torch.allclose(batched, singles, atol=1e-6)
 
 
-# ------------------------------------------------------------------ the other systems' networks (issue 15)
+# ----------------------------------------------------------- the other systems' networks (issue 15)
 
 def test_resnet_generator_counts_match_the_reference_implementation():
-    # pix2pix/CycleGAN's resnet_9blocks: batch norm (no conv bias before it), or non-affine instance norm
-    # (convs keep their bias): 5,248 norm channels, 2 parameters each versus 1 bias each.
+    # pix2pix/CycleGAN's resnet_9blocks: batch norm (no conv bias before it), or non-affine instance
+    # norm (convs keep their bias): 5,248 norm channels, 2 parameters each versus 1 bias each.
     assert n_params(ResNetGenerator(ngf=64, n_blocks=9, norm="batch")) == 11_383_427
     assert n_params(ResNetGenerator(ngf=64, n_blocks=9, norm="instance")) == 11_378_179
     # resize upsampling swaps the 3×3 transposed convs for 3×3 convs: the same count
     assert n_params(ResNetGenerator(ngf=64, n_blocks=9, upsample="resize")) == 11_383_427
-    assert n_params(UNetGenerator(ngf=64, num_downs=8)) == 54_413_955  # unchanged by the new options
+    # unchanged by the new options
+    assert n_params(UNetGenerator(ngf=64, num_downs=8)) == 54_413_955
 
 
 def test_resnet_generator_layout_is_johnsons():
@@ -110,7 +114,8 @@ def test_resnet_generator_layout_is_johnsons():
         [(7, 1, 8), (3, 2, 16), (3, 2, 32)] + [(3, 1, 32)] * 12 + [(3, 2, 16), (3, 2, 8), (7, 1, 3)]
     assert isinstance(convs[-2], nn.ConvTranspose2d) and isinstance(G.final[-1], nn.Tanh)
     assert sum(isinstance(m, nn.ReflectionPad2d) for m in G.modules()) == 2 + 2 * 6
-    assert [m.p for m in G.modules() if isinstance(m, nn.Dropout)] == [0.5] * 6  # pix2pix keeps dropout
+    # pix2pix keeps dropout
+    assert [m.p for m in G.modules() if isinstance(m, nn.Dropout)] == [0.5] * 6
     sketch = torch.randn(2, 3, 48, 48)
     assert G(sketch).shape == (2, 3, 48, 48) and G(sketch).abs().max() <= 1.0
 
@@ -136,12 +141,13 @@ def test_resnet_generator_folds_and_samples_like_the_unet(norm):
     sketch = torch.randn(2, 3, 32, 32)
     folded = fold_batchnorm(G)
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.Dropout)) for m in folded.modules())
-    assert sum(isinstance(m, nn.InstanceNorm2d) for m in folded.modules()) == (0 if norm == "batch" else 9)
-    torch.testing.assert_close(translate(folded, sketch, paper=False), translate(G, sketch, paper=False),
-                               atol=1e-5, rtol=1e-4)
+    assert (sum(isinstance(m, nn.InstanceNorm2d) for m in folded.modules())
+            == (0 if norm == "batch" else 9))
+    torch.testing.assert_close(translate(folded, sketch, paper=False),
+                               translate(G, sketch, paper=False), atol=1e-5, rtol=1e-4)
     fast = for_inference(G, paper=False)
-    torch.testing.assert_close(translate(fast, sketch, paper=False), translate(G, sketch, paper=False),
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(translate(fast, sketch, paper=False),
+                               translate(G, sketch, paper=False), atol=1e-5, rtol=1e-4)
     torch.manual_seed(0)
     batched = translate(G, sketch, paper=True)  # paper mode: each image alone, dropout on
     torch.manual_seed(0)
@@ -149,21 +155,23 @@ def test_resnet_generator_folds_and_samples_like_the_unet(norm):
     assert torch.allclose(batched, singles, atol=1e-6)
 
 
-@pytest.mark.parametrize("norm, spectral_norm, count", [("batch", False, 2_768_705), ("none", False, 2_767_809),
-                                                        ("instance", False, 2_766_913), ("none", True, 2_767_809)])
+@pytest.mark.parametrize("norm, spectral_norm, count",
+                         [("batch", False, 2_768_705), ("none", False, 2_767_809),
+                          ("instance", False, 2_766_913), ("none", True, 2_767_809)])
 def test_discriminator_norm_choices(norm, spectral_norm, count):
     # none: the three middle convs keep a bias (128 + 256 + 512) instead of batch norm's 2 × that;
     # non-affine instance norm has neither. Spectral norm adds buffers (u, v), no parameters.
     D = PatchDiscriminator(in_ch=6, ndf=64, n_layers=3, norm=norm, spectral_norm=spectral_norm)
     assert n_params(D) == count
     norms = [type(m) for m in D.modules() if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d))]
-    assert norms == {"batch": [nn.BatchNorm2d] * 3, "instance": [nn.InstanceNorm2d] * 3, "none": []}[norm]
+    assert norms == {"batch": [nn.BatchNorm2d] * 3, "instance": [nn.InstanceNorm2d] * 3,
+                     "none": []}[norm]
     assert D(torch.randn(2, 6, 64, 64)).shape == (2, 1, 6, 6)
 
 
 def test_build_functions_follow_the_config():
-    cfg = Config(generator="resnet", resnet_blocks=6, norm_g="instance", upsample="resize", norm_d="none",
-                 spectral_norm=True, ngf=8, ndf=8)
+    cfg = Config(generator="resnet", resnet_blocks=6, norm_g="instance", upsample="resize",
+                 norm_d="none", spectral_norm=True, ngf=8, ndf=8)
     G, D = save.build_generator(cfg), save.build_discriminator(cfg)
     assert isinstance(G, ResNetGenerator) and len(G.blocks) == 6
     assert any(isinstance(m, nn.Upsample) for m in G.modules())

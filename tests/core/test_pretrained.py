@@ -24,14 +24,17 @@ from generator import translate
 
 class AuthorsBlock(nn.Module):
     """One skip block laid out as in the authors' models/networks.py: its layers in an nn.Sequential
-    named model, the inner block nested inside, output cat([input, model(input)]) but at the outermost.
-    Their LeakyReLU is in place, so the skip half carries LeakyReLU(input): kept, as in their numbers."""
+    named model, the inner block nested inside, output cat([input, model(input)]) but at the
+    outermost.
+    Their LeakyReLU is in place, so the skip half carries LeakyReLU(input): kept, as in their
+    numbers."""
 
     def __init__(self, outer: int, inner: int, submodule=None, in_ch=None, outermost=False,
                  dropout=False):
         super().__init__()
         self.outermost = outermost
-        conv = nn.Conv2d(in_ch or outer, inner, 4, stride=2, padding=1, bias=False)  # batch norm next
+        # batch norm next
+        conv = nn.Conv2d(in_ch or outer, inner, 4, stride=2, padding=1, bias=False)
         if outermost:
             layers = [conv, submodule, nn.ReLU(True), nn.ConvTranspose2d(2 * inner, outer, 4, 2, 1),
                       nn.Tanh()]
@@ -39,8 +42,9 @@ class AuthorsBlock(nn.Module):
             layers = [nn.LeakyReLU(0.2, True), conv, nn.ReLU(True),
                       nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=False), nn.BatchNorm2d(outer)]
         else:
-            layers = [nn.LeakyReLU(0.2, True), conv, nn.BatchNorm2d(inner), submodule, nn.ReLU(True),
-                      nn.ConvTranspose2d(2 * inner, outer, 4, 2, 1, bias=False), nn.BatchNorm2d(outer)]
+            layers = [nn.LeakyReLU(0.2, True), conv, nn.BatchNorm2d(inner), submodule,
+                      nn.ReLU(True), nn.ConvTranspose2d(2 * inner, outer, 4, 2, 1, bias=False),
+                      nn.BatchNorm2d(outer)]
             layers += [nn.Dropout(0.5)] if dropout else []
         self.model = nn.Sequential(*layers)
 
@@ -82,7 +86,8 @@ def authors_file(net: nn.Module, path) -> None:
 
 
 def authors_output(net: nn.Module, sketch: torch.Tensor, seed=None) -> torch.Tensor:
-    """Their eval mode (seed None), or their test in train mode with dropout after manual_seed(seed)."""
+    """Their eval mode (seed None), or their test in train mode with dropout after
+    manual_seed(seed)."""
     net.train(seed is not None)
     with torch.no_grad():
         if seed is not None:
@@ -109,7 +114,8 @@ def served(tmp_path, monkeypatch):
     httpd.requests = []
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    monkeypatch.setenv("PIX2PIX_PRETRAINED_URL", f"http://127.0.0.1:{httpd.server_port}/models-pytorch/")
+    monkeypatch.setenv("PIX2PIX_PRETRAINED_URL",
+                       f"http://127.0.0.1:{httpd.server_port}/models-pytorch/")
     monkeypatch.chdir(tmp_path)
     (folder / "models-pytorch").mkdir()
     httpd.folder = folder / "models-pytorch"
@@ -126,7 +132,8 @@ def test_infer_pretrained_gives_the_authors_network_output(served, tmp_path):
     net = AuthorsUNet(ngf=8, num_downs=8)  # their unet_256 at 1/8 of the width
     authors_file(net, served.folder / "edges2shoes.pth")
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(tmp_path / "sketch.png")
+    Image.fromarray(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(
+        tmp_path / "sketch.png")
     sketch = to_tensor(Image.open(tmp_path / "sketch.png").convert("RGB"))[None]
 
     # --fit false: the network must see exactly this image (fitting would crop and thin the noise)
@@ -145,7 +152,8 @@ def test_infer_pretrained_gives_the_authors_network_output(served, tmp_path):
     cached = sorted(p.name for p in (tmp_path / "models" / "pretrained" / "edges2shoes").iterdir())
     assert cached == ["generator.pt"]  # converted; the downloaded .pth is gone
     _, cfg = load_generator(tmp_path / "models" / "pretrained" / "edges2shoes" / "generator.pt")
-    assert (cfg.ngf, cfg.num_downs, cfg.image_size, cfg.dropout_blocks) == (8, 8, 256, "authors_pytorch")
+    assert (cfg.ngf, cfg.num_downs, cfg.image_size, cfg.dropout_blocks) == (8, 8, 256,
+                                                                            "authors_pytorch")
 
 
 def test_conversion_reads_width_and_depth_and_places_dropout_where_they_trained_it():
@@ -161,11 +169,13 @@ def test_conversion_reads_width_and_depth_and_places_dropout_where_they_trained_
     torch.manual_seed(5)
     torch.testing.assert_close(translate(ours, one, paper=True), authors_output(net, one, seed=5),
                                atol=1e-5, rtol=0)
-    cfg.dropout_blocks = "paper"  # the paper's placement drops other units: not their network any more
+    # the paper's placement drops other units: not their network any more
+    cfg.dropout_blocks = "paper"
     paper_placed = build_generator(cfg)
     paper_placed.load_state_dict(weights)
     torch.manual_seed(5)
-    assert (translate(paper_placed, one, paper=True) - authors_output(net, one, seed=5)).abs().max() > 0.05
+    assert (translate(paper_placed, one, paper=True)
+            - authors_output(net, one, seed=5)).abs().max() > 0.05
 
 
 def test_checkpoints_without_the_field_keep_the_papers_dropout():
@@ -194,7 +204,8 @@ def instance_norm_file(path) -> None:
     (lambda path: torch.save(build_generator(Config(ngf=4, num_downs=6)).state_dict(), path),
      "model.model.0"),
     (instance_norm_file, "unexpected keys"),
-    (lambda path: torch.save(AuthorsUNet(ngf=4, num_downs=6, in_ch=1).state_dict(), path), "1 input"),
+    (lambda path: torch.save(AuthorsUNet(ngf=4, num_downs=6, in_ch=1).state_dict(), path),
+     "1 input"),
 ], ids=["truncated", "html", "this-repos-keys", "instance-norm", "one-channel"])
 def test_bad_files_get_one_line_and_leave_no_cache(served, tmp_path, capsys, make, says):
     path = served.folder / "sat2map.pth"
@@ -203,8 +214,10 @@ def test_bad_files_get_one_line_and_leave_no_cache(served, tmp_path, capsys, mak
     (tmp_path / "sketch.png").write_bytes(b"")  # never reached
     assert infer.main(["sketch.png", "--pretrained", "sat2map"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]  # after the download's progress bar
-    assert error.startswith("infer.py: error: http://") and "sat2map.pth" in error and says in error, error
-    assert not (tmp_path / "models" / "pretrained" / "sat2map").exists()  # no generator.pt, .pth, temp
+    assert (error.startswith("infer.py: error: http://") and "sat2map.pth" in error
+            and says in error), error
+    # no generator.pt, .pth, temp
+    assert not (tmp_path / "models" / "pretrained" / "sat2map").exists()
     assert not list((tmp_path / "models").rglob("*.tmp"))
 
 

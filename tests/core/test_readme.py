@@ -25,7 +25,9 @@ def test_readme_points_to_the_config_and_names_the_knobs_users_tune():
 
 
 def test_the_first_commands_are_install_and_train_then_the_tests():
-    block = re.search(r"## Quick start\s+```bash\n(.*?)```", README, re.DOTALL).group(1).splitlines()
-    assert block[0].startswith("pip install -r requirements.txt && python -m tools.demo && python train.py --demo")
+    block = re.search(r"## Quick start\s+```bash\n(.*?)```", README,
+                      re.DOTALL).group(1).splitlines()
+    assert block[0].startswith("pip install -r requirements.txt && python -m tools.demo && python "
+                               "train.py --demo")
     assert block[1].startswith("python -m pytest -q")
     assert "python -m pytest -q" in (ROOT / ".ci/run").read_text().splitlines()[-1]

@@ -1,4 +1,5 @@
-"""sketch_aug: edge maps turned into hand-drawing-like sketches, the photo moved with them; off = today's run."""
+"""sketch_aug: edge maps turned into hand-drawing-like sketches, the photo moved with them; off =
+today's run."""
 
 import os
 import signal
@@ -22,9 +23,11 @@ def rng(seed=0):
 def dark_centre(images):
     """(B, 2) row and column of the darkness-weighted centre of each image."""
     darkness = (1 - images.mean(1)).clamp(min=0)  # (B, H, W), 0 on white
-    rows, cols = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in darkness.shape[1:]), indexing="ij")
+    rows, cols = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in darkness.shape[1:]),
+                                indexing="ij")
     total = darkness.sum((1, 2))
-    return torch.stack([(darkness * rows).sum((1, 2)) / total, (darkness * cols).sum((1, 2)) / total], 1)
+    return torch.stack([(darkness * rows).sum((1, 2)) / total,
+                        (darkness * cols).sum((1, 2)) / total], 1)
 
 
 def test_shift_and_scale_move_sketch_and_photo_alike():
@@ -36,10 +39,13 @@ def test_shift_and_scale_move_sketch_and_photo_alike():
     photo = sketch.clone()
     photo[:, 0][sketch[:, 0] < 0] = 0.4  # a coloured marker on white, to tell them apart
     new_sketch, new_photo = sketch_augment(sketch, photo, rng(), **ONLY_AFFINE)
-    before, after_sketch, after_photo = dark_centre(sketch), dark_centre(new_sketch), dark_centre(new_photo)
+    before, after_sketch, after_photo = (dark_centre(sketch), dark_centre(new_sketch),
+                                         dark_centre(new_photo))
     moved = (after_sketch - before).norm(dim=1)
-    assert (moved > 1).sum() >= 6, moved  # the markers did move (scale < 1 and offsets draw per image)
-    assert torch.allclose(after_sketch, after_photo, atol=0.3), (after_sketch - after_photo).abs().max()
+    # the markers did move (scale < 1 and offsets draw per image)
+    assert (moved > 1).sum() >= 6, moved
+    assert torch.allclose(after_sketch, after_photo, atol=0.3), (
+        (after_sketch - after_photo).abs().max())
 
 
 def test_output_stays_in_range_and_white_stays_white():
@@ -51,7 +57,8 @@ def test_output_stays_in_range_and_white_stays_white():
     assert sketch.shape == photo.shape == noise.shape
     assert sketch.min() >= -1 and sketch.max() <= 1 and photo.min() >= -1 and photo.max() <= 1
     assert torch.equal(sketch[:, 0], sketch[:, 2])  # a gray drawing
-    # a shrunk photo gets a white margin: the corners were noise, now at least one image is white there
+    # a shrunk photo gets a white margin: the corners were noise, now at least one image is white
+    # there
     assert (photo[:, :, 0, 0] == 1).all(1).any()
 
 
@@ -60,11 +67,13 @@ def test_thicker_width_gives_thicker_strokes():
     sketch[:, :, 128, 40:220] = -1  # a one-pixel line
     sketch[:, :, 40:220, 128] = -1
     still = dict(wobble=0, drop=0, detail=0, shrink=0)
-    ink = {w: (sketch_augment(sketch, sketch.clone(), rng(3), width=w, **still)[0] < 0).sum((1, 2, 3)).float()
+    ink = {w: (sketch_augment(sketch, sketch.clone(), rng(3), width=w,
+                              **still)[0] < 0).sum((1, 2, 3)).float()
            for w in (0, 2, 6)}
     assert torch.equal(ink[0], (sketch < 0).sum((1, 2, 3)).float())  # width 0: the line as it was
     assert (ink[2] >= ink[0]).all() and (ink[6] >= ink[0]).all()
-    assert ink[0].mean() < ink[2].mean() < ink[6].mean(), {w: v.mean().item() for w, v in ink.items()}
+    assert ink[0].mean() < ink[2].mean() < ink[6].mean(), {w: v.mean().item()
+                                                           for w, v in ink.items()}
     assert ink[6].max() >= 3 * ink[0].max()  # some image got lines 3+ pixels wide
 
 
@@ -96,7 +105,8 @@ def test_off_trains_exactly_as_a_run_that_skips_the_call(tmp_path, pairs_dir, mo
     monkeypatch.setattr(train, "sketch_augment", refuse)
     off = tiny_config(tmp_path / "off", pairs_dir, **cfg)
     result_off = train.main(off)
-    # the call site with an identity augmentation: the same run, so the branch adds nothing else (no RNG draw)
+    # the call site with an identity augmentation: the same run, so the branch adds nothing else (no
+    # RNG draw)
     seen = []
     monkeypatch.setattr(train, "sketch_augment", lambda sketch, photo, generator, strength: (
         seen.append(generator.initial_seed()) or (sketch, photo)))
@@ -112,7 +122,8 @@ def test_resumed_run_draws_the_same_augmentations(tmp_path, pairs_dir, monkeypat
     cfg = tiny_config(tmp_path / "b", pairs_dir, epochs=1, sketch_aug=True)
     loads, original = [], dataset.PairDataset.load
 
-    def load(self, path):  # Ctrl-C while the 6th training image (second batch of 4) loads; 4 val pairs first
+    # Ctrl-C while the 6th training image (second batch of 4) loads; 4 val pairs first
+    def load(self, path):
         loads.append(path)
         if len(loads) == 4 + 6:
             os.kill(os.getpid(), signal.SIGINT)

@@ -1,4 +1,5 @@
-"""Training: one step moves both networks, a short run learns, and interrupted runs resume exactly."""
+"""Training: one step moves both networks, a short run learns, and interrupted runs resume
+exactly."""
 
 import gc
 import json
@@ -46,7 +47,8 @@ def test_one_step_changes_both_networks_and_gives_finite_losses(tmp_path, pairs_
 def test_short_training_lowers_validation_l1(tmp_path):
     make_pairs(tmp_path / "data/train", 32, seed=1)
     make_pairs(tmp_path / "data/val", 8, seed=2)
-    cfg = tiny_config(tmp_path, tmp_path / "data", ngf=16, ndf=16, epochs=10, log_every=100, val_images=8)
+    cfg = tiny_config(tmp_path, tmp_path / "data", ngf=16, ndf=16, epochs=10, log_every=100,
+                      val_images=8)
     G0, _ = fresh_nets(cfg)
     val = dataset.PairDataset(tmp_path / "data/val", image_size=64)
     sketch, photo = (torch.stack(t) for t in zip(*(val[i] for i in range(len(val)))))
@@ -54,7 +56,8 @@ def test_short_training_lowers_validation_l1(tmp_path):
     untrained_l1 = F.l1_loss(translate(G0, sketch), photo).item()
     val_l1 = train.main(cfg)["val_l1"]
     assert len(val_l1) == 10
-    # Measured on 2 CPU cores: untrained ~0.75, then 0.74 after one epoch and 0.34 after ten (80 steps).
+    # Measured on 2 CPU cores: untrained ~0.75, then 0.74 after one epoch and 0.34 after ten (80
+    # steps).
     assert val_l1[-1] < 0.6 * untrained_l1, (untrained_l1, val_l1)
 
 
@@ -82,7 +85,8 @@ def test_ctrl_c_mid_epoch_then_resume_matches_an_unbroken_run(tmp_path, pairs_di
     assert stopped.value.code == 130
     monkeypatch.undo()
     ckpt = save.load_checkpoint(tmp_path / "b/models/test/last.pt", keys=save.CHECKPOINT_KEYS)
-    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (0, 2, 2)  # the batch in flight was finished
+    # the batch in flight was finished
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (0, 2, 2)
     resumed = train.main(Config(**{**cfg.to_dict(), "resume": True}))
     assert resumed["step"] == unbroken["step"] == 8
     final_a = torch.load(tmp_path / "a/models/test/last.pt", weights_only=True)
@@ -114,9 +118,9 @@ def test_nan_loss_stops_with_the_step_and_saves_nothing(tmp_path, pairs_dir, mon
         G, D = fresh_nets(tiny_config(tmp_path, pairs_dir))
         torch.nn.init.constant_(G.final[1].bias, float("nan"))
         opt = torch.optim.Adam(G.parameters())
-        save.save_checkpoint(tmp_path / "nan.pt", generator=G, discriminator=D, opt_g=opt, opt_d=opt,
-                             scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=0, batch=0, step=0,
-                             config=tiny_config(tmp_path, pairs_dir))
+        save.save_checkpoint(tmp_path / "nan.pt", generator=G, discriminator=D, opt_g=opt,
+                             opt_d=opt, scaler=torch.amp.GradScaler("cpu", enabled=False),
+                             epoch=0, batch=0, step=0, config=tiny_config(tmp_path, pairs_dir))
     assert not (tmp_path / "nan.pt").exists()
 
 
@@ -148,8 +152,9 @@ def test_command_line_overrides_and_rejects():
     assert (cfg.lambda_l1, cfg.jitter, cfg.lr, cfg.epochs) == (10.0, True, 1e-4, 15)
     demo = parse_args(["--demo", "--epochs", "2"])
     assert demo.epochs == 2 and demo.data_dir == DEMO["data_dir"]
-    for bad in (["--no_such_flag", "1"], ["--epochs", "many"], ["--direction", "sideways"], ["--jitter", "maybe"],
-                ["--lambda", "10"], ["--num_downs", "4"], ["--n_samples", "0"]):
+    for bad in (["--no_such_flag", "1"], ["--epochs", "many"], ["--direction", "sideways"],
+                ["--jitter", "maybe"], ["--lambda", "10"], ["--num_downs", "4"],
+                ["--n_samples", "0"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
     with pytest.raises(ValueError, match="unknown keys"):
@@ -159,7 +164,8 @@ def test_command_line_overrides_and_rejects():
 def test_logs_curves_and_optional_tensorboard(tmp_path, pairs_dir, monkeypatch):
     written = []
 
-    class Board:  # stands in for torch.utils.tensorboard.SummaryWriter, which needs the optional package
+    # stands in for torch.utils.tensorboard.SummaryWriter, which needs the optional package
+    class Board:
         def __init__(self, folder):
             written.append(("folder", folder))
 
@@ -182,7 +188,8 @@ def test_logs_curves_and_optional_tensorboard(tmp_path, pairs_dir, monkeypatch):
     for r in val:  # mean square ≥ (mean |error|)², so PSNR ≤ -20·log10(L1 / 2) on the [0, 1] scale
         assert 0 < r["val_psnr"] <= -20 * math.log10(r["val_l1"] / 2) + 1e-6
     assert Image.open(run_dir / "curves.png").size[0] > 300
-    assert ("train/loss_g_l1", 8) in written and ("val/psnr", 8) in written and written[-1] == "closed"
+    assert (("train/loss_g_l1", 8) in written and ("val/psnr", 8) in written
+            and written[-1] == "closed")
     assert ("val/sketch_generated_real", (2 * 64 + 3 * 2, 3 * 64 + 4 * 2, 3)) in written
 
 
