@@ -201,6 +201,12 @@ SYSTEMS = {
 }
 
 
+def first_line(error: BaseException, limit: int = 120) -> str:
+    """The first line of an error's message (its type's name if it has none), for one-line reports."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
 def pick_device(name: str) -> torch.device:
     """The device a config names; 'auto' means the GPU when there is one."""
     if name == "auto":

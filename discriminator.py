@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 
+from config import first_line
 from generator import init_weights  # the same N(0, 0.02) init as the generator
 
 NORMS_D = ("batch", "instance", "none")
@@ -118,7 +119,7 @@ class VGGFeatures(nn.Module):
             state = {k: v for k, v in state.items() if int(k.split(".")[0]) < len(self.features)}
             self.features.load_state_dict(state)
         except Exception as e:  # not a file torch can read safely, or not a vgg19 state dict
-            reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
             raise ValueError(f"vgg_weights {path}: not torchvision's vgg19 state dict "
                              f"({reason})") from None
         # frozen; up to relu5_1 VGG19 has no norm nor dropout, so no mode to mind

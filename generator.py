@@ -203,6 +203,15 @@ def sampling_mode(generator: nn.Module, paper: bool = True):
         generator.train(was_training)
 
 
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device):
+    """Sample under seed (the same dropout masks every time), leaving the caller's random streams as
+    they were: validation and evaluation must not shift a training run's or a user's randomness."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def translate(generator: nn.Module, sketch: torch.Tensor, paper: bool = True) -> torch.Tensor:
     """Sketches (B, 3, H, W) -> photos, as at test time. In paper mode each image runs alone, since
     batch norm then normalizes with the batch's statistics and a photo must not depend on its

@@ -29,7 +29,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from config import Config
+from config import Config, first_line
 from dataset import to_image
 from discriminator import PatchDiscriminator
 from generator import ResNetGenerator, UNetGenerator
@@ -107,7 +107,7 @@ def load_checkpoint(path, keys=("generator", "config")) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, random bytes, or a pickle that wants to run code
-        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         raise ValueError(f"{path}: not a loadable checkpoint (truncated, corrupt or unsafe): "
                          f"{reason}") from None
     missing = [k for k in keys if not isinstance(ckpt, dict) or k not in ckpt]
@@ -141,7 +141,7 @@ def resume(path, cfg: Config, G, D, opt_g, opt_d, scaler, device: torch.device,
         load_optimizer(opt_g, ckpt["opt_g"])
         load_optimizer(opt_d, ckpt["opt_d"])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: does not fit this run ({str(e).splitlines()[0]})") from None
+        raise ValueError(f"{path}: does not fit this run ({first_line(e)})") from None
     if ckpt["scaler"] and scaler.is_enabled():  # empty when the run that saved it did not use fp16
         scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"], device)
@@ -201,7 +201,7 @@ def load_generator(path) -> tuple:
         generator.load_state_dict(ckpt["generator"])
     except RuntimeError as e:
         raise ValueError(f"{path}: generator weights do not match its config "
-                         f"({str(e).splitlines()[0]})") from None
+                         f"({first_line(e)})") from None
     return generator, ckpt["config"]
 
 
@@ -492,7 +492,7 @@ def pretrained_checkpoint(name: str, models_dir="models",
         try:
             state_dict = torch.load(download, map_location="cpu", weights_only=True)
         except Exception as e:  # truncated, not a torch file, or a pickle that wants to run code
-            reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+            reason = first_line(e)
             raise ValueError(f"not a loadable PyTorch file (truncated, corrupt or unsafe): "
                              f"{reason}") from None
         data_set, direction = PRETRAINED[name]

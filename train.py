@@ -36,7 +36,7 @@ from config import DEMO, Config, parse_args, pick_device
 from dataset import (EpochSampler, PairDataset, ignore_signals, sketch_augment, to_float,
                      train_val_folders)
 from discriminator import VGGFeatures
-from generator import translate
+from generator import seeded, translate
 try:  # TensorBoard is optional: scalars and sample grids go there too when the package is installed
     from torch.utils.tensorboard import SummaryWriter
 except ImportError:
@@ -428,8 +428,7 @@ def validate(G: nn.Module, val_sketch, val_photo, cfg: Config, autocast, device,
              memory_format) -> tuple:
     """(generated photos, L1, PSNR) on the fixed validation pairs, with the same dropout masks each
     epoch. Every process runs it: with synchronized batch norm the layers talk to each other."""
-    with autocast, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(cfg.seed)
+    with autocast, seeded(cfg.seed, device):
         val_fake = translate(G, val_sketch.to(device, memory_format=memory_format)).float().cpu()
     return val_fake, F.l1_loss(val_fake, val_photo).item(), psnr(val_fake, val_photo).mean().item()
 

@@ -58,10 +58,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from config import SWITCH, add_device_flag, pick_device
+from config import SWITCH, add_device_flag, first_line, pick_device
 from dataset import PairDataset, list_images, load_rgb, to_image, to_tensor, train_val_folders
 from tools.edges import detect_edges
-from generator import translate
+from generator import seeded, translate
 from infer import prepare_sketch
 from save import PRETRAINED, load_generator, pretrained_checkpoint, psnr
 
@@ -232,7 +232,7 @@ def load_inception(path, device="cpu") -> nn.Module:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or a pickle that wants to run code
         raise ValueError(f"{path}: not a loadable weights file "
-                         f"({str(e).strip().splitlines()[0][:100]})") from None
+                         f"({first_line(e, 100)})") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not torch.is_tensor(state.get("fc.weight")):
         raise ValueError(f"{path}: not an Inception v3 state dict (no fc.weight)")
@@ -246,7 +246,7 @@ def load_inception(path, device="cpu") -> nn.Module:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise ValueError(f"{path}: weights do not fit Inception v3 "
-                         f"({str(e).splitlines()[0][:100]})") from None
+                         f"({first_line(e, 100)})") from None
     # pytorch-fid's FIDInception blocks: pool like TF, so FIDs match published ones
     if num_classes == 1008:
         for block in (model.Mixed_5b, model.Mixed_5c, model.Mixed_5d, model.Mixed_6b,
@@ -287,8 +287,7 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
     generator.to(device)
     images, skipped = [], []
     batches = range(0, len(data.files), batch_size)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)  # the same dropout noise for every run with this seed
+    with seeded(seed, device):  # the same dropout noise for every run with this seed
         for start in tqdm(batches, desc="evaluate", leave=False, disable=not progress,
                           file=sys.stderr):
             names, pairs = [], []
@@ -334,8 +333,7 @@ def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True,
     device = torch.device(device)
     generator.to(device)
     images, skipped = [], []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         for start in tqdm(range(0, len(files), batch_size), desc="evaluate", leave=False,
                           disable=not progress, file=sys.stderr):
             names, sketches = [], []
@@ -616,7 +614,7 @@ def main(argv=None) -> int:
         print(f"wrote {out_dir / 'results.json'} and {out_dir / 'index.html'}")
     except (OSError, ValueError) as e:
         print(f"evaluate.py: error: "
-              f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}",
+              f"{first_line(e)}",
               file=sys.stderr)
         return 2
     return 0

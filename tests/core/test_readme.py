@@ -1,4 +1,4 @@
-"""README and config.py stay true to the code: the first commands, and every field documented once."""
+"""README and config.py stay true to the code: the first commands, every field documented once."""
 
 import dataclasses
 import re
