@@ -1,4 +1,4 @@
-"""Checkpoints (this repo's and the authors' published ones), validation scores, grids and loss curves.
+"""Checkpoints (ours and the authors' published ones), validation scores, grids and loss curves.
 
 A checkpoint is a plain dict of tensors and numbers, written atomically and loaded with
 weights_only=True, so a crash never leaves half a file and a hostile file cannot run code:
