@@ -403,7 +403,9 @@ def wrap_for_training(G: nn.Module, D: nn.Module, cfg: Config, device: torch.dev
                    gradient_as_bucket_view=True)  # gradients are the all-reduce buckets: no copy
         G_train, D_train = DDP(G, **ddp), DDP(D, **ddp)
     if cfg.compile:  # reduce-overhead: CUDA graphs replay each step's kernels with one launch
-        G_train, D_train = (torch.compile(net, mode=cfg.compile_mode) for net in (G_train, D_train))
+        # static shapes: every step has a full batch (drop_last), so one graph, never a symbolic one
+        G_train, D_train = (torch.compile(net, mode=cfg.compile_mode, dynamic=False)
+                            for net in (G_train, D_train))
     return G_train, D_train
 
 
