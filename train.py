@@ -136,7 +136,8 @@ def gradient_penalty(D, real_pair: torch.Tensor, fake_pair: torch.Tensor, scaler
     # Under fp16 the GradScaler scales the loss; scale here too, then unscale, so small gradients
     # survive.
     (grad,) = torch.autograd.grad(scaler.scale(scores.sum()), mixed, create_graph=True)
-    grad = grad.float() / scaler.get_scale() if scaler.is_enabled() else grad.float()
+    # the scale as a device tensor (1 when the scaler is off): get_scale() would sync every step
+    grad = grad.float() / scaler.scale(torch.ones((), device=grad.device))
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
@@ -149,17 +150,17 @@ def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autoca
     Returns the losses (D, G_gan, G_l1) detached and still on the device: reading them would sync.
     With n_critic > 1, D is the mean over the critic steps; for wgan-gp it includes λ_gp·penalty."""
     # --- D steps. The fake is detached: these steps train D only.
+    with autocast:
+        fake_photo = G(sketch)
+    real_pair = torch.cat([sketch, photo], dim=1)  # (B, 6, H, W)
+    fake_pair = torch.cat([sketch, fake_photo.detach()], dim=1)
     loss_d_sum = 0.0
     for k in range(n_critic):
         with autocast:
-            if k == 0:
-                fake_photo = G(sketch)
-            logits_real = D(torch.cat([sketch, photo], dim=1))  # (B, 1, h, w), one logit per patch
-            logits_fake = D(torch.cat([sketch, fake_photo.detach()], dim=1))
+            logits_real = D(real_pair)  # (B, 1, h, w), one logit per patch
+            logits_fake = D(fake_pair)
             loss_d = loss_d_of(gan_loss, logits_real, logits_fake)
         if gan_loss == "wgan-gp":
-            real_pair, fake_pair = (torch.cat([sketch, photo], dim=1),
-                                    torch.cat([sketch, fake_photo], dim=1))
             loss_d = loss_d + lambda_gp * gradient_penalty(D, real_pair, fake_pair, scaler,
                                                            autocast)
         opt_d.zero_grad(set_to_none=True)
@@ -168,7 +169,7 @@ def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autoca
         if k < n_critic - 1:
             scaler.update()  # a GradScaler allows one step per optimizer between updates
         loss_d_sum = loss_d_sum + loss_d.detach()
-    loss_d = loss_d_sum / n_critic if n_critic > 1 else loss_d
+    loss_d = loss_d_sum / n_critic
 
     # --- G step: fool D, and stay close to the target in L1 (and in VGG features).
     D.requires_grad_(False)  # gradients flow through D to G, but D's own are not needed...
