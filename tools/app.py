@@ -42,12 +42,14 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from config import SWITCH, add_device_flag, pick_device  # noqa: E402
-from dataset import list_images, to_image  # noqa: E402
+from dataset import list_images, to_image, train_val_folders  # noqa: E402
 from tools.demo import draw_shoe  # noqa: E402
 from tools.edges import sketch_pixels  # noqa: E402
-from generator import for_inference, translate  # noqa: E402
-from infer import find_checkpoint, prepare_sketch, put_back  # noqa: E402
+from generator import for_inference  # noqa: E402
+from infer import find_checkpoint, generate, prepare_sketch  # noqa: E402
 from save import PRETRAINED, load_generator, pretrained_checkpoint  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]  # the repo: relative data_dirs are relative to it
 
 # drawing canvas and example sketches, pixels (the photo comes back at the canvas's size)
 CANVAS_SIZE = 256
@@ -87,11 +89,9 @@ class ShoeApp:
             except ValueError as e:
                 raise ValueError(str(e).replace(str(upload), "upload")) from None
             torch.manual_seed(self.seed)  # paper mode: the same dropout masks for every request
-            with torch.inference_mode():
-                fake_photo = translate(self.model, prepared.sketch[None].to(self.device),
-                                       paper=self.paper)[0]
+            photo = generate(self.model, [prepared], self.device, self.paper)[0]
         buffer = io.BytesIO()
-        put_back(to_image(fake_photo), prepared).save(buffer, format="PNG")  # at the upload's size
+        photo.save(buffer, format="PNG")  # at the upload's size
         return buffer.getvalue()
 
     def page(self) -> bytes:
@@ -110,10 +110,10 @@ class ShoeApp:
 def make_examples(cfg, count: int = N_EXAMPLES, size: int = CANVAS_SIZE) -> list:
     """PNG bytes of a few sketches to start from: the first val pairs' input halves, else drawn demo
     shoes."""
-    val = Path(cfg.data_dir) / "val"
+    val = train_val_folders(cfg.data_dir)[1]
     if not val.is_dir() and not val.is_absolute():
         # data_dir is relative to the repo, not to the cwd
-        val = Path(__file__).resolve().parent / val
+        val = train_val_folders(ROOT / cfg.data_dir)[1]
     sketches = []
     for path in list_images(val, required=False):
         try:  # the model's input half, padded and resized as infer.py does, at canvas size
