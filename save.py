@@ -38,6 +38,7 @@ PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps mea
 DOWNLOAD_TIMEOUT_S = 30  # seconds a connect or a read may stall before a download stops
 DOWNLOAD_CHUNK_BYTES = 1 << 20  # download read size
 # Keys every resumable checkpoint has; "world_size" joined later and reads as 1 where it is missing.
+LOSS_KEYS = ("loss_d", "loss_g_gan", "loss_g_l1")  # the losses each log record of train.py holds
 CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "scaler", "epoch", "batch",
                    "step", "rng", "config")
 FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "generator", "resnet_blocks", "norm_g",
@@ -71,7 +72,8 @@ def save_checkpoint(path, *, generator, discriminator, opt_g, opt_d, scaler, epo
                     step: int, config: Config, world_size: int = 1) -> None:
     """Everything needed to resume, of the unwrapped modules, plus generator.pt for inference."""
     generator_state = generator.state_dict()
-    if not all(torch.isfinite(t).all() for t in generator_state.values() if t.is_floating_point()):
+    finite = [torch.isfinite(t).all() for t in generator_state.values() if t.is_floating_point()]
+    if not torch.stack(finite).all():  # one host sync for the whole check, not one per tensor
         raise FloatingPointError(f"not saving {path}: the generator has NaN or Inf weights "
                                  f"at step {step}")
     device = next(generator.parameters()).device
@@ -248,7 +250,7 @@ def read_log(path) -> tuple:
                 if isinstance(v, (int, float)) and math.isfinite(v)]
 
     series = {key: points({s: r.get(key) for s, r in train.items()})
-              for key in ("loss_d", "loss_g_gan", "loss_g_l1")}
+              for key in LOSS_KEYS}
     return series, points(val)
 
 

@@ -41,12 +41,11 @@ try:  # TensorBoard is optional: scalars and sample grids go there too when the 
     from torch.utils.tensorboard import SummaryWriter
 except ImportError:
     SummaryWriter = None
-from save import (build_discriminator, build_generator, plot_curves, psnr, resume, save_checkpoint,
-                  save_grid)
+from save import (LOSS_KEYS, build_discriminator, build_generator, plot_curves, psnr, resume,
+                  save_checkpoint, save_grid)
 
 RANK_SEED_STRIDE = 1_000_003  # dropout seed = seed + this × rank + step: a prime above any step
 # count, so that no two (rank, step) pairs share a dropout stream
-LOSS_KEYS = ("loss_d", "loss_g_gan", "loss_g_l1")
 ERRORS = {e.__name__: e for e in (OSError, ValueError, FloatingPointError)}  # reported in one line
 
 
