@@ -285,9 +285,9 @@ def bench_train(args) -> list:
 # ------------------------------------------------------------------------------------------- loader
 
 class Uint8Cache:
-    """Prototype input pipeline: every pair decoded once into an (N, 2, S, S, 3) uint8 .npy memmap;
-    a batch is gathered from it, copied to the device as uint8 (a quarter of the float bytes) and
-    scaled to [-1, 1] there. Exact for jitter-free training (edges2shoes' default); jitter would
+    """Prototype input pipeline: every pair of a uint8 PairDataset decoded once into an
+    (N, 2, S, S, 3) uint8 .npy memmap; a batch is gathered from it, copied to the device as uint8
+    (a quarter of the float bytes) and scaled to [-1, 1] there by dataset.to_float. Exact for jitter-free training (edges2shoes' default); jitter would
     have to run on the device."""
 
     def __init__(self, dataset: PairDataset, path, device: torch.device):
@@ -299,10 +299,8 @@ class Uint8Cache:
                                               dtype=np.uint8, shape=(len(dataset), 2, size, size,
                                                                      3))
             for i in range(len(dataset)):
-                # (3, S, S) in [-1, 1], made from uint8: exact inverse
-                for half, tensor in enumerate(dataset[i]):
-                    array[i, half] = (tensor.add(1).mul(127.5).round().byte()
-                                      .permute(1, 2, 0).numpy())
+                for half, pixels in enumerate(dataset[i]):  # (3, S, S) uint8 each
+                    array[i, half] = pixels.permute(1, 2, 0).numpy()
             array.flush()
             del array
             os.replace(path.with_suffix(".tmp.npy"), path)
@@ -324,8 +322,7 @@ class Uint8Cache:
                 pairs = torch.from_numpy(self.array[np.sort(order[k:k + batch])])
                 if self.device.type == "cuda":
                     pairs = pairs.pin_memory()
-                pairs = (pairs.to(self.device, non_blocking=True).permute(0, 1, 4, 2, 3)
-                         .float().div_(127.5).sub_(1))
+                pairs = to_float(pairs.to(self.device, non_blocking=True).permute(0, 1, 4, 2, 3))
                 yield pairs[:, 0], pairs[:, 1]  # (B, 3, S, S) each
 
 
@@ -361,7 +358,7 @@ def bench_loader(args) -> list:
         if args.jitter:
             raise SystemExit("bench.py: the uint8 cache prototype is jitter-free; drop "
                              "--jitter or --cache")
-        cache = Uint8Cache(dataset, args.cache, device)
+        cache = Uint8Cache(uint8_dataset, args.cache, device)
         print(f"uint8 cache {args.cache}: {cache.array.nbytes / 2**20:.0f} MiB, built in "
               f"{cache.build_s:.1f} s", flush=True)
         variants.append(("uint8 memmap cache", lambda: cache.batches(args.batch)))

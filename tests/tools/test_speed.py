@@ -130,8 +130,10 @@ def test_flop_count_of_the_paper_step():
 
 
 def test_uint8_cache_gives_the_dataset_batches(tmp_path):
-    dataset = PairDataset(make_pairs(tmp_path / "pairs", 6, size=32), image_size=32)
-    cache = bench.Uint8Cache(dataset, tmp_path / "cache.npy", torch.device("cpu"))
+    folder = make_pairs(tmp_path / "pairs", 6, size=32)
+    dataset = PairDataset(folder, image_size=32)
+    cache = bench.Uint8Cache(PairDataset(folder, image_size=32, uint8=True), tmp_path / "cache.npy",
+                             torch.device("cpu"))
     sketch, photo = next(cache.batches(6))  # (6, 3, 32, 32) each, shuffled
     pairs = [dataset[i] for i in range(6)]
     found = []
