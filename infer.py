@@ -79,6 +79,22 @@ def find_checkpoint(models_dir: str = "models") -> Path:
     return found[-1]
 
 
+def add_checkpoint_flags(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """--checkpoint FILE or --pretrained NAME (one of them, or neither: the newest trained run)."""
+    which = parser.add_mutually_exclusive_group(required=required)
+    default = "" if required else " (default: newest models/*/generator.pt)"
+    which.add_argument("--checkpoint", help=f"generator.pt or last.pt of a run{default}")
+    which.add_argument("--pretrained", choices=PRETRAINED, metavar="NAME",
+                       help=f"the authors' weights, fetched once: {', '.join(PRETRAINED)}")
+
+
+def chosen_checkpoint(args: argparse.Namespace) -> Path:
+    """The file add_checkpoint_flags' flags name: fetched and converted for --pretrained."""
+    if args.pretrained:
+        return pretrained_checkpoint(args.pretrained)
+    return Path(args.checkpoint) if args.checkpoint else find_checkpoint()
+
+
 def collect_inputs(paths) -> tuple:
     """(files, problems): files as given, folders expanded to the images directly inside them; one
     'path: problem' for each path that names nothing usable."""
@@ -283,11 +299,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("inputs", nargs="+", help="sketch images or folders of them")
     parser.add_argument("-o", "--out", default="out", help="folder for the generated PNGs")
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--checkpoint",
-                       help="generator.pt or last.pt (default: newest models/*/generator.pt)")
-    which.add_argument("--pretrained", choices=PRETRAINED, metavar="NAME",
-                       help=f"the authors' weights, fetched once: {', '.join(PRETRAINED)}")
+    add_checkpoint_flags(parser)
     parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed for the dropout noise in paper mode")
@@ -315,8 +327,7 @@ def main(argv=None) -> int:
     fit, paper = args.fit is not False and not args.native, not args.eval
     try:
         device = pick_device(args.device)
-        checkpoint = (pretrained_checkpoint(args.pretrained) if args.pretrained
-                      else Path(args.checkpoint) if args.checkpoint else find_checkpoint())
+        checkpoint = chosen_checkpoint(args)
         generator, cfg = load_generator(checkpoint)
         generator.to(device)
         # Eval mode: batch norm folded into the convs, NHWC; paper mode: G as it is (see

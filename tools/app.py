@@ -46,8 +46,8 @@ from dataset import list_images, to_image, train_val_folders  # noqa: E402
 from tools.demo import draw_shoe  # noqa: E402
 from tools.edges import sketch_pixels  # noqa: E402
 from generator import for_inference  # noqa: E402
-from infer import find_checkpoint, generate, prepare_sketch  # noqa: E402
-from save import PRETRAINED, load_generator, pretrained_checkpoint  # noqa: E402
+from infer import add_checkpoint_flags, chosen_checkpoint, generate, prepare_sketch  # noqa: E402
+from save import load_generator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]  # the repo: relative data_dirs are relative to it
 
@@ -266,11 +266,7 @@ def make_server(checkpoint, host: str = "127.0.0.1", port: int = 8000, paper: bo
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--checkpoint",
-                       help="generator.pt or last.pt (default: newest models/*/generator.pt)")
-    which.add_argument("--pretrained", choices=PRETRAINED, metavar="NAME",
-                       help=f"the authors' weights, fetched once: {', '.join(PRETRAINED)}")
+    add_checkpoint_flags(parser)
     parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (0.0.0.0: every interface)")
@@ -283,8 +279,7 @@ def main(argv=None) -> int:
     add_device_flag(parser)
     args = parser.parse_args(argv)
     try:
-        checkpoint = (pretrained_checkpoint(args.pretrained) if args.pretrained
-                      else Path(args.checkpoint) if args.checkpoint else find_checkpoint())
+        checkpoint = chosen_checkpoint(args)
         server = make_server(checkpoint, args.host, args.port, paper=not args.eval, seed=args.seed,
                              device=args.device, fit=args.fit)
     except (OSError, ValueError) as e:

@@ -62,8 +62,8 @@ from config import SWITCH, add_device_flag, first_line, pick_device
 from dataset import PairDataset, list_images, load_rgb, to_image, to_tensor, train_val_folders
 from tools.edges import detect_edges
 from generator import seeded, translate
-from infer import prepare_sketch
-from save import PRETRAINED, load_generator, pretrained_checkpoint, psnr
+from infer import add_checkpoint_flags, chosen_checkpoint, prepare_sketch
+from save import load_generator, psnr
 
 # a sketch pixel darker than this (on [0, 1], mean of RGB) is a reference edge
 SKETCH_THRESHOLD = 0.5
@@ -508,10 +508,7 @@ def print_table(results: list) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint", help="generator.pt or last.pt of a run")
-    which.add_argument("--pretrained", choices=PRETRAINED, metavar="NAME",
-                       help=f"the authors' weights, fetched once: {', '.join(PRETRAINED)}")
+    add_checkpoint_flags(parser, required=True)
     parser.add_argument("--data",
                         help="folder of side-by-side pairs (default: the run's data_dir/val)")
     parser.add_argument("--out", help="folder for results.json, index.html and thumbnails "
@@ -533,7 +530,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         device = pick_device(args.device)
-        first = pretrained_checkpoint(args.pretrained) if args.pretrained else Path(args.checkpoint)
+        first = chosen_checkpoint(args)
         paths = [first] + ([Path(args.compare)] if args.compare else [])
         runs = [load_generator(path) for path in paths]  # every file checked before any long work
         configs = [cfg for _, cfg in runs]
