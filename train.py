@@ -553,6 +553,8 @@ def main(cfg: Config) -> dict:
         log.close()
         stop.restore()
         if world_size > 1:
+            if sys.exc_info()[0] is None:  # a clean end: every rank's collectives are done before
+                dist.barrier()  # any tears down (a rank gone early aborted its peer's gloo threads)
             dist.destroy_process_group()
     return {**last_record, "val_l1": val_l1s, "step": step}
 
