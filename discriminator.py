@@ -1,27 +1,22 @@
-"""The networks that judge G's output: the pix2pix PatchGAN discriminator (Isola et al. 2017,
-appendix 6.1.2) and the frozen VGG19 features of the perceptual loss.
+"""The network that judges G's output: the pix2pix PatchGAN discriminator (Isola et al. 2017,
+appendix 6.1.2).
 
-    from discriminator import PatchDiscriminator, VGGFeatures
+    from discriminator import PatchDiscriminator, build_discriminator
     D = PatchDiscriminator(in_ch=6, ndf=64, n_layers=3)   # 2,768,705 parameters
     logits = D(torch.cat([sketch, photo], dim=1))         # (B, 1, 30, 30) for 256×256 pairs
     # a WGAN-GP critic with spectral norm
     critic = PatchDiscriminator(norm="none", spectral_norm=True)
-    # torchvision's vgg19 state dict, never downloaded
-    vgg = VGGFeatures("vgg19.pth")
-    loss = vgg.distance(fake_photo, photo)                # weighted L1 between feature maps
+    D = build_discriminator(cfg)                          # the one a Config describes
 
 C64-C128-C256-C512 then a 1-channel conv, 4×4 kernels. Each logit judges one 70×70 patch of the pair
 as real or fake; the loss averages them, so D models high frequencies and L1 handles the rest.
 """
 
-from pathlib import Path
-
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm as add_spectral_norm
 
-from config import first_line
+from config import Config
 from generator import init_weights  # the same N(0, 0.02) init as the generator
 
 NORMS_D = ("batch", "instance", "none")
@@ -72,78 +67,7 @@ class PatchDiscriminator(nn.Module):
         return self.net(pair)  # (B, 6, H, W) -> (B, 1, H/8 - 2, W/8 - 2)
 
 
-# ---------------------------------------------------------------------------------- perceptual loss
-
-# VGG19's convolutional part as torchvision numbers it ("features.N"): widths, "M" for a 2×2 max
-# pool.
-VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-                512, 512, 512, 512)
-# The layers compared and their weights: relu1_1 ... relu5_1 with 1/32 ... 1, as pix2pixHD and SPADE
-# use (Wang et al. 2018): the first ReLU of each scale, edges up to object parts, deeper counting
-# more.
-# index in features
-VGG_LAYERS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_1": 29}
-VGG_WEIGHTS = {"relu1_1": 1 / 32, "relu2_1": 1 / 16, "relu3_1": 1 / 8, "relu4_1": 1 / 4,
-               "relu5_1": 1.0}
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-class VGGFeatures(nn.Module):
-    """Frozen VGG19 up to relu5_1, loaded from torchvision's vgg19 state dict file (features.*
-    keys).
-
-    Built here rather than with torchvision.models so the core needs no torchvision and never
-    downloads: the user supplies the file (e.g. torchvision's vgg19-dcbb9e9d.pth). Images come in on
-    G's [-1, 1] scale and are mapped to ImageNet's normalisation, as VGG was trained.
-    """
-
-    def __init__(self, weights_path):
-        super().__init__()
-        path = Path(weights_path)
-        if not str(weights_path) or not path.is_file():
-            raise FileNotFoundError(f"vgg_weights {str(weights_path)!r}: no such file; "
-                                    "lambda_perceptual > 0 needs torchvision's vgg19 state dict "
-                                    "(vgg19-dcbb9e9d.pth), never downloaded")
-        layers, width = [], 3
-        for item in VGG19_LAYOUT:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(width, item, 3, padding=1), nn.ReLU()]
-                width = item
-        self.features = nn.Sequential(*layers[:max(VGG_LAYERS.values()) + 1])  # up to relu5_1
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = {k.removeprefix("features."): v for k, v in state.items()
-                     if k.startswith("features.")}
-            state = {k: v for k, v in state.items() if int(k.split(".")[0]) < len(self.features)}
-            self.features.load_state_dict(state)
-        except Exception as e:  # not a file torch can read safely, or not a vgg19 state dict
-            reason = first_line(e)
-            raise ValueError(f"vgg_weights {path}: not torchvision's vgg19 state dict "
-                             f"({reason})") from None
-        # frozen; up to relu5_1 VGG19 has no norm nor dropout, so no mode to mind
-        self.requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, image: torch.Tensor) -> dict:
-        """[-1, 1] images (B, 3, H, W) -> {layer name: feature map}."""
-        h = ((image + 1) / 2 - self.mean) / self.std
-        wanted = {index: name for name, index in VGG_LAYERS.items()}
-        out = {}
-        for index, layer in enumerate(self.features):
-            h = layer(h)
-            if index in wanted:
-                out[wanted[index]] = h
-        return out
-
-    def distance(self, fake_photo: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
-        """The perceptual loss: sum over layers of weight × mean |VGG(fake) - VGG(real)|; G gets
-        gradients."""
-        fake_features = self(fake_photo)
-        with torch.no_grad():
-            real_features = self(photo)
-        return sum(VGG_WEIGHTS[name]
-                   * F.l1_loss(fake_features[name].float(), real_features[name].float())
-                   for name in VGG_LAYERS)
+def build_discriminator(cfg: Config) -> PatchDiscriminator:
+    """The discriminator (critic) a config describes; the one place mapping config fields to it."""
+    return PatchDiscriminator(in_ch=6, ndf=cfg.ndf, n_layers=cfg.n_layers_d, norm=cfg.norm_d,
+                              spectral_norm=cfg.spectral_norm)

@@ -1,9 +1,10 @@
 """The pix2pix generator: UNet-256 (Isola et al. 2017, appendix 6.1.1), and the ResNet generator.
 
-    from generator import UNetGenerator, ResNetGenerator
+    from generator import UNetGenerator, ResNetGenerator, build_generator
     G = UNetGenerator(in_ch=3, out_ch=3, ngf=64, num_downs=8)   # 54,413,955 parameters
     fake_photo = G(sketch)                                      # (B, 3, 256, 256) in [-1, 1]
     G = ResNetGenerator(in_ch=3, out_ch=3, ngf=64, n_blocks=9)  # 11,383,427 parameters (batch norm)
+    G = build_generator(cfg)                                    # the one a Config describes
 
 UNet: encoder C64-C128-C256-C512-C512-C512-C512-C512, decoder
 CD512-CD1024-CD1024-C1024-C1024-C512-C256-C128 (the decoder widths count the skip concatenation),
@@ -20,6 +21,8 @@ import copy
 
 import torch
 import torch.nn as nn
+
+from config import Config
 
 
 def init_weights(module: nn.Module) -> None:
@@ -292,3 +295,13 @@ def for_inference(generator: nn.Module, paper: bool = True,
         return generator
     folded = fold_batchnorm(generator)
     return folded.to(memory_format=torch.channels_last) if channels_last else folded
+
+
+def build_generator(cfg: Config) -> torch.nn.Module:
+    """The generator a config describes; the one place that maps config fields to its arguments."""
+    if cfg.generator == "resnet":
+        return ResNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, n_blocks=cfg.resnet_blocks,
+                               dropout=cfg.dropout, norm=cfg.norm_g, upsample=cfg.upsample)
+    return UNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs,
+                         dropout=cfg.dropout, dropout_blocks=cfg.dropout_blocks,
+                         upsample=cfg.upsample)

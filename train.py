@@ -35,14 +35,14 @@ from tqdm import tqdm
 from config import DEMO, Config, parse_args, pick_device
 from dataset import (EpochSampler, PairDataset, ignore_signals, sketch_augment, to_float,
                      train_val_folders)
-from discriminator import VGGFeatures
-from generator import seeded, translate
+from discriminator import build_discriminator
+from generator import build_generator, seeded, translate
+from losses import VGGFeatures, gradient_penalty, loss_d_of, loss_g_gan_of
 try:  # TensorBoard is optional: scalars and sample grids go there too when the package is installed
     from torch.utils.tensorboard import SummaryWriter
 except ImportError:
     SummaryWriter = None
-from save import (LOSS_KEYS, build_discriminator, build_generator, plot_curves, psnr, resume,
-                  save_checkpoint, save_grid)
+from save import LOSS_KEYS, plot_curves, psnr, resume, save_checkpoint, save_grid
 
 RANK_SEED_STRIDE = 1_000_003  # dropout seed = seed + this × rank + step: a prime above any step
 # count, so that no two (rank, step) pairs share a dropout stream
@@ -87,57 +87,6 @@ def make_optimizers(G: nn.Module, D: nn.Module, cfg: Config, device: torch.devic
 def lr_factor(epoch: int, cfg: Config) -> float:
     """Constant, then linear decay over the last epochs_decay epochs, as in the reference code."""
     return 1.0 - max(0, epoch + 1 - (cfg.epochs - cfg.epochs_decay)) / (cfg.epochs_decay + 1)
-
-
-def loss_d_of(gan_loss: str, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
-    """D's (the critic's) loss on its logits for real and fake pairs, without any gradient
-    penalty."""
-    if gan_loss == "bce":  # real -> 1, fake -> 0; halved, as in the paper, to slow D relative to G
-        return 0.5 * (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
-                      + F.binary_cross_entropy_with_logits(logits_fake,
-                                                           torch.zeros_like(logits_fake)))
-    # means in fp32 under autocast
-    logits_real, logits_fake = logits_real.float(), logits_fake.float()
-    if gan_loss == "lsgan":  # least squares to the same targets (Mao et al. 2017), halved like bce
-        return 0.5 * (F.mse_loss(logits_real, torch.ones_like(logits_real))
-                      + F.mse_loss(logits_fake, torch.zeros_like(logits_fake)))
-    # real pushed above +1, fake below -1 (Lim & Ye 2017; Miyato et al. 2018)
-    if gan_loss == "hinge":
-        return F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
-    if gan_loss == "wgan-gp":  # the critic's estimate of -W(real, fake): fake scores down, real up
-        return logits_fake.mean() - logits_real.mean()
-    raise ValueError(f"config: unknown gan_loss {gan_loss!r}")
-
-
-def loss_g_gan_of(gan_loss: str, logits_fake: torch.Tensor) -> torch.Tensor:
-    """G's adversarial loss on D's logits for its fake pairs."""
-    if gan_loss == "bce":  # the non-saturating loss: make D call the fake real
-        return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
-    if gan_loss == "lsgan":
-        return F.mse_loss(logits_fake.float(), torch.ones_like(logits_fake, dtype=torch.float32))
-    return -logits_fake.float().mean()  # hinge and wgan-gp: raise the critic's score of the fake
-
-
-def gradient_penalty(D, real_pair: torch.Tensor, fake_pair: torch.Tensor, scaler,
-                     autocast) -> torch.Tensor:
-    """WGAN-GP's penalty E[(‖∇ₓ D(x̂)‖₂ - 1)²] (Gulrajani et al. 2017) on x̂ = ε·real + (1 - ε)·fake
-    pairs, one ε ~ U(0, 1) per sample. D(x̂) of a sample is the mean of its patch scores, the value
-    the losses use; the gradient is taken w.r.t. the whole pair (sketch and photo channels).
-    create_graph=True keeps the gradient differentiable, so the penalty's own backward reaches D's
-    weights (a double backward)."""
-    # torch.compile does not support double backward: the plain module
-    D = getattr(D, "_orig_mod", D)
-    eps = torch.rand(real_pair.shape[0], 1, 1, 1, device=real_pair.device, dtype=real_pair.dtype)
-    mixed = (eps * real_pair + (1 - eps) * fake_pair.detach()).requires_grad_(True)  # (B, 6, H, W)
-    with autocast:
-        # (B,) one score per sample: samples do not mix
-        scores = D(mixed).float().flatten(1).mean(1)
-    # Under fp16 the GradScaler scales the loss; scale here too, then unscale, so small gradients
-    # survive.
-    (grad,) = torch.autograd.grad(scaler.scale(scores.sum()), mixed, create_graph=True)
-    # the scale as a device tensor (1 when the scaler is off): get_scale() would sync every step
-    grad = grad.float() / scaler.scale(torch.ones((), device=grad.device))
-    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
 def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autocast,

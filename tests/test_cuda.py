@@ -21,7 +21,8 @@ import save
 import train
 from config import Config
 from conftest import ROOT, make_pairs, tiny_config
-from generator import translate
+from discriminator import build_discriminator
+from generator import build_generator, translate
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")
@@ -34,8 +35,8 @@ def full_size_step_setup(precision: str, channels_last: bool, compile_mode: str 
     cfg = Config(device="cuda")
     torch.manual_seed(0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    G = save.build_generator(cfg).to(CUDA, memory_format=memory_format)
-    D = save.build_discriminator(cfg).to(CUDA, memory_format=memory_format)
+    G = build_generator(cfg).to(CUDA, memory_format=memory_format)
+    D = build_discriminator(cfg).to(CUDA, memory_format=memory_format)
     opt_g, opt_d = train.make_optimizers(G, D, cfg, CUDA)
     _, autocast, scaler = train.mixed_precision(precision, CUDA)
     generator = torch.Generator().manual_seed(1)

@@ -46,8 +46,9 @@ from dataset import list_images, to_image, train_val_folders  # noqa: E402
 from tools.demo import draw_shoe  # noqa: E402
 from tools.edges import sketch_pixels  # noqa: E402
 from generator import for_inference  # noqa: E402
-from infer import add_checkpoint_flags, chosen_checkpoint, generate, prepare_sketch  # noqa: E402
+from infer import add_checkpoint_flags, chosen_checkpoint, generate  # noqa: E402
 from save import load_generator  # noqa: E402
+from sketch import prepare_sketch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]  # the repo: relative data_dirs are relative to it
 

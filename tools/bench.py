@@ -59,8 +59,9 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 import train  # noqa: E402
 from config import SWITCH, Config, add_device_flag, parse_bool, pick_device  # noqa: E402
 from dataset import PairDataset, to_float, to_uint8  # noqa: E402
-from generator import UNetGenerator, fold_batchnorm, for_inference, translate  # noqa: E402
-from save import build_discriminator, build_generator  # noqa: E402
+from discriminator import build_discriminator  # noqa: E402
+from generator import (UNetGenerator, build_generator, fold_batchnorm,  # noqa: E402
+                       for_inference, translate)
 
 EDGES2SHOES_TRAIN_IMAGES = 49_825  # pairs in edges2shoes/train: one epoch
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from config import SWITCH, add_device_flag, pick_device
 from dataset import FORMATS, MIN_SIDE, SPLITS, list_images, load_rgb, read_header, split_folders
-from save import DOWNLOAD_TIMEOUT_S, fetch
+from pretrained import DOWNLOAD_TIMEOUT_S, fetch
 from tools.edges import sketch_pixels
 
 # the official sets

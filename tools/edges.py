@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from infer import neighbours, thin  # in the core: fitted inference redraws sketches with it
+from sketch import neighbours, thin  # in the core: fitted inference redraws sketches with it
 
 # A step must change intensity by about this much per pixel (after blurring) to seed an edge:
 # keeps flat or nearly flat images (JPEG noise, soft shading) free of lines, whatever their range.

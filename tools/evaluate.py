@@ -62,8 +62,9 @@ from config import SWITCH, add_device_flag, first_line, pick_device
 from dataset import PairDataset, list_images, load_rgb, to_image, to_tensor, train_val_folders
 from tools.edges import detect_edges
 from generator import seeded, translate
-from infer import add_checkpoint_flags, chosen_checkpoint, prepare_sketch
+from infer import add_checkpoint_flags, chosen_checkpoint
 from save import load_generator, psnr
+from sketch import prepare_sketch
 
 # a sketch pixel darker than this (on [0, 1], mean of RGB) is a reference edge
 SKETCH_THRESHOLD = 0.5
@@ -320,7 +321,7 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
 def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True, seed: int = 0,
                       batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False,
                       fit: bool = True) -> dict:
-    """Translate every plain sketch in sketch_dir (infer.py's preparation, fitted unless fit=False)
+    """Translate every plain sketch in sketch_dir (sketch.py's preparation, fitted unless fit=False)
     and score edge_f1 of the photo against the sketch the generator read:
     {"images": [{name, edge_f1}], "mean": {"edge_f1": mean}, "skipped": [...], "unpaired": True}.
     on_batch(names, sketch, fake_photo, None), if given, sees every batch.

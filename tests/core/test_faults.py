@@ -18,6 +18,7 @@ import save
 import train
 from conftest import ROOT, make_pairs, tiny_config
 from config import Config
+from generator import build_generator
 
 pytestmark = pytest.mark.slow  # real processes: seconds each; `-m "not slow"` skips them
 
@@ -73,7 +74,7 @@ def test_two_processes_hold_identical_weights_and_write_one_checkpoint(tmp_path,
                     for r in (0, 1))
     for name, tensor in rank0.items():
         assert torch.equal(tensor, rank1[name]), f"ranks disagree on {name}"
-    fresh = save.build_generator(cfg).state_dict()
+    fresh = build_generator(cfg).state_dict()
     assert not torch.equal(rank0["final.1.weight"], fresh["final.1.weight"])  # and they did train
     results = [json.loads((tmp_path / f"result{r}.json").read_text()) for r in (0, 1)]
     assert results[0]["step"] == results[1]["step"] == 4  # 16 pairs / (2 processes × 2 images)

@@ -11,10 +11,11 @@ from PIL import Image, ImageDraw, ImageOps
 
 import save
 from conftest import ROOT, make_pairs, tiny_config
-from generator import translate
+from discriminator import build_discriminator
+from generator import build_generator, translate
 import infer
 from dataset import to_image, to_tensor
-from infer import fit_sketch, normalise_strokes, prepare_sketch, put_back
+from sketch import SHOE_MARGIN, fit_sketch, normalise_strokes, prepare_sketch, put_back
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def checkpoint(tmp_path):
     generator)."""
     cfg = tiny_config(tmp_path, tmp_path)
     torch.manual_seed(0)
-    G, D = save.build_generator(cfg), save.build_discriminator(cfg)
+    G, D = build_generator(cfg), build_discriminator(cfg)
     G.train()
     G(torch.randn(4, 3, 64, 64))  # move the running statistics away from their initial values
     opt = torch.optim.Adam(G.parameters())
@@ -260,7 +261,7 @@ def test_eval_mode_batches_same_size_inputs_with_the_same_result(tmp_path, monke
 
 
 def old_prepare(path, image_size):
-    """infer.prepare_sketch before fitting existed, for a plain sketch: pad to square with white,
+    """sketch.prepare_sketch before fitting existed, for a plain sketch: pad to square with white,
     resize."""
     img = Image.open(path).convert("RGB")
     side = max(img.size)
@@ -314,7 +315,7 @@ def test_fit_puts_a_small_off_centre_drawing_back_at_its_place_and_size(tmp_path
     # short.
     left, _, right, _ = dark_box(to_image(prepared.sketch), below=200)
     # less half a stroke each side
-    assert 128 * (1 - 2 * infer.SHOE_MARGIN) - 8 <= right - left <= 128
+    assert 128 * (1 - 2 * SHOE_MARGIN) - 8 <= right - left <= 128
 
 
 def test_stroke_normalisation_turns_a_5_pixel_stroke_into_a_thin_one():

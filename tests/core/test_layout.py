@@ -4,7 +4,8 @@ import ast
 
 from conftest import ROOT
 
-CORE = ["config", "dataset", "generator", "discriminator", "train", "save", "infer"]
+CORE = ["config", "dataset", "generator", "discriminator", "losses", "train", "save", "pretrained",
+        "sketch", "infer"]
 TOOLS = {path.stem for path in (ROOT / "tools").glob("*.py")} - {"__init__"}
 
 

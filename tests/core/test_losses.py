@@ -16,8 +16,9 @@ import save
 import train
 from config import Config, parse_args
 from conftest import ROOT, make_pairs, tiny_config
-from discriminator import VGG_LAYERS, PatchDiscriminator, VGGFeatures
+from discriminator import PatchDiscriminator
 from generator import ResNetGenerator, UNetGenerator
+from losses import VGG_LAYERS, VGGFeatures, gradient_penalty, loss_d_of, loss_g_gan_of
 
 REAL = torch.tensor([2.0, -1.0]).view(1, 1, 1, 2)  # D's logits for two real patches
 FAKE = torch.tensor([0.5, -3.0]).view(1, 1, 1, 2)  # ... and for two fake ones
@@ -40,8 +41,8 @@ def softplus(x: float) -> float:
     ("wgan-gp", -1.75, 1.25),
 ])
 def test_each_gan_loss_on_hand_computed_logits(gan_loss, expected_d, expected_g):
-    assert train.loss_d_of(gan_loss, REAL, FAKE).item() == pytest.approx(expected_d, rel=1e-6)
-    assert train.loss_g_gan_of(gan_loss, FAKE).item() == pytest.approx(expected_g, rel=1e-6)
+    assert loss_d_of(gan_loss, REAL, FAKE).item() == pytest.approx(expected_d, rel=1e-6)
+    assert loss_g_gan_of(gan_loss, FAKE).item() == pytest.approx(expected_g, rel=1e-6)
 
 
 class LinearCritic(nn.Module):
@@ -66,7 +67,7 @@ def test_gradient_penalty_matches_the_analytic_value_and_reaches_the_critic(prec
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0,
                                   enabled=precision == "fp32 with loss scaling")
-    penalty = train.gradient_penalty(critic, real, fake, scaler, autocast)
+    penalty = gradient_penalty(critic, real, fake, scaler, autocast)
     tolerance = 2e-2 if precision == "bf16" else 1e-5  # bf16 rounds W to 8 bits of mantissa
     assert penalty.item() == pytest.approx((3.0 - 1) ** 2, rel=tolerance)
     # The double backward: d/dW (‖W‖ - 1)² = 2 (‖W‖ - 1) W / ‖W‖ = (4/3) W

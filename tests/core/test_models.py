@@ -5,11 +5,10 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-import save
 from config import Config
-from discriminator import PatchDiscriminator
-from generator import (ResNetGenerator, UNetGenerator, fold_batchnorm, for_inference, sampling_mode,
-                       translate)
+from discriminator import PatchDiscriminator, build_discriminator
+from generator import (ResNetGenerator, UNetGenerator, build_generator, fold_batchnorm,
+                       for_inference, sampling_mode, translate)
 
 
 def n_params(module: nn.Module) -> int:
@@ -172,8 +171,8 @@ def test_discriminator_norm_choices(norm, spectral_norm, count):
 def test_build_functions_follow_the_config():
     cfg = Config(generator="resnet", resnet_blocks=6, norm_g="instance", upsample="resize",
                  norm_d="none", spectral_norm=True, ngf=8, ndf=8)
-    G, D = save.build_generator(cfg), save.build_discriminator(cfg)
+    G, D = build_generator(cfg), build_discriminator(cfg)
     assert isinstance(G, ResNetGenerator) and len(G.blocks) == 6
     assert any(isinstance(m, nn.Upsample) for m in G.modules())
     assert sum(parametrize.is_parametrized(m, "weight") for m in D.modules()) == 5
-    assert isinstance(save.build_generator(Config(ngf=8)), UNetGenerator)
+    assert isinstance(build_generator(Config(ngf=8)), UNetGenerator)

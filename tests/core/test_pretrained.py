@@ -16,8 +16,9 @@ from PIL import Image
 import infer
 from config import Config
 from dataset import to_image, to_tensor
-from save import build_generator, convert_authors_generator, load_generator
-from generator import translate
+from generator import build_generator, translate
+from pretrained import convert_authors_generator
+from save import load_generator
 
 
 # ---------------------------------------------------------------- the authors' layout, re-created

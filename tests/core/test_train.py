@@ -18,13 +18,14 @@ import save
 import train
 from config import DEMO, Config, parse_args
 from conftest import make_pairs, tiny_config
-from generator import translate
+from discriminator import build_discriminator
+from generator import build_generator, translate
 
 
 def fresh_nets(cfg):
     """The networks main(cfg) starts from: the same seed, built in the same order."""
     torch.manual_seed(cfg.seed)
-    return save.build_generator(cfg), save.build_discriminator(cfg)
+    return build_generator(cfg), build_discriminator(cfg)
 
 
 def test_one_step_changes_both_networks_and_gives_finite_losses(tmp_path, pairs_dir):

@@ -37,8 +37,9 @@ from conftest import ROOT, make_pairs, tiny_config  # noqa: E402
 from tools import app  # noqa: E402
 import save  # noqa: E402
 from dataset import to_image  # noqa: E402
-from generator import translate  # noqa: E402
-from infer import find_checkpoint, prepare_sketch, put_back  # noqa: E402
+from generator import build_generator, translate  # noqa: E402
+from infer import find_checkpoint  # noqa: E402
+from sketch import prepare_sketch, put_back  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -64,7 +65,7 @@ def tiny_checkpoint(folder) -> Path:
     make_pairs(folder / "data" / "val", 2, size=64, seed=3)
     cfg = tiny_config(folder, folder / "data")
     torch.manual_seed(0)
-    generator = save.build_generator(cfg).train()
+    generator = build_generator(cfg).train()
     # running statistics away from their initial values: eval ≠ paper
     generator(torch.randn(4, 3, 64, 64))
     path = folder / "models" / "test" / "generator.pt"

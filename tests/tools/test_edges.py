@@ -130,10 +130,10 @@ def test_photo_to_sketch_composes_detection_and_drawing():
 
 
 def test_the_thinning_is_the_core_one_and_thins_a_thick_bar_to_one_pixel():
-    import infer
+    import sketch
     from tools import edges
     # one copy, in the core (fitted inference redraws sketches with it)
-    assert edges.thin is infer.thin
+    assert edges.thin is sketch.thin
     bar = torch.zeros(1, 1, 32, 64, dtype=torch.bool)
     bar[..., 10:17, 5:60] = True  # 7 pixels thick
     thinned = edges.thin(bar)[0, 0]

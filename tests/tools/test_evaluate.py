@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from tools import evaluate
 import save
 from conftest import ROOT, make_pairs, tiny_config
-from generator import translate
+from discriminator import build_discriminator
+from generator import build_generator, translate
 
 
 @pytest.fixture(autouse=True)
@@ -209,7 +210,7 @@ def checkpoints(tmp_path):
     paths = []
     for k, run in enumerate(("a", "b")):
         torch.manual_seed(k)
-        G, D = save.build_generator(cfg), save.build_discriminator(cfg)
+        G, D = build_generator(cfg), build_discriminator(cfg)
         opt = torch.optim.Adam(G.parameters())
         path = tmp_path / f"models/{run}/last.pt"
         save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt, opt_d=opt,
@@ -376,7 +377,7 @@ def plain_sketches(folder, sizes=((80, 80), (120, 60), (64, 64))):
 
 
 def test_unpaired_sketches_score_edge_f1_and_page_has_no_real_column(tmp_path, checkpoints, capsys):
-    from infer import prepare_sketch
+    from sketch import prepare_sketch
     sketches = plain_sketches(tmp_path / "sketches")
     out = tmp_path / "out"
     args = ["--checkpoint", checkpoints[0], "--sketches", sketches, "--out", out, "--eval",

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 import save
+from generator import build_generator
+from pretrained import PRETRAINED_URL_ENV
 from conftest import make_pairs, tiny_config
 from tools import app, evaluate
 
@@ -17,12 +19,12 @@ def cached(tmp_path, monkeypatch):
     tmp_path."""
     monkeypatch.chdir(tmp_path)
     # a fetch would fail
-    monkeypatch.setenv(save.PRETRAINED_URL_ENV, "http://127.0.0.1:9/unreachable")
+    monkeypatch.setenv(PRETRAINED_URL_ENV, "http://127.0.0.1:9/unreachable")
     cfg = tiny_config(tmp_path, tmp_path / "data", name="edges2shoes",
                       dropout_blocks="authors_pytorch")
     torch.manual_seed(0)
     path = tmp_path / "models" / "pretrained" / "edges2shoes" / "generator.pt"
-    weights = save.build_generator(cfg).state_dict()
+    weights = build_generator(cfg).state_dict()
     save.atomic_save({"generator": weights, "config": cfg.to_dict(), "step": 0}, path)
     return path
 

@@ -1,0 +1,151 @@
+"""The losses of the GAN step and the feature networks they compare images with: the one home that
+training, every model family and the evaluation import.
+
+    from losses import loss_d_of, loss_g_gan_of, gradient_penalty, VGGFeatures
+    loss_d = loss_d_of("bce", D(real_pair), D(fake_pair))   # D's loss, halved as in the paper
+    loss_g_gan = loss_g_gan_of("bce", D(fake_pair))          # G's adversarial term
+    # torchvision's vgg19 state dict, never downloaded
+    vgg = VGGFeatures("vgg19.pth")
+    loss = vgg.distance(fake_photo, photo)                   # weighted L1 between feature maps
+
+gan_loss names a system's objective: bce (the paper), lsgan, hinge or wgan-gp (with
+gradient_penalty).
+"""
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from config import first_line
+
+
+# ---------------------------------------------------------------------------------- GAN losses
+
+def loss_d_of(gan_loss: str, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """D's (the critic's) loss on its logits for real and fake pairs, without any gradient
+    penalty."""
+    if gan_loss == "bce":  # real -> 1, fake -> 0; halved, as in the paper, to slow D relative to G
+        return 0.5 * (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+                      + F.binary_cross_entropy_with_logits(logits_fake,
+                                                           torch.zeros_like(logits_fake)))
+    # means in fp32 under autocast
+    logits_real, logits_fake = logits_real.float(), logits_fake.float()
+    if gan_loss == "lsgan":  # least squares to the same targets (Mao et al. 2017), halved like bce
+        return 0.5 * (F.mse_loss(logits_real, torch.ones_like(logits_real))
+                      + F.mse_loss(logits_fake, torch.zeros_like(logits_fake)))
+    # real pushed above +1, fake below -1 (Lim & Ye 2017; Miyato et al. 2018)
+    if gan_loss == "hinge":
+        return F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
+    if gan_loss == "wgan-gp":  # the critic's estimate of -W(real, fake): fake scores down, real up
+        return logits_fake.mean() - logits_real.mean()
+    raise ValueError(f"config: unknown gan_loss {gan_loss!r}")
+
+
+def loss_g_gan_of(gan_loss: str, logits_fake: torch.Tensor) -> torch.Tensor:
+    """G's adversarial loss on D's logits for its fake pairs."""
+    if gan_loss == "bce":  # the non-saturating loss: make D call the fake real
+        return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
+    if gan_loss == "lsgan":
+        return F.mse_loss(logits_fake.float(), torch.ones_like(logits_fake, dtype=torch.float32))
+    return -logits_fake.float().mean()  # hinge and wgan-gp: raise the critic's score of the fake
+
+
+def gradient_penalty(D, real_pair: torch.Tensor, fake_pair: torch.Tensor, scaler,
+                     autocast) -> torch.Tensor:
+    """WGAN-GP's penalty E[(‖∇ₓ D(x̂)‖₂ - 1)²] (Gulrajani et al. 2017) on x̂ = ε·real + (1 - ε)·fake
+    pairs, one ε ~ U(0, 1) per sample. D(x̂) of a sample is the mean of its patch scores, the value
+    the losses use; the gradient is taken w.r.t. the whole pair (sketch and photo channels).
+    create_graph=True keeps the gradient differentiable, so the penalty's own backward reaches D's
+    weights (a double backward)."""
+    # torch.compile does not support double backward: the plain module
+    D = getattr(D, "_orig_mod", D)
+    eps = torch.rand(real_pair.shape[0], 1, 1, 1, device=real_pair.device, dtype=real_pair.dtype)
+    mixed = (eps * real_pair + (1 - eps) * fake_pair.detach()).requires_grad_(True)  # (B, 6, H, W)
+    with autocast:
+        # (B,) one score per sample: samples do not mix
+        scores = D(mixed).float().flatten(1).mean(1)
+    # Under fp16 the GradScaler scales the loss; scale here too, then unscale, so small gradients
+    # survive.
+    (grad,) = torch.autograd.grad(scaler.scale(scores.sum()), mixed, create_graph=True)
+    # the scale as a device tensor (1 when the scaler is off): get_scale() would sync every step
+    grad = grad.float() / scaler.scale(torch.ones((), device=grad.device))
+    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+# ---------------------------------------------------------------------------------- perceptual loss
+
+# VGG19's convolutional part as torchvision numbers it ("features.N"): widths, "M" for a 2×2 max
+# pool.
+VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+                512, 512, 512, 512)
+# The layers compared and their weights: relu1_1 ... relu5_1 with 1/32 ... 1, as pix2pixHD and SPADE
+# use (Wang et al. 2018): the first ReLU of each scale, edges up to object parts, deeper counting
+# more.
+# index in features
+VGG_LAYERS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_1": 29}
+VGG_WEIGHTS = {"relu1_1": 1 / 32, "relu2_1": 1 / 16, "relu3_1": 1 / 8, "relu4_1": 1 / 4,
+               "relu5_1": 1.0}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG19 up to relu5_1, loaded from torchvision's vgg19 state dict file (features.*
+    keys).
+
+    Built here rather than with torchvision.models so the core needs no torchvision and never
+    downloads: the user supplies the file (e.g. torchvision's vgg19-dcbb9e9d.pth). Images come in on
+    G's [-1, 1] scale and are mapped to ImageNet's normalisation, as VGG was trained.
+    """
+
+    def __init__(self, weights_path):
+        super().__init__()
+        path = Path(weights_path)
+        if not str(weights_path) or not path.is_file():
+            raise FileNotFoundError(f"vgg_weights {str(weights_path)!r}: no such file; "
+                                    "lambda_perceptual > 0 needs torchvision's vgg19 state dict "
+                                    "(vgg19-dcbb9e9d.pth), never downloaded")
+        layers, width = [], 3
+        for item in VGG19_LAYOUT:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(width, item, 3, padding=1), nn.ReLU()]
+                width = item
+        self.features = nn.Sequential(*layers[:max(VGG_LAYERS.values()) + 1])  # up to relu5_1
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = {k.removeprefix("features."): v for k, v in state.items()
+                     if k.startswith("features.")}
+            state = {k: v for k, v in state.items() if int(k.split(".")[0]) < len(self.features)}
+            self.features.load_state_dict(state)
+        except Exception as e:  # not a file torch can read safely, or not a vgg19 state dict
+            reason = first_line(e)
+            raise ValueError(f"vgg_weights {path}: not torchvision's vgg19 state dict "
+                             f"({reason})") from None
+        # frozen; up to relu5_1 VGG19 has no norm nor dropout, so no mode to mind
+        self.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> dict:
+        """[-1, 1] images (B, 3, H, W) -> {layer name: feature map}."""
+        h = ((image + 1) / 2 - self.mean) / self.std
+        wanted = {index: name for name, index in VGG_LAYERS.items()}
+        out = {}
+        for index, layer in enumerate(self.features):
+            h = layer(h)
+            if index in wanted:
+                out[wanted[index]] = h
+        return out
+
+    def distance(self, fake_photo: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+        """The perceptual loss: sum over layers of weight × mean |VGG(fake) - VGG(real)|; G gets
+        gradients."""
+        fake_features = self(fake_photo)
+        with torch.no_grad():
+            real_features = self(photo)
+        return sum(VGG_WEIGHTS[name]
+                   * F.l1_loss(fake_features[name].float(), real_features[name].float())
+                   for name in VGG_LAYERS)

@@ -1,0 +1,186 @@
+"""The pix2pix authors' published generators: downloaded (resumable) and converted once to this
+repo's generator.pt, which infer.py and the tools load like any trained run's.
+
+    from pretrained import pretrained_checkpoint
+    path = pretrained_checkpoint("edges2shoes")   # -> models/pretrained/edges2shoes/generator.pt
+
+fetch() is the one HTTP download of the project (tools/data.py fetches the data sets with it).
+"""
+
+import http.client
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from config import Config, first_line
+from generator import build_generator
+from save import atomic_save
+
+DOWNLOAD_TIMEOUT_S = 30  # seconds a connect or a read may stall before a download stops
+DOWNLOAD_CHUNK_BYTES = 1 << 20  # download read size
+
+
+def fetch(url: str, dest, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> None:
+    """Stream url to dest with a progress bar, resuming dest.part where an earlier attempt stopped.
+    Any failure is one OSError line; the .part stays for the next attempt."""
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout_s)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # nothing left to send: .part holds it all (the caller verifies)
+            part.replace(dest)
+            return
+        raise OSError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise OSError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
+    with response:
+        resumed = response.status == 206  # a 200 (or a file:// URL) sends the whole file: restart
+        if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+            raise OSError(f"{url}: the server resumed at another byte than {have}; delete {part}")
+        have = have if resumed else 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length else None
+        try:
+            with open(part, "ab" if resumed else "wb") as out, \
+                    tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                         desc=f"downloading {dest.name}") as bar:
+                while chunk := response.read(DOWNLOAD_CHUNK_BYTES):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        except (OSError, http.client.HTTPException) as e:  # timeouts, resets, a cut mid-body
+            raise OSError(f"download of {url} interrupted ({type(e).__name__}: {e}); "
+                          f"run the command again to resume from {part}") from None
+    size = part.stat().st_size
+    if total is not None and size < total:
+        raise OSError(f"download of {url} stopped after {size} of {total} bytes; "
+                      f"run the command again to resume from {part}")
+    part.replace(dest)
+
+
+# The pix2pix authors' PyTorch generators (their scripts/download_pix2pix_model.sh): name -> (data
+# set folder under data/, direction). All are their unet_256 with batch norm: ngf 64, 8 downs.
+PRETRAINED = {"edges2shoes": ("edges2shoes", "AtoB"), "sat2map": ("maps", "AtoB"),
+              "map2sat": ("maps", "BtoA"), "facades_label2photo": ("facades", "BtoA"),
+              "day2night": ("night2day", "BtoA")}
+PRETRAINED_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"  # serves NAME.pth
+PRETRAINED_URL_ENV = "PIX2PIX_PRETRAINED_URL"  # replaces PRETRAINED_URL (a mirror, a test server)
+
+
+def authors_prefix(depth: int) -> str:
+    """Key prefix of the authors' skip block at depth (0 outermost): blocks nest, each an
+    nn.Sequential named model, the outermost's submodule at index 1 and every other one's at 3."""
+    return "model." + "model.1." * (depth >= 1) + "model.3." * max(depth - 1, 0) + "model."
+
+
+def authors_layout(num_downs: int) -> dict:
+    """{our module name: (the authors' one, whether its input channels are [skip, upsampled])}."""
+    outermost = authors_prefix(0)
+    layout = {"downs.0": (outermost + "0", False), "final.1": (outermost + "3", True)}
+    for depth in range(1, num_downs):
+        block, innermost, j = authors_prefix(depth), depth == num_downs - 1, num_downs - 1 - depth
+        # theirs: [LeakyReLU, conv, norm, submodule, ReLU, convT, norm, (Dropout)]; the innermost
+        # block has no submodule and no norm after its conv: [LeakyReLU, conv, ReLU, convT, norm]
+        layout[f"downs.{depth}.1"] = (block + "1", False)
+        if not innermost:
+            layout[f"downs.{depth}.2"] = (block + "2", False)
+        layout[f"ups.{j}.1"] = (block + ("3" if innermost else "5"), not innermost)
+        layout[f"ups.{j}.2"] = (block + ("4" if innermost else "6"), False)
+    return layout
+
+
+def convert_authors_generator(state_dict, **config_fields) -> tuple:
+    """The authors' UnetGenerator state dict -> (this repo's generator state dict, Config).
+
+    Exact: the same network, weight for weight. Their skip joins cat([encoder output, upsampled]),
+    ours cat([upsampled, encoder output]), so each transposed conv after a join gets its input
+    channel halves swapped. Their skip carries LeakyReLU(encoder output) (an in-place LeakyReLU),
+    which the ReLU that follows makes the same. ngf and num_downs are read from the shapes, dropout
+    sits where they trained it (dropout_blocks="authors_pytorch"). A misfit is one ValueError
+    line."""
+    if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
+        raise ValueError("not a state dict of tensors")
+    first = state_dict.get("model.model.0.weight")
+    if first is None or first.dim() != 4 or tuple(first.shape[2:]) != (4, 4):
+        raise ValueError("no 4×4 model.model.0.weight: not the authors' UNet generator")
+    ngf, in_ch = first.shape[:2]
+    num_downs = 1
+    while any(key.startswith(authors_prefix(num_downs)) for key in state_dict):
+        num_downs += 1
+    last = state_dict.get(authors_prefix(0) + "3.weight")
+    out_ch = last.shape[1] if last is not None and last.dim() == 4 else None
+    if (in_ch, out_ch) != (3, 3) or num_downs < 5:
+        raise ValueError(f"a UNet with {in_ch} input and {out_ch} output channels and {num_downs} "
+                         f"downsamplings; this repo needs 3, 3 and at least 5")
+    cfg = Config(**{"ngf": ngf, "num_downs": num_downs, "image_size": 2**num_downs,
+                    "dropout_blocks": "authors_pytorch", **config_fields})
+    expected = build_generator(cfg).state_dict()
+    layout, converted, used = authors_layout(num_downs), {}, set()
+    for key, like in expected.items():
+        module, name = key.rsplit(".", 1)
+        theirs, joined = layout[module]
+        theirs = f"{theirs}.{name}"
+        if theirs not in state_dict and name == "num_batches_tracked":  # files of PyTorch < 0.4.1
+            converted[key] = torch.zeros_like(like)
+            continue
+        if theirs not in state_dict:
+            raise ValueError(f"{theirs} is missing (not the authors' batch-norm UNet generator)")
+        tensor = state_dict[theirs]
+        used.add(theirs)
+        if tuple(tensor.shape) != tuple(like.shape):
+            raise ValueError(f"{theirs} has shape {tuple(tensor.shape)}, expected "
+                             f"{tuple(like.shape)} for ngf {ngf}, {num_downs} downsamplings")
+        if joined and name == "weight":  # convT (in, out, kH, kW): [skip, up] -> [up, skip]
+            half = tensor.shape[0] // 2
+            tensor = torch.cat([tensor[half:], tensor[:half]])
+        converted[key] = tensor.to(like.dtype).clone()
+    unused = sorted(set(state_dict) - used)
+    if unused:
+        raise ValueError(f"{len(unused)} unexpected keys such as {unused[0]} "
+                         f"(only the authors' batch-norm UNet generator converts)")
+    return converted, cfg
+
+
+def pretrained_checkpoint(name: str, models_dir="models",
+                          timeout_s: float = DOWNLOAD_TIMEOUT_S) -> Path:
+    """models_dir/pretrained/NAME/generator.pt, downloaded (resumable) and converted on first use.
+    A download or file that fails leaves no generator.pt and no converted half; a cut download
+    leaves NAME.pth.part to resume from."""
+    if name not in PRETRAINED:
+        raise ValueError(f"unknown pretrained model {name!r}; there are {', '.join(PRETRAINED)}")
+    folder = Path(models_dir) / "pretrained" / name
+    target = folder / "generator.pt"
+    if target.is_file():
+        return target
+    url = f"{(os.environ.get(PRETRAINED_URL_ENV) or PRETRAINED_URL).rstrip('/')}/{name}.pth"
+    download = folder / f"{name}.pth"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        if not download.is_file():
+            fetch(url, download, timeout_s)
+        try:
+            state_dict = torch.load(download, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated, not a torch file, or a pickle that wants to run code
+            reason = first_line(e)
+            raise ValueError(f"not a loadable PyTorch file (truncated, corrupt or unsafe): "
+                             f"{reason}") from None
+        data_set, direction = PRETRAINED[name]
+        weights, cfg = convert_authors_generator(state_dict, name=name, direction=direction,
+                                                 data_dir=f"data/{data_set}")
+        build_generator(cfg).load_state_dict(weights)  # strict: every key and shape fits
+        atomic_save({"generator": weights, "config": cfg.to_dict(), "step": 0}, target)
+        download.unlink()
+    except ValueError as e:
+        download.unlink(missing_ok=True)  # a bad file would fail the same way next time
+        raise ValueError(f"{url}: {e}; deleted the download, run again to fetch it anew") from None
+    finally:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    print(f"{name}: the authors' weights from {url} converted to {target}")
+    return target
