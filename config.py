@@ -230,9 +230,9 @@ def parse_bool(text: str) -> bool:
 
 
 # One voice across the command lines: flags are spelled like config fields (underscores), a boolean
-# flag alone means true and also takes a value (--eval, --eval false), and --device means the same
-# everywhere.
-SWITCH = dict(nargs="?", const=True, default=False, type=parse_bool, metavar="BOOL")
+# is --x / --no-x and never takes a value (so `--eval sketch.png` cannot swallow the file), and
+# --device means the same everywhere.
+SWITCH = dict(action=argparse.BooleanOptionalAction, default=False)
 DEVICE_HELP = "auto (cuda if available, else cpu), cpu, cuda, cuda:1, ..."
 
 

@@ -7,7 +7,7 @@
     python infer.py sketch.jpg --eval
     python infer.py sketch.jpg --pretrained edges2shoes  # the authors' weights, downloaded once
     # the sketch as it is: padded to square, resized
-    python infer.py sketch.jpg --fit false
+    python infer.py sketch.jpg --no-fit
     python infer.py wide.png --native                  # run at the sketch's own resolution
 
 Inputs: a plain sketch of any size (black lines on white, grayscale or colour, JPEG or PNG), or an
@@ -17,7 +17,7 @@ Fitting (default for plain sketches, not pairs): the drawing is found on the can
 pixels, specks ignored), cropped with the margin edges2shoes shoes have, padded to square, redrawn
 with one-pixel lines like the training edges, and the photo goes back at the drawing's place and
 size on white.
---fit false: the whole sketch is padded with white to a square and resized to the model's
+--no-fit: the whole sketch is padded with white to a square and resized to the model's
 resolution; the padding is cropped from the photo, which is resized back to the sketch's size.
 --native: no padding and no resizing to the training size: the fully convolutional generator runs at
 the sketch's resolution rounded to a multiple of 2**num_downs. The model learned one scale, so at
@@ -90,6 +90,9 @@ def collect_inputs(paths) -> tuple:
             files += found
         elif path.is_file():
             files.append(path)
+        elif path.name.lower() in ("true", "false"):  # an old `--fit false` leaves its value here
+            problems.append(f"{path}: no such file or folder (a boolean is a flag alone: "
+                            "--fit / --no-fit)")
         else:
             problems.append(f"{path}: no such file or folder")
     return files, problems
@@ -115,7 +118,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fit", **{**SWITCH, "default": None},
                         help="crop a plain sketch to its drawing, "
                              "redraw its lines like the training edges, "
-                             "put the photo back in place (default: true, false with --native)")
+                             "put the photo back in place (default: on; off with --native)")
     parser.add_argument("--native", **SWITCH,
                         help="run at the sketch's own resolution "
                              "rounded to a multiple of 2**num_downs, "
@@ -128,7 +131,7 @@ def main(argv=None) -> int:
                         help="CPU threads (0: torch's default, one per core)")
     args = parser.parse_args(argv)
     if args.native and args.fit:
-        parser.error("--native runs the whole sketch at its own size; it excludes --fit true")
+        parser.error("--native runs the whole sketch at its own size; it excludes --fit")
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
     if args.threads > 0:

@@ -2,9 +2,9 @@
 
     python -m tools.demo && python train.py --demo        # synthetic shoes, a few minutes on a CPU
     python train.py --data_dir data/edges2shoes              # the paper's edges2shoes schedule
-    python train.py --data_dir data/edges2shoes --resume true   # continue after a crash or Ctrl-C
+    python train.py --data_dir data/edges2shoes --resume   # continue after a crash or Ctrl-C
     # another system: config.SYSTEMS, flags still win
-    python train.py --system wgan-gp --spectral_norm true
+    python train.py --system wgan-gp --spectral_norm
 
 Every field of config.py is a flag. The run writes models/<name>/{config.json, log.jsonl,
 curves.png, last.pt, generator.pt} and samples/<name>/epoch_NNN.png (sketch | generated | real).
@@ -476,7 +476,7 @@ def main(cfg: Config) -> dict:
                         on_rank0(lambda: save(epoch=epoch, batch=batch + 1, step=step), device)
                     if stopping:
                         log0(f"\nstopped at epoch {epoch} batch {batch + 1} (step {step}); saved "
-                             f"{last_path}; continue with --resume true")
+                             f"{last_path}; continue with --resume")
                         raise SystemExit(130)
             bar.close()
 
@@ -496,7 +496,7 @@ def main(cfg: Config) -> dict:
             on_rank0(write_epoch, device)
             log0(f"epoch {epoch} done; saved {last_path}, {grid_path} and {run_dir / 'curves.png'}")
             if stop.agreed(check_now=True):  # Ctrl-C in the last step or validation: saved complete
-                log0(f"stopped after epoch {epoch}; continue with --resume true")
+                log0(f"stopped after epoch {epoch}; continue with --resume")
                 raise SystemExit(130)
     finally:
         log.close()

@@ -53,7 +53,7 @@ train() {
     # (SIGTERM: the step in flight finishes, then last.pt is saved), so a lent GPU's minutes decide
     timeout -s TERM "$TRAIN_S" python train.py --data_dir "$DATA" --name gpu_e2s1k --epochs 200 \
         --models_dir "$OUT/models" --samples_dir "$OUT/samples" --num_workers 8 --log_every 50 \
-        --val_images 100 --compile true 2>&1 | tee "$OUT/train.txt" | grep -v '^\s*$' | tail -30
+        --val_images 100 --compile 2>&1 | tee "$OUT/train.txt" | grep -v '^\s*$' | tail -30
     rm -f "$OUT"/models/gpu_e2s1k/last.pt  # 1.1 GB of optimizer state: too big to bring back
     python -m tools.evaluate --checkpoint "$OUT/models/gpu_e2s1k/generator.pt" --data "$DATA/val" \
         --out "$OUT/eval" 2>&1 | tee "$OUT/evaluate.txt" | tail -12

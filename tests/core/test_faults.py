@@ -189,7 +189,7 @@ def test_ctrl_c_of_a_real_process_saves_the_step_it_reached(tmp_path, pairs_dir)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr[-2000:]
-    assert "continue with --resume true" in stdout
+    assert "continue with --resume" in stdout
     last_logged = max(r["step"] for r in read_log(run_dir) if "loss_d" in r)
     assert save.load_checkpoint(run_dir / "last.pt",
                                 keys=save.CHECKPOINT_KEYS)["step"] == last_logged

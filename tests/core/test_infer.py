@@ -206,14 +206,26 @@ def test_any_size_comes_back_at_its_size_with_content_in_place(tmp_path, monkeyp
     sketch = Image.new("L", (300, 180), 255)
     ImageDraw.Draw(sketch).ellipse((20, 40, 100, 140), fill=0)  # a dark blob on the left
     sketch.save(tmp_path / "wide.png")
-    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "wide.png", "--fit",
-                              "false")
+    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "wide.png", "--no-fit")
     assert code == 0 and recorder.shapes == [(1, 3, 64, 64)]  # run at the model's size
     photo = gray(tmp_path / "out/wide.png")
     assert photo.shape == (180, 300)
     # blob left, nothing right
     assert photo[60:120, 40:80].mean() < 60 and photo[:, 150:].min() > 200
     assert photo[20:160, 10:110].mean() < photo[:, 110:].mean() - 100
+
+
+def test_a_boolean_flag_never_swallows_the_sketch_after_it(tmp_path, monkeypatch):
+    Image.new("L", (64, 64), 255).save(tmp_path / "s.png")
+    for flags in (["--eval"], ["--fit"], ["--no-fit", "--eval"], ["--native", "--no-eval"]):
+        recorder = Recorder()
+        code, _ = run_main(monkeypatch, tmp_path, recorder, *flags, tmp_path / "s.png")
+        assert code == 0 and len(recorder.shapes) == 1, flags
+        assert (tmp_path / "out/s.png").is_file()
+        (tmp_path / "out/s.png").unlink()
+    # the old spelling `--fit false` is a usage error, not a silent "fit on"
+    with pytest.raises(SystemExit, match="2"):
+        run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "s.png", "--fit", "false")
 
 
 def test_native_runs_at_the_input_size_rounded_to_the_unet_multiple(tmp_path, monkeypatch,
@@ -233,7 +245,7 @@ def test_native_runs_at_the_input_size_rounded_to_the_unet_multiple(tmp_path, mo
     assert gray(tmp_path / "real/s.png").shape == (120, 200)
     # argparse's usage error: --native means the whole sketch
     with pytest.raises(SystemExit, match="2"):
-        infer.main([str(tmp_path / "s.png"), "--native", "--fit", "true", "--checkpoint",
+        infer.main([str(tmp_path / "s.png"), "--native", "--fit", "--checkpoint",
                     str(path)])
 
 
@@ -280,7 +292,7 @@ def test_fit_false_is_the_plain_preparation(tmp_path, checkpoint):
     # At the model's size the output is exactly the generator's photo: nothing cropped, nothing
     # resized.
     result = run_infer(tmp_path / "s.png", "-o", tmp_path / "out", "--checkpoint", path, "--eval",
-                       "--fit", "false")
+                       "--no-fit")
     assert result.returncode == 0, result.stderr
     expected = np.asarray(to_image(translate(G, old_prepare(tmp_path / "s.png", 64)[None],
                                              paper=False)[0]))
@@ -338,6 +350,6 @@ def test_stroke_normalisation_turns_a_5_pixel_stroke_into_a_thin_one():
 def test_a_blank_sketch_is_not_fitted(tmp_path):
     Image.new("L", (100, 40), 255).save(tmp_path / "blank.png")
     prepared = prepare_sketch(tmp_path / "blank.png", 64)
-    # padded, as with --fit false
+    # padded, as with --no-fit
     assert prepared.region == (0, -30, 100, 100) and prepared.size == (100, 40)
     assert put_back(Image.new("RGB", (64, 64), "red"), prepared).size == (100, 40)

@@ -137,8 +137,8 @@ def test_infer_pretrained_gives_the_authors_network_output(served, tmp_path):
         tmp_path / "sketch.png")
     sketch = to_tensor(Image.open(tmp_path / "sketch.png").convert("RGB"))[None]
 
-    # --fit false: the network must see exactly this image (fitting would crop and thin the noise)
-    plain = ["sketch.png", "--pretrained", "edges2shoes", "--fit", "false"]
+    # --no-fit: the network must see exactly this image (fitting would crop and thin the noise)
+    plain = ["sketch.png", "--pretrained", "edges2shoes", "--no-fit"]
     assert infer.main([*plain, "--eval", "-o", "eval"]) == 0
     expected = np.asarray(to_image(authors_output(net, sketch)[0]), dtype=np.int16)
     assert expected.std() > 10  # a picture with contrast, not a flat one

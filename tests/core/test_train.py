@@ -152,7 +152,8 @@ def test_learning_rate_decays_linearly_like_the_reference():
 
 
 def test_command_line_overrides_and_rejects():
-    cfg = parse_args(["--lambda_l1", "10", "--jitter", "true", "--lr", "1e-4"])
+    cfg = parse_args(["--lambda_l1", "10", "--jitter", "--lr", "1e-4"])
+    assert cfg.jitter and not parse_args(["--jitter", "--no-jitter"]).jitter
     assert (cfg.lambda_l1, cfg.jitter, cfg.lr, cfg.epochs) == (10.0, True, 1e-4, 15)
     demo = parse_args(["--demo", "--epochs", "2"])
     assert demo.epochs == 2 and demo.data_dir == DEMO["data_dir"]
