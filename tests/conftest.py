@@ -41,6 +41,12 @@ def pairs_dir(tmp_path) -> Path:
     return tmp_path / "data"
 
 
+def as_flags(values: dict) -> list:
+    """The train.py command line that sets these config values (booleans as --x / --no-x)."""
+    return [(f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k}={v}"
+            for k, v in values.items()]
+
+
 def tiny_config(tmp_path, data_dir, **overrides) -> Config:
     """A config small enough for a CPU test: 64×64, a 6-level UNet with 8 base filters."""
     values = dict(data_dir=str(data_dir), image_size=64, num_downs=6, ngf=8, ndf=8, batch_size=4,

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 
 import save
 import train
-from conftest import ROOT, make_pairs, tiny_config
+from conftest import ROOT, as_flags, make_pairs, tiny_config
 from config import Config
 from generator import build_generator
 
@@ -120,7 +120,7 @@ def test_sync_bn_on_cpu_is_refused_clearly(tmp_path, pairs_dir):
 
 def run_train(tmp_path, data_dir, *flags, torchrun=False, wait=True):
     cfg = tiny_config(tmp_path, data_dir)
-    args = [f"--{k}={v}" for k, v in cfg.to_dict().items() if k not in ("resume",)] + list(flags)
+    args = as_flags({k: v for k, v in cfg.to_dict().items() if k != "resume"}) + list(flags)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc_per_node=2"] if torchrun \
         else [sys.executable]
@@ -138,7 +138,7 @@ def test_torchrun_trains_and_resumes(tmp_path, pairs_dir):
     assert first.returncode == 0, first.stderr[-2000:]
     ckpt = save.load_checkpoint(tmp_path / "models/test/last.pt", keys=save.CHECKPOINT_KEYS)
     assert (ckpt["epoch"], ckpt["step"]) == (1, 4)  # 16 pairs / (2 processes × 2 images)
-    again = run_train(tmp_path, pairs_dir, "--epochs=2", "--batch_size=2", "--resume=true",
+    again = run_train(tmp_path, pairs_dir, "--epochs=2", "--batch_size=2", "--resume",
                       torchrun=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resumed from" in again.stdout and "at epoch 1 batch 0 (step 4)" in again.stdout
@@ -172,7 +172,7 @@ def test_kill_9_mid_epoch_loses_at_most_one_checkpoint_interval(tmp_path, pairs_
     assert last_logged - 3 <= ckpt["step"] <= last_logged
     assert ckpt["step"] == 16 * ckpt["epoch"] + ckpt["batch"]
     resumed = run_train(tmp_path, pairs_dir, f"--epochs={ckpt['epoch'] + 1}", "--batch_size=1",
-                        "--save_every=3", "--resume=true")
+                        "--save_every=3", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"at epoch {ckpt['epoch']} batch {ckpt['batch']} (step {ckpt['step']})" in resumed.stdout
     final = save.load_checkpoint(run_dir / "last.pt", keys=save.CHECKPOINT_KEYS)
@@ -200,7 +200,7 @@ def test_sigterm_to_the_process_group_with_loader_workers_saves_and_resumes(tmp_
     # the DataLoader workers included, gets the signal. The workers ignore it; the main one saves.
     run_dir = tmp_path / "models/test"
     cfg = tiny_config(tmp_path, pairs_dir, epochs=100, batch_size=1, log_every=1, num_workers=2)
-    flags = [f"--{key}={value}" for key, value in cfg.to_dict().items()]
+    flags = as_flags(cfg.to_dict())
     command = [sys.executable, str(ROOT / "train.py"), *flags]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -214,6 +214,6 @@ def test_sigterm_to_the_process_group_with_loader_workers_saves_and_resumes(tmp_
     ckpt = save.load_checkpoint(run_dir / "last.pt", keys=save.CHECKPOINT_KEYS)
     assert ckpt["step"] == last_logged == 16 * ckpt["epoch"] + ckpt["batch"]
     resumed = run_train(tmp_path, pairs_dir, f"--epochs={ckpt['epoch'] + 1}", "--batch_size=1",
-                        "--num_workers=2", "--resume=true")
+                        "--num_workers=2", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"at epoch {ckpt['epoch']} batch {ckpt['batch']} (step {ckpt['step']})" in resumed.stdout

@@ -15,7 +15,7 @@ import torchvision
 import save
 import train
 from config import Config, parse_args
-from conftest import ROOT, make_pairs, tiny_config
+from conftest import ROOT, as_flags, make_pairs, tiny_config
 from discriminator import PatchDiscriminator
 from generator import ResNetGenerator, UNetGenerator
 from losses import VGG_LAYERS, VGGFeatures, gradient_penalty, loss_d_of, loss_g_gan_of
@@ -171,9 +171,8 @@ def test_missing_vgg_weights_give_one_clear_error(tmp_path, pairs_dir):
         Config(lambda_perceptual=1.0)
     cfg = tiny_config(tmp_path, pairs_dir, lambda_perceptual=1.0,
                       vgg_weights=str(tmp_path / "nope.pth"))
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *(
-        f"--{k}={v}" for k, v in cfg.to_dict().items()
-        if v != Config.__dataclass_fields__[k].default)],
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *as_flags(
+        {k: v for k, v in cfg.to_dict().items() if v != Config.__dataclass_fields__[k].default})],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(
