@@ -221,7 +221,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def parse_bool(text: str) -> bool:
-    """true/false, yes/no, on/off or 1/0, as every command line of the repo spells a boolean."""
+    """true/false, yes/no, on/off or 1/0: a boolean given as a value, as in a list of them to sweep
+    (bench.py train --channels_last 0 1); a single boolean is a --x / --no-x flag instead."""
     if text.lower() in ("1", "true", "yes", "on"):
         return True
     if text.lower() in ("0", "false", "no", "off"):
@@ -245,7 +246,7 @@ def parse_args(argv=None, description: str = "") -> Config:
     # --lambda must not mean --lambda_l1
     parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--demo", action="store_true",
+    parser.add_argument("--demo", **SWITCH,
                         help="the demo preset: the synthetic shoes of python -m tools.demo, "
                              "128×128, 5 epochs")
     parser.add_argument("--system", choices=SYSTEMS, default="pix2pix",

@@ -129,6 +129,24 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return to_float(to_uint8(img))
 
 
+def square_region(width: int, height: int) -> tuple:
+    """(left, top, side, side): the white square that centres a width×height image, in the image's
+    pixels (left and top are 0 or negative)."""
+    side = max(width, height)
+    return -round((side - width) / 2), -round((side - height) / 2), side, side
+
+
+def pad_to_square(img: Image.Image, size: int = 0, resample=Image.BICUBIC) -> Image.Image:
+    """img centred on a white square (where ImageOps.pad centres it), then resized to size×size
+    (size 0: not resized). Sketches and product photos are both drawn or shot on white."""
+    left, top, side, _ = square_region(*img.size)
+    if img.size != (side, side):
+        square = Image.new(img.mode, (side, side), "white")
+        square.paste(img, (-left, -top))
+        img = square
+    return img.resize((size, size), resample) if size and size != side else img
+
+
 def to_image(tensor: torch.Tensor) -> Image.Image:
     """(3, H, W) in [-1, 1] -> PIL RGB."""
     array = tensor.detach().float().clamp(-1, 1).add(1).mul(127.5).round().byte()

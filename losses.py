@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from config import first_line
+from save import safe_load
 
 
 # ---------------------------------------------------------------------------------- GAN losses
@@ -115,7 +116,10 @@ class VGGFeatures(nn.Module):
                 width = item
         self.features = nn.Sequential(*layers[:max(VGG_LAYERS.values()) + 1])  # up to relu5_1
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = safe_load(path, "file")
+        except ValueError as e:
+            raise ValueError(f"vgg_weights {e}") from None
+        try:
             state = {k.removeprefix("features."): v for k, v in state.items()
                      if k.startswith("features.")}
             state = {k: v for k, v in state.items() if int(k.split(".")[0]) < len(self.features)}

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from config import Config, first_line
+from config import Config
 from generator import build_generator
-from save import atomic_save
+from save import atomic_save, safe_load
 
 DOWNLOAD_TIMEOUT_S = 30  # seconds a connect or a read may stall before a download stops
 DOWNLOAD_CHUNK_BYTES = 1 << 20  # download read size
@@ -164,12 +164,7 @@ def pretrained_checkpoint(name: str, models_dir="models",
     try:
         if not download.is_file():
             fetch(url, download, timeout_s)
-        try:
-            state_dict = torch.load(download, map_location="cpu", weights_only=True)
-        except Exception as e:  # truncated, not a torch file, or a pickle that wants to run code
-            reason = first_line(e)
-            raise ValueError(f"not a loadable PyTorch file (truncated, corrupt or unsafe): "
-                             f"{reason}") from None
+        state_dict = safe_load(download, "PyTorch file")
         data_set, direction = PRETRAINED[name]
         weights, cfg = convert_authors_generator(state_dict, name=name, direction=direction,
                                                  data_dir=f"data/{data_set}")

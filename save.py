@@ -94,17 +94,22 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def safe_load(path, what: str = "checkpoint"):
+    """torch.load(weights_only=True) onto the CPU; any failure becomes one ValueError naming the
+    file and what it should have been."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, or a pickle that wants to run code
+        raise ValueError(f"{path}: not a loadable {what} (truncated, corrupt or unsafe): "
+                         f"{first_line(e)}") from None
+
+
 def load_checkpoint(path, keys=("generator", "config")) -> dict:
     """Load a checkpoint safely; any problem becomes one ValueError that names the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, random bytes, or a pickle that wants to run code
-        reason = first_line(e)
-        raise ValueError(f"{path}: not a loadable checkpoint (truncated, corrupt or unsafe): "
-                         f"{reason}") from None
+    ckpt = safe_load(path)
     missing = [k for k in keys if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise ValueError(f"{path}: not a pix2pix checkpoint of this project "

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 
-from dataset import load_rgb, split_pair, to_tensor
+from dataset import load_rgb, pad_to_square, split_pair, square_region, to_tensor
 
 # Fitting a drawing to the training frame, as measured on edges2shoes-1k/train (1,000 HED edge maps,
 # 256×256): the gap between a shoe's longer side and the frame is 0.0156 of the frame per side
@@ -179,13 +179,8 @@ def prepare_sketch(path, image_size: int, direction: str = "AtoB", fit: bool = T
         fitted = fit_sketch(img, image_size)
         if fitted is not None:
             return Prepared(*fitted, img.size)
-    side = max(img.size)
-    if width != height:
-        img = ImageOps.pad(img, (side, side), color="white")
-    # where ImageOps.pad put the sketch in the square
-    region = -round((side - width) * 0.5), -round((side - height) * 0.5), side, side
-    sketch = to_tensor(img.resize((image_size, image_size), Image.BICUBIC))
-    return Prepared(sketch, region, (width, height))
+    sketch = to_tensor(pad_to_square(img, image_size))
+    return Prepared(sketch, square_region(width, height), (width, height))
 
 
 def put_back(photo: Image.Image, prepared: Prepared) -> Image.Image:

@@ -27,7 +27,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from config import SWITCH, add_device_flag, pick_device
-from dataset import FORMATS, MIN_SIDE, SPLITS, list_images, load_rgb, read_header, split_folders
+from dataset import (FORMATS, MIN_SIDE, SPLITS, list_images, load_rgb, pad_to_square, read_header,
+                     split_folders)
 from pretrained import DOWNLOAD_TIMEOUT_S, fetch
 from tools.edges import sketch_pixels
 
@@ -35,7 +36,6 @@ from tools.edges import sketch_pixels
 DATASETS = ("edges2shoes", "edges2handbags", "facades", "maps", "cityscapes", "night2day")
 # serves NAME.tar.gz, each with a top folder NAME/
 URL_BASE = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
-WHITE = (255, 255, 255)
 
 
 def split_counts(folder) -> str:
@@ -132,15 +132,6 @@ def by_stem(folder) -> dict:
     return {path.stem: path for path in files}
 
 
-def square_on_white(photo: Image.Image, size: int) -> Image.Image:
-    """Centre a photo on a white square and resize it to size×size: product photos are shot on
-    white."""
-    side = max(photo.size)
-    square = Image.new("RGB", (side, side), WHITE)
-    square.paste(photo, ((side - photo.width) // 2, (side - photo.height) // 2))
-    return square.resize((size, size), Image.LANCZOS) if side != size else square
-
-
 def side_by_side(left: np.ndarray, right: np.ndarray) -> Image.Image:
     """Two (H, W, 3) uint8 arrays -> one (H, 2W) RGB image, left then right."""
     return Image.fromarray(np.concatenate([left, right], axis=1))
@@ -168,7 +159,9 @@ def photos_to_pairs(photos_dir, out_dir, size: int = 256, val_fraction: float = 
             loaded = []
             for path in photos[start:start + batch]:
                 try:
-                    loaded.append((path, np.asarray(square_on_white(load_rgb(path), size))))
+                    # product photos are shot on white
+                    loaded.append((path, np.asarray(pad_to_square(load_rgb(path), size,
+                                                                    Image.LANCZOS))))
                 except ValueError as e:
                     skipped.append((path, str(e)))
             if loaded:

@@ -55,19 +55,18 @@ from urllib.parse import quote
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm import tqdm
 
 from config import SWITCH, add_device_flag, first_line, pick_device
-from dataset import PairDataset, list_images, load_rgb, to_image, to_tensor, train_val_folders
+from dataset import (PairDataset, list_images, load_rgb, pad_to_square, to_image, to_tensor,
+                     train_val_folders)
 from tools.edges import detect_edges
 from generator import seeded, translate
 from infer import add_checkpoint_flags, chosen_checkpoint
-from save import load_generator, psnr
-from sketch import prepare_sketch
+from save import load_generator, psnr, safe_load
+from sketch import DARK, prepare_sketch
 
-# a sketch pixel darker than this (on [0, 1], mean of RGB) is a reference edge
-SKETCH_THRESHOLD = 0.5
 # name -> which is better
 METRICS = {"l1": "lower", "psnr": "higher", "ssim": "higher", "edge_f1": "higher"}
 THUMB_SIZE = 128  # pixels per side of the thumbnails on the HTML page
@@ -120,7 +119,7 @@ def ssim(fake: torch.Tensor, real: torch.Tensor, window: int = 11, sigma: float 
 
 
 def edge_f1(fake_photo: torch.Tensor, sketch: torch.Tensor, tolerance: int = 2,
-            threshold=SKETCH_THRESHOLD) -> torch.Tensor:
+            threshold=DARK) -> torch.Tensor:
     """F1 (B,) of the generated photo's edges against the sketch's lines, matching within
     `tolerance` pixels.
 
@@ -229,11 +228,7 @@ def load_inception(path, device="cpu") -> nn.Module:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such Inception weights file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, not a torch file, or a pickle that wants to run code
-        raise ValueError(f"{path}: not a loadable weights file "
-                         f"({first_line(e, 100)})") from None
+    state = safe_load(path, "weights file")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict) or not torch.is_tensor(state.get("fc.weight")):
         raise ValueError(f"{path}: not an Inception v3 state dict (no fc.weight)")
@@ -270,6 +265,40 @@ def inception_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------- evaluation
 
+def translated_batches(generator: nn.Module, files: list, load, paper: bool, seed: int,
+                       batch_size: int, device, progress: bool, skipped: list):
+    """Yield (names, loaded, sketch, fake_photo) per batch of files: loaded holds load(path) of
+    each, a tuple whose first item is the sketch (3, H, W); a file that will not decode is warned
+    about, appended to skipped, and left out."""
+    device = torch.device(device)
+    generator.to(device)
+    with seeded(seed, device):  # the same dropout noise for every run with this seed
+        for start in tqdm(range(0, len(files), batch_size), desc="evaluate", leave=False,
+                          disable=not progress, file=sys.stderr):
+            names, loaded = [], []
+            for path in files[start:start + batch_size]:
+                try:
+                    loaded.append(load(path))
+                    names.append(path.name)
+                # passed the header scan but would not decode: report, go on
+                except ValueError as e:
+                    warnings.warn(f"skipping {e}", stacklevel=3)
+                    skipped.append(path.name)
+            if not loaded:
+                continue
+            sketch = torch.stack([item[0] for item in loaded]).to(device)  # (B, 3, H, W)
+            yield names, loaded, sketch, translate(generator, sketch, paper=paper).float()
+
+
+def summary(images: list, skipped: list, what: str, **extra) -> dict:
+    """{"images", "mean", "skipped", **extra} of per-image scores; a ValueError if none was
+    scored."""
+    if not images:
+        raise ValueError(f"{what} could be decoded")
+    mean = {k: sum(image[k] for image in images) / len(images) for k in METRICS if k in images[0]}
+    return {"images": images, "mean": mean, "skipped": skipped, **extra}
+
+
 @torch.no_grad()
 def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int = 0,
              batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False) -> dict:
@@ -284,45 +313,25 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
     """
     # no jitter: the images as they are
     data = PairDataset(data_dir, cfg.image_size, direction=cfg.direction)
-    device = torch.device(device)
-    generator.to(device)
     images, skipped = [], []
-    batches = range(0, len(data.files), batch_size)
-    with seeded(seed, device):  # the same dropout noise for every run with this seed
-        for start in tqdm(batches, desc="evaluate", leave=False, disable=not progress,
-                          file=sys.stderr):
-            names, pairs = [], []
-            for path in data.files[start:start + batch_size]:
-                try:
-                    pairs.append(data.load(path))
-                    names.append(path.name)
-                # passed the header scan but would not decode: report, go on
-                except ValueError as e:
-                    warnings.warn(f"skipping {e}", stacklevel=2)
-                    skipped.append(path.name)
-            if not pairs:
-                continue
-            sketch, photo = (torch.stack(t).to(device) for t in zip(*pairs))  # (B, 3, H, W) each
-            fake_photo = translate(generator, sketch, paper=paper).float()
-            scores = {k: v.tolist() for k, v in score(fake_photo, photo, sketch,
-                                                      cfg.direction == "AtoB").items()}
-            images += [{"name": name, **{k: v[i] for k, v in scores.items()}}
-                       for i, name in enumerate(names)]
-            if on_batch is not None:
-                on_batch(names, sketch, fake_photo, photo)
-    if not images:
-        raise ValueError(f"{data_dir}: none of the {len(data.files)} pairs could be decoded")
-    metrics = [k for k in METRICS if k in images[0]]
-    mean = {k: sum(image[k] for image in images) / len(images) for k in metrics}
-    return {"images": images, "mean": mean, "skipped": skipped}
+    for names, pairs, sketch, fake_photo in translated_batches(
+            generator, data.files, data.load, paper, seed, batch_size, device, progress, skipped):
+        photo = torch.stack([photo for _, photo in pairs]).to(sketch.device)
+        scores = {k: v.tolist() for k, v in score(fake_photo, photo, sketch,
+                                                  cfg.direction == "AtoB").items()}
+        images += [{"name": name, **{k: v[i] for k, v in scores.items()}}
+                   for i, name in enumerate(names)]
+        if on_batch is not None:
+            on_batch(names, sketch, fake_photo, photo)
+    return summary(images, skipped, f"{data_dir}: none of the {len(data.files)} pairs")
 
 
 @torch.no_grad()
 def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True, seed: int = 0,
                       batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False,
                       fit: bool = True) -> dict:
-    """Translate every plain sketch in sketch_dir (sketch.py's preparation, fitted unless fit=False)
-    and score edge_f1 of the photo against the sketch the generator read:
+    """evaluate() for plain, unpaired sketches: each translated as infer.py translates it (fitted
+    unless fit=False), scored by edge_f1 of the photo against the sketch the generator read:
     {"images": [{name, edge_f1}], "mean": {"edge_f1": mean}, "skipped": [...], "unpaired": True}.
     on_batch(names, sketch, fake_photo, None), if given, sees every batch.
 
@@ -331,47 +340,28 @@ def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True,
     the fixed 0.5 threshold, none at all in 13 of 300), so the fixed threshold of the pairs would
     miss it."""
     files = list_images(sketch_dir)
-    device = torch.device(device)
-    generator.to(device)
     images, skipped = [], []
-    with seeded(seed, device):
-        for start in tqdm(range(0, len(files), batch_size), desc="evaluate", leave=False,
-                          disable=not progress, file=sys.stderr):
-            names, sketches = [], []
-            for path in files[start:start + batch_size]:
-                try:
-                    sketches.append(prepare_sketch(path, cfg.image_size, cfg.direction,
-                                                   fit=fit).sketch)
-                    names.append(path.name)
-                except ValueError as e:  # unreadable: report, go on
-                    warnings.warn(f"skipping {e}", stacklevel=2)
-                    skipped.append(path.name)
-            if not sketches:
-                continue
-            sketch = torch.stack(sketches).to(device)
-            fake_photo = translate(generator, sketch, paper=paper).float()
-            # (B,) halfway from darkest to white
-            threshold = (1 + to_unit(sketch).mean(1).amin((1, 2))) / 2
-            f1s = edge_f1(fake_photo, sketch, threshold=threshold).tolist()
-            images += [{"name": name, "edge_f1": f1} for name, f1 in zip(names, f1s)]
-            if on_batch is not None:
-                on_batch(names, sketch, fake_photo, None)
-    if not images:
-        raise ValueError(f"{sketch_dir}: none of the {len(files)} sketches could be decoded")
-    mean = {"edge_f1": sum(image["edge_f1"] for image in images) / len(images)}
-    return {"images": images, "mean": mean, "skipped": skipped, "unpaired": True}
+
+    def load(path):
+        return (prepare_sketch(path, cfg.image_size, cfg.direction, fit=fit).sketch,)
+
+    for names, _, sketch, fake_photo in translated_batches(
+            generator, files, load, paper, seed, batch_size, device, progress, skipped):
+        # (B,) halfway from darkest to white
+        threshold = (1 + to_unit(sketch).mean(1).amin((1, 2))) / 2
+        f1s = edge_f1(fake_photo, sketch, threshold=threshold).tolist()
+        images += [{"name": name, "edge_f1": f1} for name, f1 in zip(names, f1s)]
+        if on_batch is not None:
+            on_batch(names, sketch, fake_photo, None)
+    return summary(images, skipped, f"{sketch_dir}: none of the {len(files)} sketches",
+                   unpaired=True)
 
 
 def load_photos(photo_dir, image_size: int) -> torch.Tensor:
     """Every image in photo_dir as (N, 3, S, S) in [-1, 1]: padded with white to a square, then
     resized."""
-    photos = []
-    for path in list_images(photo_dir):
-        img = load_rgb(path)
-        side = max(img.size)
-        photos.append(to_tensor(ImageOps.pad(img, (side, side), color="white")
-                                .resize((image_size, image_size), Image.BICUBIC)))
-    return torch.stack(photos)
+    return torch.stack([to_tensor(pad_to_square(load_rgb(path), image_size))
+                        for path in list_images(photo_dir)])
 
 
 # ---------------------------------------------------------------------------------------- HTML page
