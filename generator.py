@@ -21,6 +21,7 @@ import copy
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from config import Config
 
@@ -215,14 +216,135 @@ def seeded(seed: int, device: torch.device):
         yield
 
 
-def translate(generator: nn.Module, sketch: torch.Tensor, paper: bool = True) -> torch.Tensor:
-    """Sketches (B, 3, H, W) -> photos, as at test time. In paper mode each image runs alone, since
-    batch norm then normalizes with the batch's statistics and a photo must not depend on its
-    neighbours."""
-    with sampling_mode(generator, paper):
-        if paper:
-            return torch.cat([generator(one[None]) for one in sketch])
-        return generator(sketch)
+class ImageNorm(nn.Module):
+    """Batch norm as it acts on a batch of one, for every image of a batch: instance norm with the
+    batch norm's own affine parameters (shared, not copied); running statistics neither used nor
+    updated."""
+
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm):
+        super().__init__()
+        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # instance_norm is batch_norm over (1, B·C, H, W): at B = 1 the very same kernel
+        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+
+class ImageDropout(nn.Module):
+    """Dropout with each image's mask drawn from that image's own random generator.
+
+    A mask is drawn as nn.Dropout draws it (bernoulli(1 - p) / (1 - p), in row-major order) but on
+    the CPU in float32 whatever the input's device, dtype or memory layout, so a seed gives the same
+    mask everywhere. Masks can instead be given (export: they are the program's inputs).
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.generators = None  # one torch.Generator per image, set by PaperGenerator.forward
+        self.mask = None  # or a (B, C, H, W) mask already scaled by 1 / (1 - p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.mask
+        if mask is None:
+            mask = torch.stack([draw_mask(x.shape[1:], self.p, g) for g in self.generators])
+        return x * mask.to(x.device, x.dtype)
+
+
+class PaperGenerator(nn.Module):
+    """G as the paper runs it at test time, for a batch: each image normalized by its own
+    statistics and given its own dropout masks, so that a batch of N gives what N runs of one
+    image give (the batch norm's running statistics are never touched).
+
+    Made by paper_mode(G); shares G's parameters. forward(sketch, seeds) seeds image i's noise with
+    seeds[i]; forward(sketch, masks=[...]) takes the masks instead (one per dropout layer, in
+    forward order, from draw_masks).
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.dropouts = [m for m in net.modules() if isinstance(m, ImageDropout)]
+
+    def forward(self, sketch: torch.Tensor, seeds=None, masks=None) -> torch.Tensor:
+        if masks is None:
+            generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        for k, layer in enumerate(self.dropouts):
+            layer.generators, layer.mask = (generators, None) if masks is None else (None, masks[k])
+        try:
+            return self.net(sketch)
+        finally:
+            for layer in self.dropouts:
+                layer.generators = layer.mask = None
+
+
+def paper_mode(generator: nn.Module) -> PaperGenerator:
+    """G for paper-mode sampling on a batch: its batch norms become ImageNorm and its dropouts
+    ImageDropout in a copy of the containers around them; every other module, parameter and buffer
+    is G's own (cheap, and it follows G's training)."""
+    if isinstance(generator, PaperGenerator):
+        return generator
+    return PaperGenerator(_paper_layers(generator))
+
+
+def _paper_layers(module: nn.Module) -> nn.Module:
+    """module with every batch norm (synchronized ones too) and dropout below it in per-image form;
+    module itself where there is none."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return ImageNorm(module)
+    if isinstance(module, nn.Dropout):
+        return ImageDropout(module.p)
+    children = {name: child if child is None else _paper_layers(child)
+                for name, child in module._modules.items()}
+    if all(children[name] is child for name, child in module._modules.items()):
+        return module
+    clone = copy.copy(module)  # shares the parameters; a container of its own
+    clone._modules = children
+    return clone
+
+
+def draw_mask(shape, p: float, generator: torch.Generator) -> torch.Tensor:
+    """One image's dropout mask (shape), scaled by 1 / (1 - p): nn.Dropout's draw, on the CPU."""
+    return torch.empty(shape).bernoulli_(1 - p, generator=generator).div_(1 - p)
+
+
+def draw_masks(shapes, ps, seeds) -> list:
+    """The masks PaperGenerator draws for these seeds: per dropout layer (activation shape (C, H, W)
+    and rate p, in forward order) one (B, C, H, W) tensor; an exported paper-mode program takes
+    them as inputs."""
+    per_image = []
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(int(seed))
+        per_image.append([draw_mask(shape, p, generator) for shape, p in zip(shapes, ps)])
+    return [torch.stack(layer) for layer in zip(*per_image)]
+
+
+def mask_shapes(model: PaperGenerator, height: int, width: int) -> list:
+    """(C, H, W) of each dropout layer's input for a sketch of height × width (one dry run)."""
+    shapes = []
+    hooks = [layer.register_forward_pre_hook(lambda layer, inputs: shapes.append(
+        tuple(inputs[0].shape[1:]))) for layer in model.dropouts]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, height, width), seeds=[0])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
+def translate(generator: nn.Module, sketch: torch.Tensor, paper: bool = True,
+              seeds=None) -> torch.Tensor:
+    """Sketches (B, 3, H, W) -> photos, as at test time. Paper mode (paper_mode): each image with
+    its own batch statistics and its own dropout masks, from a generator seeded by seeds[i]
+    (default: seeds drawn from torch's global generator), so no photo depends on its neighbours."""
+    if not paper:
+        with sampling_mode(generator, paper=False):
+            return generator(sketch)
+    if seeds is None:
+        seeds = torch.randint(2**62, (len(sketch),)).tolist()
+    with torch.no_grad():
+        return paper_mode(generator)(sketch, seeds=seeds)
 
 
 def fold_batchnorm(generator: nn.Module) -> nn.Module:
@@ -283,16 +405,15 @@ def _fold_conv(conv: nn.Module, norm: nn.BatchNorm2d) -> nn.Module:
 
 def for_inference(generator: nn.Module, paper: bool = True,
                   channels_last: bool = True) -> nn.Module:
-    """G ready for fast sampling with translate() under torch.inference_mode().
+    """G ready for sampling with translate() under torch.inference_mode(), before any tuning.
 
-    Eval mode (paper=False) gets a copy with batch norm folded into the convs, in channels_last
-    (NHWC) layout unless told otherwise: together ~5% faster on a 2-core CPU (bench.py infer). Paper
-    mode keeps G as it is: its batch norm needs each image's statistics, and NHWC would change which
-    units a seeded dropout drops (masks are drawn in memory order), so a seed would no longer give
-    the photo it gave before.
+    Paper mode: paper_mode(G), which runs a whole batch at once with each image's own statistics
+    and masks. Eval mode: a copy with batch norm folded into the convs, in channels_last (NHWC)
+    layout unless told otherwise (~5% faster on a 2-core CPU, bench.py infer). tune.py picks the
+    fastest setting for the machine at hand instead.
     """
     if paper:
-        return generator
+        return paper_mode(generator)
     folded = fold_batchnorm(generator)
     return folded.to(memory_format=torch.channels_last) if channels_last else folded
 

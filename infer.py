@@ -23,9 +23,10 @@ resolution; the padding is cropped from the photo, which is resized back to the 
 the sketch's resolution rounded to a multiple of 2**num_downs. The model learned one scale, so at
 another its innermost layers see a different share of the shoe: expect other textures, blotches or
 repeated parts on large inputs; the training size is the one it was judged at.
-By default the generator runs as in the paper at test time (dropout on, per-image batch statistics),
-so each run draws a slightly different photo; --seed fixes it, --eval makes it deterministic (and
-batches same-size inputs, --batch_size at a time).
+By default the generator runs as in the paper at test time (dropout on, each image normalized by
+its own statistics), so each seed draws a slightly different photo: a photo depends on its sketch
+and --seed alone, not on the other inputs or the batch. --eval makes it deterministic. Same-size
+inputs run --batch_size at a time in either mode.
 A file that cannot be read is named on its own line on stderr; the others are still made, and the
 exit code is 2 at the end.
 """
@@ -98,12 +99,12 @@ def collect_inputs(paths) -> tuple:
     return files, problems
 
 
-def generate(model, batch: list, device, paper: bool) -> list:
-    """Photos (PIL, at the inputs' sizes) of a list of Prepared inputs that share one tensor
-    size."""
+def generate(model, batch: list, device, paper: bool, seed: int = 0) -> list:
+    """Photos (PIL, at the inputs' sizes) of a list of Prepared inputs that share one tensor size;
+    in paper mode every image's dropout noise is seeded by seed."""
     sketches = torch.stack([prepared.sketch for prepared in batch]).to(device)  # (B, 3, H, W)
     with torch.inference_mode():
-        fake_photos = translate(model, sketches, paper=paper)
+        fake_photos = translate(model, sketches, paper=paper, seeds=[seed] * len(batch))
     return [put_back(to_image(photo), prepared) for photo, prepared in zip(fake_photos, batch)]
 
 
@@ -123,9 +124,9 @@ def main(argv=None) -> int:
                         help="run at the sketch's own resolution "
                              "rounded to a multiple of 2**num_downs, "
                              "not at the training size (another scale than trained: other quality)")
-    parser.add_argument("--batch_size", type=int, default=16,
-                        help="eval mode: same-size inputs per generator call (paper mode runs one "
-                             "at a time)")
+    parser.add_argument("--batch_size", type=int, default=8,
+                        help="same-size inputs per generator call (either mode: paper mode "
+                             "normalizes each image by its own statistics)")
     add_device_flag(parser)
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads (0: torch's default, one per core)")
@@ -142,8 +143,7 @@ def main(argv=None) -> int:
         checkpoint = chosen_checkpoint(args)
         generator, cfg = load_generator(checkpoint)
         generator.to(device)
-        # Eval mode: batch norm folded into the convs, NHWC; paper mode: G as it is (see
-        # for_inference).
+        # eval mode: batch norm folded into the convs, NHWC; paper mode: per-image norm and noise
         model = for_inference(generator, paper=paper)
         out_dir = Path(args.out)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,13 +154,12 @@ def main(argv=None) -> int:
     for problem in problems:
         print(f"infer.py: error: {problem}", file=sys.stderr)
     failed = len(problems)
-    # paper mode: batch statistics must be each image's own
-    batch_size = 1 if paper else args.batch_size
+    batch_size = args.batch_size
     pending = {}  # tensor shape -> [(path, Prepared)], run when batch_size have gathered
 
     def run(group):
         nonlocal failed
-        photos = generate(model, [prepared for _, prepared in group], device, paper)
+        photos = generate(model, [prepared for _, prepared in group], device, paper, args.seed)
         for (path, _), photo in zip(group, photos):
             target = out_dir / f"{path.stem}.png"
             try:
@@ -171,7 +170,6 @@ def main(argv=None) -> int:
                 continue
             print(f"{path} -> {target}")
 
-    torch.manual_seed(args.seed)
     multiple = 2**cfg.num_downs if args.native else 0
     for path in files:
         try:

@@ -378,7 +378,7 @@ def check_losses(record: dict, scaler, last_path: Path) -> None:
 def validate(G: nn.Module, val_sketch, val_photo, cfg: Config, autocast, device,
              memory_format) -> tuple:
     """(generated photos, L1, PSNR) on the fixed validation pairs, with the same dropout masks each
-    epoch. Every process runs it: with synchronized batch norm the layers talk to each other."""
+    epoch, in paper mode (each image its own statistics: no collective even with sync_bn)."""
     with autocast, seeded(cfg.seed, device):
         val_fake = translate(G, val_sketch.to(device, memory_format=memory_format)).float().cpu()
     return val_fake, F.l1_loss(val_fake, val_photo).item(), psnr(val_fake, val_photo).mean().item()

@@ -69,8 +69,7 @@ class ShoeApp:
         self.checkpoint = Path(checkpoint)
         self.device = pick_device(device)
         generator, self.cfg = load_generator(self.checkpoint)
-        # Eval mode: batch norm folded into the convs; paper mode: G as it is
-        # (generator.for_inference).
+        # eval mode: batch norm folded into the convs; paper mode: per-image norm and noise
         self.model = for_inference(generator.to(self.device), paper=paper)
         self.paper, self.seed, self.fit = paper, seed, fit
         # one generation at a time: the seed and G's train flag are global state
@@ -89,8 +88,8 @@ class ShoeApp:
                                           fit=self.fit)
             except ValueError as e:
                 raise ValueError(str(e).replace(str(upload), "upload")) from None
-            torch.manual_seed(self.seed)  # paper mode: the same dropout masks for every request
-            photo = generate(self.model, [prepared], self.device, self.paper)[0]
+            # paper mode: the same dropout masks for every request
+            photo = generate(self.model, [prepared], self.device, self.paper, self.seed)[0]
         buffer = io.BytesIO()
         photo.save(buffer, format="PNG")  # at the upload's size
         return buffer.getvalue()

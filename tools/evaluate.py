@@ -62,7 +62,7 @@ from config import SWITCH, add_device_flag, first_line, pick_device
 from dataset import (PairDataset, list_images, load_rgb, pad_to_square, to_image, to_tensor,
                      train_val_folders)
 from tools.edges import detect_edges
-from generator import seeded, translate
+from generator import paper_mode, translate
 from infer import add_checkpoint_flags, chosen_checkpoint
 from save import load_generator, psnr, safe_load
 from sketch import DARK, prepare_sketch
@@ -272,14 +272,17 @@ def translated_batches(generator: nn.Module, files: list, load, paper: bool, see
     about, appended to skipped, and left out."""
     device = torch.device(device)
     generator.to(device)
-    with seeded(seed, device):  # the same dropout noise for every run with this seed
+    # paper mode: file k's dropout noise is seeded by seed + k, whatever the batch size
+    model = paper_mode(generator) if paper else generator
+    with torch.inference_mode():  # no autograd bookkeeping at all
         for start in tqdm(range(0, len(files), batch_size), desc="evaluate", leave=False,
                           disable=not progress, file=sys.stderr):
-            names, loaded = [], []
-            for path in files[start:start + batch_size]:
+            names, loaded, seeds = [], [], []
+            for k, path in enumerate(files[start:start + batch_size], start):
                 try:
                     loaded.append(load(path))
                     names.append(path.name)
+                    seeds.append(seed + k)
                 # passed the header scan but would not decode: report, go on
                 except ValueError as e:
                     warnings.warn(f"skipping {e}", stacklevel=3)
@@ -287,7 +290,8 @@ def translated_batches(generator: nn.Module, files: list, load, paper: bool, see
             if not loaded:
                 continue
             sketch = torch.stack([item[0] for item in loaded]).to(device)  # (B, 3, H, W)
-            yield names, loaded, sketch, translate(generator, sketch, paper=paper).float()
+            yield names, loaded, sketch, translate(model, sketch, paper=paper,
+                                                   seeds=seeds).float()
 
 
 def summary(images: list, skipped: list, what: str, **extra) -> dict:
@@ -305,7 +309,7 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
     """Translate every pair in data_dir and score it: {"images": [{name, l1, psnr, ssim, edge_f1}],
     "mean": {metric: mean}, "skipped": [names that would not decode]}. Images in file order.
 
-    paper: the paper's test-time mode (dropout on, per-image batch statistics), seeded by `seed`;
+    paper: the paper's test-time mode (dropout on, per-image statistics), pair k seeded by seed + k;
     False is eval mode. cfg gives image_size and direction; edge_f1 only with direction AtoB (sketch
     in).
     on_batch(names, sketch, fake_photo, photo), if given, sees every batch (for thumbnails,

@@ -249,7 +249,8 @@ def test_native_runs_at_the_input_size_rounded_to_the_unet_multiple(tmp_path, mo
                     str(path)])
 
 
-def test_eval_mode_batches_same_size_inputs_with_the_same_result(tmp_path, monkeypatch, checkpoint):
+@pytest.mark.parametrize("mode", [["--eval"], ["--seed", "3"]])  # eval mode, paper mode
+def test_same_size_inputs_are_batched_with_the_same_result(tmp_path, monkeypatch, checkpoint, mode):
     path, _ = checkpoint
     make_pairs(tmp_path / "in", 3, size=64)
     # another size: its own batch
@@ -258,7 +259,7 @@ def test_eval_mode_batches_same_size_inputs_with_the_same_result(tmp_path, monke
     for batch_size in (1, 4):
         code = infer.main([str(tmp_path / "in"), "-o", str(tmp_path / f"out{batch_size}"),
                            "--checkpoint", str(path),
-                           "--eval", "--native", "--batch_size", str(batch_size)])
+                           *mode, "--native", "--batch_size", str(batch_size)])
         assert code == 0
         outputs.append([gray(tmp_path / f"out{batch_size}/{name}.png")
                         for name in ("1_AB", "2_AB", "3_AB", "other")])
@@ -266,7 +267,7 @@ def test_eval_mode_batches_same_size_inputs_with_the_same_result(tmp_path, monke
         assert np.abs(one - batched).max() <= 1
     generator, cfg = save.load_generator(path)
     recorder = Recorder()
-    code, _ = run_main(monkeypatch, tmp_path, recorder, tmp_path / "in", "--eval", "--native",
+    code, _ = run_main(monkeypatch, tmp_path, recorder, tmp_path / "in", *mode, "--native",
                        "--batch_size", "2")
     assert code == 0 and sorted(recorder.shapes) == [(1, 3, 64, 64), (1, 3, 64, 128),
                                                      (2, 3, 64, 64)]

@@ -7,8 +7,9 @@ from torch.nn.utils import parametrize
 
 from config import Config
 from discriminator import PatchDiscriminator, build_discriminator
-from generator import (ResNetGenerator, UNetGenerator, build_generator, fold_batchnorm,
-                       for_inference, sampling_mode, translate)
+from generator import (ResNetGenerator, UNetGenerator, build_generator, draw_masks,
+                       fold_batchnorm, for_inference, mask_shapes, paper_mode, sampling_mode,
+                       translate)
 
 
 def n_params(module: nn.Module) -> int:
@@ -83,14 +84,46 @@ def test_paper_mode_keeps_dropout_and_batch_stats_without_touching_running_stats
         assert not G.training
 
 
-def test_paper_mode_translates_each_image_alone():
-    G = UNetGenerator(ngf=8, num_downs=6)
-    sketches = torch.randn(3, 3, 64, 64)
+GENERATORS = {"unet": lambda: UNetGenerator(ngf=8, num_downs=6),
+              "resnet": lambda: ResNetGenerator(ngf=8, n_blocks=2)}
+
+
+@pytest.mark.parametrize("kind", GENERATORS)
+def test_paper_mode_on_a_batch_is_each_image_run_alone_in_train_mode(kind):
     torch.manual_seed(0)
-    batched = translate(G, sketches, paper=True)
+    G = GENERATORS[kind]()
+    with torch.no_grad():  # running statistics far from the batch's: using them would show
+        for bn in (m for m in G.modules() if isinstance(m, nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    sketches, seeds = torch.randn(4, 3, 64, 64), [7, 8, 7, 9]
+    batched = translate(G, sketches, paper=True, seeds=seeds)
+    # the reference: the paper's test, one image at a time in train mode after manual_seed
+    singles = []
+    for sketch, seed in zip(sketches, seeds):
+        torch.manual_seed(seed)
+        with sampling_mode(G, paper=True):
+            singles.append(G(sketch[None]))
+        # a batch of one is bit for bit the train-mode run
+        assert torch.equal(translate(G, sketch[None], paper=True, seeds=[seed]), singles[-1])
+    torch.testing.assert_close(batched, torch.cat(singles), atol=1e-5, rtol=0)  # conv rounding
+    assert not torch.allclose(batched[0], batched[2], atol=1e-3)  # same seed, other sketch
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+    assert G.training and all(m.training for m in G.modules())
+
+
+def test_paper_mode_masks_can_be_given_instead_of_seeds():
     torch.manual_seed(0)
-    singles = torch.cat([translate(G, s[None], paper=True) for s in sketches])
-    assert torch.allclose(batched, singles, atol=1e-6)
+    paper = paper_mode(UNetGenerator(ngf=8, num_downs=6))
+    sketches, seeds = torch.randn(2, 3, 64, 64), [3, 4]
+    shapes = mask_shapes(paper, 64, 64)
+    assert shapes == [(64, 2, 2), (64, 4, 4), (32, 8, 8)]  # the first three decoder blocks
+    masks = draw_masks(shapes, [0.5] * 3, seeds)
+    assert [tuple(m.shape) for m in masks] == [(2, *s) for s in shapes]
+    assert set(torch.cat([m.flatten() for m in masks]).tolist()) == {0.0, 2.0}
+    with torch.no_grad():
+        assert torch.equal(paper(sketches, masks=masks), paper(sketches, seeds=seeds))
 
 
 # ----------------------------------------------------------- the other systems' networks (issue 15)
@@ -147,10 +180,8 @@ def test_resnet_generator_folds_and_samples_like_the_unet(norm):
     fast = for_inference(G, paper=False)
     torch.testing.assert_close(translate(fast, sketch, paper=False),
                                translate(G, sketch, paper=False), atol=1e-5, rtol=1e-4)
-    torch.manual_seed(0)
-    batched = translate(G, sketch, paper=True)  # paper mode: each image alone, dropout on
-    torch.manual_seed(0)
-    singles = torch.cat([translate(G, s[None], paper=True) for s in sketch])
+    batched = translate(G, sketch, paper=True, seeds=[0, 1])  # paper mode: per-image norm, noise
+    singles = torch.cat([translate(G, s[None], paper=True, seeds=[k]) for k, s in enumerate(sketch)])
     assert torch.allclose(batched, singles, atol=1e-6)
 
 

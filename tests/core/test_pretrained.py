@@ -167,15 +167,14 @@ def test_conversion_reads_width_and_depth_and_places_dropout_where_they_trained_
     torch.testing.assert_close(translate(ours, sketch, paper=False), authors_output(net, sketch),
                                atol=1e-5, rtol=0)
     one = sketch[:1]
-    torch.manual_seed(5)
-    torch.testing.assert_close(translate(ours, one, paper=True), authors_output(net, one, seed=5),
-                               atol=1e-5, rtol=0)
+    # paper mode with seed 5 draws the masks their train-mode network draws after manual_seed(5)
+    torch.testing.assert_close(translate(ours, one, paper=True, seeds=[5]),
+                               authors_output(net, one, seed=5), atol=1e-5, rtol=0)
     # the paper's placement drops other units: not their network any more
     cfg.dropout_blocks = "paper"
     paper_placed = build_generator(cfg)
     paper_placed.load_state_dict(weights)
-    torch.manual_seed(5)
-    assert (translate(paper_placed, one, paper=True)
+    assert (translate(paper_placed, one, paper=True, seeds=[5])
             - authors_output(net, one, seed=5)).abs().max() > 0.05
 
 

@@ -237,6 +237,11 @@ def test_evaluate_scores_what_the_generator_makes(tmp_path, checkpoints):
     runs = [evaluate.evaluate(G, cfg, data, paper=True, seed=seed)["mean"]["l1"]
             for seed in (1, 1, 2)]
     assert runs[0] == runs[1] != runs[2]
+    # batched, each pair keeps its own statistics and noise (seed + its index)
+    one, three = ([image["l1"] for image in evaluate.evaluate(G, cfg, data, paper=True, seed=1,
+                                                               batch_size=b)["images"]]
+                  for b in (1, 3))
+    assert np.allclose(one, three, atol=1e-6) and one[0] != one[1]
 
 
 # -------------------------------------------------------------------------------------- loss curves
