@@ -36,7 +36,8 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, in_ch: int = 6, ndf: int = 64, n_layers: int = 3, norm: str = "batch",
                  spectral_norm: bool = False):
         super().__init__()
-        assert norm in NORMS_D, f"norm must be one of {NORMS_D}, got {norm!r}"
+        if norm not in NORMS_D:
+            raise ValueError(f"norm: must be one of {', '.join(NORMS_D)}, got {norm!r}")
         # First layer: no batch norm (paper); it keeps its bias because no norm follows.
         layers = [nn.Conv2d(in_ch, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
         width = ndf

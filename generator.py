@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from config import Config
+from config import DROPOUT_BLOCKS, Config
 
 
 def init_weights(module: nn.Module) -> None:
@@ -52,6 +52,13 @@ def up(in_ch: int, out_ch: int, dropout: float) -> nn.Sequential:
 
 
 UPSAMPLES = ("convtranspose", "resize")
+NORMS_G = ("batch", "instance")  # the ResNet generator's norms
+
+
+def check_upsample(upsample: str) -> None:
+    """A ValueError naming the field unless upsample is one of UPSAMPLES."""
+    if upsample not in UPSAMPLES:
+        raise ValueError(f"upsample: must be one of {', '.join(UPSAMPLES)}, got {upsample!r}")
 
 
 def resize_conv(in_ch: int, out_ch: int, bias: bool) -> list:
@@ -81,7 +88,13 @@ class UNetGenerator(nn.Module):
                  dropout: float = 0.5, dropout_blocks: str = "paper",
                  upsample: str = "convtranspose"):
         super().__init__()
-        assert num_downs >= 5, "UNet needs at least 5 downsamplings (C64-C128-C256-C512-C512)"
+        if num_downs < 5:
+            raise ValueError(f"num_downs: UNet needs at least 5 downsamplings "
+                             f"(C64-C128-C256-C512-C512), got {num_downs}")
+        if dropout_blocks not in DROPOUT_BLOCKS:
+            raise ValueError(f"dropout_blocks: must be one of {', '.join(DROPOUT_BLOCKS)}, "
+                             f"got {dropout_blocks!r}")
+        check_upsample(upsample)
         widths = [ngf * min(2**i, 8) for i in range(num_downs)]  # 64, 128, 256, 512, 512, ...
         # Encoder. No norm on the first layer (paper) nor on the innermost one: at 1×1 with batch 1,
         # batch norm would zero the bottleneck. No bias where batch norm follows (it would cancel).
@@ -93,14 +106,12 @@ class UNetGenerator(nn.Module):
         # mirrored encoder output. Dropout in the first three blocks is pix2pix's only noise source;
         # the authors' PyTorch code drops in the 8·ngf blocks after the innermost one instead.
         self.ups = nn.ModuleList()
-        assert dropout_blocks in ("paper", "authors_pytorch"), f"dropout_blocks {dropout_blocks!r}?"
         dropped = range(3) if dropout_blocks == "paper" else range(1, num_downs - 4)
         for j, i in enumerate(range(num_downs - 1, 0, -1)):
             in_width = widths[i] if j == 0 else 2 * widths[i]
             self.ups.append(up(in_width, widths[i - 1], dropout if j in dropped else 0.0))
         self.final = nn.Sequential(
             nn.ReLU(), nn.ConvTranspose2d(2 * widths[0], out_ch, 4, stride=2, padding=1), nn.Tanh())
-        assert upsample in UPSAMPLES, f"upsample must be one of {UPSAMPLES}, got {upsample!r}"
         # the same network with each transposed conv swapped, before the init
         if upsample == "resize":
             self.ups = nn.ModuleList(resize_convs(block) for block in self.ups)
@@ -150,8 +161,9 @@ class ResNetGenerator(nn.Module):
     def __init__(self, in_ch: int = 3, out_ch: int = 3, ngf: int = 64, n_blocks: int = 9,
                  dropout: float = 0.5, norm: str = "batch", upsample: str = "convtranspose"):
         super().__init__()
-        assert norm in ("batch", "instance"), f"norm must be batch or instance, got {norm!r}"
-        assert upsample in UPSAMPLES, f"upsample must be one of {UPSAMPLES}, got {upsample!r}"
+        if norm not in NORMS_G:
+            raise ValueError(f"norm: must be one of {', '.join(NORMS_G)}, got {norm!r}")
+        check_upsample(upsample)
         # InstanceNorm2d: non-affine
         norm_layer = nn.BatchNorm2d if norm == "batch" else nn.InstanceNorm2d
         bias = norm == "instance"
@@ -390,7 +402,8 @@ def _fold_block(block: nn.Sequential) -> nn.Sequential:
 @torch.no_grad()
 def _fold_conv(conv: nn.Module, norm: nn.BatchNorm2d) -> nn.Module:
     """conv followed by eval-mode norm, as one conv."""
-    assert conv.groups == 1, "folding assumes an ungrouped conv"
+    if conv.groups != 1:
+        raise ValueError(f"groups: folding needs an ungrouped conv, got groups {conv.groups}")
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)  # (C_out,)
     bias = norm.bias - norm.running_mean * scale
     if conv.bias is not None:

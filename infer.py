@@ -1,6 +1,6 @@
 """Turn sketches into photos with a trained generator.
 
-    # -> out/sketch.png, newest models/*/generator.pt
+    # -> out/sketch.png, newest models/*/generator.pt (named on stderr)
     python infer.py sketch.jpg
     python infer.py sketches/ more.png -o results --checkpoint models/edges2shoes/generator.pt
     # deterministic: no dropout, running statistics
@@ -66,17 +66,24 @@ def find_checkpoint(models_dir: str = "models") -> Path:
 def add_checkpoint_flags(parser: argparse.ArgumentParser, required: bool = False) -> None:
     """--checkpoint FILE or --pretrained NAME (one of them, or neither: the newest trained run)."""
     which = parser.add_mutually_exclusive_group(required=required)
-    default = "" if required else " (default: newest models/*/generator.pt)"
+    default = "" if required else " (default: newest models/*/generator.pt, named on stderr)"
     which.add_argument("--checkpoint", help=f"generator.pt or last.pt of a run{default}")
     which.add_argument("--pretrained", choices=PRETRAINED, metavar="NAME",
                        help=f"the authors' weights, fetched once: {', '.join(PRETRAINED)}")
 
 
 def chosen_checkpoint(args: argparse.Namespace) -> Path:
-    """The file add_checkpoint_flags' flags name: fetched and converted for --pretrained."""
+    """The file add_checkpoint_flags' flags name: fetched and converted for --pretrained; the
+    newest trained run's, said on stderr, for neither."""
     if args.pretrained:
         return pretrained_checkpoint(args.pretrained)
-    return Path(args.checkpoint) if args.checkpoint else find_checkpoint()
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    newest = find_checkpoint()
+    # a silent guess could load another run than the user meant
+    print(f"checkpoint: {newest} (the newest models/*/generator.pt; --checkpoint picks another)",
+          file=sys.stderr)
+    return newest
 
 
 def collect_inputs(paths) -> tuple:

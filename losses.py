@@ -41,7 +41,7 @@ def loss_d_of(gan_loss: str, logits_real: torch.Tensor, logits_fake: torch.Tenso
         return F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
     if gan_loss == "wgan-gp":  # the critic's estimate of -W(real, fake): fake scores down, real up
         return logits_fake.mean() - logits_real.mean()
-    raise ValueError(f"config: unknown gan_loss {gan_loss!r}")
+    raise ValueError(f"gan_loss: unknown {gan_loss!r}")
 
 
 def loss_g_gan_of(gan_loss: str, logits_fake: torch.Tensor) -> torch.Tensor:
@@ -50,7 +50,9 @@ def loss_g_gan_of(gan_loss: str, logits_fake: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
     if gan_loss == "lsgan":
         return F.mse_loss(logits_fake.float(), torch.ones_like(logits_fake, dtype=torch.float32))
-    return -logits_fake.float().mean()  # hinge and wgan-gp: raise the critic's score of the fake
+    if gan_loss in ("hinge", "wgan-gp"):  # raise the critic's score of the fake
+        return -logits_fake.float().mean()
+    raise ValueError(f"gan_loss: unknown {gan_loss!r}")
 
 
 def gradient_penalty(D, real_pair: torch.Tensor, fake_pair: torch.Tensor, scaler,

@@ -89,7 +89,7 @@ def lr_factor(epoch: int, cfg: Config) -> float:
     return 1.0 - max(0, epoch + 1 - (cfg.epochs - cfg.epochs_decay)) / (cfg.epochs_decay + 1)
 
 
-def gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, lambda_l1: float, autocast,
+def gan_step(G, D, opt_g, opt_d, scaler, *, sketch, photo, lambda_l1: float, autocast,
              gan_loss: str = "bce", lambda_gp: float = 10.0, n_critic: int = 1, perceptual=None,
              lambda_perceptual: float = 0.0) -> torch.Tensor:
     """One iteration: n_critic D steps on the real and the detached fake pair, then G on GAN + λ·L1
@@ -459,9 +459,11 @@ def main(cfg: Config) -> dict:
                     sketch, photo = sketch_augment(sketch, photo, aug_rng, cfg.sketch_aug_strength)
                 if cfg.compile and cfg.compile_mode == "reduce-overhead":
                     torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step begins
-                losses = gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch, photo,
-                                  cfg.lambda_l1, autocast, cfg.gan_loss, cfg.lambda_gp,
-                                  cfg.n_critic, perceptual, cfg.lambda_perceptual)
+                losses = gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch=sketch,
+                                  photo=photo, lambda_l1=cfg.lambda_l1, autocast=autocast,
+                                  gan_loss=cfg.gan_loss, lambda_gp=cfg.lambda_gp,
+                                  n_critic=cfg.n_critic, perceptual=perceptual,
+                                  lambda_perceptual=cfg.lambda_perceptual)
                 meter.add(losses)
                 step += 1
                 last_in_epoch = batch == batches_per_epoch - 1

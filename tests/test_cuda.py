@@ -50,8 +50,8 @@ def full_size_step_setup(precision: str, channels_last: bool, compile_mode: str 
         D_train = torch.compile(D, dynamic=False, mode=compile_mode)
 
     def step():
-        return train.gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch, photo, cfg.lambda_l1,
-                              autocast)
+        return train.gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch=sketch, photo=photo,
+                              lambda_l1=cfg.lambda_l1, autocast=autocast)
     return step, scaler
 
 

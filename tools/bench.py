@@ -117,7 +117,8 @@ def count_step_flops(cfg: Config) -> float:
     sketch = torch.empty(1, 3, cfg.image_size, cfg.image_size, device=meta)
     photo = torch.empty_like(sketch)
     with FlopCounterMode(display=False) as counter:
-        train.gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, cfg.lambda_l1, nullcontext())
+        train.gan_step(G, D, opt_g, opt_d, scaler, sketch=sketch, photo=photo,
+                       lambda_l1=cfg.lambda_l1, autocast=nullcontext())
     return float(counter.get_total_flops())
 
 
@@ -200,7 +201,8 @@ class StepSetup:
         sync(self.device)
         start = time.perf_counter()
         self.losses = train.gan_step(self.G_step, self.D_step, self.opt_g, self.opt_d, self.scaler,
-                                     self.sketch, self.photo, self.lambda_l1, self.autocast)
+                                     sketch=self.sketch, photo=self.photo,
+                                     lambda_l1=self.lambda_l1, autocast=self.autocast)
         sync(self.device)
         return time.perf_counter() - start
 

@@ -1,8 +1,10 @@
 """Checkpoints round-trip and refuse bad files; infer.py works end to end as a command: any size,
 fitted or plain, --native, batching, bad files named one by one."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,6 +41,20 @@ def run_infer(*args):
     return subprocess.run([sys.executable, str(ROOT / "infer.py"), *map(str, args)],
                           capture_output=True, text=True, timeout=120)
 
+
+def test_without_a_checkpoint_flag_it_says_which_run_it_took(tmp_path, checkpoint, monkeypatch,
+                                                              capsys):
+    older = tmp_path / "models/older/generator.pt"
+    older.parent.mkdir()
+    older.write_bytes((tmp_path / "models/test/generator.pt").read_bytes())
+    os.utime(older, (1, 1))  # written long ago: models/test is the newest
+    Image.new("RGB", (64, 64), "white").save(tmp_path / "s.png")
+    monkeypatch.chdir(tmp_path)
+    assert infer.main(["s.png", "-o", "out", "--eval"]) == 0
+    err = capsys.readouterr().err
+    assert f"checkpoint: {Path('models/test/generator.pt')} (the newest" in err
+    assert infer.main(["s.png", "-o", "out", "--eval", "--checkpoint", str(older)]) == 0
+    assert "checkpoint:" not in capsys.readouterr().err  # a chosen file needs no note
 
 def test_checkpoint_round_trip_gives_identical_eval_outputs(checkpoint):
     path, G = checkpoint

@@ -79,6 +79,13 @@ def test_gradient_penalty_matches_the_analytic_value_and_reaches_the_critic(prec
     assert critic.conv.bias.grad is None or critic.conv.bias.grad.abs().max() == 0
 
 
+
+def test_an_unknown_gan_loss_is_a_value_error_naming_the_field():
+    with pytest.raises(ValueError, match=r"^gan_loss: unknown 'wgan'"):
+        loss_d_of("wgan", REAL, FAKE)
+    with pytest.raises(ValueError, match=r"^gan_loss: unknown 'wgan'"):
+        loss_g_gan_of("wgan", FAKE)
+
 def tiny_nets(gan_loss: str, spectral_norm: bool = False):
     torch.manual_seed(0)
     G = ResNetGenerator(ngf=8, n_blocks=2, upsample="resize")
@@ -99,8 +106,9 @@ def test_a_step_of_each_loss_trains_both_networks(gan_loss, precision):
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     n_critic = 3 if gan_loss == "wgan-gp" else 1
-    losses = train.gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, 100.0, autocast,
-                            gan_loss=gan_loss, lambda_gp=10.0, n_critic=n_critic)
+    losses = train.gan_step(G, D, opt_g, opt_d, scaler, sketch=sketch, photo=photo,
+                            lambda_l1=100.0, autocast=autocast, gan_loss=gan_loss, lambda_gp=10.0,
+                            n_critic=n_critic)
     assert torch.isfinite(losses).all()
     # n_critic D updates per G update
     assert opt_d.state[next(iter(D.parameters()))]["step"] == n_critic

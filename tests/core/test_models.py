@@ -207,3 +207,15 @@ def test_build_functions_follow_the_config():
     assert any(isinstance(m, nn.Upsample) for m in G.modules())
     assert sum(parametrize.is_parametrized(m, "weight") for m in D.modules()) == 5
     assert isinstance(build_generator(Config(ngf=8)), UNetGenerator)
+
+
+@pytest.mark.parametrize("build, field", [
+    (lambda: UNetGenerator(num_downs=4), "num_downs"),
+    (lambda: UNetGenerator(ngf=8, num_downs=5, dropout_blocks="middle"), "dropout_blocks"),
+    (lambda: UNetGenerator(ngf=8, num_downs=5, upsample="bilinear"), "upsample"),
+    (lambda: ResNetGenerator(ngf=8, n_blocks=1, norm="none"), "norm"),
+    (lambda: PatchDiscriminator(ndf=8, norm="group"), "norm")])
+def test_a_bad_model_argument_is_a_value_error_naming_it(build, field):
+    # not an assert: those vanish under python -O
+    with pytest.raises(ValueError, match=rf"^{field}: "):
+        build()

@@ -204,8 +204,8 @@ def test_every_step_has_a_full_batch_and_a_too_small_set_is_refused(tmp_path, mo
     make_pairs(tmp_path / "data/train", 18, seed=1)  # 18 = 4 × 4 + 2: the last 2 would be a batch
     make_pairs(tmp_path / "data/val", 2, seed=2)
     sizes, real_step = [], train.gan_step
-    monkeypatch.setattr(train, "gan_step", lambda G, D, og, od, sc, sketch, *rest:
-                        sizes.append(len(sketch)) or real_step(G, D, og, od, sc, sketch, *rest))
+    monkeypatch.setattr(train, "gan_step", lambda *nets, sketch, **rest:
+                        sizes.append(len(sketch)) or real_step(*nets, sketch=sketch, **rest))
     assert train.main(tiny_config(tmp_path, tmp_path / "data"))["step"] == 4
     assert sizes == [4, 4, 4, 4]  # drop_last: one shape for compile and CUDA graphs
     with pytest.raises(ValueError, match=r"train: 18 training pairs, fewer than one step's 32 × 1"):

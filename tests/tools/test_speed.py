@@ -52,7 +52,8 @@ def train_losses(precision: torch.dtype, memory_format=torch.contiguous_format,
                 else nullcontext())
     scaler = torch.amp.GradScaler("cpu", enabled=precision == torch.float16)
     torch.manual_seed(2)  # the same dropout masks in every run
-    return torch.stack([train.gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, 100.0, autocast)
+    return torch.stack([train.gan_step(G, D, opt_g, opt_d, scaler, sketch=sketch, photo=photo,
+                                       lambda_l1=100.0, autocast=autocast)
                         for _ in range(steps)])
 
 
