@@ -8,7 +8,9 @@ fetch() is the one HTTP download of the project (tools/data.py fetches the data 
 """
 
 import http.client
+import json
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,47 +23,171 @@ from generator import build_generator
 from save import atomic_save, safe_load
 
 DOWNLOAD_TIMEOUT_S = 30  # seconds a connect or a read may stall before a download stops
-DOWNLOAD_CHUNK_BYTES = 1 << 20  # download read size
+DOWNLOAD_CHUNK_BYTES = 1 << 20  # download read size (at most; a read returns what has arrived)
+# a download slower than this over a window stops (resumable): a trickle never ends otherwise
+DOWNLOAD_MIN_BYTES_PER_S = 16 * 1024
+DOWNLOAD_RATE_WINDOW_S = 60  # seconds over which the rate is measured
+# The files fetch() gets, by name: their published size, bytes (the weights measured on a
+# re-creation of the authors' unet_256; the archives rounded from the server's listing). A size
+# outside expected / TOLERANCE .. expected * TOLERANCE is another file (a page, a wrong or
+# hostile one) and is refused before anything is written.
+DOWNLOAD_BYTES = {
+    **{f"{name}.pth": 217_707_128 for name in ("edges2shoes", "sat2map", "map2sat",
+                                                "facades_label2photo", "day2night")},
+    "facades.tar.gz": 30_400_000, "cityscapes.tar.gz": 104_000_000, "maps.tar.gz": 250_000_000,
+    "night2day.tar.gz": 2_040_000_000, "edges2shoes.tar.gz": 2_150_000_000,
+    "edges2handbags.tar.gz": 8_600_000_000}
+DOWNLOAD_SIZE_TOLERANCE = 1.5  # factor either way
+DOWNLOAD_MAX_UNKNOWN_BYTES = 2 << 30  # the cap for a name not in DOWNLOAD_BYTES
 
 
-def fetch(url: str, dest, timeout_s: float = DOWNLOAD_TIMEOUT_S) -> None:
-    """Stream url to dest with a progress bar, resuming dest.part where an earlier attempt stopped.
-    Any failure is one OSError line; the .part stays for the next attempt."""
-    dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+def megabytes(size: int) -> str:
+    """'217.7 MB'."""
+    return f"{size / 1e6:.1f} MB"
+
+
+def expected_size(name: str) -> tuple:
+    """(fewest, most) bytes a download named name may have."""
+    if name in DOWNLOAD_BYTES:
+        size = DOWNLOAD_BYTES[name]
+        return int(size / DOWNLOAD_SIZE_TOLERANCE), int(size * DOWNLOAD_SIZE_TOLERANCE)
+    return 0, DOWNLOAD_MAX_UNKNOWN_BYTES
+
+
+def read_part_info(path: Path) -> dict:
+    """What a .part belongs to ({url, size, etag, last_modified}), {} if unknown."""
     try:
-        response = urllib.request.urlopen(request, timeout=timeout_s)
+        info = json.loads(path.read_text())
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def open_url(url: str, headers: dict, timeout_s: float):
+    """urlopen, with any failure as one OSError line; an HTTP 416 is returned, not raised."""
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                      timeout=timeout_s)
     except urllib.error.HTTPError as e:
-        if e.code == 416 and have:  # nothing left to send: .part holds it all (the caller verifies)
-            part.replace(dest)
-            return
+        if e.code == 416:
+            return e
         raise OSError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise OSError(f"cannot download {url}: {getattr(e, 'reason', e)}") from None
-    with response:
-        resumed = response.status == 206  # a 200 (or a file:// URL) sends the whole file: restart
-        if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-            raise OSError(f"{url}: the server resumed at another byte than {have}; delete {part}")
-        have = have if resumed else 0
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length else None
-        try:
-            with open(part, "ab" if resumed else "wb") as out, \
-                    tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                         desc=f"downloading {dest.name}") as bar:
-                while chunk := response.read(DOWNLOAD_CHUNK_BYTES):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        except (OSError, http.client.HTTPException) as e:  # timeouts, resets, a cut mid-body
-            raise OSError(f"download of {url} interrupted ({type(e).__name__}: {e}); "
-                          f"run the command again to resume from {part}") from None
+
+
+def resumed_other_file(response, have: int, info: dict) -> str:
+    """Why a 206 answer does not continue the .part ('' when it does): another start, total
+    size, ETag or Last-Modified than the .part's."""
+    content_range = response.headers.get("Content-Range", "")
+    if not content_range.startswith(f"bytes {have}-"):
+        return f"the server resumed at another byte ({content_range or 'no Content-Range'})"
+    total = content_range.rsplit("/", 1)[-1]
+    if total != "*" and total != str(info.get("size")):
+        return f"it is now {total} bytes, the partial file was of {info.get('size')}"
+    for key, header in (("etag", "ETag"), ("last_modified", "Last-Modified")):
+        now = response.headers.get(header)
+        if info.get(key) and now and now != info[key]:
+            return f"its {header} changed"
+    return ""
+
+
+def fetch(url: str, dest, timeout_s: float = DOWNLOAD_TIMEOUT_S, size_range=None,
+          min_rate: float = DOWNLOAD_MIN_BYTES_PER_S,
+          rate_window_s: float = DOWNLOAD_RATE_WINDOW_S) -> None:
+    """Stream url to dest with a progress bar, resuming dest.part where an earlier attempt of the
+    same file stopped (dest.part.json holds its url, size, ETag and Last-Modified). A size outside
+    size_range (default: expected_size(dest.name)) is refused, a rate under min_rate bytes/s over
+    rate_window_s stops it. Any failure, Ctrl-C included, is one OSError line; the .part of a cut
+    or slow download stays for the next attempt."""
+    dest = Path(dest)
+    part, info_file = (dest.with_name(dest.name + suffix) for suffix in (".part", ".part.json"))
+    fewest, most = size_range or expected_size(dest.name)
+    again = f"run the command again to resume from {part}"
+    try:
+        info = read_part_info(info_file) if part.is_file() else {}
+        # resume only what is known to be a start of this url's file
+        have = part.stat().st_size if info.get("url") == url and info.get("size") else 0
+        while True:
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            if have and (info.get("etag") or info.get("last_modified")):
+                # the server sends the whole file (200) if it has changed since
+                headers["If-Range"] = info.get("etag") or info["last_modified"]
+            response = open_url(url, headers, timeout_s)
+            if not have:
+                if response.status == 416:  # asked for no range
+                    response.close()
+                    raise OSError(f"cannot download {url}: HTTP 416")
+                break
+            if response.status == 416 and have == info.get("size"):
+                response.close()  # nothing left to send: .part holds it all (the caller verifies)
+                part.replace(dest)
+                info_file.unlink(missing_ok=True)
+                return
+            other = ("the server cannot resume it (HTTP 416)" if response.status == 416 else
+                     resumed_other_file(response, have, info) if response.status == 206 else "")
+            if not other:
+                break
+            response.close()
+            print(f"{part}: not resumed ({other}); downloading {dest.name} afresh", flush=True)
+            have, info = 0, {}
+        with response:
+            # a 200 (or a file:// URL) sends the whole file
+            resumed = response.status == 206 and have > 0
+            have = have if resumed else 0
+            length = response.headers.get("Content-Length")
+            total = have + int(length) if length and length.strip().isdigit() else None
+            if total is not None and not fewest <= total <= most:
+                known = (f"{dest.name} is about {megabytes(DOWNLOAD_BYTES[dest.name])}"
+                         if dest.name in DOWNLOAD_BYTES and not size_range else
+                         f"{dest.name} may be {megabytes(fewest)} to {megabytes(most)}")
+                kind = response.headers.get("Content-Type", "").split(";")[0]
+                raise OSError(f"{url} declares {megabytes(total)}"
+                              + (" of text/html (a page?)" if kind == "text/html" else "")
+                              + f"; {known}: refused, nothing written")
+            if not resumed:
+                info = {"url": url, "size": total, "etag": response.headers.get("ETag"),
+                        "last_modified": response.headers.get("Last-Modified")}
+                info_file.write_text(json.dumps(info))
+            read = getattr(response, "read1", response.read)  # what has arrived, not a full chunk
+            got, window_start, window_got = have, time.monotonic(), have
+            stop = ""  # why the loop stopped early
+            try:
+                with open(part, "ab" if resumed else "wb") as out, \
+                        tqdm(total=total, initial=have, unit="B", unit_scale=True,
+                             unit_divisor=1024, desc=f"downloading {dest.name}") as bar:
+                    while chunk := read(DOWNLOAD_CHUNK_BYTES):
+                        if got + len(chunk) > most:
+                            stop = "too large"
+                            break
+                        out.write(chunk)
+                        got += len(chunk)
+                        bar.update(len(chunk))
+                        now = time.monotonic()
+                        if now - window_start >= rate_window_s:
+                            if got - window_got < min_rate * (now - window_start):
+                                stop = (f"{got - window_got} bytes in {now - window_start:.1f} s,"
+                                        f" under the minimum of {min_rate:.0f} bytes/s")
+                                break
+                            window_start, window_got = now, got
+            except (OSError, http.client.HTTPException) as e:  # timeouts, resets, a cut mid-body
+                raise OSError(f"download of {url} interrupted ({type(e).__name__}: {e}); "
+                              f"{again}") from None
+        if stop == "too large":
+            part.unlink(missing_ok=True)
+            info_file.unlink(missing_ok=True)
+            raise OSError(f"{url} sent more than {megabytes(most)}, more than {dest.name} can "
+                          f"be: stopped, deleted what came")
+        if stop:
+            raise OSError(f"download of {url} too slow ({stop}); {again}")
+    except KeyboardInterrupt:
+        ending = again if part.is_file() else "run the command again to download it"
+        raise OSError(f"download of {url} interrupted by Ctrl-C; {ending}") from None
     size = part.stat().st_size
     if total is not None and size < total:
-        raise OSError(f"download of {url} stopped after {size} of {total} bytes; "
-                      f"run the command again to resume from {part}")
+        raise OSError(f"download of {url} stopped after {size} of {total} bytes; {again}")
     part.replace(dest)
+    info_file.unlink(missing_ok=True)
 
 
 # The pix2pix authors' PyTorch generators (their scripts/download_pix2pix_model.sh): name -> (data
@@ -164,7 +290,10 @@ def pretrained_checkpoint(name: str, models_dir="models",
     try:
         if not download.is_file():
             fetch(url, download, timeout_s)
-        state_dict = safe_load(download, "PyTorch file")
+        try:
+            state_dict = safe_load(download, "PyTorch file")
+        except ValueError as e:  # what came is named; the url is said below
+            raise ValueError(str(e).removeprefix(f"{download}: ")) from None
         data_set, direction = PRETRAINED[name]
         weights, cfg = convert_authors_generator(state_dict, name=name, direction=direction,
                                                  data_dir=f"data/{data_set}")

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 
@@ -94,14 +95,39 @@ def set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+# the first bytes of a PyTorch file: a zip (torch >= 1.6) or the legacy pickle's magic number
+TORCH_MAGIC = (b"PK\x03\x04", b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19")
+
+
+def what_was_loaded(path: Path, error: BaseException) -> str:
+    """What a file that torch.load(weights_only=True) refused is, in a few words."""
+    try:
+        with open(path, "rb") as file:
+            start = file.read(1 << 20)  # a legacy file's pickle comes before the tensors' data
+    except OSError:  # missing, a folder, unreadable: torch's own words
+        return first_line(error)
+    head = start[:1024]
+    if re.match(rb"\s*<(!doctype html|html|head|body|\?xml)", head, re.IGNORECASE):
+        return "an HTML page, not a weights file (a login, error or moved page?)"
+    # weights_only names the callable a pickle wanted (GLOBAL posix.system); a file cut in the
+    # middle of a name (GLOBAL collections.Ordere) is damaged, not out to run code
+    called = re.search(r"GLOBAL ([\w.]+)", str(error))
+    module, _, name = called[1].rpartition(".") if called else ("", "", "")
+    if called and (head.startswith(b"PK") or f"{module}\n{name}\n".encode() in start):
+        return f"a file that would run code when loaded (it calls {called[1]}): refused"
+    if not head.startswith(TORCH_MAGIC):
+        return f"not a PyTorch file (its first bytes: {head[:8]!r})"
+    return f"a truncated or damaged PyTorch file of {path.stat().st_size} bytes"
+
+
 def safe_load(path, what: str = "checkpoint"):
     """torch.load(weights_only=True) onto the CPU; any failure becomes one ValueError naming the
-    file and what it should have been."""
+    file, what it should have been and what it is."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, random bytes, or a pickle that wants to run code
-        raise ValueError(f"{path}: not a loadable {what} (truncated, corrupt or unsafe): "
-                         f"{first_line(e)}") from None
+        raise ValueError(f"{path}: not a loadable {what}: "
+                         f"{what_was_loaded(Path(path), e)}") from None
 
 
 def load_checkpoint(path, keys=("generator", "config")) -> dict:

@@ -2,10 +2,14 @@
 converted and run by infer.py --pretrained, gives that network's own output, in eval mode and in
 seeded paper mode."""
 
+import _thread
 import functools
 import http.server
 import os
+import re
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +18,11 @@ import torch.nn as nn
 from PIL import Image
 
 import infer
+import pretrained
 from config import Config
 from dataset import to_image, to_tensor
 from generator import build_generator, translate
-from pretrained import convert_authors_generator
+from pretrained import convert_authors_generator, fetch
 from save import load_generator
 
 
@@ -108,6 +113,8 @@ def served(tmp_path, monkeypatch):
     """A folder served on 127.0.0.1 as PIX2PIX_PRETRAINED_URL; the working directory is tmp_path."""
     for proxy in ("http_proxy", "HTTP_PROXY"):
         monkeypatch.delenv(proxy, raising=False)
+    # the test files are small: no known size for their names, only the cap
+    monkeypatch.setattr(pretrained, "DOWNLOAD_BYTES", {})
     folder = tmp_path / "served"
     folder.mkdir()
     handler = functools.partial(Handler, directory=str(folder))
@@ -191,6 +198,12 @@ def truncate(path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
+def cut_in_a_name(path) -> None:
+    """Cut in the middle of a name its pickle loads (the legacy format's GLOBAL lines)."""
+    data = path.read_bytes()
+    path.write_bytes(data[:data.index(b"collections\nOrderedDict\n") + 16])
+
+
 def instance_norm_file(path) -> None:
     """Their --norm instance variant: convs with biases, so it is not this repo's network."""
     state = AuthorsUNet(ngf=4, num_downs=6).state_dict()
@@ -198,15 +211,31 @@ def instance_norm_file(path) -> None:
     torch.save(state, path)
 
 
+class Evil:
+    """A pickle that runs a shell command when loaded without weights_only."""
+
+    def __reduce__(self):
+        return os.system, ("echo gotcha",)
+
+
 @pytest.mark.parametrize("make, says", [
-    (truncate, "not a loadable"),
-    (lambda path: path.write_bytes(b"<html>404 not found</html>"), "not a loadable"),
+    (truncate, "a truncated or damaged PyTorch file"),
+    (cut_in_a_name, "a truncated or damaged PyTorch file"),
+    (lambda path: path.write_bytes(b"<!DOCTYPE html><html>404 not found</html>"),
+     "an HTML page, not a weights file"),
+    (lambda path: path.write_bytes(bytes(5000)), "not a PyTorch file"),
+    (lambda path: torch.save({"model.model.0.weight": Evil()}, path),
+     f"a file that would run code when loaded (it calls {os.system.__module__}.system): refused"),
+    (lambda path: torch.save({"model.model.0.weight": Evil()}, path,
+                             _use_new_zipfile_serialization=False),
+     f"a file that would run code when loaded (it calls {os.system.__module__}.system): refused"),
     (lambda path: torch.save(build_generator(Config(ngf=4, num_downs=6)).state_dict(), path),
      "model.model.0"),
     (instance_norm_file, "unexpected keys"),
     (lambda path: torch.save(AuthorsUNet(ngf=4, num_downs=6, in_ch=1).state_dict(), path),
      "1 input"),
-], ids=["truncated", "html", "this-repos-keys", "instance-norm", "one-channel"])
+], ids=["truncated", "cut-in-a-name", "html", "zeros", "runs-code", "runs-code-legacy",
+        "this-repos-keys", "instance-norm", "one-channel"])
 def test_bad_files_get_one_line_and_leave_no_cache(served, tmp_path, capsys, make, says):
     path = served.folder / "sat2map.pth"
     authors_file(AuthorsUNet(ngf=4, num_downs=6), path)
@@ -233,3 +262,170 @@ def test_pretrained_and_checkpoint_exclude_each_other(capsys):
     with pytest.raises(SystemExit):
         infer.main(["x.png", "--pretrained", "edges2shoes", "--checkpoint", "g.pt"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- hostile servers
+
+class Scripted(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with server.answer(handler, request_number): whatever a test scripts."""
+
+    def do_GET(self):
+        self.server.requests.append(dict(self.headers))
+        try:
+            self.server.answer(self, len(self.server.requests))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading, as it should
+
+    def log_message(self, *args):
+        pass
+
+
+def answer(handler, code: int, body: bytes = b"", headers=None, length=True):
+    """A status, headers, and body (Content-Length unless length is False)."""
+    handler.send_response(code)
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    if length:
+        handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+@pytest.fixture
+def hostile(monkeypatch):
+    """A scripted HTTP server on 127.0.0.1; url ends in edges2shoes.pth, a name of known size."""
+    for proxy in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    httpd.requests, httpd.answer = [], None
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_port}/edges2shoes.pth"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize("declared, kind, says", [
+    (100 * 10**9, "application/octet-stream", "declares 100000.0 MB; edges2shoes.pth is about "
+                                              "217.7 MB: refused, nothing written"),
+    (2000, "text/html", "declares 0.0 MB of text/html (a page?); edges2shoes.pth is about"),
+], ids=["100GB", "html-page"])
+def test_a_size_far_from_the_known_one_is_refused_before_writing(hostile, tmp_path, declared,
+                                                                  kind, says):
+    def huge(handler, n):
+        handler.send_response(200)
+        handler.send_header("Content-Type", kind)
+        handler.send_header("Content-Length", str(declared))
+        handler.end_headers()
+        handler.wfile.write(b"<html>" + bytes(1000))  # never read
+    hostile.answer = huge
+    with pytest.raises(OSError, match=re.escape(says)):
+        fetch(hostile.url, tmp_path / "edges2shoes.pth", timeout_s=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_that_grows_past_the_cap_is_stopped_and_deleted(hostile, tmp_path):
+    def endless(handler, n):  # no Content-Length: the body ends when the connection does
+        answer(handler, 200, length=False)
+        for _ in range(64):  # 4 MB at most
+            handler.wfile.write(bytes(1 << 16))
+    hostile.answer = endless
+    with pytest.raises(OSError, match=r"sent more than 0\.1 MB, more than x\.pth can be: stopped"):
+        fetch(hostile.url, tmp_path / "x.pth", timeout_s=5, size_range=(0, 100_000))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_trickle_is_stopped_by_the_minimum_rate_and_can_resume(hostile, tmp_path):
+    def trickle(handler, n):  # a byte every 50 ms: each read is well within the read timeout
+        answer(handler, 200, headers={"Content-Length": "1000"}, length=False)
+        for _ in range(100):
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+            time.sleep(0.05)
+    hostile.answer = trickle
+    started = time.monotonic()
+    with pytest.raises(OSError, match=r"too slow \(\d+ bytes in 0\.\d s, under the minimum of "
+                                      r"1000 bytes/s\); run the command again to resume from "
+                                      r".*x.pth.part"):
+        fetch(hostile.url, tmp_path / "x.pth", timeout_s=5, size_range=(0, 10_000),
+              min_rate=1000, rate_window_s=0.3)
+    assert time.monotonic() - started < 2
+    assert 0 < (tmp_path / "x.pth.part").stat().st_size < 100
+
+
+FILE_A, FILE_B = bytes(range(256)) * 8, bytes(reversed(range(256))) * 8  # 2048 bytes each
+
+
+def ranged(body: bytes, etag: str, cut_at=None, honour_if_range=True, total=None):
+    """A server of body that honours 'Range: bytes=N-' (and If-Range unless told not to), cutting
+    the connection after cut_at bytes when that is set; total: the size it claims in
+    Content-Range."""
+    def serve(handler, n):
+        asked = re.fullmatch(r"bytes=(\d+)-", handler.headers.get("Range") or "")
+        if_range = handler.headers.get("If-Range")
+        start = int(asked[1]) if asked and (not if_range or if_range == etag
+                                            or not honour_if_range) else 0
+        headers = {"ETag": etag}
+        if start:
+            headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{total or len(body)}"
+        handler.send_response(206 if start else 200)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body) - start))
+        handler.end_headers()
+        handler.wfile.write(body[start:cut_at or len(body)])
+        handler.close_connection = True
+    return serve
+
+
+@pytest.mark.parametrize("second", ["same-file", "changed-etag", "changed-size", "no-info"])
+def test_a_part_is_resumed_only_when_it_is_of_the_same_file(hostile, tmp_path, second):
+    dest = tmp_path / "x.pth"
+    hostile.answer = ranged(FILE_A, '"a"', cut_at=1000)
+    with pytest.raises(OSError, match="resume from"):
+        fetch(hostile.url, dest, timeout_s=5, size_range=(0, 10_000))
+    assert (tmp_path / "x.pth.part").read_bytes() == FILE_A[:1000]
+    if second == "same-file":
+        hostile.answer, expected = ranged(FILE_A, '"a"'), FILE_A
+    elif second == "changed-etag":  # a server that ignores If-Range: the client must see it
+        hostile.answer = ranged(FILE_B, '"b"', honour_if_range=False)
+        expected = FILE_B
+    elif second == "changed-size":  # same ETag, another length: not the file the .part began
+        hostile.answer, expected = ranged(FILE_B + b"!", '"a"'), FILE_B + b"!"
+    else:  # a .part whose origin is unknown
+        (tmp_path / "x.pth.part.json").unlink()
+        hostile.answer, expected = ranged(FILE_B, '"b"'), FILE_B
+    fetch(hostile.url, dest, timeout_s=5, size_range=(0, 10_000))
+    assert dest.read_bytes() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pth"]
+    second_request = hostile.requests[1]
+    if second == "no-info":
+        assert "Range" not in second_request
+    else:
+        assert (second_request["Range"], second_request["If-Range"]) == ("bytes=1000-", '"a"')
+    assert len(hostile.requests) == (2 if second in ("same-file", "no-info") else 3)
+
+
+def test_ctrl_c_keeps_the_part_and_says_how_to_resume(hostile, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PIX2PIX_PRETRAINED_URL", hostile.url.rsplit("/", 1)[0])
+    monkeypatch.setattr(pretrained, "DOWNLOAD_BYTES", {})
+
+    def interrupted(handler, n):  # Ctrl-C arrives while the body is coming
+        answer(handler, 200, headers={"Content-Length": "100000"}, length=False)
+        handler.wfile.write(bytes(1000))
+        handler.wfile.flush()
+        time.sleep(0.3)
+        _thread.interrupt_main()
+        for _ in range(20):
+            handler.wfile.write(bytes(10))
+            handler.wfile.flush()
+            time.sleep(0.05)
+    hostile.answer = interrupted
+    assert infer.main(["x.png", "--pretrained", "edges2shoes"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    part = Path("models/pretrained/edges2shoes/edges2shoes.pth.part")
+    assert error == (f"infer.py: error: download of {hostile.url} interrupted by Ctrl-C; "
+                     f"run the command again to resume from {part}")
+    assert part.stat().st_size >= 1000 and part.with_name(part.name + ".json").is_file()

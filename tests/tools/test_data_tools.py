@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFile
 
 import dataset as core_dataset
+import pretrained
 from tools import data as dataset
 from conftest import make_pairs
 from dataset import PairDataset, read_header, split_pair
@@ -61,6 +62,8 @@ def server(monkeypatch):
     """A local HTTP server on a free port, in a thread; tests fill server.files."""
     for proxy in ("http_proxy", "HTTP_PROXY"):
         monkeypatch.delenv(proxy, raising=False)
+    # the test archives are small: no known size for their names, only the cap
+    monkeypatch.setattr(pretrained, "DOWNLOAD_BYTES", {})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ArchiveHandler)
     httpd.files, httpd.ranges, httpd.honour_range, httpd.cut_at = {}, [], True, None
     httpd.url = f"http://127.0.0.1:{httpd.server_port}/pix2pix/datasets"
@@ -122,7 +125,9 @@ def test_an_interrupted_download_resumes_from_the_part_file(tmp_path, server, ho
     assert not part.exists()
 
 
-def test_download_from_a_file_url_on_the_command_line_keeps_the_archive(tmp_path, capsys):
+def test_download_from_a_file_url_on_the_command_line_keeps_the_archive(tmp_path, capsys,
+                                                                        monkeypatch):
+    monkeypatch.setattr(pretrained, "DOWNLOAD_BYTES", {})  # a small archive
     served = tmp_path / "served"
     served.mkdir()
     (served / "maps.tar.gz").write_bytes(build_archive(tmp_path / "src", name="maps"))
