@@ -12,7 +12,9 @@
 
 Inputs: a plain sketch of any size (black lines on white, grayscale or colour, JPEG or PNG), or an
 edges2shoes-style pair twice as wide as high, of which the input half is used. One PNG per input, of
-the input's own size (for a pair: of its input half).
+the input's own size (for a pair: of its input half), named after it: OUT/NAME.png, and NAME-2.png,
+NAME-3.png... for inputs that share a name, in the order given. Nothing is lost: a run whose output
+would replace an input is refused, and the output folder is tried for writing before any work.
 Fitting (default for plain sketches, not pairs): the drawing is found on the canvas (its dark
 pixels, specks ignored), cropped with the margin edges2shoes shoes have, padded to square, redrawn
 with one-pixel lines like the training edges, and the photo goes back at the drawing's place and
@@ -34,6 +36,7 @@ exit code is 2 at the end.
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 if __name__ == "__main__":
@@ -106,6 +109,45 @@ def collect_inputs(paths) -> tuple:
     return files, problems
 
 
+def output_paths(files, out_dir: Path) -> dict:
+    """{input: out_dir/STEM.png}; inputs that share a stem (a/shoe.png, b/shoe.png, b/shoe.jpg) get
+    STEM-2.png, STEM-3.png... in the order given, so no photo replaces another."""
+    targets, taken = {}, set()
+    for path in files:  # names compared case-blind: one file on macOS and Windows
+        if f"{path.stem}.png".casefold() not in taken:
+            targets[path] = out_dir / f"{path.stem}.png"
+            taken.add(targets[path].name.casefold())
+    for path in files:
+        k = 2
+        while path not in targets:
+            name = f"{path.stem}-{k}.png"
+            if name.casefold() not in taken:
+                targets[path] = out_dir / name
+                taken.add(name.casefold())
+            k += 1
+    return {path: targets[path] for path in files}
+
+
+def overwritten_input(targets: dict) -> str:
+    """'INPUT' if an output would be written over an input file (the same path, a link to it, or
+    the same file by another name), else ''."""
+    def identity(path):
+        stat = path.stat()  # through links: a symlink to an input is that input
+        return stat.st_dev, stat.st_ino
+    inputs = {identity(path): path for path in targets}
+    for target in targets.values():
+        if target.exists() and identity(target) in inputs:
+            return str(inputs[identity(target)])
+    return ""
+
+
+def check_writable(folder: Path) -> None:
+    """Make folder and write a probe file in it: an OSError now, not after every photo is made."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".infer-probe-"):
+        pass
+
+
 def generate(model, batch: list, device, paper: bool, seed: int = 0) -> list:
     """Photos (PIL, at the inputs' sizes) of a list of Prepared inputs that share one tensor size;
     in paper mode every image's dropout noise is seeded by seed."""
@@ -118,7 +160,10 @@ def generate(model, batch: list, device, paper: bool, seed: int = 0) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("inputs", nargs="+", help="sketch images or folders of them")
-    parser.add_argument("-o", "--out", default="out", help="folder for the generated PNGs")
+    parser.add_argument("-o", "--out", default="out",
+                        help="folder for the photos, one INPUT_NAME.png each; inputs that share a "
+                             "name get NAME-2.png, NAME-3.png... in the order given; a run that "
+                             "would write over an input is refused")
     add_checkpoint_flags(parser)
     parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
     parser.add_argument("--seed", type=int, default=0,
@@ -142,9 +187,30 @@ def main(argv=None) -> int:
         parser.error("--native runs the whole sketch at its own size; it excludes --fit")
     if args.batch_size < 1:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
+    if not args.out.strip():
+        parser.error("-o/--out: an empty folder name (-o . is the current folder)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     fit, paper = args.fit is not False and not args.native, not args.eval
+    out_dir = Path(args.out)
+    files, problems = collect_inputs(args.inputs)
+    once = {}  # a file named twice (sketches/ sketches/a.png) is made once
+    for path in files:
+        once.setdefault(path.resolve(), path)
+    files = list(once.values())
+    targets = output_paths(files, out_dir)
+    # nothing lost: checked before any download, load or generation
+    overwritten = overwritten_input(targets)
+    if overwritten:
+        print(f"infer.py: error: {overwritten}: its photo would be written over an input; "
+              f"choose another -o (outputs never replace inputs)", file=sys.stderr)
+        return 2
+    try:
+        check_writable(out_dir)
+    except OSError as e:
+        print(f"infer.py: error: {out_dir}: cannot write there ({e.strerror or e})",
+              file=sys.stderr)
+        return 2
     try:
         device = pick_device(args.device)
         checkpoint = chosen_checkpoint(args)
@@ -152,29 +218,27 @@ def main(argv=None) -> int:
         generator.to(device)
         # eval mode: batch norm folded into the convs, NHWC; paper mode: per-image norm and noise
         model = for_inference(generator, paper=paper)
-        out_dir = Path(args.out)
-        out_dir.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as e:
         print(f"infer.py: error: {e}", file=sys.stderr)
         return 2
-    files, problems = collect_inputs(args.inputs)
     for problem in problems:
         print(f"infer.py: error: {problem}", file=sys.stderr)
-    failed = len(problems)
+    failed, written = len(problems), 0
     batch_size = args.batch_size
     pending = {}  # tensor shape -> [(path, Prepared)], run when batch_size have gathered
 
     def run(group):
-        nonlocal failed
+        nonlocal failed, written
         photos = generate(model, [prepared for _, prepared in group], device, paper, args.seed)
         for (path, _), photo in zip(group, photos):
-            target = out_dir / f"{path.stem}.png"
+            target = targets[path]
             try:
                 photo.save(target)
             except OSError as e:
                 print(f"infer.py: error: {target}: cannot write ({e})", file=sys.stderr)
                 failed += 1
                 continue
+            written += 1
             print(f"{path} -> {target}")
 
     multiple = 2**cfg.num_downs if args.native else 0
@@ -194,8 +258,8 @@ def main(argv=None) -> int:
     for group in pending.values():
         run(group)
     if failed:  # the bad ones are named on stderr, one line each; the count goes with the outputs
-        print(f"{failed} of {len(files) + len(problems)} inputs failed; the others are in "
-              f"{out_dir}")
+        made = f"{written} written to {out_dir}" if written else "nothing was written"
+        print(f"{failed} of {len(files) + len(problems)} inputs failed; {made}")
     return 2 if failed else 0
 
 

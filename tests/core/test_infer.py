@@ -370,3 +370,106 @@ def test_a_blank_sketch_is_not_fitted(tmp_path):
     # padded, as with --no-fit
     assert prepared.region == (0, -30, 100, 100) and prepared.size == (100, 40)
     assert put_back(Image.new("RGB", (64, 64), "red"), prepared).size == (100, 40)
+
+
+# --- nothing lost: output names, inputs never overwritten, the folder tried first -----------------
+
+def run_main_at(monkeypatch, tmp_path, generator, *args) -> int:
+    """infer.main in-process with generator in place of the checkpoint's; args give -o
+    themselves. Loading counts into generator.loads."""
+    cfg = tiny_config(tmp_path, tmp_path)
+    generator.loads = 0
+
+    def load(path):
+        generator.loads += 1
+        return generator, cfg
+    monkeypatch.setattr(infer, "load_generator", load)
+    monkeypatch.setattr(infer, "for_inference", lambda model, paper=True: model)
+    return infer.main([*map(str, args), "--checkpoint", "any.pt", "--no-fit"])
+
+
+def grey_sketch(path, level: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (64, 64), level).save(path)
+
+
+def test_inputs_that_share_a_name_each_get_their_own_photo(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for path, level in (("a/Shoe.png", 10), ("b/shoe.png", 60), ("b/shoe.jpg", 110),
+                        ("c/shoe-2.png", 160), ("c/SHOE.png", 210)):
+        grey_sketch(Path(path), level)
+    # a folder and a file in it, by another spelling: each file once
+    recorder = Recorder()
+    code = run_main_at(monkeypatch, tmp_path, recorder, "a/Shoe.png", "b", "c",
+                       tmp_path / "b/shoe.png", "-o", "out")
+    assert code == 0 and len(recorder.shapes) == 5
+    made = dict(line.split(" -> ") for line in capsys.readouterr().out.splitlines())
+    # the first of a name keeps it, then -2, -3... skipping names taken (case-blind)
+    assert made == {"a/Shoe.png": "out/Shoe.png", "b/shoe.jpg": "out/shoe-3.png",
+                    "b/shoe.png": "out/shoe-4.png", "c/SHOE.png": "out/SHOE-5.png",
+                    "c/shoe-2.png": "out/shoe-2.png"}
+    assert sorted(p.name for p in Path("out").iterdir()) == sorted(Path(t).name
+                                                                   for t in made.values())
+    for sketch, photo in made.items():  # the stand-in generator returns its input
+        assert abs(gray(photo).mean() - gray(sketch).mean()) < 3, (sketch, photo)
+
+
+@pytest.mark.parametrize("how", ["same-folder", "dot-path", "symlink", "hard-link"])
+def test_a_run_that_would_write_over_an_input_is_refused_before_any_work(tmp_path, monkeypatch,
+                                                                         capsys, how):
+    sketches = tmp_path / "sketches"
+    grey_sketch(sketches / "a.png", 0)
+    grey_sketch(sketches / "b.jpg", 0)
+    out = sketches
+    if how == "dot-path":  # the same folder, spelt another way
+        out = sketches / ".." / "sketches" / "."
+    elif how in ("symlink", "hard-link"):  # out/a.png already is the input under another name
+        out = tmp_path / "out"
+        out.mkdir()
+        link = out / "a.png"
+        link.symlink_to(sketches / "a.png") if how == "symlink" else link.hardlink_to(
+            sketches / "a.png")
+    before = {p.name: p.read_bytes() for p in sketches.iterdir()}
+    recorder = Recorder()
+    assert run_main_at(monkeypatch, tmp_path, recorder, sketches, "-o", out) == 2
+    assert recorder.loads == 0 and recorder.shapes == []  # refused before loading anything
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"infer.py: error: {sketches / 'a.png'}: its photo would be written over an "
+                     f"input; choose another -o (outputs never replace inputs)"]
+    assert {p.name: p.read_bytes() for p in sketches.iterdir()} == before
+
+
+def test_an_empty_out_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # where "" would have written
+    grey_sketch(tmp_path / "a.png", 0)
+    with pytest.raises(SystemExit, match="2"):
+        run_main_at(monkeypatch, tmp_path, Recorder(), tmp_path / "a.png", "-o", "")
+    assert "-o/--out: an empty folder name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["under-a-file", "no-new-files"])
+def test_an_unwritable_out_is_found_before_any_work(tmp_path, monkeypatch, capsys, how):
+    grey_sketch(tmp_path / "a.png", 0)
+    (tmp_path / "file").write_text("")
+    if how == "no-new-files" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc: no folder that refuses new files even to root")
+    out = tmp_path / "file" / "out" if how == "under-a-file" else Path("/proc/self")
+    recorder = Recorder()
+    assert run_main_at(monkeypatch, tmp_path, recorder, tmp_path / "a.png", "-o", out) == 2
+    assert recorder.loads == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"infer.py: error: {out}: cannot write there ("), lines
+
+
+def test_the_summary_counts_what_was_written(tmp_path, monkeypatch, capsys):
+    for name in ("a", "b"):
+        grey_sketch(tmp_path / f"{name}.png", 0)
+    (tmp_path / "out" / "b.png").mkdir(parents=True)  # b's photo cannot be saved
+    assert run_main_at(monkeypatch, tmp_path, Recorder(), tmp_path / "a.png", tmp_path / "b.png",
+                       "-o", tmp_path / "out") == 2
+    assert capsys.readouterr().out.splitlines()[-1] == (f"1 of 2 inputs failed; 1 written to "
+                                                        f"{tmp_path / 'out'}")
+    assert run_main_at(monkeypatch, tmp_path, Recorder(), tmp_path / "b.png",
+                       "-o", tmp_path / "out") == 2
+    assert capsys.readouterr().out.splitlines()[-1] == "1 of 1 inputs failed; nothing was written"
