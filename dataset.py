@@ -12,10 +12,16 @@ direction AtoB the left half is the model's input ("sketch") and the right its t
 Getting, making and checking data sets is tools/data.py's work (python -m tools.data --help).
 """
 
+import errno
+import hashlib
+import json
 import math
+import os
 import random
 import signal
+import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +119,16 @@ def split_pair(img: Image.Image) -> tuple:
     return img.crop((0, 0, w // 2, h)), img.crop((w // 2, 0, w, h))
 
 
+def decode_pair(path, size: int) -> tuple:
+    """(left, right) halves of a pair file, resized to size×size (bicubic) when they differ: all of
+    the loading that does not depend on chance, so the decode-once cache stores exactly this."""
+    left, right = split_pair(load_rgb(path))
+    if left.size != (size, size):
+        left, right = left.resize((size, size), Image.BICUBIC), right.resize((size, size),
+                                                                             Image.BICUBIC)
+    return left, right
+
+
 def to_uint8(img: Image.Image) -> torch.Tensor:
     """PIL RGB -> (3, H, W) uint8 pixels."""
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -173,7 +189,9 @@ class PairDataset(torch.utils.data.Dataset):
             dropped = {path for path, _ in bad}
             self.files = [path for path in self.files if path not in dropped]
         self.skipped_files = bad  # (path, reason) of files the header scan dropped (with skip_bad)
+        self.folder = Path(folder)
         self.image_size, self.load_size, self.jitter = image_size, load_size, jitter
+        self.decode_size = load_size if jitter else image_size  # the size before the random crop
         self.swap = direction == "BtoA"
         self.convert = to_uint8 if uint8 else to_tensor
         self.skipped = set()  # files that passed the scan but failed to decode later
@@ -181,11 +199,14 @@ class PairDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple:
+    def __getitem__(self, key) -> tuple:
+        """key: an index, or (index, x, y, flip) from EpochSampler: the crop's corner and whether to
+        mirror, drawn in advance so that they do not depend on which worker loads the pair."""
+        index, crop = (key[0], key[1:]) if isinstance(key, tuple) else (key, None)
         for offset in range(len(self.files)):
             path = self.files[(index + offset) % len(self.files)]
             try:
-                return self.load(path)
+                return self.load(path, crop)
             except ValueError as e:
                 # A file that passed the header scan but fails to decode costs a sample, not a run.
                 if path not in self.skipped:
@@ -193,20 +214,18 @@ class PairDataset(torch.utils.data.Dataset):
                     warnings.warn(f"skipping {e}", stacklevel=2)
         raise ValueError(f"no file in the data set could be decoded (first: {self.files[0]})")
 
-    def load(self, path) -> tuple:
-        """Decode one pair and apply the same resize, crop and flip to both halves."""
-        left, right = split_pair(load_rgb(path))
+    def load(self, path, crop=None) -> tuple:
+        """Decode one pair and apply the same resize, crop and flip to both halves; crop (x, y,
+        flip) or, without it, drawn from Python's random."""
+        left, right = decode_pair(path, self.decode_size)
         sketch, photo = (right, left) if self.swap else (left, right)
-        size = self.load_size if self.jitter else self.image_size
-        if sketch.size != (size, size):
-            sketch = sketch.resize((size, size), Image.BICUBIC)
-            photo = photo.resize((size, size), Image.BICUBIC)
-        if self.jitter:  # one random crop and flip, shared: the pair stays aligned pixel for pixel
-            x = random.randint(0, size - self.image_size)
-            y = random.randint(0, size - self.image_size)
+        if self.jitter:  # one crop and flip, shared: the pair stays aligned pixel for pixel
+            room = self.decode_size - self.image_size
+            x, y, flip = crop or (random.randint(0, room), random.randint(0, room),
+                                  random.random() < 0.5)
             box = (x, y, x + self.image_size, y + self.image_size)
             sketch, photo = sketch.crop(box), photo.crop(box)
-            if random.random() < 0.5:
+            if flip:
                 sketch, photo = ImageOps.mirror(sketch), ImageOps.mirror(photo)
         return self.convert(sketch), self.convert(photo)
 
@@ -224,19 +243,29 @@ class EpochSampler(torch.utils.data.Sampler):
     """A fresh shuffle each epoch that depends only on (seed, epoch), so a resumed run can skip
     exactly the batches it already trained on and see the same order as an uninterrupted one.
     Under DDP each of world_size processes takes every world_size-th index of the shuffle, padded by
-    wrapping around so that all take the same number of steps (as DistributedSampler does)."""
+    wrapping around so that all take the same number of steps (as DistributedSampler does).
+    With crop_room (jitter: load_size - image_size) it yields (index, x, y, flip) instead: the
+    jitter of each place in the epoch's order, drawn here from the same (seed, epoch), so loader
+    workers, the cache's device crop and a resumed run all apply the same one."""
 
     def __init__(self, n: int, seed: int, epoch: int = 0, start: int = 0, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, crop_room: int = None):
         self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.crop_room = rank, world_size, crop_room
         self.per_rank = math.ceil(n / world_size)
 
     def __iter__(self):
         shuffle = torch.Generator().manual_seed(self.seed * EPOCH_SEED_STRIDE + self.epoch)
         total = self.per_rank * self.world_size
         order = torch.randperm(self.n, generator=shuffle).repeat(math.ceil(total / self.n))[:total]
-        return iter(order[self.rank::self.world_size][self.start:].tolist())
+        mine = order[self.rank::self.world_size][self.start:].tolist()
+        if self.crop_room is None:
+            return iter(mine)
+        # drawn after the shuffle, for every place of the epoch: the order stays what it was
+        corners = torch.randint(0, self.crop_room + 1, (total, 2), generator=shuffle)
+        flips = torch.randint(0, 2, (total, 1), generator=shuffle)
+        crops = torch.cat([corners, flips], 1)[self.rank::self.world_size][self.start:]
+        return iter((index, x, y, bool(flip)) for index, (x, y, flip) in zip(mine, crops.tolist()))
 
     def __len__(self) -> int:
         return self.per_rank - self.start
@@ -259,6 +288,237 @@ def train_val_folders(data_dir) -> tuple:
     splits = split_folders(data_dir)
     train = splits.get("train", Path(data_dir))
     return train, splits.get("val", splits.get("test", train))
+
+
+# ------------------------------------------------------------------------------ decode-once cache
+
+CACHE_MAGIC = b"pix2pix uint8 pair cache v1\n"  # a cache file's first and last bytes
+CACHE_DATA_OFFSET = 4096  # the pixels start on a page boundary, after the magic
+CACHE_CHUNK = 32  # pairs per task of the parallel build: the progress bar moves in these steps
+
+
+def cache_path(folder, size: int, cache_dir) -> Path:
+    """cache_dir/<folder name>-<hash of its full path>-<size>px.u8: one file per folder and size."""
+    folder = Path(folder).resolve()
+    tag = hashlib.sha1(str(folder).encode()).hexdigest()[:8]
+    return Path(cache_dir) / f"{folder.name}-{tag}-{size}px.u8"
+
+
+def file_stamps(files) -> list:
+    """[name, bytes, mtime_ns] of each file: what a cache is checked against."""
+    return [[Path(path).name, (st := os.stat(path)).st_size, st.st_mtime_ns] for path in files]
+
+
+def read_cache_footer(path: Path) -> dict:
+    """The manifest of a cache file ({size, files, failed}); None when there is no file. A file
+    that is not a cache, or one cut short, is a ValueError naming it: never used, never
+    overwritten."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    foreign = (f"{path}: not a pix2pix cache file, in the place of one; move it away or choose "
+               f"another --cache_dir")
+    if not path.is_file():
+        raise ValueError(foreign)
+    with open(path, "rb") as f:
+        if f.read(len(CACHE_MAGIC)) != CACHE_MAGIC:
+            raise ValueError(foreign)
+        file_bytes = f.seek(0, os.SEEK_END)
+        tail = len(CACHE_MAGIC) + 8
+        manifest = None
+        if file_bytes >= CACHE_DATA_OFFSET + tail:
+            f.seek(file_bytes - tail)
+            footer_bytes, magic = int.from_bytes(f.read(8), "little"), f.read(len(CACHE_MAGIC))
+            if magic == CACHE_MAGIC and footer_bytes <= file_bytes - CACHE_DATA_OFFSET - tail:
+                f.seek(file_bytes - tail - footer_bytes)
+                try:
+                    manifest = json.loads(f.read(footer_bytes))
+                except ValueError:
+                    pass
+    expected = None if manifest is None else (
+        CACHE_DATA_OFFSET + len(manifest["files"]) * 6 * manifest["size"] ** 2 + footer_bytes
+        + tail)
+    if manifest is None or expected != file_bytes:
+        raise ValueError(f"{path}: truncated or damaged cache ({file_bytes:,} bytes"
+                         + ("" if expected is None else f", expected {expected:,}")
+                         + "); delete it to rebuild")
+    return manifest
+
+
+def decode_into(tmp_path: str, size: int, jobs: list) -> list:
+    """A build worker: decode (slot, path) pairs and write each one's pixels into its slot of the
+    cache file. Returns [(slot, why it failed)] for files that would not decode."""
+    failed, pair_bytes = [], 6 * size * size
+    fd = os.open(tmp_path, os.O_WRONLY)
+    try:
+        for slot, path in jobs:
+            try:
+                halves = decode_pair(path, size)
+            except ValueError as e:
+                failed.append((slot, str(e)))
+                continue
+            pixels = np.stack([np.asarray(half, dtype=np.uint8) for half in halves]).tobytes()
+            # pwrite, not a memmap: a full disk is an OSError here, not a SIGBUS
+            if os.pwrite(fd, pixels, CACHE_DATA_OFFSET + slot * pair_bytes) != pair_bytes:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    finally:
+        os.close(fd)
+    return failed
+
+
+def remove_stale_builds(path: Path) -> None:
+    """Delete the temporary files of builds whose process is gone (killed mid-build)."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            os.kill(int(tmp.suffixes[-2].lstrip(".")), 0)
+        except (ValueError, IndexError, ProcessLookupError):
+            tmp.unlink(missing_ok=True)
+        except PermissionError:  # another user's live process
+            pass
+
+
+def build_cache(path: Path, files: list, stamps: list, size: int, workers: int) -> float:
+    """Decode every file once into path, in parallel with a progress bar; returns the seconds it
+    took. Written under a temporary name and renamed when complete: a build that is killed, runs
+    out of disk or fails leaves no cache behind."""
+    start, n, pair_bytes = time.perf_counter(), len(files), 6 * size * size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_builds(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data_bytes = CACHE_DATA_OFFSET + n * pair_bytes
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, CACHE_MAGIC)
+            try:  # claim the space now: a full disk fails here, not after an hour of decoding
+                os.posix_fallocate(fd, 0, data_bytes)
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                os.ftruncate(fd, data_bytes)
+        finally:
+            os.close(fd)
+        jobs = list(enumerate(files))
+        chunks = [jobs[k:k + CACHE_CHUNK] for k in range(0, n, CACHE_CHUNK)]
+        failed = []
+        # the workers leave Ctrl-C to this process, which cancels what they have not begun
+        pool = ProcessPoolExecutor(max(1, workers), initializer=ignore_signals, initargs=(0,))
+        try:
+            with tqdm(total=n, desc=f"caching {path.name}", unit="pair", leave=False) as bar:
+                futures = {pool.submit(decode_into, str(tmp), size, chunk): len(chunk)
+                           for chunk in chunks}
+                for future in as_completed(futures):
+                    failed += future.result()
+                    bar.update(futures[future])
+        finally:
+            pool.shutdown(cancel_futures=True)
+        if len(failed) == n:
+            raise ValueError(f"{path.parent}: no file could be decoded (first: {failed[0][1]})")
+        for _, problem in failed:
+            warnings.warn(f"skipping {problem}", stacklevel=2)
+        manifest = json.dumps({"size": size, "files": stamps,
+                               "failed": sorted(slot for slot, _ in failed)}).encode()
+        with open(tmp, "r+b") as f:
+            f.seek(data_bytes)
+            f.write(manifest + len(manifest).to_bytes(8, "little") + CACHE_MAGIC)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: readers see no cache or a whole one
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"{path}: no space left to build the cache (it needs "
+                                        f"{data_bytes / 2**30:.1f} GiB); free some or choose "
+                                        f"another --cache_dir") from None
+        raise
+    return time.perf_counter() - start
+
+
+class PairCache:
+    """The pairs of a PairDataset decoded once into a uint8 file under cache_dir, at the size before
+    the random crop (image_size, or load_size with jitter), left and right halves as
+    (N, 2, size, size, 3) pixels behind a small manifest: each file's name, bytes and modification
+    time. A cache that does not match the folder any more is rebuilt (build=False: refused);
+    gather() reads a batch as slices, with no decoding."""
+
+    def __init__(self, dataset: PairDataset, cache_dir, build: bool = True, workers: int = None):
+        self.size, self.image_size = dataset.decode_size, dataset.image_size
+        self.swap = dataset.swap
+        self.path = cache_path(dataset.folder, self.size, cache_dir)
+        stamps = file_stamps(dataset.files)
+        manifest = read_cache_footer(self.path)
+        self.build_s = 0.0
+        if manifest is None or manifest["files"] != stamps or manifest["size"] != self.size:
+            if not build:
+                raise ValueError(f"{self.path}: missing or out of date for {dataset.folder}; "
+                                 f"is cache_dir on a filesystem every process sees?")
+            workers = workers or len(os.sched_getaffinity(0))
+            self.build_s = build_cache(self.path, dataset.files, stamps, self.size, workers)
+            manifest = read_cache_footer(self.path)
+        n = len(stamps)
+        self.pixels = np.memmap(self.path, np.uint8, "r", offset=CACHE_DATA_OFFSET,
+                                shape=(n, 2, self.size, self.size, 3))
+        # a pair that would not decode is replaced by the next one that did, as PairDataset does
+        good = np.ones(n, bool)
+        good[manifest["failed"]] = False
+        ahead = np.flatnonzero(np.concatenate([good, good]))
+        self.slots = ahead[np.searchsorted(ahead, np.arange(n))] % n
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def nbytes(self) -> int:
+        return self.path.stat().st_size
+
+    def gather(self, keys: list, pin: bool = False) -> tuple:
+        """(pixels (B, 2, size, size, 3) uint8 on the host, crops (B, 3) or None) for a batch of
+        EpochSampler keys; pin: into page-locked memory, for an asynchronous copy to the GPU."""
+        with_crops = isinstance(keys[0], tuple)
+        indices = [key[0] for key in keys] if with_crops else keys
+        pixels = torch.empty((len(keys), 2, self.size, self.size, 3), dtype=torch.uint8,
+                             pin_memory=pin)
+        np.take(self.pixels, self.slots[indices], axis=0, out=pixels.numpy())
+        crops = torch.tensor([key[1:] for key in keys]) if with_crops else None
+        return pixels, crops
+
+    def to_device(self, pixels: torch.Tensor, crops, device: torch.device) -> tuple:
+        """A gathered batch -> uint8 (sketch, photo), (B, 3, S, S) each, on the device; with crops,
+        each pair cropped at its (x, y) and mirrored where flip is set, the whole batch at once."""
+        pixels = pixels.to(device, non_blocking=True)  # (B, 2, L, L, 3)
+        if crops is not None:
+            crops, steps = crops.to(device), torch.arange(self.image_size, device=device)
+            rows = crops[:, 1:2] + steps  # (B, S)
+            cols = crops[:, 0:1] + torch.where(crops[:, 2:3].bool(), self.image_size - 1 - steps,
+                                               steps)
+            batch = torch.arange(len(crops), device=device)[:, None, None]
+            pixels = pixels.transpose(0, 1)[:, batch, rows[:, :, None], cols[:, None, :]]
+        else:
+            pixels = pixels.transpose(0, 1)  # (2, B, S, S, 3)
+        left, right = pixels[0].permute(0, 3, 1, 2), pixels[1].permute(0, 3, 1, 2)
+        return (right, left) if self.swap else (left, right)
+
+
+class CachedLoader:
+    """What train.py iterates instead of a DataLoader with --cache: the sampler's batches (full ones
+    only) as uint8 (sketch, photo) on the device, read from a PairCache by a thread one batch
+    ahead of the training step, cropped and flipped on the device."""
+
+    def __init__(self, cache: PairCache, sampler: EpochSampler, batch_size: int,
+                 device: torch.device):
+        self.cache, self.sampler, self.batch_size, self.device = cache, sampler, batch_size, device
+
+    def __len__(self) -> int:
+        return len(self.sampler) // self.batch_size
+
+    def __iter__(self):
+        keys, size, pin = list(self.sampler), self.batch_size, self.device.type == "cuda"
+        batches = [keys[k:k + size] for k in range(0, len(keys) - size + 1, size)]
+        with ThreadPoolExecutor(1) as reader:  # numpy copies without the GIL: a real overlap
+            ahead = reader.submit(self.cache.gather, batches[0], pin) if batches else None
+            for k in range(len(batches)):
+                pixels, crops = ahead.result()
+                if k + 1 < len(batches):
+                    ahead = reader.submit(self.cache.gather, batches[k + 1], pin)
+                yield self.cache.to_device(pixels, crops, self.device)
 
 
 # ---------------------------------------------------------------------------------- sketch_aug

@@ -15,7 +15,6 @@ main() reads top to bottom: setup, data, networks and optimizers, resume, the lo
 import json
 import math
 import os
-import random
 import signal
 import sys
 import time
@@ -33,8 +32,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from config import DEMO, Config, parse_args, pick_device
-from dataset import (EpochSampler, PairDataset, ignore_signals, sketch_augment, to_float,
-                     train_val_folders)
+from dataset import (CachedLoader, EpochSampler, PairCache, PairDataset, ignore_signals,
+                     sketch_augment, to_float, train_val_folders)
 from discriminator import build_discriminator
 from generator import build_generator, seeded, translate
 from losses import VGGFeatures, gradient_penalty, loss_d_of, loss_g_gan_of
@@ -312,20 +311,37 @@ def load_data(cfg: Config, rank: int, world_size: int, device: torch.device) -> 
     if len(train_set) < cfg.batch_size * world_size:
         raise ValueError(f"{train_dir}: {len(train_set)} training pairs, fewer than one step's "
                          f"{cfg.batch_size} × {world_size} images; lower --batch_size")
-    sampler = EpochSampler(len(train_set), cfg.seed, rank=rank, world_size=world_size)
-    loader = torch.utils.data.DataLoader(
-        train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-        drop_last=True,  # every step a full batch: one shape for compile and CUDA graphs
-        worker_init_fn=ignore_signals, pin_memory=device.type == "cuda",
-        persistent_workers=cfg.num_workers > 0,
-        generator=torch.Generator().manual_seed(cfg.seed + rank))  # own seeds: resumable dropout
-    batches_per_epoch = len(sampler) // cfg.batch_size
+    # the jitter's crops and flips come with the epoch's shuffle: a resumed run redraws them
+    sampler = EpochSampler(len(train_set), cfg.seed, rank=rank, world_size=world_size,
+                           crop_room=cfg.load_size - cfg.image_size if cfg.jitter else None)
+    if cfg.cache:
+        on_rank0(lambda: PairCache(train_set, cfg.cache_dir), device)  # built once, others wait
+        cache = PairCache(train_set, cfg.cache_dir, build=False)
+        log0(f"data: cache {cache.path} ({cache.nbytes() / 2**20:,.0f} MiB)")
+    loader = make_loader(train_set, sampler, cfg.batch_size, cfg.num_workers, device,
+                         cache if cfg.cache else None, cfg.seed + rank)
+    if device.type == "cuda" and not cfg.cache:
+        log0("data: every JPEG is decoded in every epoch; --cache decodes them once (README)")
+    batches_per_epoch = len(loader)
     # A fixed set of validation pairs for every epoch's grid and L1: epochs compare like for like.
     n_val = min(len(val_set), max(cfg.n_samples, cfg.val_images))
     val_sketch, val_photo = (torch.stack(t) for t in zip(*(val_set[i] for i in range(n_val))))
     log0(f"data: {len(train_set)} train pairs in {train_dir}, {n_val} val pairs from {val_dir}; "
          f"{cfg.batch_size} × {world_size} images per step, {batches_per_epoch} steps per epoch")
     return loader, sampler, batches_per_epoch, val_sketch, val_photo
+
+
+def make_loader(train_set: PairDataset, sampler: EpochSampler, batch_size: int, num_workers: int,
+                device: torch.device, cache: PairCache = None, seed: int = 0):
+    """The training batches in the sampler's order, full ones only (one shape for compile and CUDA
+    graphs), as uint8: from the cache on the device, or decoded by num_workers processes."""
+    if cache is not None:
+        return CachedLoader(cache, sampler, batch_size, device)
+    return torch.utils.data.DataLoader(
+        train_set, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=True,
+        worker_init_fn=ignore_signals, pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed))  # workers' own seeds: resumable dropout
 
 
 def check_sync_bn(cfg: Config, world_size: int, device: torch.device) -> bool:
@@ -393,7 +409,6 @@ def main(cfg: Config) -> dict:
     memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" \
         else torch.contiguous_format
     torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed + rank)  # the jitter's crops and flips when num_workers is 0
     # sketch_aug: reseeded from (seed, rank, step), resumes exactly
     aug_rng = torch.Generator(device)
     torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels

@@ -6,8 +6,8 @@ r"""Speed of pix2pix: the training step, the input pipeline and CPU inference (i
         64:bf16:1:default
     # a quick check
     python -m tools.bench train --size 64 --ngf 8 --batch 2 --repeats 2 --warmup 1 --device cpu
-    python -m tools.bench loader --data data/edges2shoes/train --batch 16 --workers 0 2 4 8 \
-        [--cache /tmp/e2s.npy]
+    python -m tools.bench loader --data data/edges2shoes-1k/train --batch 64 --workers 2 \
+        --jitter false true --cache
     # CPU ms/image: plain vs fast path
     python -m tools.bench infer --threads 1 2
 
@@ -21,9 +21,10 @@ meta device, so it costs nothing; it counts convolutions and matmuls, not batch 
 Adam) and compared with --peak_tflops (800: an H100's dense bf16). Peak memory is CUDA's
 max_memory_allocated during the warm-up above what was allocated before the configuration was built;
 on CPU the growth of resident memory instead.
-loader: images/s of the input pipeline alone (JPEG -> dataset.PairDataset -> DataLoader -> device),
-per worker count, to compare with the step; --cache adds a prototype that decodes every pair once
-into a uint8 memmap and converts to [-1, 1] on the device.
+loader: images/s of train.py's input pipeline alone, up to the uint8 batch on the device: the files
+(JPEG -> dataset.PairDataset -> DataLoader) per worker count and, with --cache, train.py --cache's
+path (dataset.PairCache, built first and timed, read by dataset.CachedLoader, crop and flip on the
+device), with and without jitter, interleaved; ratios against the 2-worker file loader.
 infer: ms per 256×256 image on the CPU for the full generator (ngf 64), plain translate() under
 OpenMP's default spin-waiting (infer.py before) against infer.py's fast path
 (OMP_WAIT_POLICY=PASSIVE, generator.for_inference, torch.inference_mode) and steps between, paper
@@ -39,7 +40,9 @@ import json
 import math
 import multiprocessing
 import os
+import shutil
 import statistics
+import tempfile
 import time
 import warnings
 from contextlib import nullcontext
@@ -52,13 +55,12 @@ if __name__ == "__main__":
     # sets it for its two workers itself.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import train  # noqa: E402
-from config import SWITCH, Config, add_device_flag, parse_bool, pick_device  # noqa: E402
-from dataset import PairDataset, to_float, to_uint8  # noqa: E402
+from config import Config, add_device_flag, parse_bool, pick_device  # noqa: E402
+from dataset import EpochSampler, PairCache, PairDataset  # noqa: E402
 from discriminator import build_discriminator  # noqa: E402
 from generator import (UNetGenerator, build_generator, fold_batchnorm,  # noqa: E402
                        for_inference, translate)
@@ -287,90 +289,89 @@ def bench_train(args) -> list:
 
 # ------------------------------------------------------------------------------------------- loader
 
-class Uint8Cache:
-    """Prototype input pipeline: every pair of a uint8 PairDataset decoded once into an
-    (N, 2, S, S, 3) uint8 .npy memmap; a batch is gathered from it, copied to the device as uint8
-    (a quarter of the float bytes) and scaled to [-1, 1] there by dataset.to_float. Exact for jitter-free training (edges2shoes' default); jitter would
-    have to run on the device."""
-
-    def __init__(self, dataset: PairDataset, path, device: torch.device):
-        path, self.device = Path(path), device
-        size = dataset.image_size
-        if not path.exists():
-            start = time.perf_counter()
-            array = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+",
-                                              dtype=np.uint8, shape=(len(dataset), 2, size, size,
-                                                                     3))
-            for i in range(len(dataset)):
-                for half, pixels in enumerate(dataset[i]):  # (3, S, S) uint8 each
-                    array[i, half] = pixels.permute(1, 2, 0).numpy()
-            array.flush()
-            del array
-            os.replace(path.with_suffix(".tmp.npy"), path)
-            self.build_s = time.perf_counter() - start
-        else:
-            self.build_s = 0.0
-        self.array = np.load(path, mmap_mode="r")
-        if self.array.shape[0] != len(dataset) or self.array.shape[2] != size:
-            raise SystemExit(f"bench.py: {path} holds {self.array.shape}, not this data "
-                             f"set; delete it")
-
-    def batches(self, batch: int, seed: int = 0):
-        """Endless (sketch, photo) batches in [-1, 1] on the device, shuffled."""
-        rng = np.random.default_rng(seed)
-        while True:
-            order = rng.permutation(len(self.array))
-            for k in range(0, len(order) - batch + 1, batch):
-                # (B, 2, S, S, 3) uint8
-                pairs = torch.from_numpy(self.array[np.sort(order[k:k + batch])])
-                if self.device.type == "cuda":
-                    pairs = pairs.pin_memory()
-                pairs = to_float(pairs.to(self.device, non_blocking=True).permute(0, 1, 4, 2, 3))
-                yield pairs[:, 0], pairs[:, 1]  # (B, 3, S, S) each
-
-
-def file_batches(dataset: PairDataset, batch: int, workers: int, device: torch.device):
-    """Endless batches through DataLoader as train.py makes them: pinned memory, non_blocking
-    copies, and for a uint8 dataset (train.py's) the conversion to [-1, 1] on the device."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True,
-                                         num_workers=workers, pin_memory=device.type == "cuda",
-                                         persistent_workers=workers > 0, drop_last=True)
-    convert = to_float if dataset.convert is to_uint8 else (lambda pixels: pixels)
+def handed_over(loader, sampler: EpochSampler, device: torch.device):
+    """Endless batches as train.py's loop receives them: uint8 on the device (train.py converts
+    them to [-1, 1] there, one kernel on a GPU: part of the step, not timed here)."""
     while True:
         for sketch, photo in loader:
-            yield (convert(sketch.to(device, non_blocking=True)),
-                   convert(photo.to(device, non_blocking=True)))
+            yield sketch.to(device, non_blocking=True), photo.to(device, non_blocking=True)
+        sampler.epoch += 1
 
 
 def bench_loader(args) -> list:
     device = pick_device(args.device)
     # more workers than cores: said once
     warnings.filterwarnings("once", message="This DataLoader will create")
-    dataset = PairDataset(args.data, args.size, jitter=args.jitter)
-    if len(dataset) < args.batch:
-        raise SystemExit(f"bench.py: {args.data} has {len(dataset)} pairs, fewer than --batch "
-                         f"{args.batch}")
-    # train.py's pipeline (workers hand over uint8) beside the float32 hand-over it replaced
-    uint8_dataset = PairDataset(args.data, args.size, jitter=args.jitter, uint8=True)
-    variants = [(f"files, {w} workers",
-                 lambda w=w: file_batches(uint8_dataset, args.batch, w, device))
-                for w in args.workers]
-    variants += [(f"files float32, {w} workers",
-                  lambda w=w: file_batches(dataset, args.batch, w, device)) for w in args.workers]
-    if args.cache:
-        if args.jitter:
-            raise SystemExit("bench.py: the uint8 cache prototype is jitter-free; drop "
-                             "--jitter or --cache")
-        cache = Uint8Cache(uint8_dataset, args.cache, device)
-        print(f"uint8 cache {args.cache}: {cache.array.nbytes / 2**20:.0f} MiB, built in "
-              f"{cache.build_s:.1f} s", flush=True)
-        variants.append(("uint8 memmap cache", lambda: cache.batches(args.batch)))
-    print(f"{len(dataset)} pairs in {args.data}, batch {args.batch}, {args.batches} "
-          f"batches per pass, {args.rounds} interleaved rounds, device {device}", flush=True)
+    cache_dir = Path(args.cache_dir or tempfile.mkdtemp(prefix="bench_cache_"))
+    variants, builds = [], []
+    try:
+        for jitter in args.jitter:
+            data = PairDataset(args.data, args.size, args.load_size, jitter=jitter, uint8=True)
+            if len(data) < args.batch:
+                raise SystemExit(f"bench.py: {args.data} has {len(data)} pairs, fewer than "
+                                 f"--batch {args.batch}")
+            sampler = EpochSampler(len(data), seed=0, crop_room=args.load_size - args.size
+                                   if jitter else None)
+            tag = ", jitter" if jitter else ""
+            # train.py's loaders, made by train.make_loader: files through workers, and --cache
+            for w in args.workers:
+                variants.append((f"files, {w} workers{tag}", jitter, lambda w=w, d=data, s=sampler:
+                                 handed_over(train.make_loader(d, s, args.batch, w, device), s,
+                                             device)))
+            if args.cache:
+                cache = PairCache(data, cache_dir)
+                builds.append(record_build(cache, data, jitter, args.out))
+                variants.append((f"cache{tag}", jitter, lambda c=cache, d=data, s=sampler:
+                                 handed_over(train.make_loader(d, s, args.batch, 0, device, c), s,
+                                             device)))
+        print(f"{len(data)} pairs in {args.data}, batch {args.batch}, {args.batches} batches per "
+              f"pass, {args.rounds} interleaved rounds, device {device}; uint8 batches handed over "
+              f"on the device, as train.py's loop receives them", flush=True)
+        results = time_loaders(variants, args, device)
+    finally:
+        if not args.cache_dir:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+    records = []
+    for name, jitter, _ in variants:
+        img_per_s = statistics.median(results[name]["img_per_s"])
+        files = statistics.median(results[f"files, 2 workers{', jitter' if jitter else ''}"]
+                                  ["img_per_s"]) if 2 in args.workers else None
+        record = {"mode": "loader", "variant": name, "device": str(device), "size": args.size,
+                  "batch": args.batch, "jitter": jitter, "img_per_s": img_per_s,
+                  "img_per_s_runs": results[name]["img_per_s"],
+                  "vs_files_2_workers": files and img_per_s / files,
+                  "first_batch_s": statistics.median(results[name]["first_batch_s"]),
+                  "epoch_min": EDGES2SHOES_TRAIN_IMAGES / img_per_s / 60}
+        ratio = f" | ×{record['vs_files_2_workers']:.1f} vs files, 2 workers" if files else ""
+        print(f"{name} | {img_per_s:.1f} img/s{ratio} | first batch "
+              f"{record['first_batch_s']:.2f} s | edges2shoes epoch {record['epoch_min']:.1f} min",
+              flush=True)
+        emit(record, args.out)
+        records.append(record)
+    return builds + records
 
-    results = {name: {"img_per_s": [], "first_batch_s": []} for name, _ in variants}
+
+def record_build(cache: PairCache, data: PairDataset, jitter: bool, out) -> dict:
+    """The cache's build time and size, and both scaled to the whole of edges2shoes."""
+    scale = EDGES2SHOES_TRAIN_IMAGES / len(data)
+    record = {"mode": "loader", "variant": "cache build", "pairs": len(data), "jitter": jitter,
+              "decoded_size": cache.size, "build_s": cache.build_s, "mib": cache.nbytes() / 2**20,
+              "workers": len(os.sched_getaffinity(0)),
+              "edges2shoes_build_min": cache.build_s * scale / 60,
+              "edges2shoes_gib": cache.nbytes() * scale / 2**30}
+    print(f"cache build | {len(data)} pairs at {cache.size}×{cache.size} | "
+          f"{record['build_s']:.1f} s with {record['workers']} processes | {record['mib']:.0f} MiB | edges2shoes "
+          f"({EDGES2SHOES_TRAIN_IMAGES:,} pairs): ~{record['edges2shoes_build_min']:.0f} min, "
+          f"{record['edges2shoes_gib']:.1f} GiB", flush=True)
+    emit(record, out)
+    return record
+
+
+def time_loaders(variants: list, args, device: torch.device) -> dict:
+    """{name: {img_per_s: [...], first_batch_s: [...]}}, the variants' passes interleaved."""
+    results = {name: {"img_per_s": [], "first_batch_s": []} for name, _, _ in variants}
     for _ in range(args.rounds):
-        for name, make in variants:
+        for name, _, make in variants:
             start = time.perf_counter()
             batches = make()
             next(batches)  # worker start-up and the first batch, timed apart
@@ -384,19 +385,7 @@ def bench_loader(args) -> list:
                                               / (time.perf_counter() - start))
             results[name]["first_batch_s"].append(first)
             batches.close()  # ends the DataLoader and its workers
-    records = []
-    for name, _ in variants:
-        img_per_s = statistics.median(results[name]["img_per_s"])
-        record = {"mode": "loader", "variant": name, "device": str(device), "size": args.size,
-                  "batch": args.batch, "jitter": args.jitter, "img_per_s": img_per_s,
-                  "img_per_s_runs": results[name]["img_per_s"],
-                  "first_batch_s": statistics.median(results[name]["first_batch_s"]),
-                  "epoch_min": EDGES2SHOES_TRAIN_IMAGES / img_per_s / 60}
-        print(f"{name} | {img_per_s:.1f} img/s | first batch {record['first_batch_s']:.2f} s | "
-              f"edges2shoes epoch {record['epoch_min']:.1f} min", flush=True)
-        emit(record, args.out)
-        records.append(record)
-    return records
+    return results
 
 
 # -------------------------------------------------------------------------------------------- infer
@@ -551,13 +540,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     d.add_argument("--data", required=True,
                    help="folder of side-by-side pairs (e.g. data/edges2shoes/train)")
     d.add_argument("--batch", type=int, default=16, help="images per batch")
-    d.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4, 8],
-                   help="DataLoader worker processes")
+    d.add_argument("--workers", type=int, nargs="+", default=[0, 2],
+                   help="DataLoader worker processes of the file loader")
     d.add_argument("--batches", type=int, default=50, help="timed batches per pass")
     d.add_argument("--rounds", type=int, default=3,
                    help="interleaved passes over all variants (median reported)")
-    d.add_argument("--jitter", **SWITCH, help="the paper's random resize, crop and flip")
-    d.add_argument("--cache", help="also time the uint8 memmap prototype, cached in this .npy file")
+    d.add_argument("--jitter", type=parse_bool, nargs="+", default=[False],
+                   help="the paper's random resize, crop and flip: false, true or both")
+    d.add_argument("--load_size", type=int, default=286, help="resize before the jitter's crop")
+    d.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time train.py --cache's path (the cache is built first, timed)")
+    d.add_argument("--cache_dir", default=None,
+                   help="keep the cache here (default: a temporary folder, deleted after)")
     i.add_argument("--threads", type=int, nargs="+", default=None,
                    help="torch threads (default: torch's own)")
     i.add_argument("--repeats", type=int, default=30,

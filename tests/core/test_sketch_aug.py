@@ -123,11 +123,11 @@ def test_resumed_run_draws_the_same_augmentations(tmp_path, pairs_dir, monkeypat
     loads, original = [], dataset.PairDataset.load
 
     # Ctrl-C while the 6th training image (second batch of 4) loads; 4 val pairs first
-    def load(self, path):
+    def load(self, path, crop=None):
         loads.append(path)
         if len(loads) == 4 + 6:
             os.kill(os.getpid(), signal.SIGINT)
-        return original(self, path)
+        return original(self, path, crop)
 
     monkeypatch.setattr(dataset.PairDataset, "load", load)
     with pytest.raises(SystemExit):

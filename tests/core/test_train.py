@@ -62,25 +62,37 @@ def test_short_training_lowers_validation_l1(tmp_path):
     assert val_l1[-1] < 0.6 * untrained_l1, (untrained_l1, val_l1)
 
 
-def interrupt_at_load(monkeypatch, n: int):
-    """Send ourselves SIGINT (Ctrl-C) while the n-th training image loads."""
-    calls = []
-    original = dataset.PairDataset.load
+def interrupt_at_step(monkeypatch, n: int):
+    """Send ourselves SIGINT (Ctrl-C) as the n-th training step begins."""
+    calls, original = [], train.gan_step
 
-    def load(self, path):
-        calls.append(path)
+    def gan_step(*args, **kwargs):
+        calls.append(1)
         if len(calls) == n:
             os.kill(os.getpid(), signal.SIGINT)
-        return original(self, path)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(dataset.PairDataset, "load", load)
+    monkeypatch.setattr(train, "gan_step", gan_step)
 
 
-def test_ctrl_c_mid_epoch_then_resume_matches_an_unbroken_run(tmp_path, pairs_dir, monkeypatch):
-    unbroken = train.main(tiny_config(tmp_path / "a", pairs_dir, epochs=2))
-    cfg = tiny_config(tmp_path / "b", pairs_dir, epochs=2)
-    # val pairs load first (4 of them); the 6th training image is in the second batch of 4.
-    interrupt_at_load(monkeypatch, 4 + 6)
+LOADINGS = {  # how the training pairs reach the step
+    "files": {},
+    "files, jitter, 2 workers": dict(jitter=True, load_size=72, num_workers=2),
+    "cache, jitter": dict(jitter=True, load_size=72, cache=True),
+}
+
+
+@pytest.mark.parametrize("loading", [
+    "files", pytest.param("files, jitter, 2 workers", marks=pytest.mark.slow), "cache, jitter"])
+def test_ctrl_c_mid_epoch_then_resume_matches_an_unbroken_run(tmp_path, pairs_dir, monkeypatch,
+                                                              loading):
+    # the unbroken run reads files with 0 workers: the cache must give it the same batches, jitter
+    # included, and workers the same crops whichever of them loads a pair
+    options = dict(LOADINGS[loading], epochs=2, cache_dir=str(tmp_path / "cache"))
+    unbroken = train.main(tiny_config(tmp_path / "a", pairs_dir, **{**options, "num_workers": 0,
+                                                                       "cache": False}))
+    cfg = tiny_config(tmp_path / "b", pairs_dir, **options)
+    interrupt_at_step(monkeypatch, 2)
     with pytest.raises(SystemExit) as stopped:
         train.main(cfg)
     assert stopped.value.code == 130

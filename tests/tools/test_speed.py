@@ -16,7 +16,6 @@ from tools import bench
 import train
 from conftest import ROOT, make_pairs
 from config import Config
-from dataset import PairDataset
 from discriminator import PatchDiscriminator
 from generator import UNetGenerator, fold_batchnorm, for_inference, translate
 
@@ -130,20 +129,6 @@ def test_flop_count_of_the_paper_step():
     assert flops / 1e9 == pytest.approx(86.94, abs=0.01)
 
 
-def test_uint8_cache_gives_the_dataset_batches(tmp_path):
-    folder = make_pairs(tmp_path / "pairs", 6, size=32)
-    dataset = PairDataset(folder, image_size=32)
-    cache = bench.Uint8Cache(PairDataset(folder, image_size=32, uint8=True), tmp_path / "cache.npy",
-                             torch.device("cpu"))
-    sketch, photo = next(cache.batches(6))  # (6, 3, 32, 32) each, shuffled
-    pairs = [dataset[i] for i in range(6)]
-    found = []
-    for k in range(6):  # find each sketch's pair, then compare both halves exactly
-        found += [i for i, (s, p) in enumerate(pairs)
-                  if torch.equal(sketch[k], s) and torch.equal(photo[k], p)]
-    assert sorted(found) == list(range(6))
-
-
 def run_bench(*args) -> list:
     """bench.py as a command; returns its JSON lines, parsed."""
     result = subprocess.run([sys.executable, "-m", "tools.bench", *map(str, args)],
@@ -177,14 +162,21 @@ def test_bench_infer_runs():
     assert by_name[("default", "eval plain")]["speedup_vs_plain"] == 1.0
 
 
-def test_bench_loader_runs(tmp_path):
+def test_bench_loader_times_train_pys_loaders_side_by_side(tmp_path):
     make_pairs(tmp_path / "pairs", 8, size=32)
-    records = run_bench("loader", "--data", tmp_path / "pairs", "--size", 32, "--batch", 4,
-                        "--workers", 0, "--batches", 3, "--rounds", 1, "--device", "cpu", "--cache",
-                        tmp_path / "cache.npy")
-    assert [r["variant"] for r in records] == ["files, 0 workers", "files float32, 0 workers",
-                                               "uint8 memmap cache"]
-    assert all(r["img_per_s"] > 0 for r in records)
+    records = run_bench("loader", "--data", tmp_path / "pairs", "--size", 32, "--load_size", 36,
+                        "--batch", 4, "--workers", 0, 2, "--batches", 3, "--rounds", 1,
+                        "--device", "cpu", "--jitter", "false", "true", "--cache_dir",
+                        tmp_path / "cache")
+    assert [r["variant"] for r in records] == [
+        "cache build", "cache build", "files, 0 workers", "files, 2 workers", "cache",
+        "files, 0 workers, jitter", "files, 2 workers, jitter", "cache, jitter"]
+    builds, loaders = records[:2], records[2:]
+    assert [b["decoded_size"] for b in builds] == [32, 36]  # jitter's cache holds 36×36 pairs
+    assert all(b["build_s"] > 0 and b["edges2shoes_gib"] > 0 for b in builds)
+    assert all(r["img_per_s"] > 0 for r in loaders)
+    assert [r["vs_files_2_workers"] for r in loaders if "2 workers" in r["variant"]] == [1.0, 1.0]
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # kept where --cache_dir said
 
 
 def test_bench_compiles_every_configuration_static_and_never_falls_back():

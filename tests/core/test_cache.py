@@ -1,0 +1,115 @@
+"""The decode-once cache: the file loader's exact tensors, rebuilt when the folder changes, refused
+when cut short or foreign, and never left half-written."""
+
+import errno
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+import dataset
+from conftest import make_pairs
+from dataset import CachedLoader, EpochSampler, PairCache, PairDataset
+
+CPU = torch.device("cpu")
+
+
+def cached_batches(data: PairDataset, cache: PairCache, sampler: EpochSampler, batch: int):
+    """(the file loader's pairs, the cached loader's pairs) for one epoch of sampler."""
+    keys = list(sampler)
+    files = [data[key] for key in keys[:len(keys) // batch * batch]]
+    cached = [pair for sketch, photo in CachedLoader(cache, sampler, batch, CPU)
+              for pair in zip(sketch, photo)]
+    return files, cached
+
+
+@pytest.mark.parametrize("jitter, direction", [(False, "AtoB"), (False, "BtoA"), (True, "AtoB")])
+def test_the_cached_loader_yields_exactly_the_file_loaders_tensors(tmp_path, jitter, direction):
+    folder = make_pairs(tmp_path / "pairs", 10, size=40)  # resized to 32, or 36 with jitter
+    data = PairDataset(folder, image_size=32, load_size=36, jitter=jitter, direction=direction,
+                       uint8=True)
+    cache = PairCache(data, tmp_path / "cache", workers=2)
+    sampler = EpochSampler(len(data), seed=1, epoch=3, crop_room=4 if jitter else None)
+    files, cached = cached_batches(data, cache, sampler, batch=4)
+    assert len(cached) == len(files) == 8  # full batches only, like drop_last
+    for (sketch, photo), (cached_sketch, cached_photo) in zip(files, cached):
+        assert cached_sketch.shape == (3, 32, 32) and cached_sketch.dtype == torch.uint8
+        assert torch.equal(sketch, cached_sketch) and torch.equal(photo, cached_photo)
+    if jitter:  # the crops and flips really vary
+        assert len({key[1:] for key in sampler}) > 3
+
+
+def test_a_changed_or_added_file_rebuilds_the_cache(tmp_path):
+    folder = make_pairs(tmp_path / "pairs", 4, size=32)
+    first = PairCache(PairDataset(folder, image_size=32), tmp_path / "cache")
+    assert first.build_s > 0
+    assert PairCache(PairDataset(folder, image_size=32), tmp_path / "cache").build_s == 0  # reused
+    Image.new("RGB", (64, 32), (9, 99, 199)).save(folder / "2_AB.png")  # changed
+    changed = PairCache(PairDataset(folder, image_size=32, uint8=True), tmp_path / "cache")
+    assert changed.build_s > 0
+    assert changed.pixels[1, 0, 5, 5].tolist() == [9, 99, 199]
+    make_pairs(tmp_path / "more", 1, size=32)
+    os.replace(tmp_path / "more/1_AB.png", folder / "5_AB.png")  # added
+    added = PairCache(PairDataset(folder, image_size=32), tmp_path / "cache")
+    assert added.build_s > 0 and len(added) == 5
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [added.path.name]  # no leftovers
+
+
+def test_a_truncated_cache_is_refused_in_one_line(tmp_path):
+    folder = make_pairs(tmp_path / "pairs", 3, size=32)
+    cache = PairCache(PairDataset(folder, image_size=32), tmp_path / "cache")
+    whole = cache.path.read_bytes()
+    for cut in (len(whole) - 1, len(whole) // 2, 100):
+        cache.path.write_bytes(whole[:cut])
+        with pytest.raises(ValueError, match=r"-32px\.u8: truncated or damaged cache .*delete it"):
+            PairCache(PairDataset(folder, image_size=32), tmp_path / "cache")
+        assert cache.path.stat().st_size == cut  # refused, not rebuilt over
+
+
+@pytest.mark.parametrize("foreign", ["file", "folder"])
+def test_a_foreign_file_in_the_caches_place_is_refused_and_kept(tmp_path, foreign):
+    folder = make_pairs(tmp_path / "pairs", 3, size=32)
+    data = PairDataset(folder, image_size=32)
+    path = dataset.cache_path(folder, 32, tmp_path / "cache")
+    path.parent.mkdir()
+    if foreign == "file":
+        path.write_bytes(b"someone's notes" * 1000)
+    else:
+        path.mkdir()
+    with pytest.raises(ValueError, match="not a pix2pix cache file, in the place of one"):
+        PairCache(data, tmp_path / "cache")
+    assert path.is_dir() if foreign == "folder" else path.read_bytes().startswith(b"someone")
+
+
+def failing(code: int):
+    """A stand-in for an os call that fails with this errno."""
+    def call(*args):
+        raise OSError(code, os.strerror(code))
+    return call
+
+
+@pytest.mark.parametrize("where", ["posix_fallocate", "pwrite"])
+def test_a_full_disk_is_one_line_and_leaves_no_cache(tmp_path, monkeypatch, where):
+    folder = make_pairs(tmp_path / "pairs", 3, size=32)
+    if where == "pwrite":  # a filesystem without fallocate: the workers' writes (forked) fail
+        monkeypatch.setattr(dataset.os, "posix_fallocate", failing(errno.EOPNOTSUPP))
+    monkeypatch.setattr(dataset.os, where, failing(errno.ENOSPC))
+    with pytest.raises(OSError, match=r"-32px\.u8: no space left to build the cache \(it needs "
+                                      r"0\.0 GiB\); free some or choose another --cache_dir"):
+        PairCache(PairDataset(folder, image_size=32), tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []  # no cache, no temporary file
+
+
+def test_a_pair_that_fails_to_decode_is_replaced_by_the_next_as_from_files(tmp_path):
+    folder = make_pairs(tmp_path / "pairs", 4, size=32)
+    data = PairDataset(folder, image_size=32, uint8=True)  # the header scan passes...
+    with open(folder / "2_AB.png", "r+b") as f:  # ...then the pixels go missing
+        f.truncate(200)
+    with pytest.warns(UserWarning, match="2_AB.png"):
+        cache = PairCache(data, tmp_path / "cache")
+    sampler = EpochSampler(4, seed=0)
+    with pytest.warns(UserWarning, match="2_AB.png"):
+        files, cached = cached_batches(data, cache, sampler, batch=4)
+    for (sketch, photo), (cached_sketch, cached_photo) in zip(files, cached):
+        assert torch.equal(sketch, cached_sketch) and torch.equal(photo, cached_photo)
