@@ -455,8 +455,9 @@ class PairCache:
             self.build_s = build_cache(self.path, dataset.files, stamps, self.size, workers)
             manifest = read_cache_footer(self.path)
         n = len(stamps)
-        self.pixels = np.memmap(self.path, np.uint8, "r", offset=CACHE_DATA_OFFSET,
-                                shape=(n, 2, self.size, self.size, 3))
+        # a plain ndarray on the mapping: slicing a np.memmap costs more than the copy
+        self.pixels = np.asarray(np.memmap(self.path, np.uint8, "r", offset=CACHE_DATA_OFFSET,
+                                           shape=(n, 2, self.size, self.size, 3)))
         # a pair that would not decode is replaced by the next one that did, as PairDataset does
         good = np.ones(n, bool)
         good[manifest["failed"]] = False
@@ -470,37 +471,35 @@ class PairCache:
         return self.path.stat().st_size
 
     def gather(self, keys: list, pin: bool = False) -> tuple:
-        """(pixels (B, 2, size, size, 3) uint8 on the host, crops (B, 3) or None) for a batch of
-        EpochSampler keys; pin: into page-locked memory, for an asynchronous copy to the GPU."""
-        with_crops = isinstance(keys[0], tuple)
-        indices = [key[0] for key in keys] if with_crops else keys
-        pixels = torch.empty((len(keys), 2, self.size, self.size, 3), dtype=torch.uint8,
-                             pin_memory=pin)
-        np.take(self.pixels, self.slots[indices], axis=0, out=pixels.numpy())
-        crops = torch.tensor([key[1:] for key in keys]) if with_crops else None
-        return pixels, crops
+        """(pixels (B, 2, S, S, 3) uint8 on the host, rows to mirror) for a batch of EpochSampler
+        keys: (index, x, y, flip) keys are cropped in the copy (numpy slices read no more bytes
+        than the crop's); the mirroring is left to the device. pin: into page-locked memory, for an
+        asynchronous copy to a GPU."""
+        pixels = torch.empty((len(keys), 2, self.image_size, self.image_size, 3),
+                             dtype=torch.uint8, pin_memory=pin)
+        out, size = pixels.numpy(), self.image_size
+        if not isinstance(keys[0], tuple):
+            np.take(self.pixels, self.slots[keys], axis=0, out=out)
+            return pixels, []
+        for row, (index, x, y, _) in enumerate(keys):
+            out[row] = self.pixels[self.slots[index], :, y:y + size, x:x + size]  # (2, S, S, 3)
+        return pixels, [row for row, key in enumerate(keys) if key[3]]
 
-    def to_device(self, pixels: torch.Tensor, crops, device: torch.device) -> tuple:
-        """A gathered batch -> uint8 (sketch, photo), (B, 3, S, S) each, on the device; with crops,
-        each pair cropped at its (x, y) and mirrored where flip is set, the whole batch at once."""
-        pixels = pixels.to(device, non_blocking=True)  # (B, 2, L, L, 3)
-        if crops is not None:
-            crops, steps = crops.to(device), torch.arange(self.image_size, device=device)
-            rows = crops[:, 1:2] + steps  # (B, S)
-            cols = crops[:, 0:1] + torch.where(crops[:, 2:3].bool(), self.image_size - 1 - steps,
-                                               steps)
-            batch = torch.arange(len(crops), device=device)[:, None, None]
-            pixels = pixels.transpose(0, 1)[:, batch, rows[:, :, None], cols[:, None, :]]
-        else:
-            pixels = pixels.transpose(0, 1)  # (2, B, S, S, 3)
-        left, right = pixels[0].permute(0, 3, 1, 2), pixels[1].permute(0, 3, 1, 2)
+    def to_device(self, pixels: torch.Tensor, flips: list, device: torch.device) -> tuple:
+        """Gathered pixels -> uint8 (sketch, photo) on the device, (B, 3, S, S) views each, the
+        rows in flips mirrored there, all at once (a mirrored copy on the host is per pixel)."""
+        pixels = pixels.to(device, non_blocking=True)
+        if flips:
+            rows = torch.tensor(flips, device=device)
+            pixels[rows] = pixels[rows].flip(3)  # (B, 2, S, S, 3): 3 is the width
+        left, right = pixels[:, 0].permute(0, 3, 1, 2), pixels[:, 1].permute(0, 3, 1, 2)
         return (right, left) if self.swap else (left, right)
 
 
 class CachedLoader:
     """What train.py iterates instead of a DataLoader with --cache: the sampler's batches (full ones
-    only) as uint8 (sketch, photo) on the device, read from a PairCache by a thread one batch
-    ahead of the training step, cropped and flipped on the device."""
+    only) as uint8 (sketch, photo) on the device, read from a PairCache (cropped as they are
+    copied) by a thread one batch ahead of the training step, mirrored on the device."""
 
     def __init__(self, cache: PairCache, sampler: EpochSampler, batch_size: int,
                  device: torch.device):
@@ -515,10 +514,10 @@ class CachedLoader:
         with ThreadPoolExecutor(1) as reader:  # numpy copies without the GIL: a real overlap
             ahead = reader.submit(self.cache.gather, batches[0], pin) if batches else None
             for k in range(len(batches)):
-                pixels, crops = ahead.result()
+                pixels, flips = ahead.result()
                 if k + 1 < len(batches):
                     ahead = reader.submit(self.cache.gather, batches[k + 1], pin)
-                yield self.cache.to_device(pixels, crops, self.device)
+                yield self.cache.to_device(pixels, flips, self.device)
 
 
 # ---------------------------------------------------------------------------------- sketch_aug

@@ -55,6 +55,7 @@ if __name__ == "__main__":
     # sets it for its two workers itself.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
@@ -298,6 +299,30 @@ def handed_over(loader, sampler: EpochSampler, device: torch.device):
         sampler.epoch += 1
 
 
+def device_crop_batches(cache: PairCache, sampler: EpochSampler, batch: int,
+                        device: torch.device):
+    """The alternative train.py does not use, for the side-by-side measurement: whole load_size
+    pairs copied to the device and cropped and mirrored there, by one vectorised gather."""
+    size = cache.image_size
+    steps = torch.arange(size, device=device)
+    while True:
+        keys = list(sampler)
+        for k in range(0, len(keys) - batch + 1, batch):
+            chunk = keys[k:k + batch]
+            pixels = torch.from_numpy(np.take(cache.pixels, cache.slots[[key[0] for key in chunk]],
+                                              axis=0))  # (B, 2, L, L, 3)
+            if device.type == "cuda":
+                pixels = pixels.pin_memory()
+            pixels = pixels.to(device, non_blocking=True)
+            crops = torch.tensor([key[1:] for key in chunk]).to(device)  # (B, 3): x, y, flip
+            rows = crops[:, 1:2] + steps  # (B, S)
+            cols = crops[:, 0:1] + torch.where(crops[:, 2:3].bool(), size - 1 - steps, steps)
+            rows_of = torch.arange(len(chunk), device=device)[:, None, None]
+            pairs = pixels.transpose(0, 1)[:, rows_of, rows[:, :, None], cols[:, None, :]]
+            yield pairs[0].permute(0, 3, 1, 2), pairs[1].permute(0, 3, 1, 2)  # (B, 3, S, S)
+        sampler.epoch += 1
+
+
 def bench_loader(args) -> list:
     device = pick_device(args.device)
     # more workers than cores: said once
@@ -324,6 +349,10 @@ def bench_loader(args) -> list:
                 variants.append((f"cache{tag}", jitter, lambda c=cache, d=data, s=sampler:
                                  handed_over(train.make_loader(d, s, args.batch, 0, device, c), s,
                                              device)))
+                if jitter:  # the crop on the device instead of in the copy: measured, not used
+                    variants.append(("cache, jitter, crop on the device (not used)", jitter,
+                                     lambda c=cache, s=sampler:
+                                     device_crop_batches(c, s, args.batch, device)))
         print(f"{len(data)} pairs in {args.data}, batch {args.batch}, {args.batches} batches per "
               f"pass, {args.rounds} interleaved rounds, device {device}; uint8 batches handed over "
               f"on the device, as train.py's loop receives them", flush=True)
@@ -340,12 +369,13 @@ def bench_loader(args) -> list:
                   "batch": args.batch, "jitter": jitter, "img_per_s": img_per_s,
                   "img_per_s_runs": results[name]["img_per_s"],
                   "vs_files_2_workers": files and img_per_s / files,
+                  "cpu_ms_per_img": statistics.median(results[name]["cpu_ms_per_img"]),
                   "first_batch_s": statistics.median(results[name]["first_batch_s"]),
                   "epoch_min": EDGES2SHOES_TRAIN_IMAGES / img_per_s / 60}
-        ratio = f" | ×{record['vs_files_2_workers']:.1f} vs files, 2 workers" if files else ""
-        print(f"{name} | {img_per_s:.1f} img/s{ratio} | first batch "
-              f"{record['first_batch_s']:.2f} s | edges2shoes epoch {record['epoch_min']:.1f} min",
-              flush=True)
+        ratio = f" (×{record['vs_files_2_workers']:.1f} vs files, 2 workers)" if files else ""
+        print(f"{name} | {img_per_s:.1f} img/s{ratio} | {record['cpu_ms_per_img']:.2f} CPU ms/img "
+              f"| first batch {record['first_batch_s']:.2f} s | edges2shoes epoch "
+              f"{record['epoch_min']:.1f} min", flush=True)
         emit(record, args.out)
         records.append(record)
     return builds + records
@@ -360,16 +390,34 @@ def record_build(cache: PairCache, data: PairDataset, jitter: bool, out) -> dict
               "edges2shoes_build_min": cache.build_s * scale / 60,
               "edges2shoes_gib": cache.nbytes() * scale / 2**30}
     print(f"cache build | {len(data)} pairs at {cache.size}×{cache.size} | "
-          f"{record['build_s']:.1f} s with {record['workers']} processes | {record['mib']:.0f} MiB | edges2shoes "
-          f"({EDGES2SHOES_TRAIN_IMAGES:,} pairs): ~{record['edges2shoes_build_min']:.0f} min, "
-          f"{record['edges2shoes_gib']:.1f} GiB", flush=True)
+          f"{record['build_s']:.1f} s with {record['workers']} processes | {record['mib']:.0f} MiB "
+          f"| edges2shoes ({EDGES2SHOES_TRAIN_IMAGES:,} pairs): "
+          f"~{record['edges2shoes_build_min']:.0f} min, {record['edges2shoes_gib']:.1f} GiB",
+          flush=True)
     emit(record, out)
     return record
 
 
+def cpu_s() -> float:
+    """CPU seconds used so far by this process (all threads) and its live children, the loader's
+    workers (read from Linux's /proc; elsewhere this process alone)."""
+    total = time.process_time()
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            try:  # utime and stime, the 14th and 15th fields, after the command's ")"
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def time_loaders(variants: list, args, device: torch.device) -> dict:
-    """{name: {img_per_s: [...], first_batch_s: [...]}}, the variants' passes interleaved."""
-    results = {name: {"img_per_s": [], "first_batch_s": []} for name, _, _ in variants}
+    """{name: {img_per_s: [...], cpu_ms_per_img: [...], first_batch_s: [...]}}, the variants'
+    passes interleaved. CPU time per image holds on a busy machine, where images/s follows the
+    share of the cores each variant's processes get."""
+    results = {name: {"img_per_s": [], "cpu_ms_per_img": [], "first_batch_s": []}
+               for name, _, _ in variants}
     for _ in range(args.rounds):
         for name, _, make in variants:
             start = time.perf_counter()
@@ -377,12 +425,13 @@ def time_loaders(variants: list, args, device: torch.device) -> dict:
             next(batches)  # worker start-up and the first batch, timed apart
             sync(device)
             first = time.perf_counter() - start
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), cpu_s()
             for _, _ in zip(range(args.batches), batches):
                 pass
             sync(device)
-            results[name]["img_per_s"].append(args.batches * args.batch
-                                              / (time.perf_counter() - start))
+            images = args.batches * args.batch
+            results[name]["img_per_s"].append(images / (time.perf_counter() - start))
+            results[name]["cpu_ms_per_img"].append(1000 * (cpu_s() - start_cpu) / images)
             results[name]["first_batch_s"].append(first)
             batches.close()  # ends the DataLoader and its workers
     return results
