@@ -475,15 +475,16 @@ class PairCache:
         keys: (index, x, y, flip) keys are cropped in the copy (numpy slices read no more bytes
         than the crop's); the mirroring is left to the device. pin: into page-locked memory, for an
         asynchronous copy to a GPU."""
-        pixels = torch.empty((len(keys), 2, self.image_size, self.image_size, 3),
-                             dtype=torch.uint8, pin_memory=pin)
-        out, size = pixels.numpy(), self.image_size
+        size, flips = self.image_size, []
         if not isinstance(keys[0], tuple):
-            np.take(self.pixels, self.slots[keys], axis=0, out=out)
-            return pixels, []
-        for row, (index, x, y, _) in enumerate(keys):
-            out[row] = self.pixels[self.slots[index], :, y:y + size, x:x + size]  # (2, S, S, 3)
-        return pixels, [row for row, key in enumerate(keys) if key[3]]
+            pixels = self.pixels[self.slots[keys]]  # np.take(out=...) measured 2-3x slower
+        else:
+            pixels = np.empty((len(keys), 2, size, size, 3), np.uint8)
+            for row, (index, x, y, flip) in enumerate(keys):
+                pixels[row] = self.pixels[self.slots[index], :, y:y + size, x:x + size]
+                flips += [row] if flip else []
+        pixels = torch.from_numpy(pixels)
+        return (pixels.pin_memory() if pin else pixels), flips
 
     def to_device(self, pixels: torch.Tensor, flips: list, device: torch.device) -> tuple:
         """Gathered pixels -> uint8 (sketch, photo) on the device, (B, 3, S, S) views each, the

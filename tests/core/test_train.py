@@ -102,6 +102,7 @@ def test_ctrl_c_mid_epoch_then_resume_matches_an_unbroken_run(tmp_path, pairs_di
     assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (0, 2, 2)
     resumed = train.main(Config(**{**cfg.to_dict(), "resume": True}))
     assert resumed["step"] == unbroken["step"] == 8
+    assert len(list(tmp_path.glob("cache/*.u8"))) == cfg.cache  # built once, by the cached run
     final_a = torch.load(tmp_path / "a/models/test/last.pt", weights_only=True)
     final_b = torch.load(tmp_path / "b/models/test/last.pt", weights_only=True)
     for net in ("generator", "discriminator"):
