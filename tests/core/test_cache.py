@@ -60,11 +60,12 @@ def test_a_truncated_cache_is_refused_in_one_line(tmp_path):
     folder = make_pairs(tmp_path / "pairs", 3, size=32)
     cache = PairCache(PairDataset(folder, image_size=32), tmp_path / "cache")
     whole = cache.path.read_bytes()
-    for cut in (len(whole) - 1, len(whole) // 2, 100):
-        cache.path.write_bytes(whole[:cut])
+    # cut short, or pixels missing under an intact manifest
+    for damaged in (whole[:-1], whole[:len(whole) // 2], whole[:100], whole[:5000] + whole[6000:]):
+        cache.path.write_bytes(damaged)
         with pytest.raises(ValueError, match=r"-32px\.u8: truncated or damaged cache .*delete it"):
             PairCache(PairDataset(folder, image_size=32), tmp_path / "cache")
-        assert cache.path.stat().st_size == cut  # refused, not rebuilt over
+        assert cache.path.read_bytes() == damaged  # refused, not rebuilt over
 
 
 @pytest.mark.parametrize("foreign", ["file", "folder"])
