@@ -30,7 +30,7 @@ class Config:
     load_size: int = 286  # resize target before the random crop when jitter is on, pixels
     num_workers: int = 4  # data loader processes (0 = load in the main process)
     cache: bool = False  # decode the training pairs once into a uint8 file and read batches from it
-    # (jitter's crop and flip on the device): what keeps a GPU fed; see README "Decode once"
+    # (the jitter's crop taken as it is read, its flip on the device): what keeps a GPU fed; README
     cache_dir: str = "cache"  # where the cache files go: one per data folder and decoded size
     skip_bad: bool = False  # leave out unreadable or wrongly sized files (else list them and stop
     # before training)

@@ -170,7 +170,8 @@ def test_bench_loader_times_train_pys_loaders_side_by_side(tmp_path):
                         tmp_path / "cache")
     assert [r["variant"] for r in records] == [
         "cache build", "cache build", "files, 0 workers", "files, 2 workers", "cache",
-        "files, 0 workers, jitter", "files, 2 workers, jitter", "cache, jitter"]
+        "files, 0 workers, jitter", "files, 2 workers, jitter", "cache, jitter",
+        "cache, jitter, crop on the device (not used)"]
     builds, loaders = records[:2], records[2:]
     assert [b["decoded_size"] for b in builds] == [32, 36]  # jitter's cache holds 36×36 pairs
     assert all(b["build_s"] > 0 and b["edges2shoes_gib"] > 0 for b in builds)
