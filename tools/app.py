@@ -13,10 +13,17 @@ behind it:
     GET  /           the page
     GET  /examples/N.png   example sketch N (val-set sketches of the checkpoint's data, else drawn
                            shoes)
-The sketch is prepared exactly as infer.py prepares a file (fitted to its drawing unless --fit
-false), so with --eval the photo equals `python infer.py sketch.png --eval`; by default G runs as in
-the paper (dropout on) with the seed reset before every request, so one sketch always gives the same
-photo (that of `infer.py sketch.png --seed 0`).
+The sketch is prepared exactly as infer.py prepares a file (fitted to its drawing unless
+--no-fit), so with --eval the photo equals `python infer.py sketch.png --eval`; by default G runs
+as in the paper (dropout on) with the seed reset before every request, so one sketch always gives
+the same photo (that of `infer.py sketch.png --seed 0`).
+
+Safe on loopback: only this machine's pages can use it. Every request's Host header must be
+localhost or a loopback address (a DNS-rebinding page sends its own host name), a POST's Origin
+this page's. --host beyond loopback (0.0.0.0: every interface) serves anyone who can connect and
+says so at start; it then answers to IP addresses too, and --allow_host NAME admits a host name.
+A generation gets GENERATE_BUDGET_S seconds, waiting included, with at most MAX_GENERATIONS under
+way: past either the answer is 503 (busy, try again); the page and other requests are still served.
 """
 
 import argparse
@@ -24,7 +31,9 @@ import base64
 import binascii
 import html
 import io
+import ipaddress
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -58,6 +67,13 @@ CANVAS_SIZE = 256
 MAX_BODY_BYTES = 4 * 1024 * 1024
 SOCKET_TIMEOUT_S = 10  # a client that stops sending mid-request is dropped after this long
 N_EXAMPLES = 3  # example sketches offered on the page
+# seconds a generation may take, waiting for the generator included; 503 past it
+GENERATE_BUDGET_S = 20
+MAX_GENERATIONS = 4  # generation requests under way at once (preparing or waiting); 503 beyond
+
+
+class Busy(Exception):
+    """The generator cannot take this request now (503: try again)."""
 
 
 class ShoeApp:
@@ -65,7 +81,8 @@ class ShoeApp:
     threads."""
 
     def __init__(self, checkpoint, paper: bool = True, seed: int = 0, device: str = "auto",
-                 fit: bool = True):
+                 fit: bool = True, budget_s: float = GENERATE_BUDGET_S,
+                 max_generations: int = MAX_GENERATIONS):
         self.checkpoint = Path(checkpoint)
         self.device = pick_device(device)
         generator, self.cfg = load_generator(self.checkpoint)
@@ -74,22 +91,39 @@ class ShoeApp:
         self.paper, self.seed, self.fit = paper, seed, fit
         # one generation at a time: the seed and G's train flag are global state
         self.lock = threading.Lock()
+        self.budget_s = budget_s
+        self.slots = threading.BoundedSemaphore(max_generations)  # requests under way
         self.examples = make_examples(self.cfg)  # PNG bytes
 
     def generate(self, image_bytes: bytes) -> bytes:
         """An uploaded sketch (any image file's bytes) -> the generated photo as PNG bytes;
-        ValueError if unusable."""
-        with tempfile.TemporaryDirectory(prefix="pix2pix-app-") as folder, self.lock:
-            upload = Path(folder) / "upload"
-            upload.write_bytes(image_bytes)
-            # the same decoding, size checks, fitting (or padding) and resizing as infer.py applies
+        ValueError if unusable, Busy past the budget or the number of requests under way."""
+        deadline = time.monotonic() + self.budget_s
+        if not self.slots.acquire(blocking=False):
+            raise Busy("busy: other sketches are being made; try again")
+        try:
+            with tempfile.TemporaryDirectory(prefix="pix2pix-app-") as folder:
+                upload = Path(folder) / "upload"
+                upload.write_bytes(image_bytes)
+                # infer.py's decoding, size checks, fitting and resizing; no lock: requests prepare
+                # side by side
+                try:
+                    prepared = prepare_sketch(upload, self.cfg.image_size, self.cfg.direction,
+                                              fit=self.fit)
+                except ValueError as e:
+                    raise ValueError(str(e).replace(str(upload), "upload")) from None
+            late = Busy(f"busy: no photo within {self.budget_s:g} s; try again")
+            if not self.lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
+                raise late
             try:
-                prepared = prepare_sketch(upload, self.cfg.image_size, self.cfg.direction,
-                                          fit=self.fit)
-            except ValueError as e:
-                raise ValueError(str(e).replace(str(upload), "upload")) from None
-            # paper mode: the same dropout masks for every request
-            photo = generate(self.model, [prepared], self.device, self.paper, self.seed)[0]
+                if time.monotonic() > deadline:  # the preparation used up the budget
+                    raise late
+                # paper mode: the same dropout masks for every request
+                photo = generate(self.model, [prepared], self.device, self.paper, self.seed)[0]
+            finally:
+                self.lock.release()
+        finally:
+            self.slots.release()
         buffer = io.BytesIO()
         photo.save(buffer, format="PNG")  # at the upload's size
         return buffer.getvalue()
@@ -155,8 +189,17 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "pix2pix-app"
 
     def parse_request(self) -> bool:
+        """http.server's parsing, then the Host check for every method (DNS rebinding)."""
         self.started, self.note = time.perf_counter(), ""
-        return super().parse_request()
+        if not super().parse_request():
+            return False
+        host = self.headers.get("Host")
+        if host is not None and not self.server.host_allowed(host):
+            self.close_connection = True  # a body stays unread
+            self.text(403, f"Host {printable(host, 80)!r} refused: this server answers to "
+                           f"localhost and IP addresses (--allow_host NAME admits a name)")
+            return False
+        return True
 
     def do_GET(self):
         path = urlsplit(self.path).path
@@ -170,6 +213,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/favicon.ico":
             return self.reply(204, b"")
         self.reply(404, f"not found: {path}\n".encode(), "text/plain; charset=utf-8")
+
+    do_HEAD = do_GET  # reply() sends the headers of GET's answer, without its body
 
     def do_POST(self):
         path = urlsplit(self.path).path
@@ -195,30 +240,30 @@ class Handler(BaseHTTPRequestHandler):
             photo = self.server.app.generate(decode_body(body))
         except ValueError as e:
             return self.text(400, str(e))
+        except Busy as e:
+            return self.text(503, str(e), headers={"Retry-After": "1"})
         except Exception as e:  # a bug or an out-of-memory: say so, keep serving
             return self.text(500, f"generation failed: {type(e).__name__}: {printable(e)}")
         self.reply(200, photo, "image/png")
 
     def same_origin(self) -> bool:
-        """Refuse what another web page makes the browser send: a POST from a page the user visits
-        (its Origin differs) or, after DNS rebinding, one addressed to another host name (its
-        Host)."""
+        """Refuse a POST that another web page makes the browser send (its Origin differs); the
+        Host was checked for every request in parse_request."""
         host, origin = self.headers.get("Host"), self.headers.get("Origin")
-        bound = self.server.server_address[0]
-        if host and bound in ("127.0.0.1", "localhost", "::1"):
-            if host.rsplit(":", 1)[0].strip("[]") not in ("127.0.0.1", "localhost", "::1"):
-                return False
         return origin is None or origin.split("://", 1)[-1] == host
 
-    def text(self, code: int, message: str):
+    def text(self, code: int, message: str, headers=None):
         """A short plain-text error for the client."""
         self.note = message
-        self.reply(code, (message + "\n").encode(), "text/plain; charset=utf-8")
+        self.reply(code, (message + "\n").encode(), "text/plain; charset=utf-8", headers=headers)
 
-    def reply(self, code: int, body: bytes, content_type: str = "", cache: bool = False):
+    def reply(self, code: int, body: bytes, content_type: str = "", cache: bool = False,
+              headers=None):
         self.send_response(code, size=len(body))
         if content_type:
             self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
         self.end_headers()
@@ -255,21 +300,81 @@ def printable(text: str, limit: int = 200) -> str:
     return "".join(c if c.isprintable() else "?" for c in str(text)[:limit])
 
 
+def host_name(header: str) -> str:
+    """The host of a Host header, lowercase, without port or brackets: '[::1]:8000' -> '::1'."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def is_address(host: str) -> bool:
+    """Whether host is an IPv4 or IPv6 address, not a name."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def is_loopback(host: str) -> bool:
+    """localhost, 127.x.x.x or ::1."""
+    return host == "localhost" or is_address(host) and ipaddress.ip_address(host).is_loopback
+
+
+class AppServer(ThreadingHTTPServer):
+    """The threaded HTTP server (over IPv6 for an IPv6 address) and the Host names it answers
+    to."""
+
+    def __init__(self, host: str, port: int, allow_hosts=()):
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # localhost, any name the user named (the bound name included) and, beyond loopback,
+        # IP addresses: a rebinding page reaches the server under its own name, never an address
+        self.loopback = is_loopback(host)
+        self.allowed_names = {"localhost", *(name.lower() for name in allow_hosts)}
+        if not is_address(host):  # --host NAME: the user named it
+            self.allowed_names.add(host.lower())
+        super().__init__((host, port), Handler)
+
+    def host_allowed(self, header: str) -> bool:
+        """Whether a Host header names this server: an allowed name, a loopback address, or any
+        IP address when serving beyond loopback."""
+        name = host_name(header)
+        return (name in self.allowed_names or is_loopback(name)
+                or is_address(name) and not self.loopback)
+
+
 def make_server(checkpoint, host: str = "127.0.0.1", port: int = 8000, paper: bool = True,
-                seed: int = 0, device: str = "auto", fit: bool = True) -> ThreadingHTTPServer:
+                seed: int = 0, device: str = "auto", fit: bool = True, allow_hosts=(),
+                budget_s: float = GENERATE_BUDGET_S,
+                max_generations: int = MAX_GENERATIONS) -> ThreadingHTTPServer:
     """An HTTP server with the app loaded, bound but not yet serving (port 0: any free port)."""
-    app = ShoeApp(checkpoint, paper=paper, seed=seed, device=device, fit=fit)
-    server = ThreadingHTTPServer((host, port), Handler)
+    app = ShoeApp(checkpoint, paper=paper, seed=seed, device=device, fit=fit, budget_s=budget_s,
+                  max_generations=max_generations)
+    server = AppServer(host, port, allow_hosts)
     server.app = app
     return server
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 to 65535."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0 to 65535)")
+    return int(text)
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    # the first paragraph, whole
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     add_checkpoint_flags(parser)
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free one)")
+    parser.add_argument("--port", type=port_number, default=8000,
+                        help="TCP port (0: any free one)")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (0.0.0.0: every interface)")
+                        help="address to listen on: 127.0.0.1 or ::1 (this machine), 0.0.0.0 "
+                             "(every interface: anyone who can connect)")
+    parser.add_argument("--allow_host", action="append", default=[], metavar="NAME",
+                        help="a host name the browser may use for this server besides localhost "
+                             "and IP addresses (repeatable); others are refused (DNS rebinding)")
     parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed set before each generation in paper mode")
@@ -281,12 +386,19 @@ def main(argv=None) -> int:
     try:
         checkpoint = chosen_checkpoint(args)
         server = make_server(checkpoint, args.host, args.port, paper=not args.eval, seed=args.seed,
-                             device=args.device, fit=args.fit)
+                             device=args.device, fit=args.fit, allow_hosts=args.allow_host)
     except (OSError, ValueError) as e:
         print(f"app.py: error: {e}", file=sys.stderr)
         return 2
     host, port = server.server_address[:2]
-    print(f"serving {checkpoint} on http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
+    if not server.loopback:
+        names = ", ".join(sorted(server.allowed_names))
+        print(f"app.py: warning: serving on {args.host} reaches beyond this machine: anyone who "
+              f"can connect can use the model and see the checkpoint's path; Host names other "
+              f"than IP addresses and {names} are refused (--allow_host NAME)", file=sys.stderr,
+              flush=True)
+    url_host = f"[{host}]" if ":" in host else host
+    print(f"serving {checkpoint} on http://{url_host}:{port}/ (Ctrl+C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

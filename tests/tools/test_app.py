@@ -15,6 +15,7 @@ import io
 import json
 import os
 import select
+import socket
 import struct
 import subprocess
 import sys
@@ -75,13 +76,13 @@ def tiny_checkpoint(folder) -> Path:
 
 
 @contextmanager
-def serving(checkpoint, paper: bool):
+def serving(checkpoint, paper: bool, host: str = "127.0.0.1", **options):
     """app.py's server on a free port in a background thread; yields its base URL."""
-    server = app.make_server(checkpoint, "127.0.0.1", 0, paper=paper, device="cpu")
+    server = app.make_server(checkpoint, host, 0, paper=paper, device="cpu", **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/"
+        yield f"http://{f'[{host}]' if ':' in host else '127.0.0.1'}:{server.server_port}/"
     finally:
         server.shutdown()
         server.server_close()
@@ -107,7 +108,8 @@ def paper_url(tiny):
 def request(url, method="GET", path="/", body=None, headers=None) -> tuple:
     """(status, content type, body bytes) of one request."""
     port = int(url.rstrip("/").rsplit(":", 1)[1])
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    host = "::1" if "[::1]" in url else "127.0.0.1"
+    connection = http.client.HTTPConnection(host, port, timeout=30)
     try:
         connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
@@ -257,6 +259,138 @@ def test_limits_and_that_the_server_stays_up(eval_url, monkeypatch):
         assert stalled.recv(100) == b""  # closed by the server, without an answer
         assert time.monotonic() - started < 5
     assert request(eval_url)[0] == 200
+
+
+def test_every_method_checks_the_host(eval_url):
+    port = int(eval_url.rstrip("/").rsplit(":", 1)[1])
+    sketch = png(sketch_image())
+    # a DNS-rebinding page reaches the server under its own name: refused for reads too
+    for method, path, body in (("GET", "/", None), ("HEAD", "/", None),
+                               ("GET", "/examples/0.png", None), ("POST", "/generate", sketch)):
+        for host in (f"evil.example:{port}", "evil.example", f"192.168.1.5:{port}"):
+            status, _, text = request(eval_url, method, path, body, {"Host": host})
+            assert status == 403, (method, path, host)
+            assert method == "HEAD" or b"refused" in text
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST", "::1"):
+            assert request(eval_url, method, path, body, {"Host": host})[0] == 200, (method, host)
+
+
+def test_head_answers_like_get_without_a_body(eval_url):
+    port = int(eval_url.rstrip("/").rsplit(":", 1)[1])
+    for path in ("/", "/examples/0.png", "/nothing"):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("HEAD", path)
+        response = connection.getresponse()
+        got = request(eval_url, path=path)
+        assert (response.status, response.getheader("Content-Type")) == got[:2]
+        assert int(response.getheader("Content-Length")) == len(got[2]) > 0
+        assert response.read() == b""
+        connection.close()
+    # on the wire: the headers and nothing after them
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(b"HEAD / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"\r\n\r\n")
+
+
+def test_beyond_loopback_it_warns_and_admits_only_named_hosts(tiny, monkeypatch, capsys):
+    def stop_at_once(server, *args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(app.AppServer, "serve_forever", stop_at_once)
+    assert app.main(["--checkpoint", str(tiny), "--host", "0.0.0.0", "--port", "0",
+                     "--device", "cpu"]) == 0
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith(
+        "app.py: warning: serving on 0.0.0.0 reaches beyond this machine: anyone who can connect")
+    assert app.main(["--checkpoint", str(tiny), "--port", "0", "--device", "cpu"]) == 0
+    assert capsys.readouterr().err == ""  # loopback: no warning
+    monkeypatch.undo()
+    with serving(tiny, paper=False, host="0.0.0.0", allow_hosts=["Shoes.lan"]) as url:
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        for host, status in (("evil.example", 403), (f"shoes.lan:{port}", 200),
+                             (f"10.1.2.3:{port}", 200), (f"[fe80::1]:{port}", 200),
+                             ("localhost", 200), ("shoes.lan.evil.example", 403)):
+            assert request(url, headers={"Host": host})[0] == status, host
+
+
+def test_a_slow_generation_has_a_budget_and_blocks_no_one(tiny, monkeypatch):
+    entered, release = threading.Event(), threading.Event()
+    real = app.generate
+
+    def slow_first(*args, **kwargs):  # the first request holds the generator until released
+        if not entered.is_set():
+            entered.set()
+            release.wait(30)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(app, "generate", slow_first)
+    sketch, results = png(sketch_image()), {}
+
+    def post(key, url):
+        started = time.monotonic()
+        results[key] = request(url, "POST", "/generate", sketch), time.monotonic() - started
+    with serving(tiny, paper=False, budget_s=2, max_generations=2) as url:
+        slow = threading.Thread(target=post, args=("slow", url))
+        slow.start()
+        assert entered.wait(30)
+        started = time.monotonic()
+        assert request(url)[0] == 200 and time.monotonic() - started < 1  # the page is served
+        waiting = threading.Thread(target=post, args=("waiting", url))
+        waiting.start()
+        time.sleep(0.5)  # the second request now waits for the generator, in the last slot
+        status, _, text = request(url, "POST", "/generate", sketch)
+        assert status == 503 and b"busy: other sketches are being made" in text
+        waiting.join(30)
+        (status, _, text), took = results["waiting"]
+        assert status == 503 and b"busy: no photo within 2 s" in text and 1.9 < took < 4
+        release.set()
+        slow.join(30)
+        assert results["slow"][0][0] == 200
+        assert request(url, "POST", "/generate", sketch)[0] == 200  # slots and lock given back
+
+
+def test_a_preparation_that_uses_up_the_budget_gets_503(tiny, monkeypatch):
+    real = app.prepare_sketch
+
+    def slow_prepare(*args, **kwargs):
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(app, "prepare_sketch", slow_prepare)
+    with serving(tiny, paper=False, budget_s=0.3) as url:
+        status, _, text = request(url, "POST", "/generate", png(sketch_image()))
+        assert status == 503 and b"busy: no photo within 0.3 s" in text
+
+
+def test_port_out_of_range_and_help(capsys):
+    with pytest.raises(SystemExit, match="2"):
+        app.main(["--port", "99999"])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(": error: argument --port: '99999' is not a TCP port (0 to 65535)")
+    with pytest.raises(SystemExit, match="0"):
+        app.main(["--help"])
+    description = " ".join(capsys.readouterr().out.split())
+    assert ("Draw a shoe in the browser: a sketch canvas and the photo the generator makes of it, "
+            "side by side. options:") in description
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
+def test_ipv6_loopback(tiny):
+    with serving(tiny, paper=False, host="::1") as url:
+        assert url.startswith("http://[::1]:")
+        status, kind, _ = request(url)  # Host: [::1]:PORT
+        assert status == 200 and kind.startswith("text/html")
+        assert request(url, "POST", "/generate", png(sketch_image()))[0] == 200
+        assert request(url, headers={"Host": "evil.example"})[0] == 403
 
 
 # --- the browser side: a minimal DevTools-protocol client -----------------------------------------
