@@ -130,18 +130,41 @@ def safe_load(path, what: str = "checkpoint"):
                          f"{what_was_loaded(Path(path), e)}") from None
 
 
-def load_checkpoint(path, keys=("generator", "config")) -> dict:
-    """Load a checkpoint safely; any problem becomes one ValueError that names the file."""
+KINDS = {"pix2pix": "infer.py and tools.evaluate use it",
+         "completion": "python completion.py complete and tools.evaluate use it"}
+
+
+def read_checkpoint(path):
+    """safe_load of a checkpoint file that must exist."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    ckpt = safe_load(path)
+    return safe_load(path)
+
+
+def checkpoint_kind(path) -> str:
+    """pix2pix or completion: which family wrote a checkpoint."""
+    ckpt = read_checkpoint(path)
+    kind = ckpt.get("kind", "pix2pix") if isinstance(ckpt, dict) else None
+    if kind not in KINDS:
+        raise ValueError(f"{path}: not a checkpoint of this project")
+    return kind
+
+
+def load_checkpoint(path, keys=("generator", "config"), kind: str = "pix2pix",
+                    config_class=Config) -> dict:
+    """Load a checkpoint of one family (pix2pix's have no "kind" key) safely; any problem becomes
+    one ValueError that names the file. config_class rebuilds its config."""
+    ckpt = read_checkpoint(path)
+    found = ckpt.get("kind", "pix2pix") if isinstance(ckpt, dict) else None
+    if found != kind and found in KINDS:
+        raise ValueError(f"{path}: a {found} checkpoint, not a {kind} one ({KINDS[found]})")
     missing = [k for k in keys if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
-        raise ValueError(f"{path}: not a pix2pix checkpoint of this project "
+        raise ValueError(f"{path}: not a {kind} checkpoint of this project "
                          f"(missing {', '.join(missing)})")
     try:
-        ckpt["config"] = Config.from_dict(ckpt["config"])
+        ckpt["config"] = config_class.from_dict(ckpt["config"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: checkpoint config is not compatible: {e}") from None
     return ckpt
