@@ -46,9 +46,10 @@ from config import add_device_flag, first_line, pick_device  # noqa: E402
 from dataset import to_float, to_image  # noqa: E402
 from generator import init_weights as init_conv_weights  # noqa: E402
 from generator import seeded  # noqa: E402
-from infer import collect_inputs, prepare_sketch, put_back  # noqa: E402
+from infer import collect_inputs  # noqa: E402
 from save import (LOSS_KEYS, atomic_save, load_checkpoint, load_optimizer, plot_curves,  # noqa: E402
                   psnr, rng_state, save_grid, set_rng_state)
+from sketch import prepare_sketch, put_back  # noqa: E402
 from train import (LossMeter, RunLog, StopFlag, load_data, make_optimizers,  # noqa: E402
                    mixed_precision, prepare_run_dir)
 
@@ -222,6 +223,9 @@ def generator_loss(gan_loss: str, logits: torch.Tensor) -> torch.Tensor:
 def init_weights(module: nn.Module) -> None:
     """DCGAN's init: conv and linear weights N(0, 0.02), batch-norm scales N(1, 0.02)."""
     init_conv_weights(module)
+    if isinstance(module, nn.BatchNorm1d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
@@ -257,16 +261,20 @@ class JointGenerator(nn.Module):
 class DirectCompleter(nn.Module):
     """The reimplementation's completion network: a masked joint image (B, 3, S, 2S) flattened
     through a linear layer, then JointGenerator's transposed convs. The linear layer is factored
-    through a z_dim code (rank z_dim): straight to the 2×4 maps it would hold 200M weights."""
+    through a z_dim code (rank z_dim): straight to the 2×4 maps it would hold 200M weights. Batch
+    norm on the code: the white paper's constant sum would otherwise swamp the lines' share, and
+    every sketch would start with nearly the same code."""
 
     def __init__(self, z_dim: int = 100, ngf: int = 64, image_size: int = 64):
         super().__init__()
-        self.encode = nn.Linear(3 * image_size * 2 * image_size, z_dim)
+        self.encode = nn.Sequential(nn.Flatten(), nn.Linear(3 * image_size * 2 * image_size,
+                                                            z_dim, bias=False),
+                                    nn.BatchNorm1d(z_dim))  # (B, z_dim)
         self.decode = JointGenerator(z_dim, ngf, image_size)
-        init_weights(self.encode)
+        self.encode.apply(init_weights)
 
     def forward(self, masked_joint: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(masked_joint.flatten(1)))  # (B, 3, S, 2S)
+        return self.decode(self.encode(masked_joint))  # (B, 3, S, 2S)
 
 
 class JointDiscriminator(nn.Module):
@@ -306,8 +314,6 @@ def search(generator: nn.Module, discriminator: nn.Module, sketch: torch.Tensor,
     wins. Returns (completed joint images (B, 3, S, 2S), their losses (B,)). The networks must be
     in eval mode: with batch statistics, the candidates would steer each other."""
     batch, size = sketch.shape[0], sketch.shape[-1]
-    target = joint(sketch, torch.zeros_like(sketch)).repeat(starts, 1, 1, 1)  # (starts·B, ...)
-    mask = photo_mask(size, sketch.device)
     code = torch.randn(starts * batch, z_dim, device=sketch.device)
 
     def loss_of(z):  # (starts·B,), each candidate's loss depends on its own z alone
@@ -315,17 +321,21 @@ def search(generator: nn.Module, discriminator: nn.Module, sketch: torch.Tensor,
         return (lambda_contextual * contextual_loss(completed, target, mask)
                 + lambda_perceptual * generator_loss(gan_loss, discriminator(completed))), completed
 
-    with torch.enable_grad():  # also under no_grad or inference callers (evaluation)
+    # gradients also for callers under no_grad or inference_mode (tools.evaluate)
+    with torch.inference_mode(False), torch.enable_grad():
+        sketch = sketch.clone()  # a normal tensor, also when made in inference mode
+        target = joint(sketch, torch.zeros_like(sketch)).repeat(starts, 1, 1, 1)  # (starts·B, ..)
+        mask = photo_mask(size, sketch.device)
         code = code.clone().requires_grad_(True)
         optimizer = torch.optim.Adam([code], lr=lr)
         for _ in range(steps):
             (grad,) = torch.autograd.grad(loss_of(code)[0].sum(), code)  # no weight gradients
             code.grad = grad
             optimizer.step()
-    with torch.no_grad():
-        loss, completed = loss_of(code.detach())
-        best = loss.view(starts, batch).argmin(0)  # (B,) the winning start of each sketch
-        pick = best * batch + torch.arange(batch, device=sketch.device)
+        with torch.no_grad():
+            loss, completed = loss_of(code.detach())
+            best = loss.view(starts, batch).argmin(0)  # (B,) the winning start of each sketch
+            pick = best * batch + torch.arange(batch, device=sketch.device)
     return completed[pick], loss[pick]
 
 

@@ -7,6 +7,8 @@ training, every model family and the evaluation import.
     # torchvision's vgg19 state dict, never downloaded
     vgg = VGGFeatures("vgg19.pth")
     loss = vgg.distance(fake_photo, photo)                   # weighted L1 between feature maps
+    # torchvision's vgg16 state dict: the cosine similarity of Lu et al.'s completion family
+    similarity = VGG16Features("vgg16.pth").cosine(fake_photo, photo)   # (B,)
 
 gan_loss names a system's objective: bce (the paper), lsgan, hinge or wgan-gp (with
 gradient_penalty).
@@ -93,6 +95,19 @@ VGG_WEIGHTS = {"relu1_1": 1 / 32, "relu2_1": 1 / 16, "relu3_1": 1 / 8, "relu4_1"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
+def vgg_layers(layout) -> list:
+    """VGG's convolutional part as torchvision numbers it (features.N): 3×3 conv + ReLU per width,
+    a 2×2 max pool per "M"."""
+    layers, width = [], 3
+    for item in layout:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(width, item, 3, padding=1), nn.ReLU()]
+            width = item
+    return layers
+
+
 class VGGFeatures(nn.Module):
     """Frozen VGG19 up to relu5_1, loaded from torchvision's vgg19 state dict file (features.*
     keys).
@@ -109,13 +124,7 @@ class VGGFeatures(nn.Module):
             raise FileNotFoundError(f"vgg_weights {str(weights_path)!r}: no such file; "
                                     "lambda_perceptual > 0 needs torchvision's vgg19 state dict "
                                     "(vgg19-dcbb9e9d.pth), never downloaded")
-        layers, width = [], 3
-        for item in VGG19_LAYOUT:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(width, item, 3, padding=1), nn.ReLU()]
-                width = item
+        layers = vgg_layers(VGG19_LAYOUT)
         self.features = nn.Sequential(*layers[:max(VGG_LAYERS.values()) + 1])  # up to relu5_1
         try:
             state = safe_load(path, "file")
@@ -155,3 +164,61 @@ class VGGFeatures(nn.Module):
         return sum(VGG_WEIGHTS[name]
                    * F.l1_loss(fake_features[name].float(), real_features[name].float())
                    for name in VGG_LAYERS)
+
+
+# ------------------------------------------------------------------ VGG16 cosine similarity
+
+VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+                512, 512, 512, "M")
+VGG16_SIZE = 224  # the resolution VGG16 was trained at: images are resized to it
+
+
+class VGG16Features(nn.Module):
+    """Frozen VGG16 without fc2: the 4096 features of its first fully connected layer (after its
+    ReLU; Keras' fc1, torchvision's classifier.0-1) per image, as Lu et al.'s reimplementation
+    compares real and generated photos by their cosine similarity.
+
+    From torchvision's vgg16 state dict file (vgg16-397923af.pth), which the user supplies: never
+    downloaded. Images come in on [-1, 1], are mapped to ImageNet's normalisation and resized to
+    224×224.
+    """
+
+    def __init__(self, weights_path):
+        """weights_path: the file; None leaves the weights to load_torchvision (a state dict held
+        in memory)."""
+        super().__init__()
+        path = Path(weights_path or "")
+        if weights_path is not None and (not str(weights_path) or not path.is_file()):
+            raise FileNotFoundError(f"vgg16 weights {str(weights_path)!r}: no such file; the VGG16 "
+                                    "cosine similarity needs torchvision's vgg16 state dict "
+                                    "(vgg16-397923af.pth), never downloaded")
+        self.features = nn.Sequential(*vgg_layers(VGG16_LAYOUT))
+        self.pool = nn.AdaptiveAvgPool2d(7)  # (B, 512, 7, 7) at 224×224 already
+        self.fc1 = nn.Linear(512 * 7 * 7, 4096)
+        try:
+            if weights_path is not None:
+                self.load_torchvision(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as e:  # not a file torch can read safely, or not a vgg16 state dict
+            raise ValueError(f"vgg16 weights {path}: not torchvision's vgg16 state dict "
+                             f"({first_line(e)})") from None
+        self.requires_grad_(False)  # no dropout or norm before fc1: no mode to mind
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def load_torchvision(self, state: dict) -> None:
+        """Take features.* and classifier.0.* of torchvision's vgg16 state dict; the rest (fc2 and
+        the classifier) is not used."""
+        self.features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()
+                                       if k.startswith("features.")})
+        self.fc1.load_state_dict({k.removeprefix("classifier.0."): v for k, v in state.items()
+                                  if k.startswith("classifier.0.")})
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """[-1, 1] images (B, 3, H, W) -> (B, 4096) features."""
+        h = ((image.float() + 1) / 2 - self.mean) / self.std
+        h = F.interpolate(h, size=(VGG16_SIZE, VGG16_SIZE), mode="bilinear", align_corners=False)
+        return F.relu(self.fc1(self.pool(self.features(h)).flatten(1)))
+
+    def cosine(self, fake_photo: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+        """(B,): the cosine similarity of each generated photo's features and its real photo's."""
+        return F.cosine_similarity(self(fake_photo).double(), self(photo).double(), dim=1)

@@ -8,6 +8,8 @@ Inception weights.
     python -m tools.evaluate --checkpoint ... --data ... \
         --inception pt_inception-2015-12-05-6726825d.pth  # + FID, KID
     python -m tools.evaluate --pretrained edges2shoes --data data/edges2shoes/val  # their weights
+    # a contextual-completion checkpoint (completion.py), + the VGG16 cosine similarity
+    python -m tools.evaluate --checkpoint models/c/completer.pt --data ... --vgg16 vgg16.pth
     # unpaired: edge F1 only
     python -m tools.evaluate --checkpoint ... --sketches hand-sketches/sketches
     # + FID, KID vs photos
@@ -17,7 +19,9 @@ Prints a table of means and writes results/<run>/results.json (every image's sco
 and results/<run>/index.html (sketch | generated | real thumbnails with scores, worst L1 first;
 click a column header to sort; opens from disk). By default the generator runs as in the paper at
 test time (dropout on, per-image batch statistics) with --seed fixing the noise; --eval runs it
-deterministically in eval mode.
+deterministically in eval mode. A completion checkpoint (completion.py's completer.pt or
+last.pt) is scored the same way; its networks always run in eval mode, and --seed fixes the random
+starts of its search.
 
 Per image, images in [-1, 1] as the generator makes them:
     l1       mean |fake - real| on the [-1, 1] scale, the scale of the training L1 and
@@ -28,6 +32,9 @@ Per image, images in [-1, 1] as the generator makes them:
              channels
     edge_f1  edges of the generated photo (edges.detect_edges) against the sketch's dark pixels, F1
              with a match tolerance of 2 pixels: a photo that ignores the sketch's lines scores low
+    vgg_cos  only with --vgg16 FILE (torchvision's vgg16 state dict): the cosine similarity of the
+             generated and the real photo's VGG16 features without fc2 (losses.VGG16Features), the
+             measure of Lu et al.'s completion reimplementation
 Over the set: FID and KID on Inception v3 pool features (2048 per image), only with --inception
 FILE: pytorch-fid's pt_inception-2015-12-05 weights (then its TF-compatible pooling is used, so FIDs
 compare with published ones) or torchvision's inception_v3 state dict. Nothing is ever downloaded.
@@ -64,11 +71,14 @@ from dataset import (PairDataset, list_images, load_rgb, pad_to_square, to_image
 from tools.edges import detect_edges
 from generator import paper_mode, translate
 from infer import add_checkpoint_flags, chosen_checkpoint
-from save import load_generator, psnr, safe_load
+from completion import Completer, load_completer
+from losses import VGG16Features
+from save import checkpoint_kind, load_generator, psnr, safe_load
 from sketch import DARK, prepare_sketch
 
 # name -> which is better
-METRICS = {"l1": "lower", "psnr": "higher", "ssim": "higher", "edge_f1": "higher"}
+METRICS = {"l1": "lower", "psnr": "higher", "ssim": "higher", "edge_f1": "higher",
+           "vgg_cos": "higher"}
 THUMB_SIZE = 128  # pixels per side of the thumbnails on the HTML page
 
 
@@ -146,12 +156,15 @@ def edge_f1(fake_photo: torch.Tensor, sketch: torch.Tensor, tolerance: int = 2,
 
 
 def score(fake_photo: torch.Tensor, photo: torch.Tensor, sketch: torch.Tensor,
-          edges: bool = True) -> dict:
-    """All per-image metrics of a batch: {name: (B,) tensor}; edges=False leaves out edge_f1."""
+          edges: bool = True, vgg16=None) -> dict:
+    """All per-image metrics of a batch: {name: (B,) tensor}; edges=False leaves out edge_f1,
+    vgg16 (a losses.VGG16Features) adds vgg_cos."""
     scores = {"l1": l1(fake_photo, photo), "psnr": psnr(fake_photo, photo),
               "ssim": ssim(fake_photo, photo)}
     if edges:
         scores["edge_f1"] = edge_f1(fake_photo, sketch)
+    if vgg16 is not None:
+        scores["vgg_cos"] = vgg16.cosine(fake_photo, photo)
     return scores
 
 
@@ -305,7 +318,8 @@ def summary(images: list, skipped: list, what: str, **extra) -> dict:
 
 @torch.no_grad()
 def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int = 0,
-             batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False) -> dict:
+             batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False,
+             vgg16=None) -> dict:
     """Translate every pair in data_dir and score it: {"images": [{name, l1, psnr, ssim, edge_f1}],
     "mean": {metric: mean}, "skipped": [names that would not decode]}. Images in file order.
 
@@ -313,7 +327,7 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
     False is eval mode. cfg gives image_size and direction; edge_f1 only with direction AtoB (sketch
     in).
     on_batch(names, sketch, fake_photo, photo), if given, sees every batch (for thumbnails,
-    features).
+    features). vgg16, if given (losses.VGG16Features on device), adds vgg_cos.
     """
     # no jitter: the images as they are
     data = PairDataset(data_dir, cfg.image_size, direction=cfg.direction)
@@ -322,7 +336,7 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
             generator, data.files, data.load, paper, seed, batch_size, device, progress, skipped):
         photo = torch.stack([photo for _, photo in pairs]).to(sketch.device)
         scores = {k: v.tolist() for k, v in score(fake_photo, photo, sketch,
-                                                  cfg.direction == "AtoB").items()}
+                                                  cfg.direction == "AtoB", vgg16).items()}
         images += [{"name": name, **{k: v[i] for k, v in scores.items()}}
                    for i, name in enumerate(names)]
         if on_batch is not None:
@@ -488,7 +502,8 @@ def default_data_dir(cfg) -> Path:
 def print_table(results: list) -> None:
     """Means side by side, one column per checkpoint."""
     rows = [("images", "", [str(len(r["images"])) for r in results])]
-    names = {"l1": "L1 [-1,1]", "psnr": "PSNR dB", "ssim": "SSIM", "edge_f1": "edge F1"}
+    names = {"l1": "L1 [-1,1]", "psnr": "PSNR dB", "ssim": "SSIM", "edge_f1": "edge F1",
+             "vgg_cos": "VGG16 cos"}
     for key in (k for k in METRICS if k in results[0]["mean"]):
         rows.append((names[key], METRICS[key], [f"{r['mean'][key]:.4f}" for r in results]))
     if "fid" in results[0]:
@@ -499,6 +514,13 @@ def print_table(results: list) -> None:
     print(f"{'metric':<12}{'better':<7}" + "".join(f"  {r['label']:>{width}}" for r in results))
     for name, better, values in rows:
         print(f"{name:<12}{better:<7}" + "".join(f"  {v:>{width}}" for v in values))
+
+
+def load_model(path) -> tuple:
+    """(module turning sketches into photos, its config) of a pix2pix or a completion checkpoint."""
+    if checkpoint_kind(path) == "completion":
+        return load_completer(path)
+    return load_generator(path)
 
 
 def main(argv=None) -> int:
@@ -513,6 +535,8 @@ def main(argv=None) -> int:
                         help="seed for the dropout noise in paper mode")
     parser.add_argument("--inception",
                         help="Inception v3 weights file for FID and KID (never downloaded)")
+    parser.add_argument("--vgg16", help="torchvision's vgg16 state dict file for the VGG16 "
+                                        "cosine similarity (never downloaded)")
     parser.add_argument("--compare",
                         help="a second checkpoint, evaluated on the same data, shown side by side")
     parser.add_argument("--batch_size", type=int, default=16, help="images per generator call")
@@ -527,7 +551,7 @@ def main(argv=None) -> int:
         device = pick_device(args.device)
         first = chosen_checkpoint(args)
         paths = [first] + ([Path(args.compare)] if args.compare else [])
-        runs = [load_generator(path) for path in paths]  # every file checked before any long work
+        runs = [load_model(path) for path in paths]  # every file checked before any long work
         configs = [cfg for _, cfg in runs]
         if any((c.image_size, c.direction) != (configs[0].image_size, configs[0].direction)
                for c in configs):
@@ -544,7 +568,11 @@ def main(argv=None) -> int:
         if args.sketches and args.inception and not args.photos:
             raise ValueError("--inception with --sketches needs --photos, the real photos to "
                              "compare with")
+        if args.vgg16 and args.sketches:
+            raise ValueError("--vgg16 compares with the real photos of --data pairs; unpaired "
+                             "--sketches have none")
         inception = load_inception(args.inception, device) if args.inception else None
+        vgg16 = VGG16Features(args.vgg16).to(device) if args.vgg16 else None
         data_dir = Path(args.sketches or args.data or default_data_dir(configs[0]))
         # unpaired: the real photos' features once, before the generators run
         photos = load_photos(args.photos, configs[0].image_size) if args.photos else None
@@ -573,12 +601,16 @@ def main(argv=None) -> int:
                     if k == 0 and photo is not None:
                         real_features.append(inception_features(inception, photo))
 
-            common = dict(paper=not args.eval, seed=args.seed, batch_size=args.batch_size,
+            # a completion's networks run in eval mode; --seed fixes its search's random starts
+            paper = not args.eval and not isinstance(generator, Completer)
+            if isinstance(generator, Completer):
+                torch.manual_seed(args.seed)
+            common = dict(paper=paper, seed=args.seed, batch_size=args.batch_size,
                           device=device, on_batch=on_batch, progress=True)
             if args.sketches:
                 result = evaluate_sketches(generator, cfg, data_dir, fit=args.fit, **common)
             else:
-                result = evaluate(generator, cfg, data_dir, **common)
+                result = evaluate(generator, cfg, data_dir, vgg16=vgg16, **common)
             result = {"label": labels[k], "checkpoint": str(path), **result}
             if inception is not None:
                 fake, real = torch.cat(fake_features), torch.cat(real_features)
@@ -587,6 +619,8 @@ def main(argv=None) -> int:
             results.append(result)
             generator.cpu()  # free the device for the next checkpoint
         mode = "eval mode" if args.eval else f"paper mode (dropout on, seed {args.seed})"
+        if any(isinstance(generator, Completer) for generator, _ in runs):
+            mode += f"; completion in eval mode (search seed {args.seed})"
         kind = "unpaired sketches" if args.sketches else "pairs"
         print(f"{len(results[0]['images'])} {kind} from {data_dir}, {mode}")
         print_table(results)

@@ -15,6 +15,8 @@ import save
 from completion import (CompletionConfig, JointDiscriminator, JointGenerator, contextual_loss,
                         joint, photo_mask, search)
 from config import Config
+from losses import VGG16Features
+from tools import evaluate
 
 
 def tiny(tmp_path, data_dir, **overrides) -> CompletionConfig:
@@ -151,7 +153,6 @@ def test_complete_writes_the_photo_at_the_sketchs_size(tmp_path, pairs_dir, caps
                                str(checkpoint), "--steps", "2"]) == 0
         assert Image.open(out / "drawn.png").size == (90, 70)
     # tools.evaluate scores a completion checkpoint like any generator
-    from tools import evaluate
     assert evaluate.main(["--checkpoint", str(tmp_path / "models/search/completer.pt"),
                           "--data", str(pairs_dir / "val"), "--out", str(tmp_path / "res")]) == 0
     result = json.loads((tmp_path / "res/results.json").read_text())
@@ -175,6 +176,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, pairs_dir, capsys):
     assert "pix2pix.pt: a pix2pix checkpoint, not a completion one" in error_of(
         str(sketch), "--checkpoint", str(tmp_path / "pix2pix.pt"))
     completion.main(tiny(tmp_path, pairs_dir))
+    capsys.readouterr()  # the training's own output
     checkpoint = tmp_path / "models/test/completer.pt"
     assert "missing.png: no such file or folder" in error_of(
         str(tmp_path / "missing.png"), "--checkpoint", str(checkpoint))
@@ -189,3 +191,30 @@ def test_bad_inputs_give_one_line_errors(tmp_path, pairs_dir, capsys):
     with pytest.raises(SystemExit):
         completion.parse_args(["--lambda_l1", "3"])
     assert "unrecognized arguments: --lambda_l1" in capsys.readouterr().err
+
+
+def test_vgg16_features_are_torchvisions_fc1_and_score_their_cosine(tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    with torch.device("meta"):  # no init of 138M weights: filled below, quickly
+        reference = torchvision.models.vgg16(weights=None)
+    reference = reference.to_empty(device="cpu").eval()
+    torch.manual_seed(0)
+    for name, parameter in reference.named_parameters():  # biases 0: the image decides
+        parameter.data.uniform_(-0.03, 0.03) if name.endswith("weight") else parameter.data.zero_()
+    vgg16 = VGG16Features(None)
+    vgg16.load_torchvision(reference.state_dict())
+    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():  # torchvision's own layers up to classifier[1], the ReLU after fc1
+        normalised = ((image + 1) / 2 - vgg16.mean) / vgg16.std
+        resized = torch.nn.functional.interpolate(normalised, size=(224, 224), mode="bilinear")
+        expected = reference.classifier[1](reference.classifier[0](
+            torch.flatten(reference.avgpool(reference.features(resized)), 1)))
+        assert torch.allclose(vgg16(image), expected, atol=1e-5)
+        scores = evaluate.score(image, image, image, vgg16=vgg16)
+        assert torch.allclose(scores["vgg_cos"], torch.ones(2, dtype=torch.float64))
+        assert (evaluate.score(-image, image, image, vgg16=vgg16)["vgg_cos"] < 1 - 1e-4).all()
+    with pytest.raises(FileNotFoundError, match="nowhere.pth'?: no such file.*never downloaded"):
+        VGG16Features(tmp_path / "nowhere.pth")
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.pth: not torchvision's vgg16 state dict"):
+        VGG16Features(tmp_path / "junk.pth")
