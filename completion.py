@@ -279,15 +279,17 @@ class DirectCompleter(nn.Module):
 
 class JointDiscriminator(nn.Module):
     """A joint image (B, 3, S, 2S) -> one logit per image (B,): four 5×5 stride-2 convs (ndf, 2,
-    4, 8 × ndf; batch norm after all but the first; LeakyReLU 0.2), then a dense layer."""
+    4, 8 × ndf; LeakyReLU 0.2), then a dense layer. No batch norm: D sees real and completed
+    images in separate batches, and batch norm would cancel what all completions of a batch share
+    (a gray background where real ones are white), so G could never learn it (measured: the search
+    GAN stayed gray noise after 200 demo steps with it)."""
 
     def __init__(self, ndf: int = 64, image_size: int = 64):
         super().__init__()
         layers, width = [], 3
         for k in range(4):
             out = ndf * 2**k
-            layers.append(nn.Conv2d(width, out, 5, stride=2, padding=2, bias=k == 0))
-            layers += [nn.BatchNorm2d(out), nn.LeakyReLU(0.2)] if k else [nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(width, out, 5, stride=2, padding=2), nn.LeakyReLU(0.2)]
             width = out
         self.net = nn.Sequential(*layers, nn.Flatten())
         self.dense = nn.Linear(width * (image_size // 16) * (image_size // 8), 1)
