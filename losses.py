@@ -189,9 +189,9 @@ class VGG16Features(nn.Module):
         super().__init__()
         path = Path(weights_path or "")
         if weights_path is not None and (not str(weights_path) or not path.is_file()):
-            raise FileNotFoundError(f"vgg16 weights {str(weights_path)!r}: no such file; the VGG16 "
-                                    "cosine similarity needs torchvision's vgg16 state dict "
-                                    "(vgg16-397923af.pth), never downloaded")
+            raise FileNotFoundError(f"vgg16 weights {str(weights_path)!r}: no such file (never "
+                                    "downloaded: give torchvision's vgg16 state dict, "
+                                    "vgg16-397923af.pth)")
         self.features = nn.Sequential(*vgg_layers(VGG16_LAYOUT))
         self.pool = nn.AdaptiveAvgPool2d(7)  # (B, 512, 7, 7) at 224×224 already
         self.fc1 = nn.Linear(512 * 7 * 7, 4096)

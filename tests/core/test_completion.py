@@ -15,6 +15,7 @@ import save
 from completion import (CompletionConfig, JointDiscriminator, JointGenerator, contextual_loss,
                         joint, photo_mask, search)
 from config import Config
+from generator import build_generator
 from losses import VGG16Features
 from tools import evaluate
 
@@ -110,11 +111,10 @@ def interrupt_at_load(monkeypatch, n: int):
     monkeypatch.setattr(dataset.PairDataset, "load", load)
 
 
-@pytest.mark.parametrize("method", ["direct", "search"])
-def test_ctrl_c_mid_epoch_then_resume_matches_an_unbroken_run(tmp_path, pairs_dir, monkeypatch,
-                                                              method):
-    unbroken = completion.main(tiny(tmp_path / "a", pairs_dir, epochs=2, method=method))
-    cfg = tiny(tmp_path / "b", pairs_dir, epochs=2, method=method)
+def test_ctrl_c_mid_epoch_then_resume_matches_an_unbroken_run(tmp_path, pairs_dir, monkeypatch):
+    # the search GAN draws its codes from the global generator: its state must resume too
+    unbroken = completion.main(tiny(tmp_path / "a", pairs_dir, epochs=2, method="search"))
+    cfg = tiny(tmp_path / "b", pairs_dir, epochs=2, method="search")
     interrupt_at_load(monkeypatch, 4 + 6)  # 4 val pairs load first; then the second batch
     with pytest.raises(SystemExit) as stopped:
         completion.main(cfg)
@@ -193,7 +193,25 @@ def test_bad_inputs_give_one_line_errors(tmp_path, pairs_dir, capsys):
     assert "unrecognized arguments: --lambda_l1" in capsys.readouterr().err
 
 
-def test_vgg16_features_are_torchvisions_fc1_and_score_their_cosine(tmp_path):
+def test_a_missing_or_foreign_vgg16_file_is_one_line(tmp_path, pairs_dir, capsys,
+                                                      monkeypatch):
+    with pytest.raises(FileNotFoundError, match="nowhere.pth'?: no such file \\(never downloaded"):
+        VGG16Features(tmp_path / "nowhere.pth")
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.pth: not torchvision's vgg16 state dict"):
+        VGG16Features(tmp_path / "junk.pth")
+    cfg = Config(image_size=64, num_downs=6, ngf=8, ndf=8)  # a valid generator: the file is next
+    torch.save({"generator": build_generator(cfg).state_dict(), "config": cfg.to_dict()},
+               tmp_path / "g.pt")
+    monkeypatch.chdir(tmp_path)  # short names: evaluate cuts its error line at 120 characters
+    assert evaluate.main(["--checkpoint", "g.pt", "--vgg16", "nowhere.pth", "--data",
+                          str(pairs_dir / "val")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "nowhere.pth': no such file (never downloaded" in error[0]
+
+
+@pytest.mark.slow  # a 138M-weight network at 224×224: ~5 s on 2 idle cores
+def test_vgg16_features_are_torchvisions_fc1_and_score_their_cosine():
     torchvision = pytest.importorskip("torchvision")
     with torch.device("meta"):  # no init of 138M weights: filled below, quickly
         reference = torchvision.models.vgg16(weights=None)
@@ -203,18 +221,13 @@ def test_vgg16_features_are_torchvisions_fc1_and_score_their_cosine(tmp_path):
         parameter.data.uniform_(-0.03, 0.03) if name.endswith("weight") else parameter.data.zero_()
     vgg16 = VGG16Features(None)
     vgg16.load_torchvision(reference.state_dict())
-    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():  # torchvision's own layers up to classifier[1], the ReLU after fc1
         normalised = ((image + 1) / 2 - vgg16.mean) / vgg16.std
         resized = torch.nn.functional.interpolate(normalised, size=(224, 224), mode="bilinear")
         expected = reference.classifier[1](reference.classifier[0](
             torch.flatten(reference.avgpool(reference.features(resized)), 1)))
         assert torch.allclose(vgg16(image), expected, atol=1e-5)
-        scores = evaluate.score(image, image, image, vgg16=vgg16)
-        assert torch.allclose(scores["vgg_cos"], torch.ones(2, dtype=torch.float64))
-        assert (evaluate.score(-image, image, image, vgg16=vgg16)["vgg_cos"] < 1 - 1e-4).all()
-    with pytest.raises(FileNotFoundError, match="nowhere.pth'?: no such file.*never downloaded"):
-        VGG16Features(tmp_path / "nowhere.pth")
-    (tmp_path / "junk.pth").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="junk.pth: not torchvision's vgg16 state dict"):
-        VGG16Features(tmp_path / "junk.pth")
+        assert torch.allclose(evaluate.score(image, image, image, vgg16=vgg16)["vgg_cos"],
+                              torch.ones(1, dtype=torch.float64))
+        assert evaluate.score(-image, image, image, vgg16=vgg16)["vgg_cos"] < 1 - 1e-4
