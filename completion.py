@@ -165,7 +165,7 @@ class CompletionConfig:
 # The built-in demo: the synthetic shoes of `python -m tools.demo`, small networks, a short search,
 # sized so that `python completion.py train --demo` finishes on a 2-core CPU in a few minutes.
 DEMO = dict(data_dir="data/demo", name="completion_demo", ngf=16, ndf=16, batch_size=16,
-            epochs=8, log_every=25, n_samples=8, val_images=8, search_steps=50, search_starts=4)
+            epochs=15, log_every=25, n_samples=8, val_images=8, search_steps=50, search_starts=4)
 FIXED_ON_RESUME = ("method", "image_size", "z_dim", "ngf", "ndf", "batch_size")
 CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "scaler", "epoch", "batch",
                    "step", "rng", "config")
