@@ -197,7 +197,7 @@ class VGG16Features(nn.Module):
         self.fc1 = nn.Linear(512 * 7 * 7, 4096)
         try:
             if weights_path is not None:
-                self.load_torchvision(torch.load(path, map_location="cpu", weights_only=True))
+                self.load_torchvision(safe_load(path, "file"))
         except Exception as e:  # not a file torch can read safely, or not a vgg16 state dict
             raise ValueError(f"vgg16 weights {path}: not torchvision's vgg16 state dict "
                              f"({first_line(e)})") from None
