@@ -1,6 +1,6 @@
 """Sketch to photo by contextual completion (Lu, Wu, Tai, Tang 2017), in two ways.
 
-    python -m tools.demo && python completion.py train --demo     # synthetic shoes, minutes on a CPU
+    python -m tools.demo && python completion.py train --demo    # synthetic shoes, minutes on a CPU
     python completion.py train --data_dir data/edges2shoes --method search
     python completion.py train --demo --resume               # continue after Ctrl-C
     python completion.py complete sketch.png             # -> out/sketch.png, newest completer.pt
@@ -13,9 +13,9 @@ that its sketch half matches the input sketch:
             through a linear layer (factored through a z_dim code, reading ink), then five 5×5
             stride-2 transposed convs at S = 64 (batch norm, LeakyReLU; tanh), trained on
             λc·contextual + λp·perceptual + λphoto·(L1 to the real photo half; 0 in theirs);
-    search  (the paper's) a joint-image GAN from a latent code z, trained as a plain GAN; each sketch
-            is completed by search_steps Adam steps on z of λc·contextual + λp·perceptual from
-            search_starts random starts, keeping the best.
+    search  (the paper's) a joint-image GAN from a latent code z, trained as a plain GAN; each
+            sketch is completed by search_steps Adam steps on z of λc·contextual + λp·perceptual
+            from search_starts random starts, keeping the best.
 contextual: mean |x - G| over the sketch half (M ⊙ |x - G|, the mask M hiding the photo half);
 perceptual: G's adversarial loss on D's judgement of the completed joint image. D: four 5×5 stride-2
 convs and a dense layer. The run writes models/<name>/{config.json, log.jsonl, curves.png, last.pt,
@@ -47,8 +47,8 @@ from dataset import to_float, to_image  # noqa: E402
 from generator import init_weights as init_conv_weights  # noqa: E402
 from generator import seeded  # noqa: E402
 from infer import collect_inputs  # noqa: E402
-from save import (LOSS_KEYS, atomic_save, load_checkpoint, load_optimizer, plot_curves,  # noqa: E402
-                  psnr, rng_state, save_grid, set_rng_state)
+from save import (LOSS_KEYS, atomic_save, load_checkpoint, load_optimizer,  # noqa: E402
+                  plot_curves, psnr, rng_state, save_grid, set_rng_state)
 from sketch import prepare_sketch, put_back  # noqa: E402
 from train import (LossMeter, RunLog, StopFlag, load_data, make_optimizers,  # noqa: E402
                    mixed_precision, prepare_run_dir)
