@@ -66,6 +66,8 @@ class CompletionConfig:
     jitter: bool = False  # random resize to load_size, crop and flip of both halves alike
     load_size: int = 72  # resize target before the random crop when jitter is on, pixels
     num_workers: int = 2  # data loader processes (0 = load in the main process)
+    cache: bool = False  # decode the training pairs once into a uint8 file (train.py's --cache)
+    cache_dir: str = "cache"  # where the cache files go: one per data folder and decoded size
     skip_bad: bool = False  # leave out unreadable or wrongly sized files (else list them and stop)
 
     # --- model ---

@@ -102,11 +102,11 @@ def interrupt_at_load(monkeypatch, n: int):
     """Ctrl-C (SIGINT to ourselves) while the n-th image loads."""
     calls, original = [], dataset.PairDataset.load
 
-    def load(self, path):
+    def load(self, path, *crop):
         calls.append(path)
         if len(calls) == n:
             os.kill(os.getpid(), signal.SIGINT)
-        return original(self, path)
+        return original(self, path, *crop)
 
     monkeypatch.setattr(dataset.PairDataset, "load", load)
 
