@@ -50,10 +50,10 @@ import torch  # noqa: E402
 
 from config import SWITCH, add_device_flag, pick_device  # noqa: E402
 from dataset import list_images, to_image  # noqa: E402
-from generator import for_inference, translate  # noqa: E402
 from pretrained import PRETRAINED, pretrained_checkpoint  # noqa: E402
 from save import load_generator  # noqa: E402
 from sketch import prepare_sketch, put_back  # noqa: E402
+from tune import PRECISIONS, Tuner  # noqa: E402
 
 def find_checkpoint(models_dir: str = "models") -> Path:
     """The most recently written generator.pt under models/, so infer.py works right after
@@ -87,6 +87,16 @@ def chosen_checkpoint(args: argparse.Namespace) -> Path:
     print(f"checkpoint: {newest} (the newest models/*/generator.pt; --checkpoint picks another)",
           file=sys.stderr)
     return newest
+
+
+def add_tuning_flags(parser: argparse.ArgumentParser) -> None:
+    """--precision and --tune, for infer.py, the app and tools.evaluate."""
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: the tuner's pick (bf16 only on a CPU with native bf16, "
+                             "and only within the stated output bound); fp32 or bf16 force it")
+    parser.add_argument("--tune", **{**SWITCH, "default": None},
+                        help="time the settings now and cache the winner (default: use the cache, "
+                             "tune when the job is big enough to pay for it); --no-tune: defaults")
 
 
 def collect_inputs(paths) -> tuple:
@@ -148,12 +158,11 @@ def check_writable(folder: Path) -> None:
         pass
 
 
-def generate(model, batch: list, device, paper: bool, seed: int = 0) -> list:
+def generate(tuner: Tuner, batch: list, seed: int = 0) -> list:
     """Photos (PIL, at the inputs' sizes) of a list of Prepared inputs that share one tensor size;
     in paper mode every image's dropout noise is seeded by seed."""
-    sketches = torch.stack([prepared.sketch for prepared in batch]).to(device)  # (B, 3, H, W)
-    with torch.inference_mode():
-        fake_photos = translate(model, sketches, paper=paper, seeds=[seed] * len(batch))
+    sketches = torch.stack([prepared.sketch for prepared in batch])  # (B, 3, H, W)
+    fake_photos = tuner(sketches, [seed] * len(batch))
     return [put_back(to_image(photo), prepared) for photo, prepared in zip(fake_photos, batch)]
 
 
@@ -181,7 +190,8 @@ def main(argv=None) -> int:
                              "normalizes each image by its own statistics)")
     add_device_flag(parser)
     parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads (0: torch's default, one per core)")
+                        help="CPU threads (0: torch's default, one per core, or the tuner's pick)")
+    add_tuning_flags(parser)
     args = parser.parse_args(argv)
     if args.native and args.fit:
         parser.error("--native runs the whole sketch at its own size; it excludes --fit")
@@ -216,20 +226,21 @@ def main(argv=None) -> int:
         checkpoint = chosen_checkpoint(args)
         generator, cfg = load_generator(checkpoint)
         generator.to(device)
-        # eval mode: batch norm folded into the convs, NHWC; paper mode: per-image norm and noise
-        model = for_inference(generator, paper=paper)
     except (OSError, ValueError) as e:
         print(f"infer.py: error: {e}", file=sys.stderr)
         return 2
     for problem in problems:
         print(f"infer.py: error: {problem}", file=sys.stderr)
     failed, written = len(problems), 0
+    # the fastest correct setting for this machine, model and batch (tune.py)
+    tuner = Tuner(generator, paper=paper, device=device, precision=args.precision,
+                  n_images=len(files), tune=args.tune, tune_threads=args.threads == 0)
     batch_size = args.batch_size
     pending = {}  # tensor shape -> [(path, Prepared)], run when batch_size have gathered
 
     def run(group):
         nonlocal failed, written
-        photos = generate(model, [prepared for _, prepared in group], device, paper, args.seed)
+        photos = generate(tuner, [prepared for _, prepared in group], args.seed)
         for (path, _), photo in zip(group, photos):
             target = targets[path]
             try:

@@ -33,6 +33,13 @@ def make_pairs(folder, n: int, size: int = 64, seed: int = 0) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def tune_cache(tmp_path, monkeypatch) -> Path:
+    """tune.py's cache in a tmp dir: no test reads or writes the user's ~/.cache/pix2pix."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "pix2pix" / "tune.json"
+
+
 @pytest.fixture
 def pairs_dir(tmp_path) -> Path:
     """data/ with train/ (16 pairs) and val/ (4 pairs) at 64×64 per half."""

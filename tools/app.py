@@ -54,10 +54,10 @@ from config import SWITCH, add_device_flag, pick_device  # noqa: E402
 from dataset import list_images, to_image, train_val_folders  # noqa: E402
 from tools.demo import draw_shoe  # noqa: E402
 from tools.edges import sketch_pixels  # noqa: E402
-from generator import for_inference  # noqa: E402
-from infer import add_checkpoint_flags, chosen_checkpoint, generate  # noqa: E402
+from infer import add_checkpoint_flags, add_tuning_flags, chosen_checkpoint, generate  # noqa: E402
 from save import load_generator  # noqa: E402
 from sketch import prepare_sketch  # noqa: E402
+from tune import Tuner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]  # the repo: relative data_dirs are relative to it
 
@@ -82,18 +82,20 @@ class ShoeApp:
 
     def __init__(self, checkpoint, paper: bool = True, seed: int = 0, device: str = "auto",
                  fit: bool = True, budget_s: float = GENERATE_BUDGET_S,
-                 max_generations: int = MAX_GENERATIONS):
+                 max_generations: int = MAX_GENERATIONS, precision: str = "auto", tune=None):
         self.checkpoint = Path(checkpoint)
         self.device = pick_device(device)
         generator, self.cfg = load_generator(self.checkpoint)
-        # eval mode: batch norm folded into the convs; paper mode: per-image norm and noise
-        self.model = for_inference(generator.to(self.device), paper=paper)
+        # the fastest correct setting for this machine (tune.py): a server's job is unbounded
+        self.tuner = Tuner(generator.to(self.device), paper=paper, device=self.device,
+                           precision=precision, tune=tune)
         self.paper, self.seed, self.fit = paper, seed, fit
-        # one generation at a time: the seed and G's train flag are global state
+        # one generation at a time: the runner's thread count and masks are per call
         self.lock = threading.Lock()
         self.budget_s = budget_s
         self.slots = threading.BoundedSemaphore(max_generations)  # requests under way
         self.examples = make_examples(self.cfg)  # PNG bytes
+        self.generate(self.examples[0])  # tune and warm up now, not on the first stroke
 
     def generate(self, image_bytes: bytes) -> bytes:
         """An uploaded sketch (any image file's bytes) -> the generated photo as PNG bytes;
@@ -119,7 +121,7 @@ class ShoeApp:
                 if time.monotonic() > deadline:  # the preparation used up the budget
                     raise late
                 # paper mode: the same dropout masks for every request
-                photo = generate(self.model, [prepared], self.device, self.paper, self.seed)[0]
+                photo = generate(self.tuner, [prepared], self.seed)[0]
             finally:
                 self.lock.release()
         finally:
@@ -346,11 +348,11 @@ class AppServer(ThreadingHTTPServer):
 
 def make_server(checkpoint, host: str = "127.0.0.1", port: int = 8000, paper: bool = True,
                 seed: int = 0, device: str = "auto", fit: bool = True, allow_hosts=(),
-                budget_s: float = GENERATE_BUDGET_S,
-                max_generations: int = MAX_GENERATIONS) -> ThreadingHTTPServer:
+                budget_s: float = GENERATE_BUDGET_S, max_generations: int = MAX_GENERATIONS,
+                precision: str = "auto", tune=None) -> ThreadingHTTPServer:
     """An HTTP server with the app loaded, bound but not yet serving (port 0: any free port)."""
     app = ShoeApp(checkpoint, paper=paper, seed=seed, device=device, fit=fit, budget_s=budget_s,
-                  max_generations=max_generations)
+                  max_generations=max_generations, precision=precision, tune=tune)
     server = AppServer(host, port, allow_hosts)
     server.app = app
     return server
@@ -382,11 +384,13 @@ def main(argv=None) -> int:
                         help="fit the drawing to the training frame and redraw its lines (as "
                              "infer.py does)")
     add_device_flag(parser)
+    add_tuning_flags(parser)
     args = parser.parse_args(argv)
     try:
         checkpoint = chosen_checkpoint(args)
         server = make_server(checkpoint, args.host, args.port, paper=not args.eval, seed=args.seed,
-                             device=args.device, fit=args.fit, allow_hosts=args.allow_host)
+                             device=args.device, fit=args.fit, allow_hosts=args.allow_host,
+                             precision=args.precision, tune=args.tune)
     except (OSError, ValueError) as e:
         print(f"app.py: error: {e}", file=sys.stderr)
         return 2

@@ -69,12 +69,13 @@ from config import SWITCH, add_device_flag, first_line, pick_device
 from dataset import (PairDataset, list_images, load_rgb, pad_to_square, to_image, to_tensor,
                      train_val_folders)
 from tools.edges import detect_edges
-from generator import paper_mode, translate
-from infer import add_checkpoint_flags, chosen_checkpoint
+from generator import translate
+from infer import add_checkpoint_flags, add_tuning_flags, chosen_checkpoint
 from completion import Completer, load_completer
 from losses import VGG16Features
 from save import checkpoint_kind, load_generator, psnr, safe_load
 from sketch import DARK, prepare_sketch
+from tune import Tuner
 
 # name -> which is better
 METRICS = {"l1": "lower", "psnr": "higher", "ssim": "higher", "edge_f1": "higher",
@@ -279,14 +280,20 @@ def inception_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------- evaluation
 
 def translated_batches(generator: nn.Module, files: list, load, paper: bool, seed: int,
-                       batch_size: int, device, progress: bool, skipped: list):
+                       batch_size: int, device, progress: bool, skipped: list,
+                       precision: str = "auto", tune=None):
     """Yield (names, loaded, sketch, fake_photo) per batch of files: loaded holds load(path) of
     each, a tuple whose first item is the sketch (3, H, W); a file that will not decode is warned
-    about, appended to skipped, and left out."""
+    about, appended to skipped, and left out. The generator runs as tune.Tuner picks (precision,
+    tune: its overrides)."""
     device = torch.device(device)
     generator.to(device)
+    if isinstance(generator, Completer):  # its search optimizes: run it as it is, untuned
+        tuner = lambda sketch, seeds: translate(generator, sketch, paper=False).float()  # noqa: E731
+    else:
+        tuner = Tuner(generator, paper=paper, device=device, precision=precision,
+                      n_images=len(files), tune=tune)
     # paper mode: file k's dropout noise is seeded by seed + k, whatever the batch size
-    model = paper_mode(generator) if paper else generator
     with torch.inference_mode():  # no autograd bookkeeping at all
         for start in tqdm(range(0, len(files), batch_size), desc="evaluate", leave=False,
                           disable=not progress, file=sys.stderr):
@@ -303,8 +310,7 @@ def translated_batches(generator: nn.Module, files: list, load, paper: bool, see
             if not loaded:
                 continue
             sketch = torch.stack([item[0] for item in loaded]).to(device)  # (B, 3, H, W)
-            yield names, loaded, sketch, translate(model, sketch, paper=paper,
-                                                   seeds=seeds).float()
+            yield names, loaded, sketch, tuner(sketch, seeds)
 
 
 def summary(images: list, skipped: list, what: str, **extra) -> dict:
@@ -319,7 +325,7 @@ def summary(images: list, skipped: list, what: str, **extra) -> dict:
 @torch.no_grad()
 def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int = 0,
              batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False,
-             vgg16=None) -> dict:
+             vgg16=None, precision: str = "auto", tune=None) -> dict:
     """Translate every pair in data_dir and score it: {"images": [{name, l1, psnr, ssim, edge_f1}],
     "mean": {metric: mean}, "skipped": [names that would not decode]}. Images in file order.
 
@@ -327,13 +333,15 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
     False is eval mode. cfg gives image_size and direction; edge_f1 only with direction AtoB (sketch
     in).
     on_batch(names, sketch, fake_photo, photo), if given, sees every batch (for thumbnails,
-    features). vgg16, if given (losses.VGG16Features on device), adds vgg_cos.
+    features). vgg16, if given (losses.VGG16Features on device), adds vgg_cos. precision, tune:
+    tune.Tuner's overrides.
     """
     # no jitter: the images as they are
     data = PairDataset(data_dir, cfg.image_size, direction=cfg.direction)
     images, skipped = [], []
     for names, pairs, sketch, fake_photo in translated_batches(
-            generator, data.files, data.load, paper, seed, batch_size, device, progress, skipped):
+            generator, data.files, data.load, paper, seed, batch_size, device, progress, skipped,
+            precision, tune):
         photo = torch.stack([photo for _, photo in pairs]).to(sketch.device)
         scores = {k: v.tolist() for k, v in score(fake_photo, photo, sketch,
                                                   cfg.direction == "AtoB", vgg16).items()}
@@ -347,7 +355,7 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
 @torch.no_grad()
 def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True, seed: int = 0,
                       batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False,
-                      fit: bool = True) -> dict:
+                      fit: bool = True, precision: str = "auto", tune=None) -> dict:
     """evaluate() for plain, unpaired sketches: each translated as infer.py translates it (fitted
     unless fit=False), scored by edge_f1 of the photo against the sketch the generator read:
     {"images": [{name, edge_f1}], "mean": {"edge_f1": mean}, "skipped": [...], "unpaired": True}.
@@ -364,7 +372,8 @@ def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True,
         return (prepare_sketch(path, cfg.image_size, cfg.direction, fit=fit).sketch,)
 
     for names, _, sketch, fake_photo in translated_batches(
-            generator, files, load, paper, seed, batch_size, device, progress, skipped):
+            generator, files, load, paper, seed, batch_size, device, progress, skipped,
+            precision, tune):
         # (B,) halfway from darkest to white
         threshold = (1 + to_unit(sketch).mean(1).amin((1, 2))) / 2
         f1s = edge_f1(fake_photo, sketch, threshold=threshold).tolist()
@@ -546,6 +555,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fit", **{**SWITCH, "default": True},
                         help="with --sketches: fit each drawing to the frame as infer.py does")
     add_device_flag(parser)
+    add_tuning_flags(parser)
     args = parser.parse_args(argv)
     try:
         device = pick_device(args.device)
@@ -606,7 +616,8 @@ def main(argv=None) -> int:
             if isinstance(generator, Completer):
                 torch.manual_seed(args.seed)
             common = dict(paper=paper, seed=args.seed, batch_size=args.batch_size,
-                          device=device, on_batch=on_batch, progress=True)
+                          device=device, on_batch=on_batch, progress=True,
+                          precision=args.precision, tune=args.tune)
             if args.sketches:
                 result = evaluate_sketches(generator, cfg, data_dir, fit=args.fit, **common)
             else:

@@ -1,0 +1,309 @@
+"""Run the generator the fastest correct way the machine at hand allows, as cuDNN's benchmark mode
+picks convolution kernels (issue 21).
+
+    from tune import Tuner
+    tuner = Tuner(generator, paper=True, device=device, precision="auto", n_images=len(files))
+    fake_photos = tuner(sketches, seeds)  # (B, 3, H, W) float32, what translate() makes
+
+On the first batch it sees, a Tuner looks the machine and model up in the cache; on a miss, and when
+the job is big enough to pay for it, it times the candidate settings on that very batch (CPU only):
+    precision       fp32; on a CPU with native bf16 (AVX512_BF16 or AMX on x86, the bf16 extension
+                    on Arm) also bf16 autocast and bf16 weights. Without it bf16 is emulated and
+                    was measured 8-13× slower: never a candidate
+    layout          contiguous (NCHW) or channels_last (NHWC)
+    batch norm      eval mode: always folded into the convs (generator.fold_batchnorm)
+    threads         torch's default, and 1 and half as many, for the winner of the above
+It keeps the fastest whose output stays within BF16_BOUND_DB of the plain fp32 output of the same
+batch (paper mode: the same seeds, so the same dropout masks), and a challenger must beat plain fp32
+by MARGIN to replace it, so that timing noise on a loaded machine never makes it slower. The
+winner is cached per machine (CPU model, ISA capability, core count, torch version) and per model
+shape, mode and batch shape in ~/.cache/pix2pix/tune.json ($XDG_CACHE_HOME respected), and kept.
+Not tuned, and why:
+    OpenMP wait policy  libgomp reads OMP_WAIT_POLICY once, when torch loads it; there is no call to
+                        change it afterwards, so trying both would mean restarting the process.
+                        infer.py, the app and tools.evaluate set PASSIVE before importing torch
+                        (bench infer measures both, in two processes)
+    torch.compile       ~80 s to compile the generator on a 2-core CPU and no faster than eager
+                        there (tools.bench infer); it cannot pay back within a normal run
+"""
+
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from generator import fold_batchnorm, paper_mode
+from save import psnr
+
+# A setting may change the output by at most this much: the PSNR (dB, [0, 1] scale) of its photos
+# against plain fp32's, worst image of the tuning batch. bf16 autocast measured 49-52 dB on a
+# trained model (issue 21); fp32 reorderings stay above 90 dB.
+BF16_BOUND_DB = 40.0
+MARGIN = 0.03  # a setting must be 3% faster than plain fp32 to replace it
+BUDGET_S = 3.0  # timed rounds stop once tuning has taken this long (after at least one)
+MAX_ROUNDS = 5  # timed runs per candidate at most (the median is compared)
+PRECISIONS = ("auto", "fp32", "bf16")
+clock = time.perf_counter  # tests swap in a fake clock
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way to run the generator: precision fp32, bf16 (autocast) or bf16w (bf16 weights)."""
+
+    precision: str = "fp32"
+    channels_last: bool = False
+    threads: int = 0  # 0: leave torch's thread count as it is
+
+    def with_threads(self, threads: int) -> "Setting":
+        return Setting(self.precision, self.channels_last, threads)
+
+    def name(self) -> str:
+        layout = "channels_last" if self.channels_last else "contiguous"
+        return f"{self.precision} {layout}" + (f" {self.threads} threads" if self.threads else "")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (else oneDNN emulates it, many times slower)."""
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        try:
+            return " bf16" in Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def machine_key() -> str:
+    """The CPU model, its ISA capability as torch sees it, the core count and torch's version."""
+    fields = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("vendor_id", "model name", "cpu family", "model", "CPU part"):
+                fields.setdefault(key.strip(), value.strip())
+    cpu = " ".join(fields.values()) or platform.processor() or platform.machine()
+    return (f"{cpu} | {torch.backends.cpu.get_cpu_capability()} | {os.cpu_count()} cores | "
+            f"torch {torch.__version__}")
+
+
+def model_key(generator: nn.Module, paper: bool, shape, precision: str) -> str:
+    """The model's architecture (its class and every tensor's shape), mode, batch shape and the
+    precision asked for."""
+    shapes = [(name, tuple(t.shape)) for name, t in generator.state_dict().items()]
+    digest = hashlib.sha1(repr((type(generator).__name__, shapes)).encode()).hexdigest()[:12]
+    return (f"{type(generator).__name__} {digest} | {'paper' if paper else 'eval'} | "
+            f"{'x'.join(map(str, shape))} | precision {precision} | bound {BF16_BOUND_DB:g} dB")
+
+
+def cache_path() -> Path:
+    """~/.cache/pix2pix/tune.json, or under $XDG_CACHE_HOME."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "pix2pix" / "tune.json"
+
+
+def read_cache(path: Path) -> dict:
+    """The cache's entries; an unreadable file counts as empty (it is only a cache)."""
+    try:
+        entries = json.loads(path.read_text())
+        return entries if isinstance(entries, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_cache(path: Path, key: str, entry: dict) -> None:
+    """Add one entry, atomically (another process may be reading)."""
+    entries = read_cache(path)
+    entries[key] = entry
+    with contextlib.suppress(OSError):  # a read-only home: tune again next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entries, indent=1) + "\n")
+        os.replace(tmp, path)
+
+
+def candidates(precision: str, bf16_native: bool, threads: int) -> list:
+    """Precision × layout settings to time first (other thread counts come after), plain fp32
+    first when it is one."""
+    precisions = {"fp32": ["fp32"], "bf16": ["bf16", "bf16w"],
+                  "auto": ["fp32", "bf16", "bf16w"] if bf16_native else ["fp32"]}[precision]
+    return [Setting(p, layout, threads) for p in precisions for layout in (False, True)]
+
+
+def thread_counts(default: int) -> list:
+    """Thread counts to try beside torch's default: 1 and half of it."""
+    return sorted({n for n in (default // 2, 1) if 0 < n < default})
+
+
+def choose(times: dict, quality: dict, baseline=None, bound: float = BF16_BOUND_DB) -> Setting:
+    """The fastest setting by median time among those whose output is within bound (dB PSNR
+    against plain fp32); the baseline unless the winner beats it by MARGIN; None if none is within
+    bound."""
+    within = [s for s in times if quality[s] >= bound]
+    if not within:
+        return None
+    best = min(within, key=lambda s: statistics.median(times[s]))
+    if (baseline in within and statistics.median(times[best])
+            > (1 - MARGIN) * statistics.median(times[baseline])):
+        return baseline
+    return best
+
+
+class Runner:
+    """The generator prepared for one setting; runner(sketch, seeds) -> photos (B, 3, H, W) float32
+    in contiguous layout."""
+
+    def __init__(self, generator: nn.Module, paper: bool, setting: Setting, device):
+        self.paper, self.setting, self.device = paper, setting, torch.device(device)
+        changes_weights = setting.channels_last or setting.precision == "bf16w"
+        if paper:  # paper_mode shares G's weights: a copy before changing their layout or dtype
+            model = paper_mode(copy.deepcopy(generator) if changes_weights else generator)
+        else:
+            model = fold_batchnorm(generator)
+        model = model.to(self.device)
+        if setting.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if setting.precision == "bf16w":
+            model = model.to(torch.bfloat16)
+        self.model = model
+
+    def with_setting(self, setting: Setting) -> "Runner":
+        """The same prepared model under another thread count."""
+        runner = copy.copy(self)
+        runner.setting = setting
+        return runner
+
+    def __call__(self, sketch: torch.Tensor, seeds) -> torch.Tensor:
+        setting = self.setting
+        if setting.threads:
+            torch.set_num_threads(setting.threads)
+        x = sketch.to(self.device)
+        if setting.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if setting.precision == "bf16w":
+            x = x.to(torch.bfloat16)
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                    if setting.precision == "bf16" else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
+            out = self.model(x, seeds=seeds) if self.paper else self.model(x)
+        return out.float().contiguous()
+
+
+class Tuner:
+    """Makes photos with the setting tuned for this machine, model and batch shape (see the module
+    docstring); tuner.setting and tuner.report say what was picked and how."""
+
+    def __init__(self, generator: nn.Module, paper: bool = True, device="cpu",
+                 precision: str = "auto", n_images=None, tune=None, tune_threads: bool = True,
+                 cache=None, log=print):
+        assert precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {precision!r}"
+        self.generator, self.paper, self.device = generator, paper, torch.device(device)
+        self.precision, self.n_images, self.tune = precision, n_images, tune
+        self.tune_threads = tune_threads  # False when the user fixed the thread count
+        self.cache = Path(cache) if cache else cache_path()
+        self.log = log or (lambda line: None)
+        self.runner = self.setting = None
+        self.report = {}
+
+    def __call__(self, sketch: torch.Tensor, seeds) -> torch.Tensor:
+        if self.runner is None:
+            self.runner = self.prepare(sketch, seeds)
+        return self.runner(sketch, seeds)
+
+    def default(self) -> Setting:
+        """Untuned: fp32 (bf16 autocast if asked), contiguous in paper mode, channels_last in eval
+        mode (folded: ~5% faster on a 2-core CPU, bench.py infer)."""
+        return Setting("bf16" if self.precision == "bf16" else "fp32", not self.paper)
+
+    def prepare(self, sketch: torch.Tensor, seeds) -> Runner:
+        """The runner for this batch's shape: cached, tuned now, or the default."""
+        if self.device.type != "cpu":  # GPU tuning is unmeasured: cuDNN benchmark does the convs
+            return self.chosen(self.default(), "not a CPU", say=False)
+        key = (f"{machine_key()} || "
+               f"{model_key(self.generator, self.paper, sketch.shape, self.precision)}"
+               + ("" if self.tune_threads else f" | {torch.get_num_threads()} threads"))
+        entry = read_cache(self.cache).get(key)
+        if self.tune is False:
+            return self.chosen(self.default(), "--no-tune", say=False)
+        if entry and self.tune is None:
+            return self.chosen(Setting(**entry["setting"]), f"cached in {self.cache}")
+        batches = math.ceil(self.n_images / len(sketch)) if self.n_images else math.inf
+        # two runs per candidate at least: tuning at most doubles this run; the cache serves later
+        # ones
+        needed = 2 * (len(candidates(self.precision, native_bf16(), 0)) + 2)
+        if self.tune is None and batches < needed:
+            return self.chosen(self.default(), f"job of {batches} batches, under the {needed} "
+                                               "tuning would take", say=False)
+        setting, self.report = self.measure(sketch, seeds)
+        write_cache(self.cache, key, {"setting": asdict(setting), **self.report,
+                                      "tuned": time.strftime("%Y-%m-%d %H:%M:%S")})
+        return self.chosen(setting, f"tuned in {self.report['tuning_s']:.1f} s, cached in "
+                                    f"{self.cache}")
+
+    def chosen(self, setting: Setting, why: str, say: bool = True) -> Runner:
+        self.setting, self.why = setting, why
+        if say:
+            self.log(f"tune: {setting.name()} ({why})")
+        return Runner(self.generator, self.paper, setting, self.device)
+
+    def measure(self, sketch: torch.Tensor, seeds) -> tuple:
+        """(winner, report): time the candidates on this batch, interleaved, within BUDGET_S."""
+        start, threads = clock(), torch.get_num_threads()
+        plain = Setting("fp32", False, threads)
+        runners = {plain: Runner(self.generator, self.paper, plain, self.device)}
+        reference = runners[plain](sketch, seeds)  # also the warm-up
+        settings = candidates(self.precision, native_bf16(), threads)
+        # an explicit --precision bf16 is the user's call: bf16 even beyond the bound (with a
+        # warning)
+        bound = -math.inf if self.precision == "bf16" else BF16_BOUND_DB
+        try:
+            quality = {}
+            for setting in settings:  # build and warm up (oneDNN makes its primitives here)
+                runners.setdefault(setting, Runner(self.generator, self.paper, setting,
+                                                   self.device))
+                quality[setting] = psnr(runners[setting](sketch, seeds), reference).min().item()
+            times = self.timed_rounds({s: runners[s] for s in settings}, sketch, seeds, start)
+            best = choose(times, quality, plain, bound)
+            # then the thread count, for the winner alone
+            if self.tune_threads:
+                others = [best.with_threads(n) for n in thread_counts(threads)]
+                for setting in others:
+                    runners[setting] = runners[best].with_setting(setting)
+                    runners[setting](sketch, seeds)
+                    quality[setting] = quality[best]
+                more = self.timed_rounds({s: runners[s] for s in [best, *others]}, sketch, seeds,
+                                         clock())
+                for setting, runs in more.items():
+                    times[setting] = times.get(setting, []) + runs
+                best = choose({s: times[s] for s in [best, *others]}, quality, best, bound)
+        finally:
+            torch.set_num_threads(threads)
+        if quality[best] < BF16_BOUND_DB:
+            self.log(f"tune: warning: {best.name()} changes the output by "
+                     f"{quality[best]:.1f} dB PSNR, beyond the {BF16_BOUND_DB:g} dB bound")
+        report = {"ms_per_image": {s.name(): 1000 * statistics.median(t) / len(sketch)
+                                   for s, t in times.items()},
+                  "psnr_vs_fp32_db": {s.name(): round(q, 2) for s, q in quality.items()},
+                  "tuning_s": clock() - start}
+        return best, report
+
+    def timed_rounds(self, runners: dict, sketch, seeds, start: float) -> dict:
+        """{setting: [seconds]}: timed runs, one per candidate a round, interleaved so that a busy
+        machine slows them alike, until BUDGET_S has passed since start (one round at least)."""
+        times = {setting: [] for setting in runners}
+        for round_ in range(MAX_ROUNDS):
+            if round_ and clock() - start > BUDGET_S:
+                break
+            for setting, runner in runners.items():
+                began = clock()
+                runner(sketch, seeds)
+                times[setting].append(clock() - began)
+        return times
