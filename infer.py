@@ -6,6 +6,9 @@
     # deterministic: no dropout, running statistics
     python infer.py sketch.jpg --eval
     python infer.py sketch.jpg --pretrained edges2shoes  # the authors' weights, downloaded once
+    python infer.py sketches/ --precision fp32           # no bf16 even where the tuner would pick it
+    # a file of python -m tools.export, run by onnxruntime
+    python infer.py sketch.jpg --onnx models/NAME/generator.paper.onnx
     # the sketch as it is: padded to square, resized
     python infer.py sketch.jpg --no-fit
     python infer.py wide.png --native                  # run at the sketch's own resolution
@@ -34,6 +37,7 @@ exit code is 2 at the end.
 """
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -48,12 +52,14 @@ if __name__ == "__main__":
 
 import torch  # noqa: E402
 
-from config import SWITCH, add_device_flag, pick_device  # noqa: E402
+from config import SWITCH, Config, add_device_flag, first_line, pick_device  # noqa: E402
 from dataset import list_images, to_image  # noqa: E402
+from generator import draw_masks  # noqa: E402
 from pretrained import PRETRAINED, pretrained_checkpoint  # noqa: E402
 from save import load_generator  # noqa: E402
 from sketch import prepare_sketch, put_back  # noqa: E402
 from tune import PRECISIONS, Tuner  # noqa: E402
+
 
 def find_checkpoint(models_dir: str = "models") -> Path:
     """The most recently written generator.pt under models/, so infer.py works right after
@@ -158,6 +164,36 @@ def check_writable(folder: Path) -> None:
         pass
 
 
+class OnnxGenerator:
+    """A generator exported by tools.export, run by onnxruntime's CPU provider: its config, mode
+    and dropout rates come from the file; onnx(sketch, seeds) -> photos, the masks drawn as paper
+    mode draws them (the same seed, the same photo)."""
+
+    def __init__(self, path):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ValueError("--onnx needs onnxruntime (pip install onnxruntime)") from None
+        try:
+            self.session = onnxruntime.InferenceSession(str(path),
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as e:  # missing, truncated, not ONNX
+            raise ValueError(f"{path}: not a loadable ONNX file ({first_line(e, 100)})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "pix2pix_config" not in meta:
+            raise ValueError(f"{path}: not written by tools.export (no pix2pix metadata)")
+        self.cfg = Config.from_dict(json.loads(meta["pix2pix_config"]))
+        self.paper = meta["pix2pix_mode"] == "paper"
+        self.rates = json.loads(meta["pix2pix_dropout"])
+        inputs = self.session.get_inputs()  # sketch, then one mask per dropout layer
+        self.names, self.mask_shapes = [i.name for i in inputs], [i.shape[1:] for i in inputs[1:]]
+
+    def __call__(self, sketch: torch.Tensor, seeds) -> torch.Tensor:
+        tensors = [sketch, *(draw_masks(self.mask_shapes, self.rates, seeds) if self.paper else [])]
+        feeds = {name: t.numpy() for name, t in zip(self.names, tensors)}
+        return torch.from_numpy(self.session.run(None, feeds)[0])
+
+
 def generate(tuner: Tuner, batch: list, seed: int = 0) -> list:
     """Photos (PIL, at the inputs' sizes) of a list of Prepared inputs that share one tensor size;
     in paper mode every image's dropout noise is seeded by seed."""
@@ -192,7 +228,12 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads (0: torch's default, one per core, or the tuner's pick)")
     add_tuning_flags(parser)
+    parser.add_argument("--onnx", help="run this file of tools.export with onnxruntime instead of "
+                                       "a checkpoint (its mode must match --eval)")
     args = parser.parse_args(argv)
+    if args.onnx and (args.checkpoint or args.pretrained or args.native):
+        parser.error("--onnx runs an exported file at its training size: no --checkpoint, "
+                     "--pretrained or --native")
     if args.native and args.fit:
         parser.error("--native runs the whole sketch at its own size; it excludes --fit")
     if args.batch_size < 1:
@@ -223,9 +264,16 @@ def main(argv=None) -> int:
         return 2
     try:
         device = pick_device(args.device)
-        checkpoint = chosen_checkpoint(args)
-        generator, cfg = load_generator(checkpoint)
-        generator.to(device)
+        if args.onnx:
+            onnx_generator = OnnxGenerator(args.onnx)
+            cfg = onnx_generator.cfg
+            if onnx_generator.paper != paper:
+                raise ValueError(f"{args.onnx}: exported in {'paper' if not paper else 'eval'} "
+                                 f"mode; export the other (python -m tools.export CHECKPOINT "
+                                 f"--mode {'paper' if paper else 'eval'})")
+        else:
+            generator, cfg = load_generator(chosen_checkpoint(args))
+            generator.to(device)
     except (OSError, ValueError) as e:
         print(f"infer.py: error: {e}", file=sys.stderr)
         return 2
@@ -233,8 +281,9 @@ def main(argv=None) -> int:
         print(f"infer.py: error: {problem}", file=sys.stderr)
     failed, written = len(problems), 0
     # the fastest correct setting for this machine, model and batch (tune.py)
-    tuner = Tuner(generator, paper=paper, device=device, precision=args.precision,
-                  n_images=len(files), tune=args.tune, tune_threads=args.threads == 0)
+    tuner = onnx_generator if args.onnx else Tuner(
+        generator, paper=paper, device=device, precision=args.precision, n_images=len(files),
+        tune=args.tune, tune_threads=args.threads == 0)
     batch_size = args.batch_size
     pending = {}  # tensor shape -> [(path, Prepared)], run when batch_size have gathered
 

@@ -46,9 +46,10 @@ from generator import fold_batchnorm, paper_mode
 from save import psnr
 
 # A setting may change the output by at most this much: the PSNR (dB, [0, 1] scale) of its photos
-# against plain fp32's, worst image of the tuning batch. bf16 autocast measured 49-52 dB on a
-# trained model (issue 21); fp32 reorderings stay above 90 dB.
-BF16_BOUND_DB = 40.0
+# against plain fp32's, worst image of the tuning batch. On the small CPU recipe model and 100 real
+# val pairs bf16 measured >= 48.6 dB (eval mode) and >= 56.1 dB (paper mode), changing L1, SSIM
+# and edge F1 by at most 0.0015, 0.0034 and 0.0005 (README); fp32 reorderings stay above 90 dB.
+BF16_BOUND_DB = 45.0
 MARGIN = 0.03  # a setting must be 3% faster than plain fp32 to replace it
 BUDGET_S = 3.0  # timed rounds stop once tuning has taken this long (after at least one)
 MAX_ROUNDS = 5  # timed runs per candidate at most (the median is compared)

@@ -1,0 +1,89 @@
+"""tools.export: ONNX and torch.export files of both test-time modes, checked against eager;
+infer.py --onnx gives the photos the checkpoint gives; onnx packages stay optional."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import infer
+import save
+from conftest import make_pairs, tiny_config
+from discriminator import build_discriminator
+from generator import build_generator
+from tools import export
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path, tmp_path, ngf=4, num_downs=6)
+    torch.manual_seed(0)
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    G.train()
+    G(torch.randn(4, 3, 64, 64))  # running statistics away from (0, 1)
+    opt = torch.optim.Adam(G.parameters())
+    path = tmp_path / "models/test/last.pt"
+    save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt, opt_d=opt,
+                         scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1, batch=0,
+                         step=4, config=cfg)
+    return path.parent / "generator.pt"
+
+
+def gray(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("L")).astype(int)
+
+
+@pytest.mark.slow
+def test_both_modes_export_and_onnx_runs_like_the_checkpoint(tmp_path, checkpoint, capsys):
+    assert export.main([str(checkpoint)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all(line.endswith(" ok") for line in lines), lines
+    folder = checkpoint.parent
+    for mode in export.MODES:
+        assert (folder / f"generator.{mode}.onnx").is_file()
+        assert (folder / f"generator.{mode}.pt2").is_file()
+    make_pairs(tmp_path / "in", 3, size=64)
+    runs = {"torch": ["--checkpoint", str(checkpoint)],
+            "onnx": ["--onnx", str(folder / "generator.paper.onnx")]}
+    for name, source in runs.items():
+        assert infer.main([str(tmp_path / "in"), "-o", str(tmp_path / name), *source,
+                           "--seed", "5", "--batch_size", "2"]) == 0
+    for k in (1, 2, 3):
+        assert np.abs(gray(tmp_path / f"torch/{k}_AB.png")
+                      - gray(tmp_path / f"onnx/{k}_AB.png")).max() <= 1
+    # eval mode from the eval file; a mode mismatch is one line
+    assert infer.main([str(tmp_path / "in"), "-o", str(tmp_path / "e"), "--eval", "--onnx",
+                       str(folder / "generator.eval.onnx")]) == 0
+    capsys.readouterr()
+    assert infer.main([str(tmp_path / "in"), "--eval", "--onnx",
+                       str(folder / "generator.paper.onnx")]) == 2
+    assert "exported in paper mode" in capsys.readouterr().err
+
+
+def test_missing_onnxruntime_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import raises ImportError
+    make_pairs(tmp_path / "in", 1, size=64)
+    assert infer.main([str(tmp_path / "in"), "--onnx", str(tmp_path / "g.onnx")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "infer.py: error: --onnx needs onnxruntime (pip install onnxruntime)")
+
+
+def test_a_file_that_is_not_onnx_is_one_line(tmp_path, capsys):
+    (tmp_path / "g.onnx").write_text("hello")
+    make_pairs(tmp_path / "in", 1, size=64)
+    assert infer.main([str(tmp_path / "in"), "--onnx", str(tmp_path / "g.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path / 'g.onnx'}: not a loadable ONNX file" in err[0]
+
+
+@pytest.mark.slow
+def test_without_onnx_only_the_torch_export_programs_are_written(checkpoint, monkeypatch,
+                                                                  capsys):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert export.main([str(checkpoint), "--mode", "eval"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0] == ("export.py: onnx is not installed (pip install onnx onnxscript "
+                      "onnxruntime): writing the torch.export programs only")
+    assert sorted(p.name for p in checkpoint.parent.glob("generator.*.*")) == ["generator.eval.pt2"]

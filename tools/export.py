@@ -1,0 +1,147 @@
+"""Export the generator in both test-time modes: an ONNX file and a torch.export program each,
+checked against the eager generator (issue 21).
+
+    python -m tools.export models/NAME/generator.pt       # -> models/NAME/generator.{paper,eval}.{onnx,pt2}
+    python -m tools.export models/NAME/generator.pt --mode eval --out exported/
+    python infer.py sketch.png --onnx models/NAME/generator.paper.onnx   # run it with onnxruntime
+
+eval: G with batch norm folded into the convs; input sketch (B, 3, S, S), output photo.
+paper: per-image statistics (instance norm with the batch norm's affine parameters) and dropout.
+Its random draws cannot be exported as such: an exported graph has no torch.Generator, and ONNX's
+RandomUniform draws from its own stream, so the photos would not match torch's for a seed. The masks
+are therefore inputs (mask0, mask1, ...: one per dropout layer, scaled by 1 / (1 - p)), which
+infer.py --onnx draws with generator.draw_masks exactly as torch draws them: the same seed gives the
+same photo. The batch dimension is dynamic; the image size is the training size.
+Each file is checked on a batch of two against the eager generator (TOLERANCE); the ONNX file holds
+the config, the mode and the dropout rates as metadata, so it needs no checkpoint to run. onnx,
+onnxscript and onnxruntime are optional: without them only the torch.export programs are written.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from config import first_line
+from generator import draw_masks, fold_batchnorm, mask_shapes, paper_mode, translate
+from save import atomic_write, load_generator
+
+TOLERANCE = 1e-4  # largest |exported - eager| allowed, on the [-1, 1] scale (fp32 reordering)
+MODES = ("paper", "eval")
+
+
+class MaskedPaper(nn.Module):
+    """Paper-mode G with its dropout masks as inputs: forward(sketch, masks) -> photo."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.paper = paper_mode(generator)
+
+    def forward(self, sketch: torch.Tensor, masks: tuple) -> torch.Tensor:
+        return self.paper(sketch, masks=list(masks))
+
+
+def example_inputs(generator: nn.Module, paper: bool, size: int, seeds=(1, 2)) -> tuple:
+    """(module to export, its example arguments, dropout rates) for a batch of len(seeds)."""
+    sketch = torch.rand(len(seeds), 3, size, size, generator=torch.Generator().manual_seed(0))
+    sketch = sketch * 2 - 1
+    if not paper:
+        return fold_batchnorm(generator), (sketch,), []
+    model = MaskedPaper(generator)
+    rates = [layer.p for layer in model.paper.dropouts]
+    masks = draw_masks(mask_shapes(model.paper, size, size), rates, seeds)
+    return model, (sketch, tuple(masks)), rates
+
+
+def export_program(model: nn.Module, args: tuple) -> torch.export.ExportedProgram:
+    """torch.export of model with a dynamic batch dimension on every input."""
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    shapes = ({0: batch},) if len(args) == 1 else ({0: batch}, tuple({0: batch} for _ in args[1]))
+    return torch.export.export(model, args, dynamic_shapes=shapes)
+
+
+def flat(args: tuple) -> list:
+    """The example arguments as the flat list of input tensors an ONNX session takes."""
+    return [args[0], *(args[1] if len(args) > 1 else ())]
+
+
+def input_names(args: tuple) -> list:
+    return ["sketch", *(f"mask{k}" for k in range(len(flat(args)) - 1))]
+
+
+def export_onnx(program, args: tuple, path: Path, metadata: dict) -> None:
+    """program as an ONNX file with metadata (onnx and onnxscript needed)."""
+    import onnx
+    onnx_program = torch.onnx.export(program, args, input_names=input_names(args),
+                                     output_names=["photo"], dynamo=True, verbose=False)
+    proto = onnx_program.model_proto
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    atomic_write(path, lambda f: f.write(proto.SerializeToString()))
+    onnx.checker.check_model(str(path))
+
+
+def onnx_output(path: Path, args: tuple) -> torch.Tensor:
+    """What onnxruntime's CPU provider makes of args."""
+    import onnxruntime
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {name: t.numpy() for name, t in zip(input_names(args), flat(args))}
+    return torch.from_numpy(session.run(None, feeds)[0])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoint", help="generator.pt or last.pt of a run")
+    parser.add_argument("--mode", choices=MODES, nargs="+", default=list(MODES),
+                        help="test-time modes to export")
+    parser.add_argument("--out", help="folder for the files (default: beside the checkpoint)")
+    args = parser.parse_args(argv)
+    try:
+        checkpoint = Path(args.checkpoint)
+        generator, cfg = load_generator(checkpoint)
+        out_dir = Path(args.out) if args.out else checkpoint.parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as e:
+        print(f"export.py: error: {first_line(e)}", file=sys.stderr)
+        return 2
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+        have_onnx = True
+    except ImportError as e:
+        print(f"export.py: {e.name} is not installed (pip install onnx onnxscript onnxruntime): "
+              "writing the torch.export programs only")
+        have_onnx = False
+    failed = 0
+    for mode in args.mode:
+        paper = mode == "paper"
+        model, example, rates = example_inputs(generator, paper, cfg.image_size)
+        program = export_program(model, example)
+        paths = {"torch.export": out_dir / f"{checkpoint.stem}.{mode}.pt2",
+                 "onnx": out_dir / f"{checkpoint.stem}.{mode}.onnx"}
+        atomic_write(paths["torch.export"], lambda f: torch.export.save(program, f))
+        # the check: another batch size than exported with, against the eager generator
+        _, check, _ = example_inputs(generator, paper, cfg.image_size, seeds=(3, 4, 5))
+        expected = translate(generator, check[0], paper=paper, seeds=(3, 4, 5))
+        made = {"torch.export": torch.export.load(paths["torch.export"]).module()(*check)}
+        if have_onnx:
+            metadata = {"pix2pix_mode": mode, "pix2pix_config": json.dumps(cfg.to_dict()),
+                        "pix2pix_dropout": json.dumps(rates)}
+            export_onnx(program, example, paths["onnx"], metadata)
+            made["onnx"] = onnx_output(paths["onnx"], check)
+        for kind, output in made.items():
+            error = (output - expected).abs().max().item()
+            verdict = "ok" if error <= TOLERANCE else f"FAILED (over {TOLERANCE:g})"
+            failed += error > TOLERANCE
+            print(f"{mode:5s} {kind:12s} {paths[kind]} | max |exported - eager| {error:.2e} "
+                  f"{verdict}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
