@@ -42,6 +42,7 @@ try:  # TensorBoard is optional: scalars and sample grids go there too when the 
 except ImportError:
     SummaryWriter = None
 from save import LOSS_KEYS, plot_curves, psnr, resume, save_checkpoint, save_grid
+from tune import training_precision
 
 RANK_SEED_STRIDE = 1_000_003  # dropout seed = seed + this × rank + step: a prime above any step
 # count, so that no two (rank, step) pairs share a dropout stream
@@ -56,7 +57,7 @@ def step_seed(seed: int, rank: int, step: int) -> int:
 
 def pick_precision(name: str, device: torch.device) -> torch.dtype:
     """Autocast dtype: bf16 where the GPU has it (no loss scaling needed), fp16 on older GPUs,
-    fp32 on CPU."""
+    fp32 on CPU (where main() first asks tune.training_precision whether bf16 is faster)."""
     if name == "auto":
         if device.type != "cuda":
             return torch.float32
@@ -73,6 +74,18 @@ def mixed_precision(precision: str, device: torch.device) -> tuple:
         else torch.autocast(device.type, dtype=amp_dtype)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     return amp_dtype, autocast, scaler
+
+
+def one_step(cfg: Config, device: torch.device, precision: str):
+    """A function doing one training step of fresh nets on a random batch under precision: what
+    --precision auto times on a CPU."""
+    G, D = build_generator(cfg).to(device), build_discriminator(cfg).to(device)
+    opt_g, opt_d = make_optimizers(G, D, cfg, device)
+    _, autocast, scaler = mixed_precision(precision, device)
+    sketch, photo = (torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size,
+                                device=device) * 2 - 1 for _ in range(2))
+    return lambda: gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, cfg.lambda_l1, autocast,
+                            cfg.gan_loss, cfg.lambda_gp, cfg.n_critic)
 
 
 def make_optimizers(G: nn.Module, D: nn.Module, cfg: Config, device: torch.device) -> tuple:
@@ -404,7 +417,11 @@ def main(cfg: Config) -> dict:
     """Train with cfg; returns the last logged losses and the per-epoch validation L1."""
     # ---------------------------------------------------------------- setup
     rank, world_size, device = setup_distributed(cfg)
-    amp_dtype, autocast, scaler = mixed_precision(cfg.precision, device)
+    precision = cfg.precision
+    if precision == "auto" and device.type == "cpu" and world_size == 1:
+        # bf16 where this CPU has it natively and it measures faster for this step (tune.py)
+        precision = training_precision(lambda name: one_step(cfg, device, name))
+    amp_dtype, autocast, scaler = mixed_precision(precision, device)
     # NHWC lets cuDNN use tensor-core convolutions without transposes; on CPU it gains nothing.
     memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" \
         else torch.contiguous_format

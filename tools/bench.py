@@ -8,8 +8,9 @@ r"""Speed of pix2pix: the training step, the input pipeline and CPU inference (i
     python -m tools.bench train --size 64 --ngf 8 --batch 2 --repeats 2 --warmup 1 --device cpu
     python -m tools.bench loader --data data/edges2shoes-1k/train --batch 64 --workers 2 \
         --jitter false true --cache
-    # CPU ms/image: plain vs fast path
-    python -m tools.bench infer --threads 1 2
+    # CPU ms/image: plain fp32 eager vs the tuner's pick vs onnxruntime, batch 1 and 8; the app
+    python -m tools.bench infer --repeats 10
+    python -m tools.bench infer --checkpoint models/NAME/generator.pt --threads 1 2
 
 train: times train.gan_step (G and D forward and backward, both Adam steps, fused on CUDA,
 GradScaler for fp16) on random batches already on the device, for every combination of the options.
@@ -25,16 +26,18 @@ loader: images/s of train.py's input pipeline alone, up to the uint8 batch on th
 (JPEG -> dataset.PairDataset -> DataLoader) per worker count and, with --cache, train.py --cache's
 path (dataset.PairCache, built first and timed, read by dataset.CachedLoader, crop and flip on the
 device), with and without jitter, interleaved; ratios against the 2-worker file loader.
-infer: ms per 256×256 image on the CPU for the full generator (ngf 64), plain translate() under
-OpenMP's default spin-waiting (infer.py before) against infer.py's fast path
-(OMP_WAIT_POLICY=PASSIVE, generator.for_inference, torch.inference_mode) and steps between, paper
-and eval mode; the two OpenMP settings run in two worker processes, and every timed image alternates
-between variants and processes.
+infer: ms per image on the CPU, side by side: plain fp32 eager translate() (the reference), the
+tuner's pick (tune.py, tuned in the worker) and onnxruntime on the exported generator
+(tools.export), in paper and eval mode, at each --batch; plain also under OpenMP's default
+spin-waiting, in a second worker process (OpenMP reads its wait policy once, at start-up); every
+timed batch alternates between variants and processes; then the sketch pad's POST /generate end to
+end (--app). Ratios are against plain fp32 eager at batch 1.
 Every configuration prints one readable line and one JSON line (also appended to --out FILE.jsonl).
 """
 
 import argparse
-import copy
+import http.client
+import io
 import itertools
 import json
 import math
@@ -43,6 +46,7 @@ import os
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 import warnings
 from contextlib import nullcontext
@@ -63,8 +67,11 @@ import train  # noqa: E402
 from config import Config, add_device_flag, parse_bool, pick_device  # noqa: E402
 from dataset import EpochSampler, PairCache, PairDataset  # noqa: E402
 from discriminator import build_discriminator  # noqa: E402
-from generator import (UNetGenerator, build_generator, fold_batchnorm,  # noqa: E402
-                       for_inference, translate)
+from generator import build_generator, translate  # noqa: E402
+from infer import OnnxGenerator  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from save import atomic_save, load_generator  # noqa: E402
+from tune import MARGIN, Tuner, machine_key, native_bf16  # noqa: E402
 
 EDGES2SHOES_TRAIN_IMAGES = 49_825  # pairs in edges2shoes/train: one epoch
 
@@ -285,6 +292,17 @@ def bench_train(args) -> list:
               flush=True)
         emit(record, args.out)
         records.append(record)
+    # what train.py --precision auto does on this CPU, from these side-by-side figures
+    if device.type == "cpu":
+        for batch in sorted({r["batch"] for r in records}):
+            ms = {r["precision"]: r["ms_per_step"] for r in records if r["batch"] == batch
+                  and r["compile"] == "off" and r["channels_last"] == records[0]["channels_last"]}
+            if {"float32", "bfloat16"} <= set(ms):
+                faster = ms["bfloat16"] < (1 - MARGIN) * ms["float32"]
+                pick = "bf16" if native_bf16() and faster else "fp32"
+                print(f"batch {batch}: bf16 step {ms['bfloat16'] / ms['float32']:.2f}× of fp32 on "
+                      f"{cpu_name()} (native bf16: {'yes' if native_bf16() else 'no'}): "
+                      f"train.py --precision auto picks {pick}", flush=True)
     return records
 
 
@@ -447,52 +465,132 @@ OMP_SETTINGS = {"default": {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "3000
                 "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
 
-def infer_variants(size: int, ngf: int, num_downs: int) -> dict:
-    """name -> function making one photo from one sketch: plain translate() as infer.py did, the
-    fast path infer.py uses now (for_inference + inference_mode), and steps between that isolate one
-    change each."""
+def bench_generator(args) -> tuple:
+    """(G, cfg) to time: the --checkpoint's, else a UNet of --size/--ngf with running statistics
+    moved away from their initial (0, 1), as after training."""
+    if args.checkpoint:
+        return load_generator(args.checkpoint)
+    num_downs = args.num_downs or default_num_downs(args.size)
+    cfg = Config(image_size=args.size, ngf=args.ngf, num_downs=num_downs)
     torch.manual_seed(0)
-    G = UNetGenerator(3, 3, ngf, num_downs)
-    with torch.no_grad():  # running statistics away from their initial (0, 1), as after training
+    G = build_generator(cfg)
+    with torch.no_grad():
         for norm in (m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)):
             norm.running_mean.uniform_(-0.5, 0.5)
             norm.running_var.uniform_(0.5, 2.0)
-    sketch = torch.rand(1, 3, size, size) * 2 - 1  # (1, 3, S, S)
-    fast_paper, fast_eval = for_inference(G, paper=True), for_inference(G, paper=False)
-    folded = fold_batchnorm(G)
-    G_nhwc = copy.deepcopy(G).to(memory_format=torch.channels_last)
-
-    def fast(model, paper):
-        with torch.inference_mode():
-            return translate(model, sketch, paper=paper)
-
-    return {
-        "paper plain": lambda: translate(G, sketch, paper=True),
-        "paper fast": lambda: fast(fast_paper, True),
-        # not used: it changes the seeded dropout masks
-        "paper +channels_last": lambda: fast(G_nhwc, True),
-        "eval plain": lambda: translate(G, sketch, paper=False),
-        "eval +inference_mode": lambda: fast(G, False),
-        "eval +fold": lambda: fast(folded, False),
-        "eval fast": lambda: fast(fast_eval, False),  # fold + channels_last, as infer.py --eval
-    }
+    return G, cfg
 
 
-def infer_worker(conn, size: int, ngf: int, num_downs: int) -> None:
-    """Child process of bench infer: builds the variants, then times each one asked for until sent
-    None."""
-    variants = infer_variants(size, ngf, num_downs)
-    conn.send(torch.get_num_threads())
+def infer_variants(args, omp: str, onnx_files: dict) -> dict:
+    """(name, batch) -> function making the photos of one batch: plain fp32 eager translate() (the
+    reference), tune.Tuner's pick for this machine (tuned here, in this process), and onnxruntime
+    on the exported files; paper and eval mode, each batch size. The default-OpenMP process times
+    plain alone."""
+    G, cfg = bench_generator(args)
+    size = cfg.image_size
+    variants = {}
+    for batch in args.batch:
+        sketch = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
+        sketch, seeds = sketch * 2 - 1, list(range(batch))
+        for mode in ("paper", "eval"):
+            paper = mode == "paper"
+            variants[(f"{mode} plain", batch)] = (
+                lambda s=sketch, p=paper, k=seeds: translate(G, s, paper=p, seeds=k))
+            if omp != "passive":
+                continue
+            tuner = Tuner(G, paper=paper, tune=True, cache=args.tune_cache, log=None)
+            tuner(sketch, seeds)  # tunes on this batch
+            variants[(f"{mode} tuned: {tuner.setting.name()}", batch)] = (
+                lambda s=sketch, t=tuner, k=seeds: t(s, k))
+            if mode in onnx_files:
+                runner = OnnxGenerator(onnx_files[mode])
+                variants[(f"{mode} onnxruntime", batch)] = (
+                    lambda s=sketch, r=runner, k=seeds: r(s, k))
+    return variants
+
+
+def infer_worker(conn, args, omp: str, onnx_files: dict) -> None:
+    """Child process of bench infer: builds the variants, sends their keys, then times each one
+    asked for until sent None."""
+    threads = torch.get_num_threads()  # before a tuned runner sets its own
+    variants = infer_variants(args, omp, onnx_files)
+    conn.send((threads, list(variants)))
     while (request := conn.recv()) is not None:
-        name, threads = request
+        key, threads = request
         torch.set_num_threads(threads)
         start = time.perf_counter()
-        variants[name]()
-        conn.send(time.perf_counter() - start)
+        variants[key]()
+        conn.send((time.perf_counter() - start, threads))
+
+
+def export_onnx_files(args, folder: Path) -> dict:
+    """{mode: ONNX file} of the generator, exported with tools.export; {} without onnxruntime."""
+    try:
+        import onnxruntime  # noqa: F401
+        from tools import export
+        G, cfg = bench_generator(args)
+        files = {}
+        for mode in ("paper", "eval"):
+            model, example, rates = export.example_inputs(G, mode == "paper", cfg.image_size)
+            files[mode] = folder / f"{mode}.onnx"
+            export.export_onnx(export.export_program(model, example), example, files[mode],
+                               {"pix2pix_mode": mode, "pix2pix_config": json.dumps(cfg.to_dict()),
+                                "pix2pix_dropout": json.dumps(rates)})
+        return files
+    except ImportError as e:
+        print(f"bench.py: {e.name} is not installed: no onnxruntime variants", flush=True)
+        return {}
+
+
+def time_app(args, folder: Path) -> dict:
+    """The sketch pad's POST /generate end to end (upload, preparation, generation, PNG), in ms:
+    the median over --repeats requests of a drawn 256×256 canvas, the app tuned at start-up."""
+    from tools import app
+    G, cfg = bench_generator(args)
+    checkpoint = args.checkpoint or folder / "generator.pt"
+    if not args.checkpoint:
+        atomic_save({"generator": G.state_dict(), "config": cfg.to_dict(), "step": 0},
+                    checkpoint)
+    canvas = Image.new("RGB", (app.CANVAS_SIZE, app.CANVAS_SIZE), "white")
+    ImageDraw.Draw(canvas).ellipse((40, 80, 220, 190), outline="black", width=2)
+    body = io.BytesIO()
+    canvas.save(body, format="PNG")
+    times, saved = {}, os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)  # tuned afresh, as for the other variants
+    for mode in ("paper", "eval"):
+        server = app.make_server(checkpoint, port=0, paper=mode == "paper", device="cpu",
+                                 tune=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        host, port = server.server_address[:2]
+        runs = []
+        try:
+            for _ in range(args.repeats + 1):
+                connection = http.client.HTTPConnection(host, port, timeout=60)
+                start = time.perf_counter()
+                connection.request("POST", "/generate", body.getvalue(),
+                                   {"Content-Type": "image/png"})
+                reply = connection.getresponse()
+                reply.read()
+                runs.append(time.perf_counter() - start)
+                connection.close()
+                assert reply.status == 200, reply.status
+        finally:
+            server.shutdown()
+            server.server_close()
+        times[mode] = 1000 * statistics.median(runs[1:])
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME")
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+    return times
 
 
 def bench_infer(args) -> list:
-    num_downs = args.num_downs or default_num_downs(args.size)
+    """Every variant side by side, interleaved across variants and processes; medians."""
+    folder = Path(tempfile.mkdtemp(prefix="pix2pix-bench-"))
+    args.tune_cache = folder / "tune.json"  # a fresh tuning, not what an earlier run cached
+    onnx_files = export_onnx_files(args, folder) if args.onnx else {}
     # a fresh interpreter, so that torch reads its OpenMP setting
     context = multiprocessing.get_context("spawn")
     workers, saved = {}, dict(os.environ)
@@ -502,9 +600,8 @@ def bench_infer(args) -> list:
                 os.environ.pop(key, None)
             os.environ.update(settings)
             conn, child_conn = context.Pipe()
-            process = context.Process(target=infer_worker, args=(child_conn, args.size, args.ngf,
-                                                                 num_downs),
-                                      daemon=True)
+            process = context.Process(target=infer_worker, args=(child_conn, args, omp,
+                                                                 onnx_files), daemon=True)
             process.start()
             # so that a crashed worker ends recv() with EOFError instead of a hang
             child_conn.close()
@@ -512,17 +609,15 @@ def bench_infer(args) -> list:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    default_threads = {omp: conn.recv() for omp, (_, conn) in workers.items()}
-    threads = args.threads or [default_threads["passive"]]
-    names = {"default": ["paper plain", "eval plain"],  # infer.py before, and after: every variant
-             "passive": ["paper plain", "paper fast", "paper +channels_last", "eval plain",
-                         "eval +inference_mode", "eval +fold", "eval fast"]}
-    keys = [(omp, name, t) for omp in OMP_SETTINGS for name in names[omp] for t in threads]
+    started = {omp: conn.recv() for omp, (_, conn) in workers.items()}
+    threads = args.threads or [started["passive"][0]]
+    keys = [(omp, name, batch, t) for omp in OMP_SETTINGS for name, batch in started[omp][1]
+            for t in threads]
 
     def time_one(key) -> float:
-        omp, name, t = key
-        workers[omp][1].send((name, t))
-        return workers[omp][1].recv()
+        omp, name, batch, t = key
+        workers[omp][1].send(((name, batch), t))
+        return workers[omp][1].recv()[0] / batch  # seconds per image
 
     for key in keys:
         time_one(key)  # warm-up: oneDNN primitives, the allocator, the thread pool
@@ -534,23 +629,44 @@ def bench_infer(args) -> list:
         conn.send(None)
         process.join()
 
-    print(f"CPU inference, {args.size}×{args.size}, ngf {args.ngf}, num_downs {num_downs}, "
-          f"{args.repeats} interleaved repeats; OpenMP 'default' = libgomp's spin-then-sleep "
-          f"(infer.py before), 'passive' = infer.py now", flush=True)
+    G, cfg = bench_generator(args)
+    print(f"CPU inference ({cpu_name()}), {cfg.image_size}×{cfg.image_size}, ngf {cfg.ngf}, "
+          f"num_downs {cfg.num_downs}, {args.repeats} interleaved repeats, medians; OpenMP "
+          f"'default' = libgomp's spin-then-sleep, 'passive' = what infer.py sets; ratios: plain "
+          f"fp32 eager's time of the same mode ('passive') over the variant's", flush=True)
     records = []
-    for (omp, name, t), times in runs.items():
+    for (omp, name, batch, t), times in runs.items():
         ms = 1000 * statistics.median(times)
-        plain_ms = 1000 * statistics.median(runs[("default", name.split()[0] + " plain", t)])
+        mode = name.split()[0]
+        plain_ms = 1000 * statistics.median(runs[("passive", f"{mode} plain", min(args.batch),
+                                                  t)])
+        same_ms = 1000 * statistics.median(runs[("passive", f"{mode} plain", batch, t)])
         record = {"mode": "infer", "variant": name, "omp_wait": omp, "threads": t,
-                  "size": args.size, "ngf": args.ngf, "num_downs": num_downs, "ms_per_image": ms,
+                  "batch": batch, "size": cfg.image_size, "ngf": cfg.ngf,
+                  "num_downs": cfg.num_downs, "ms_per_image": ms,
                   "ms_min": 1000 * min(times), "repeats": args.repeats,
-                  "speedup_vs_plain": plain_ms / ms}
-        print(f"OpenMP {omp:7s} | {name:20s} | threads {t} | {ms:8.1f} ms/image (min "
-              f"{record['ms_min']:.1f}) | ×{record['speedup_vs_plain']:.2f} vs {name.split()[0]} "
-              f"plain, OpenMP default", flush=True)
+                  "speedup_vs_plain": plain_ms / ms,
+                  "speedup_vs_plain_same_batch": same_ms / ms, "cpu": cpu_name()}
+        print(f"OpenMP {omp:7s} | {name:42s} | batch {batch} | threads {t} | {ms:7.1f} ms/image "
+              f"(min {record['ms_min']:.1f}) | ×{plain_ms / ms:.2f} vs plain at batch "
+              f"{min(args.batch)}, ×{same_ms / ms:.2f} at batch {batch}", flush=True)
         emit(record, args.out)
         records.append(record)
+    if args.app:
+        for mode, ms in time_app(args, folder).items():
+            record = {"mode": "app", "variant": f"{mode} POST /generate", "ms": ms,
+                      "size": cfg.image_size, "cpu": cpu_name()}
+            print(f"sketch pad, {mode} mode: POST /generate end to end {ms:.0f} ms (median); a "
+                  f"finished stroke waits the page's 300 ms debounce first", flush=True)
+            emit(record, args.out)
+            records.append(record)
+    shutil.rmtree(folder, ignore_errors=True)
     return records
+
+
+def cpu_name() -> str:
+    """The CPU, as tune.py keys its cache: model and torch's ISA capability."""
+    return machine_key().rsplit(" | torch", 1)[0]
 
 
 def main(args) -> list:
@@ -604,7 +720,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     i.add_argument("--threads", type=int, nargs="+", default=None,
                    help="torch threads (default: torch's own)")
     i.add_argument("--repeats", type=int, default=30,
-                   help="timed images per variant (median reported)")
+                   help="timed batches per variant (median reported)")
+    i.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="images per batch")
+    i.add_argument("--checkpoint", help="time this generator (default: a random UNet of --size, "
+                                        "--ngf, --num_downs)")
+    i.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True,
+                   help="also export the generator and time it under onnxruntime")
+    i.add_argument("--app", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the sketch pad's POST /generate end to end")
     for p in (t, d, i):
         p.add_argument("--size", type=int, default=256, help="image side in pixels")
         p.add_argument("--out", help="append the JSON lines to this file")

@@ -118,3 +118,50 @@ def test_every_fp32_setting_makes_the_photos_translate_makes(paper):
         made = tune.Runner(G, paper, setting, "cpu")(sketch, seeds)
         assert made.is_contiguous()
         torch.testing.assert_close(made, expected, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------ train.py --precision auto, CPU
+
+def fake_steps(seconds: dict, now: list):
+    """make_step for training_precision: each step advances the fake clock by seconds[precision]."""
+    made = []
+
+    def make_step(precision):
+        made.append(precision)
+
+        def step():
+            now[0] += seconds[precision]
+        return step
+    return make_step, made
+
+
+def test_training_picks_bf16_only_where_native_and_measured_faster(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(tune, "clock", lambda: now[0])
+    make_step, made = fake_steps({"fp32": 1.0, "bf16": 0.6}, now)
+    assert tune.training_precision(make_step, native=False) == "fp32" and made == []  # no timing
+    assert tune.training_precision(make_step, native=True) == "bf16"
+    slower, _ = fake_steps({"fp32": 1.0, "bf16": 8.0}, now)  # emulated bf16: 8× slower
+    assert tune.training_precision(slower, native=True) == "fp32"
+    close, _ = fake_steps({"fp32": 1.0, "bf16": 0.99}, now)  # within the noise
+    assert tune.training_precision(close, native=True) == "fp32"
+
+
+def test_train_main_asks_for_the_cpu_precision_and_uses_it(tmp_path, pairs_dir, monkeypatch):
+    import train
+    from conftest import tiny_config
+    asked = []
+
+    def choose(make_step):
+        asked.append(make_step("bf16"))  # a real step function of this config
+        return "bf16"
+
+    monkeypatch.setattr(train, "training_precision", choose)
+    used = []
+    real = train.mixed_precision
+    monkeypatch.setattr(train, "mixed_precision", lambda p, d: used.append(p) or real(p, d))
+    train.main(tiny_config(tmp_path, pairs_dir, epochs=1, precision="auto"))
+    assert len(asked) == 1 and used[-1] == "bf16" and "auto" not in used  # last: the run's own
+    used.clear()
+    train.main(tiny_config(tmp_path, pairs_dir, epochs=1, precision="fp32", name="b"))
+    assert len(asked) == 1 and used == ["fp32"]  # an explicit precision is not second-guessed

@@ -154,12 +154,21 @@ def test_bench_train_runs(tmp_path):
 
 
 def test_bench_infer_runs():
-    records = run_bench("infer", "--size", 64, "--ngf", 8, "--repeats", 2)
-    by_name = {(r["omp_wait"], r["variant"]): r for r in records}
-    assert {("default", "paper plain"), ("default", "eval plain"), ("passive", "paper fast"),
-            ("passive", "eval fast")} <= set(by_name)
-    assert all(r["ms_per_image"] > 0 and r["speedup_vs_plain"] > 0 for r in records)
-    assert by_name[("default", "eval plain")]["speedup_vs_plain"] == 1.0
+    records = run_bench("infer", "--size", 64, "--ngf", 8, "--repeats", 2, "--batch", 1, 2,
+                        "--no-onnx")
+    timed = {(r["omp_wait"], r["variant"].split(":")[0], r["batch"])
+             for r in records if r["mode"] == "infer"}
+    assert timed == {(omp, f"{mode} {kind}", batch) for mode in ("paper", "eval")
+                     for batch in (1, 2) for omp, kind in (("default", "plain"),
+                                                           ("passive", "plain"),
+                                                           ("passive", "tuned"))}
+    assert all(r["ms_per_image"] > 0 and r["speedup_vs_plain"] > 0 for r in records
+               if r["mode"] == "infer")
+    app = {r["variant"]: r["ms"] for r in records if r["mode"] == "app"}
+    assert set(app) == {"paper POST /generate", "eval POST /generate"} and min(app.values()) > 0
+    plain = next(r for r in records if r["mode"] == "infer" and r["omp_wait"] == "passive"
+                 and r["variant"] == "eval plain" and r["batch"] == 1)
+    assert plain["speedup_vs_plain"] == 1.0
 
 
 def test_bench_loader_times_train_pys_loaders_side_by_side(tmp_path):
