@@ -5,6 +5,7 @@
     fake_photo = G(sketch)                                      # (B, 3, 256, 256) in [-1, 1]
     G = ResNetGenerator(in_ch=3, out_ch=3, ngf=64, n_blocks=9)  # 11,383,427 parameters (batch norm)
     G = build_generator(cfg)                                    # the one a Config describes
+    fake_photos = translate(G, sketches, paper=True, seeds=[0, 1])  # the paper's test, batched
 
 UNet: encoder C64-C128-C256-C512-C512-C512-C512-C512, decoder
 CD512-CD1024-CD1024-C1024-C1024-C512-C256-C128 (the decoder widths count the skip concatenation),

@@ -6,7 +6,7 @@
     # deterministic: no dropout, running statistics
     python infer.py sketch.jpg --eval
     python infer.py sketch.jpg --pretrained edges2shoes  # the authors' weights, downloaded once
-    python infer.py sketches/ --precision fp32           # no bf16 even where the tuner would pick it
+    python infer.py sketches/ --precision fp32           # no bf16, even where the tuner picks it
     # a file of python -m tools.export, run by onnxruntime
     python infer.py sketch.jpg --onnx models/NAME/generator.paper.onnx
     # the sketch as it is: padded to square, resized
@@ -31,7 +31,9 @@ repeated parts on large inputs; the training size is the one it was judged at.
 By default the generator runs as in the paper at test time (dropout on, each image normalized by
 its own statistics), so each seed draws a slightly different photo: a photo depends on its sketch
 and --seed alone, not on the other inputs or the batch. --eval makes it deterministic. Same-size
-inputs run --batch_size at a time in either mode.
+inputs run --batch_size at a time in either mode, the way tune.py picks for this machine (a job
+big enough to pay for the tuning is timed once, the winner cached; --precision and --tune
+override).
 A file that cannot be read is named on its own line on stderr; the others are still made, and the
 exit code is 2 at the end.
 """
@@ -59,6 +61,12 @@ from pretrained import PRETRAINED, pretrained_checkpoint  # noqa: E402
 from save import load_generator  # noqa: E402
 from sketch import prepare_sketch, put_back  # noqa: E402
 from tune import PRECISIONS, Tuner  # noqa: E402
+
+
+# what --eval costs, measured (README, "Inference modes")
+EVAL_HELP = ("eval mode: no dropout, running statistics; deterministic, but on the small CPU "
+             "recipe model L1 0.251 against paper mode's 0.189 on 100 val pairs, unless the "
+             "statistics are recomputed by tools.precise_bn (0.187)")
 
 
 def find_checkpoint(models_dir: str = "models") -> Path:
@@ -210,7 +218,7 @@ def main(argv=None) -> int:
                              "name get NAME-2.png, NAME-3.png... in the order given; a run that "
                              "would write over an input is refused")
     add_checkpoint_flags(parser)
-    parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
+    parser.add_argument("--eval", **SWITCH, help=EVAL_HELP)
     parser.add_argument("--seed", type=int, default=0,
                         help="seed for the dropout noise in paper mode")
     parser.add_argument("--fit", **{**SWITCH, "default": None},

@@ -54,7 +54,8 @@ from config import SWITCH, add_device_flag, pick_device  # noqa: E402
 from dataset import list_images, to_image, train_val_folders  # noqa: E402
 from tools.demo import draw_shoe  # noqa: E402
 from tools.edges import sketch_pixels  # noqa: E402
-from infer import add_checkpoint_flags, add_tuning_flags, chosen_checkpoint, generate  # noqa: E402
+from infer import (EVAL_HELP, add_checkpoint_flags, add_tuning_flags,  # noqa: E402
+                   chosen_checkpoint, generate)
 from save import load_generator  # noqa: E402
 from sketch import prepare_sketch  # noqa: E402
 from tune import Tuner  # noqa: E402
@@ -377,7 +378,7 @@ def main(argv=None) -> int:
     parser.add_argument("--allow_host", action="append", default=[], metavar="NAME",
                         help="a host name the browser may use for this server besides localhost "
                              "and IP addresses (repeatable); others are refused (DNS rebinding)")
-    parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, deterministic output")
+    parser.add_argument("--eval", **SWITCH, help=EVAL_HELP)
     parser.add_argument("--seed", type=int, default=0,
                         help="seed set before each generation in paper mode")
     parser.add_argument("--fit", **{**SWITCH, "default": True},

@@ -70,7 +70,7 @@ from dataset import (PairDataset, list_images, load_rgb, pad_to_square, to_image
                      train_val_folders)
 from tools.edges import detect_edges
 from generator import translate
-from infer import add_checkpoint_flags, add_tuning_flags, chosen_checkpoint
+from infer import EVAL_HELP, add_checkpoint_flags, add_tuning_flags, chosen_checkpoint
 from completion import Completer, load_completer
 from losses import VGG16Features
 from save import checkpoint_kind, load_generator, psnr, safe_load
@@ -539,7 +539,7 @@ def main(argv=None) -> int:
                         help="folder of side-by-side pairs (default: the run's data_dir/val)")
     parser.add_argument("--out", help="folder for results.json, index.html and thumbnails "
                                       "(default: results/<run>)")
-    parser.add_argument("--eval", **SWITCH, help="eval mode: no dropout, running statistics")
+    parser.add_argument("--eval", **SWITCH, help=EVAL_HELP)
     parser.add_argument("--seed", type=int, default=0,
                         help="seed for the dropout noise in paper mode")
     parser.add_argument("--inception",
