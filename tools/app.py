@@ -51,7 +51,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from config import SWITCH, add_device_flag, pick_device  # noqa: E402
-from dataset import list_images, to_image, train_val_folders  # noqa: E402
+from dataset import list_images, to_image, to_tensor, train_val_folders  # noqa: E402
 from tools.demo import draw_shoe  # noqa: E402
 from tools.edges import sketch_pixels  # noqa: E402
 from infer import (EVAL_HELP, add_checkpoint_flags, add_tuning_flags,  # noqa: E402
@@ -96,7 +96,10 @@ class ShoeApp:
         self.budget_s = budget_s
         self.slots = threading.BoundedSemaphore(max_generations)  # requests under way
         self.examples = make_examples(self.cfg)  # PNG bytes
-        self.generate(self.examples[0])  # tune and warm up now, not on the first stroke
+        # tune and warm up now, on an example at the model's size, not on the first stroke
+        example = Image.open(io.BytesIO(self.examples[0])).convert("RGB")
+        size = (self.cfg.image_size, self.cfg.image_size)
+        self.tuner(to_tensor(example.resize(size, Image.BICUBIC))[None], [seed])
 
     def generate(self, image_bytes: bytes) -> bytes:
         """An uploaded sketch (any image file's bytes) -> the generated photo as PNG bytes;

@@ -385,7 +385,7 @@ def run_main_at(monkeypatch, tmp_path, generator, *args) -> int:
         generator.loads += 1
         return generator, cfg
     monkeypatch.setattr(infer, "load_generator", load)
-    monkeypatch.setattr(infer, "for_inference", lambda model, paper=True: model)
+    monkeypatch.setattr(tune, "fold_batchnorm", lambda model: model)  # the stand-in itself
     return infer.main([*map(str, args), "--checkpoint", "any.pt", "--no-fit"])
 
 
