@@ -36,6 +36,7 @@ MIN_SIDE = 16  # halves smaller than this are not images a UNet can use
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL's own bomb check, as a second line of defence
 # Decoders PIL may use: no EPS (Ghostscript), no exotic parsers.
 FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF")
+EXIF_ORIENTATION = 0x0112  # values 5..8 turn the image a quarter
 EPOCH_SEED_STRIDE = 100_003  # shuffle seed = seed × this + epoch: a prime above any epoch count,
 # so that no two (seed, epoch) pairs share a shuffle
 SCAN_BAR_MIN_FILES = 2000  # header scans of smaller folders take about a second: no progress bar
@@ -98,19 +99,38 @@ def describe_bad(bad, n_files: int, shown: int = 3) -> str:
 
 def load_rgb(path) -> Image.Image:
     """Decode any common image as RGB; transparency becomes white, as on a sheet of paper."""
+    return open_rgb(path)[0]
+
+
+def open_rgb(path, max_side: int = 0) -> tuple:
+    """(RGB image, (width, height) of the full image), decoded as load_rgb does. max_side > 0: a
+    copy whose longer side is at most max_side instead, so that a 12-megapixel photo costs about
+    what a small image costs: JPEGs decode at 1/2, 1/4 or 1/8 scale (almost free), then a box
+    filter reduces by a whole factor."""
     problem = read_header(path, pair=False)[1]
     if problem:
         raise ValueError(f"{path}: {problem}")
     try:
         with Image.open(path, formats=FORMATS) as img:
+            size = img.size
+            if img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
+                size = size[::-1]  # exif_transpose turns it a quarter
+            factor = math.ceil(max(size) / max_side) if max_side else 1
+            if factor > 1 and img.format == "JPEG":
+                img.draft(img.mode, (math.ceil(img.width / factor), math.ceil(img.height / factor)))
             img = ImageOps.exif_transpose(img)
+            if max_side and max(img.size) > max_side and img.mode in ("L", "LA", "RGB", "RGBA"):
+                img = img.reduce(math.ceil(max(img.size) / max_side))  # before any conversion
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
                 white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                return Image.alpha_composite(white, rgba).convert("RGB")
-            return img.convert("RGB")  # grayscale, CMYK, palette, 16-bit -> 8-bit RGB
+                img = Image.alpha_composite(white, rgba)
+            img = img.convert("RGB")  # grayscale, CMYK, palette, 16-bit -> 8-bit RGB
     except (OSError, Image.DecompressionBombError, ValueError) as e:
         raise ValueError(f"{path}: cannot decode image ({e})") from None
+    if max_side and max(img.size) > max_side:
+        img = img.reduce(math.ceil(max(img.size) / max_side))
+    return img, size
 
 
 def split_pair(img: Image.Image) -> tuple:
