@@ -12,16 +12,19 @@
     # the sketch as it is: padded to square, resized
     python infer.py sketch.jpg --no-fit
     python infer.py wide.png --native                  # run at the sketch's own resolution
+    python infer.py photo.jpg --save_prepared prepared/  # + what the generator was given
 
-Inputs: a plain sketch of any size (black lines on white, grayscale or colour, JPEG or PNG), or an
-edges2shoes-style pair twice as wide as high, of which the input half is used. One PNG per input, of
-the input's own size (for a pair: of its input half), named after it: OUT/NAME.png, and NAME-2.png,
-NAME-3.png... for inputs that share a name, in the order given. Nothing is lost: a run whose output
-would replace an input is refused, and the output folder is tried for writing before any work.
-Fitting (default for plain sketches, not pairs): the drawing is found on the canvas (its dark
-pixels, specks ignored), cropped with the margin edges2shoes shoes have, padded to square, redrawn
-with one-pixel lines like the training edges, and the photo goes back at the drawing's place and
-size on white.
+Inputs: a plain sketch of any size (pen, pencil, marker or coloured ink on paper, a scan or a photo
+of it, JPEG or PNG), or an edges2shoes-style pair twice as wide as high, of which the input half is
+used. One PNG per input, of the input's own size (for a pair: of its input half), named after it:
+OUT/NAME.png, and NAME-2.png, NAME-3.png... for inputs that share a name, in the order given.
+Nothing is lost: a run whose output would replace an input is refused, and the output folder is
+tried for writing before any work.
+Fitting (default for plain sketches, not pairs): the drawing is found on the canvas (the strokes
+that stand out from the paper, specks ignored; see sketch.py), cropped with the margin edges2shoes
+shoes have, padded to square, redrawn with one-pixel centre lines like the training edges, and the
+photo goes back at the drawing's place and size on white. A sketch with no drawing to find is named
+on stderr and made unfitted. --save_prepared DIR shows what the generator was given.
 --no-fit: the whole sketch is padded with white to a square and resized to the model's
 resolution; the padding is cropped from the photo, which is resized back to the sketch's size.
 --native: no padding and no resizing to the training size: the fully convolutional generator runs at
@@ -229,6 +232,9 @@ def main(argv=None) -> int:
                         help="run at the sketch's own resolution "
                              "rounded to a multiple of 2**num_downs, "
                              "not at the training size (another scale than trained: other quality)")
+    parser.add_argument("--save_prepared", metavar="DIR",
+                        help="also write what the generator was given (the fitted or padded "
+                             "sketch, at the model's size) to DIR/NAME.png")
     parser.add_argument("--batch_size", type=int, default=8,
                         help="same-size inputs per generator call (either mode: paper mode "
                              "normalizes each image by its own statistics)")
@@ -258,18 +264,27 @@ def main(argv=None) -> int:
         once.setdefault(path.resolve(), path)
     files = list(once.values())
     targets = output_paths(files, out_dir)
+    prepared_dir = Path(args.save_prepared) if args.save_prepared else None
+    if prepared_dir and prepared_dir.resolve() == out_dir.resolve():
+        parser.error("--save_prepared: give another folder than -o (the photos go there under "
+                     "the same names)")
+    prepared_targets = {path: prepared_dir / target.name
+                        for path, target in targets.items()} if prepared_dir else {}
     # nothing lost: checked before any download, load or generation
-    overwritten = overwritten_input(targets)
-    if overwritten:
-        print(f"infer.py: error: {overwritten}: its photo would be written over an input; "
-              f"choose another -o (outputs never replace inputs)", file=sys.stderr)
-        return 2
-    try:
-        check_writable(out_dir)
-    except OSError as e:
-        print(f"infer.py: error: {out_dir}: cannot write there ({e.strerror or e})",
-              file=sys.stderr)
-        return 2
+    for kind, option, paths in (("photo", "-o", targets),
+                                ("prepared sketch", "--save_prepared", prepared_targets)):
+        overwritten = overwritten_input(paths)
+        if overwritten:
+            print(f"infer.py: error: {overwritten}: its {kind} would be written over an input; "
+                  f"choose another {option} (outputs never replace inputs)", file=sys.stderr)
+            return 2
+    for folder in (out_dir, prepared_dir) if prepared_dir else (out_dir,):
+        try:
+            check_writable(folder)
+        except OSError as e:
+            print(f"infer.py: error: {folder}: cannot write there ({e.strerror or e})",
+                  file=sys.stderr)
+            return 2
     try:
         device = pick_device(args.device)
         if args.onnx:
@@ -319,6 +334,16 @@ def main(argv=None) -> int:
             print(f"infer.py: error: {message}", file=sys.stderr)
             failed += 1
             continue
+        if prepared.blank:  # not an error: the photo is still made, from the whole sketch
+            print(f"infer.py: {path}: no drawing found (no strokes stand out from the paper); "
+                  "made from the whole sketch, unfitted", file=sys.stderr)
+        if prepared_dir:
+            target = prepared_targets[path]
+            try:
+                to_image(prepared.sketch).save(target)
+            except OSError as e:
+                print(f"infer.py: error: {target}: cannot write ({e})", file=sys.stderr)
+                failed += 1
         group = pending.setdefault(tuple(prepared.sketch.shape), [])
         group.append((path, prepared))
         if len(group) == batch_size:

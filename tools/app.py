@@ -10,13 +10,15 @@ left; the photo, refreshed 300 ms after each stroke, and its download on the rig
 behind it:
     POST /generate   body: a PNG (or any image PIL reads, or a data: URL) -> image/png at the
                      upload's size
+    POST /generate?given   the same body -> image/png of what the generator is given: the sketch
+                     fitted (or padded) at the model's size, shown under the photo
     GET  /           the page
     GET  /examples/N.png   example sketch N (val-set sketches of the checkpoint's data, else drawn
                            shoes)
-The sketch is prepared exactly as infer.py prepares a file (fitted to its drawing unless
---no-fit), so with --eval the photo equals `python infer.py sketch.png --eval`; by default G runs
-as in the paper (dropout on) with the seed reset before every request, so one sketch always gives
-the same photo (that of `infer.py sketch.png --seed 0`).
+The sketch is prepared exactly as infer.py prepares a file (fitted to its drawing unless --no-fit),
+so with --eval the photo equals `python infer.py sketch.png --eval`; by default G runs as in the paper
+(dropout on) with the seed reset before every request, so one sketch always gives the same photo
+(that of `infer.py sketch.png --seed 0`).
 
 Safe on loopback: only this machine's pages can use it. Every request's Host header must be
 localhost or a loopback address (a DNS-rebinding page sends its own host name), a POST's Origin
@@ -101,8 +103,9 @@ class ShoeApp:
         size = (self.cfg.image_size, self.cfg.image_size)
         self.tuner(to_tensor(example.resize(size, Image.BICUBIC))[None], [seed])
 
-    def generate(self, image_bytes: bytes) -> bytes:
-        """An uploaded sketch (any image file's bytes) -> the generated photo as PNG bytes;
+    def generate(self, image_bytes: bytes, given: bool = False) -> bytes:
+        """An uploaded sketch (any image file's bytes) -> the generated photo as PNG bytes, or with
+        given, the sketch the generator is given (fitted or padded, at the model's size);
         ValueError if unusable, Busy past the budget or the number of requests under way."""
         deadline = time.monotonic() + self.budget_s
         if not self.slots.acquire(blocking=False):
@@ -118,6 +121,8 @@ class ShoeApp:
                                               fit=self.fit)
                 except ValueError as e:
                     raise ValueError(str(e).replace(str(upload), "upload")) from None
+            if given:
+                return png_bytes(to_image(prepared.sketch))
             late = Busy(f"busy: no photo within {self.budget_s:g} s; try again")
             if not self.lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
                 raise late
@@ -130,9 +135,7 @@ class ShoeApp:
                 self.lock.release()
         finally:
             self.slots.release()
-        buffer = io.BytesIO()
-        photo.save(buffer, format="PNG")  # at the upload's size
-        return buffer.getvalue()
+        return png_bytes(photo)  # at the upload's size
 
     def page(self) -> bytes:
         """The HTML page, with this checkpoint's facts filled in."""
@@ -145,6 +148,13 @@ class ShoeApp:
         half = "right" if self.cfg.direction == "BtoA" else "left"
         return (PAGE.replace("%FACTS%", html.escape(facts)).replace("%EXAMPLES%", examples)
                 .replace("%SIZE%", str(CANVAS_SIZE)).replace("%INPUT_HALF%", half).encode())
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """A PIL image as PNG file bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def make_examples(cfg, count: int = N_EXAMPLES, size: int = CANVAS_SIZE) -> list:
@@ -167,12 +177,7 @@ def make_examples(cfg, count: int = N_EXAMPLES, size: int = CANVAS_SIZE) -> list
         photos = np.stack([np.asarray(draw_shoe(np.random.default_rng([2024, n]), size))
                            for n in range(count)])
         sketches = [Image.fromarray(s) for s in sketch_pixels(photos)]
-    encoded = []
-    for sketch in sketches:
-        buffer = io.BytesIO()
-        sketch.save(buffer, format="PNG")
-        encoded.append(buffer.getvalue())
-    return encoded
+    return [png_bytes(sketch) for sketch in sketches]
 
 
 def decode_body(body: bytes) -> bytes:
@@ -243,7 +248,8 @@ class Handler(BaseHTTPRequestHandler):
         if len(body) < int(length):
             return self.text(400, f"body ended after {len(body)} of {length} bytes")
         try:
-            photo = self.server.app.generate(decode_body(body))
+            photo = self.server.app.generate(decode_body(body),
+                                             given=urlsplit(self.path).query == "given")
         except ValueError as e:
             return self.text(400, str(e))
         except Busy as e:
@@ -454,6 +460,8 @@ PAGE = """<!doctype html>
   .example { padding: 0; border-radius: 4px; overflow: hidden; line-height: 0; }
   .example img { width: 44px; height: 44px; }
   #status { color: #666; margin-top: 8px; min-height: 1.4em; }
+  .given { width: 96px; height: 96px; border: 1px solid #ddd; border-radius: 4px; }
+  .given:not([src]) { visibility: hidden; }
   #status.error { color: #b00020; }
   footer { color: #888; font-size: 12px; margin-top: 16px; }
 </style>
@@ -487,6 +495,8 @@ PAGE = """<!doctype html>
     <div class="tools"><a id="download" class="button off"
                           download="pix2pix-shoe.png">Download photo</a></div>
     <div id="status"></div>
+    <div class="caption" title="the sketch fitted to the frame and redrawn as the training edges">
+      the generator was given:</div><img id="given" class="given" alt="the sketch it was given">
   </section>
 </main>
 <footer>%FACTS%</footer>
@@ -540,6 +550,15 @@ async function generate() {
     document.getElementById("placeholder").hidden = true;
     app.shown = version;
     say(`${photo.naturalWidth}×${photo.naturalHeight} photo in ${Math.round(performance.now() - started)} ms`);
+    // then what the generator was given, so that a bad photo can be understood
+    const given = await fetch("generate?given", {method: "POST",
+                                                 headers: {"Content-Type": "image/png"},
+                                                 body: sketch, signal: controller.signal});
+    if (given.ok && version === app.version) {
+      const shown = document.getElementById("given");
+      if (shown.src) URL.revokeObjectURL(shown.src);
+      shown.src = URL.createObjectURL(await given.blob());
+    }
   } catch (err) {
     if (err.name !== "AbortError" && version === app.version) say(`error: ${err.message}`, true);
   } finally {

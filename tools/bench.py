@@ -11,6 +11,8 @@ r"""Speed of pix2pix: the training step, the input pipeline and CPU inference (i
     # CPU ms/image: plain fp32 eager vs the tuner's pick vs onnxruntime, batch 1 and 8; the app
     python -m tools.bench infer --repeats 10
     python -m tools.bench infer --checkpoint models/NAME/generator.pt --threads 1 2
+    # ms to prepare a sketch (find, fit, thin), per kind and size of input, beside the generator
+    python -m tools.bench prepare
 
 train: times train.gan_step (G and D forward and backward, both Adam steps, fused on CUDA,
 GradScaler for fp16) on random batches already on the device, for every combination of the options.
@@ -32,6 +34,9 @@ tuner's pick (tune.py, tuned in the worker) and onnxruntime on the exported gene
 spin-waiting, in a second worker process (OpenMP reads its wait policy once, at start-up); every
 timed batch alternates between variants and processes; then the sketch pad's POST /generate end to
 end (--app). Ratios are against plain fp32 eager at batch 1.
+prepare: wall and CPU ms of sketch.prepare_sketch for synthetic inputs from 32² to a 12-megapixel
+phone photo, interleaved with one generator call (eval and paper mode) at --size: the preparation
+is near-constant in the input's size.
 Every configuration prints one readable line and one JSON line (also appended to --out FILE.jsonl).
 """
 
@@ -67,7 +72,7 @@ import train  # noqa: E402
 from config import Config, add_device_flag, parse_bool, pick_device  # noqa: E402
 from dataset import EpochSampler, PairCache, PairDataset  # noqa: E402
 from discriminator import build_discriminator  # noqa: E402
-from generator import build_generator, translate  # noqa: E402
+from generator import build_generator, for_inference, translate  # noqa: E402
 from infer import OnnxGenerator  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 from save import atomic_save, load_generator  # noqa: E402
@@ -669,9 +674,84 @@ def cpu_name() -> str:
     return machine_key().rsplit(" | torch", 1)[0]
 
 
+# ------------------------------------------------------------------------------------------ prepare
+
+def prepare_inputs(folder) -> dict:
+    """name -> path of synthetic sketches as people bring them, from a demo shoe's edge map: small
+    and 256² scans, a thick marker drawing small on 1024×768, a 12-megapixel phone photo of gray
+    paper under uneven light, and a blank 4096² PNG (7 KB, 16 megapixels to decode)."""
+    from PIL import Image, ImageFilter
+
+    from tools.demo import draw_shoe
+    from tools.edges import sketch_pixels
+    folder = Path(folder)
+    drawing = Image.fromarray(sketch_pixels(np.array(draw_shoe(np.random.default_rng(0),
+                                                                 512))[None])[0]).convert("L")
+    paths = {}
+
+    def save(name, img, **options):
+        paths[name] = folder / name
+        img.save(paths[name], **options)
+
+    save("sketch 32².png", drawing.resize((32, 32), Image.LANCZOS))
+    save("sketch 256².png", drawing.resize((256, 256), Image.LANCZOS))
+    marker = Image.new("L", (1024, 768), 255)
+    marker.paste(drawing.filter(ImageFilter.MinFilter(9)).resize((300, 300)), (600, 100))
+    save("marker 1024×768.png", marker)
+    ink = Image.eval(drawing.resize((2800, 2800)), lambda v: 255 - v)  # 255 where the lines are
+    light = Image.linear_gradient("L").resize((4032, 3024)).point(lambda v: 200 - v // 4)
+    photo = Image.merge("RGB", [light.point(lambda v, k=k: v - 5 * k) for k in range(3)])
+    photo.paste((40, 40, 40), (600, 100), mask=ink)
+    save("photo 4032×3024.jpg", photo.filter(ImageFilter.GaussianBlur(1)), quality=85)
+    save("blank 4096².png", Image.new("L", (4096, 4096), 255))
+    return paths
+
+
+def bench_prepare(args) -> list:
+    """sketch.prepare_sketch per input (wall and CPU ms, medians of interleaved repeats), beside one
+    generator call on one image at the model size, eval and paper mode."""
+    import tempfile
+
+    from sketch import prepare_sketch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    G, cfg = bench_generator(args)
+    size, num_downs = cfg.image_size, cfg.num_downs
+    sketch = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    fast_eval = for_inference(G, paper=False)
+    with tempfile.TemporaryDirectory(prefix="bench-prepare-") as folder:
+        jobs = {f"prepare {name}": (lambda path=path: prepare_sketch(path, size))
+                for name, path in prepare_inputs(folder).items()}
+        jobs["generator eval"] = lambda: translate(fast_eval, sketch, paper=False)
+        jobs["generator paper"] = lambda: translate(G, sketch, paper=True, seeds=[0])
+        for job in jobs.values():
+            job()  # warm-up
+        runs = {name: ([], []) for name in jobs}
+        for _ in range(args.repeats):
+            for name, job in jobs.items():
+                start, cpu = time.perf_counter(), time.process_time()
+                job()
+                runs[name][0].append(time.perf_counter() - start)
+                runs[name][1].append(time.process_time() - cpu)
+    print(f"sketch preparation at {size}×{size} beside the generator (ngf {cfg.ngf}, "
+          f"num_downs {num_downs}), {torch.get_num_threads()} threads, {args.repeats} interleaved "
+          "repeats; CPU ms count every thread's time", flush=True)
+    records = []
+    for name, (wall, cpu) in runs.items():
+        record = {"mode": "prepare", "job": name, "size": size,
+                  "threads": torch.get_num_threads(), "ms": 1000 * statistics.median(wall),
+                  "cpu_ms": 1000 * statistics.median(cpu), "repeats": args.repeats}
+        print(f"{name:28s} | {record['ms']:8.1f} ms (median wall) | {record['cpu_ms']:8.1f} ms CPU",
+              flush=True)
+        emit(record, args.out)
+        records.append(record)
+    return records
+
+
 def main(args) -> list:
     """Run the benchmark args.mode names; returns its JSON records."""
-    return {"train": bench_train, "loader": bench_loader, "infer": bench_infer}[args.mode](args)
+    return {"train": bench_train, "loader": bench_loader, "infer": bench_infer,
+            "prepare": bench_prepare}[args.mode](args)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -683,6 +763,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                          formatter_class=fmt)
     d = modes.add_parser("loader", help="time the input pipeline alone", formatter_class=fmt)
     i = modes.add_parser("infer", help="CPU ms/image: plain vs fast inference", formatter_class=fmt)
+    r = modes.add_parser("prepare", help="ms of sketch.prepare_sketch per kind of input, beside "
+                                         "the generator's", formatter_class=fmt)
     t.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16], help="images per step")
     t.add_argument("--precision", nargs="+", default=["fp32", "bf16"],
                    choices=["auto", "fp32", "bf16", "fp16"])
@@ -728,12 +810,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also export the generator and time it under onnxruntime")
     i.add_argument("--app", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the sketch pad's POST /generate end to end")
-    for p in (t, d, i):
+    r.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's own)")
+    r.add_argument("--repeats", type=int, default=15,
+                   help="timed runs per input (median reported)")
+    r.add_argument("--checkpoint", help="time this generator beside (default: a random UNet of "
+                                        "--size, --ngf, --num_downs)")
+    for p in (t, d, i, r):
         p.add_argument("--size", type=int, default=256, help="image side in pixels")
         p.add_argument("--out", help="append the JSON lines to this file")
     for p in (t, d):
         add_device_flag(p)
-    for p in (t, i):
+    for p in (t, i, r):
         p.add_argument("--ngf", type=int, default=64, help="generator filters in the first layer")
         p.add_argument("--num_downs", type=int, default=None,
                        help="UNet depth (default: down to 1×1)")

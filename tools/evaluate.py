@@ -10,8 +10,9 @@ Inception weights.
     python -m tools.evaluate --pretrained edges2shoes --data data/edges2shoes/val  # their weights
     # a contextual-completion checkpoint (completion.py), + the VGG16 cosine similarity
     python -m tools.evaluate --checkpoint models/c/completer.pt --data ... --vgg16 vgg16.pth
-    # unpaired: edge F1 only
+    # unpaired: edge F1 only (against clean originals of the same names)
     python -m tools.evaluate --checkpoint ... --sketches hand-sketches/sketches
+    python -m tools.evaluate --checkpoint ... --sketches pencil/ --references hand-sketches/sketches
     # + FID, KID vs photos
     python -m tools.evaluate --checkpoint ... --sketches DIR --photos DIR --inception FILE
 
@@ -40,9 +41,14 @@ FILE: pytorch-fid's pt_inception-2015-12-05 weights (then its TF-compatible pool
 compare with published ones) or torchvision's inception_v3 state dict. Nothing is ever downloaded.
 
 Unpaired sketches (--sketches DIR: plain drawings, no photo traced from them, so no pixel metrics):
-each is prepared as infer.py prepares a sketch, and scored by edge_f1 alone; FID and KID compare the
-generated photos with the real photos of --photos DIR (padded white to square, resized to the
-model's size). The page shows sketch | generated, worst edge F1 first.
+each is prepared as infer.py prepares a sketch (--fit / --no-fit) and its photo put back as infer.py
+puts it back; edge_f1 is then scored in the drawing's own frame (the square around it with the
+shoes' margin, at the model's size) against the drawing's strokes as infer.py finds them, thinned
+to one-pixel lines: the same frame and reference with or without fitting. --references DIR scores
+against other drawings of the same file stems and sizes (the clean scans of pencil or photographed
+copies). FID and KID compare the generated photos with the real photos of --photos DIR (padded
+white to square, resized to the model's size). The page shows sketch | generated, worst edge F1
+first.
 
 From Python:
     from tools.evaluate import evaluate
@@ -66,15 +72,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from config import SWITCH, add_device_flag, first_line, pick_device
-from dataset import (PairDataset, list_images, load_rgb, pad_to_square, to_image, to_tensor,
-                     train_val_folders)
+from dataset import (PairDataset, list_images, load_rgb, pad_to_square, square_region, to_image,
+                     to_tensor, train_val_folders)
 from tools.edges import detect_edges
 from generator import translate
 from infer import EVAL_HELP, add_checkpoint_flags, add_tuning_flags, chosen_checkpoint
 from completion import Completer, load_completer
 from losses import VGG16Features
 from save import checkpoint_kind, load_generator, psnr, safe_load
-from sketch import DARK, prepare_sketch
+from sketch import (DARK, WORK_SIDE, drawing_region, ink_mask, load_sketch, prepare_sketch,
+                    put_back, redraw)
 from tune import Tuner
 
 # name -> which is better
@@ -131,19 +138,24 @@ def ssim(fake: torch.Tensor, real: torch.Tensor, window: int = 11, sigma: float 
 
 def edge_f1(fake_photo: torch.Tensor, sketch: torch.Tensor, tolerance: int = 2,
             threshold=DARK) -> torch.Tensor:
-    """F1 (B,) of the generated photo's edges against the sketch's lines, matching within
-    `tolerance` pixels.
-
-    Precision: the share of predicted edge pixels with a sketch pixel within `tolerance` (a square
-    window, by max-pool dilation); recall: the share of sketch pixels with a predicted edge that
-    near. No edges on either side scores 1 (they agree), edges on one side only score 0. threshold:
-    how dark (on [0, 1]) a sketch pixel must be to count as a line, one number or one per image
-    (B,).
-    """
-    predicted = detect_edges(to_unit(fake_photo))  # (B, 1, H, W) bool, thin lines
+    """F1 (B,) of the generated photo's edges against the sketch's lines (its pixels darker than
+    threshold on [0, 1], one number or one per image (B,)), matching within `tolerance` pixels: see
+    line_f1."""
     threshold = torch.as_tensor(threshold, dtype=torch.float32,
                                 device=sketch.device).reshape(-1, 1, 1, 1)
-    reference = to_unit(sketch).mean(1, keepdim=True) < threshold  # (B, 1, H, W) the dark strokes
+    return line_f1(fake_photo, to_unit(sketch).mean(1, keepdim=True) < threshold, tolerance)
+
+
+def line_f1(fake_photo: torch.Tensor, reference: torch.Tensor, tolerance: int = 2) -> torch.Tensor:
+    """F1 (B,) of the generated photo's edges against reference lines, bool (B, 1, H, W), matching
+    within `tolerance` pixels.
+
+    Precision: the share of predicted edge pixels with a reference pixel within `tolerance` (a
+    square window, by max-pool dilation); recall: the share of reference pixels with a predicted
+    edge that near. No edges on either side scores 1 (they agree), edges on one side only score 0.
+    """
+    predicted = detect_edges(to_unit(fake_photo))  # (B, 1, H, W) bool, thin lines
+    reference = reference.to(predicted.device)
 
     def near(mask):  # pixels within `tolerance` of mask
         return F.max_pool2d(mask.float(), 2 * tolerance + 1, stride=1, padding=tolerance) > 0
@@ -352,31 +364,56 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
     return summary(images, skipped, f"{data_dir}: none of the {len(data.files)} pairs")
 
 
+def drawing_reference(path, size: int, direction: str = "AtoB") -> tuple:
+    """(frame, lines) of a plain sketch: the square around its drawing with the shoes' margin
+    (sketch.drawing_region), in its pixels, or the whole sketch padded to square when no drawing is
+    found; and the drawing's strokes there as one-pixel lines, bool (1, size, size), found as
+    infer.py finds them."""
+    img, _, (width, height) = load_sketch(path, direction, max_side=WORK_SIDE)
+    ink = ink_mask(img)
+    region = drawing_region(ink)
+    if region is None:
+        return square_region(width, height), torch.zeros(1, size, size, dtype=torch.bool)
+    scale_x, scale_y = width / img.width, height / img.height  # 1 unless reduced
+    x0, y0, side, _ = region
+    frame = (round(x0 * scale_x), round(y0 * scale_y), round(side * scale_x),
+             round(side * scale_y))
+    return frame, redraw(ink, region, size)[None]
+
+
 @torch.no_grad()
 def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True, seed: int = 0,
                       batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False,
-                      fit: bool = True, precision: str = "auto", tune=None) -> dict:
+                      fit: bool = True, precision: str = "auto", tune=None,
+                      references=None) -> dict:
     """evaluate() for plain, unpaired sketches: each translated as infer.py translates it (fitted
-    unless fit=False), scored by edge_f1 of the photo against the sketch the generator read:
+    unless fit=False) and its photo put back as infer.py puts it back, scored by edge_f1 in the
+    drawing's own frame (the square around it, at the model's size) against the drawing's lines:
+    the same frame and reference with or without fitting.
     {"images": [{name, edge_f1}], "mean": {"edge_f1": mean}, "skipped": [...], "unpaired": True}.
-    on_batch(names, sketch, fake_photo, None), if given, sees every batch.
-
-    A sketch's lines are its pixels darker than halfway between its darkest pixel and white: a pen
-    stroke resized from 512 to 128 pixels turns gray (hand-sketches at 128: median 16 pixels under
-    the fixed 0.5 threshold, none at all in 13 of 300), so the fixed threshold of the pairs would
-    miss it."""
+    references: a folder of the drawings to score against, by file stem, of the same size as the
+    sketches (e.g. the clean originals of pencil or photographed copies); default: the sketches.
+    on_batch(names, sketch, fake_photo, None), if given, sees every batch."""
     files = list_images(sketch_dir)
+    reference_of = ({path.stem: path for path in list_images(references)} if references
+                    else {path.stem: path for path in files})
+    size = cfg.image_size
     images, skipped = [], []
 
     def load(path):
-        return (prepare_sketch(path, cfg.image_size, cfg.direction, fit=fit).sketch,)
+        prepared = prepare_sketch(path, size, cfg.direction, fit=fit)
+        if path.stem not in reference_of:
+            raise ValueError(f"{path}: no reference drawing {path.stem}.* in {references}")
+        frame, lines = drawing_reference(reference_of[path.stem], size, cfg.direction)
+        return prepared.sketch, prepared, frame, lines
 
-    for names, _, sketch, fake_photo in translated_batches(
+    for names, loaded, sketch, fake_photo in translated_batches(
             generator, files, load, paper, seed, batch_size, device, progress, skipped,
             precision, tune):
-        # (B,) halfway from darkest to white
-        threshold = (1 + to_unit(sketch).mean(1).amin((1, 2))) / 2
-        f1s = edge_f1(fake_photo, sketch, threshold=threshold).tolist()
+        in_frame = torch.stack([to_tensor(put_back(to_image(photo), prepared, frame, (size, size)))
+                                for photo, (_, prepared, frame, _) in zip(fake_photo, loaded)])
+        reference = torch.stack([lines for *_, lines in loaded])  # (B, 1, S, S)
+        f1s = line_f1(in_frame, reference).tolist()
         images += [{"name": name, "edge_f1": f1} for name, f1 in zip(names, f1s)]
         if on_batch is not None:
             on_batch(names, sketch, fake_photo, None)
@@ -554,6 +591,10 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", help="with --sketches: a folder of real photos for FID and KID")
     parser.add_argument("--fit", **{**SWITCH, "default": True},
                         help="with --sketches: fit each drawing to the frame as infer.py does")
+    parser.add_argument("--references",
+                        help="with --sketches: a folder of the drawings to score against, by file "
+                             "stem (e.g. clean scans of pencil or photographed copies; default: "
+                             "the sketches themselves)")
     add_device_flag(parser)
     add_tuning_flags(parser)
     args = parser.parse_args(argv)
@@ -619,7 +660,8 @@ def main(argv=None) -> int:
                           device=device, on_batch=on_batch, progress=True,
                           precision=args.precision, tune=args.tune)
             if args.sketches:
-                result = evaluate_sketches(generator, cfg, data_dir, fit=args.fit, **common)
+                result = evaluate_sketches(generator, cfg, data_dir, fit=args.fit,
+                                           references=args.references, **common)
             else:
                 result = evaluate(generator, cfg, data_dir, vgg16=vgg16, **common)
             result = {"label": labels[k], "checkpoint": str(path), **result}

@@ -474,3 +474,30 @@ def test_the_summary_counts_what_was_written(tmp_path, monkeypatch, capsys):
     assert run_main_at(monkeypatch, tmp_path, Recorder(), tmp_path / "b.png",
                        "-o", tmp_path / "out") == 2
     assert capsys.readouterr().out.splitlines()[-1] == "1 of 1 inputs failed; nothing was written"
+
+
+def test_no_drawing_is_named_the_photo_still_made_and_save_prepared_shows_the_input(
+        tmp_path, monkeypatch, capsys):
+    Image.new("L", (90, 60), 255).save(tmp_path / "blank.png")
+    sketch = Image.new("L", (90, 60), 255)
+    ImageDraw.Draw(sketch).ellipse((20, 10, 70, 50), outline=170, width=2)  # light pencil
+    sketch.save(tmp_path / "pencil.png")
+    code, _ = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "blank.png",
+                       tmp_path / "pencil.png", "--save_prepared", tmp_path / "given")
+    assert code == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "blank.png: no drawing found" in lines[0], lines
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["blank.png", "pencil.png"]
+    for name in ("blank", "pencil"):  # what the generator read: the Recorder echoes it
+        given = np.asarray(Image.open(tmp_path / "given" / f"{name}.png"))
+        expected = to_image(prepare_sketch(tmp_path / f"{name}.png", 64).sketch)
+        assert given.shape == (64, 64, 3) and np.array_equal(given, np.asarray(expected))
+    assert prepare_sketch(tmp_path / "pencil.png", 64).fitted
+    # the prepared sketches never replace an input, nor share the photos' folder
+    assert run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "pencil.png",
+                    "--save_prepared", tmp_path)[0] == 2
+    assert "pencil.png: its prepared sketch would be written over an input" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "pencil.png", "--save_prepared",
+                 tmp_path / "out")

@@ -198,6 +198,18 @@ def test_paper_mode_is_seeded_per_request(paper_url, eval_url, tiny, tmp_path):
     assert np.abs(pixels(first) - np.asarray(expected).astype(int)).max() <= 1
 
 
+def test_the_page_shows_what_the_generator_was_given(eval_url, tiny, tmp_path):
+    sketch = png(sketch_image())
+    status, kind, given = request(eval_url, "POST", "/generate?given", sketch)
+    assert status == 200 and kind == "image/png"
+    (tmp_path / "sketch.png").write_bytes(sketch)
+    prepared = prepare_sketch(tmp_path / "sketch.png", save.load_generator(tiny)[1].image_size)
+    assert prepared.fitted  # the fitted sketch, not the upload
+    assert np.array_equal(pixels(given), np.asarray(to_image(prepared.sketch)).astype(int))
+    assert 'id="given"' in request(eval_url)[2].decode() and "generate?given" in \
+        request(eval_url)[2].decode()
+
+
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG header that claims a huge image (with no pixel data behind it)."""
     def chunk(kind, data):

@@ -382,7 +382,8 @@ def plain_sketches(folder, sizes=((80, 80), (120, 60), (64, 64))):
 
 
 def test_unpaired_sketches_score_edge_f1_and_page_has_no_real_column(tmp_path, checkpoints, capsys):
-    from sketch import prepare_sketch
+    from dataset import to_image, to_tensor
+    from sketch import prepare_sketch, put_back
     sketches = plain_sketches(tmp_path / "sketches")
     out = tmp_path / "out"
     args = ["--checkpoint", checkpoints[0], "--sketches", sketches, "--out", out, "--eval",
@@ -396,15 +397,17 @@ def test_unpaired_sketches_score_edge_f1_and_page_has_no_real_column(tmp_path, c
         assert set(run["mean"]) == {"edge_f1"} and all(set(image) == {"name", "edge_f1"}
                                                        for image in run["images"])
         G, cfg = save.load_generator(checkpoint)
-        sketch = torch.stack([prepare_sketch(sketches / name, cfg.image_size).sketch
-                              for name in names])
-        threshold = (1 + evaluate.to_unit(sketch).mean(1).amin((1, 2))) / 2
-        expected = evaluate.edge_f1(translate(G, sketch, paper=False), sketch, threshold=threshold)
-        assert np.allclose([image["edge_f1"] for image in run["images"]], expected.tolist(),
-                           atol=1e-6)
-        # 0.5 misses the gray lines
-        fixed = evaluate.edge_f1(translate(G, sketch, paper=False), sketch)
-        assert not np.allclose(fixed.tolist(), expected.tolist())
+        size = cfg.image_size
+        prepared = [prepare_sketch(sketches / name, size) for name in names]
+        fake_photo = translate(G, torch.stack([p.sketch for p in prepared]), paper=False)
+        for image, photo, one, name in zip(run["images"], fake_photo, prepared, names):
+            # scored in the drawing's own frame, against its lines as infer.py finds them
+            frame, lines = evaluate.drawing_reference(sketches / name, size)
+            assert lines.any()
+            assert frame == one.region or not one.fitted  # fitted: the frame the model saw
+            in_frame = to_tensor(put_back(to_image(photo), one, frame, (size, size)))
+            expected = evaluate.line_f1(in_frame[None], lines[None])
+            assert abs(image["edge_f1"] - expected.item()) < 1e-6
     page = (out / "index.html").read_text()
     assert "<th>real</th>" not in page and ".real.png" not in page and "Worst edge f1 first" in page
     for name in names:
@@ -413,6 +416,27 @@ def test_unpaired_sketches_score_edge_f1_and_page_has_no_real_column(tmp_path, c
     shown = re.findall(r'<tr data-name="([^"]+)"', page)
     assert shown == [image["name"] for image in sorted(report["images"],
                                                        key=lambda image: image["edge_f1"])]
+
+
+def test_unpaired_scores_use_one_frame_and_the_references_given(tmp_path, checkpoints):
+    sketches = plain_sketches(tmp_path / "sketches")
+    G, cfg = save.load_generator(checkpoints[0])
+    fitted = evaluate.evaluate_sketches(G, cfg, sketches, paper=False)
+    # the drawing's frame, whatever the mode: around the drawing, not the whole canvas
+    frames = [evaluate.drawing_reference(path, cfg.image_size)[0]
+              for path in sorted(sketches.iterdir())]
+    assert all(frame[2] < 60 for frame in frames), frames
+    # lighter copies, scored against the originals: the same fitted input, the same scores
+    light = tmp_path / "light"
+    light.mkdir()
+    for path in sorted(sketches.iterdir()):
+        Image.eval(Image.open(path), lambda v: 255 - (255 - v) // 2).save(light / path.name)
+    copies = evaluate.evaluate_sketches(G, cfg, light, paper=False, references=sketches)
+    assert abs(copies["mean"]["edge_f1"] - fitted["mean"]["edge_f1"]) < 0.05
+    (light / "s0.png").rename(light / "other.png")
+    with pytest.warns(UserWarning, match="other.png: no reference drawing other"):
+        assert len(evaluate.evaluate_sketches(G, cfg, light, paper=False,
+                                              references=sketches)["images"]) == 2
 
 
 def test_unpaired_fid_and_kid_use_the_photos_folder(tmp_path, checkpoints, monkeypatch):
