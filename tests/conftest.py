@@ -33,6 +33,14 @@ def make_pairs(folder, n: int, size: int = 64, seed: int = 0) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True, scope="session")
+def session_tune_cache(tmp_path_factory):
+    """tune.py's cache in a tmp dir for fixtures of any scope (a module's app server tunes too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def tune_cache(tmp_path, monkeypatch) -> Path:
     """tune.py's cache in a tmp dir: no test reads or writes the user's ~/.cache/pix2pix."""
