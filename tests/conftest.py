@@ -69,3 +69,11 @@ def tiny_config(tmp_path, data_dir, **overrides) -> Config:
                   samples_dir=str(tmp_path / "samples"), name="test", device="cpu", log_every=2,
                   n_samples=2, val_images=4)
     return Config(**{**values, **overrides})
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Kill loader workers a failed or interrupted test left alive: they ignore SIGTERM (train.py's
+    shutdown), so pytest's exit would wait on them forever."""
+    import multiprocessing
+    for child in multiprocessing.active_children():
+        child.kill()
