@@ -47,7 +47,7 @@ from dataset import to_float, to_image  # noqa: E402
 from generator import init_weights as init_conv_weights  # noqa: E402
 from generator import seeded  # noqa: E402
 from infer import collect_inputs  # noqa: E402
-from save import (LOSS_KEYS, atomic_save, load_checkpoint, load_optimizer,  # noqa: E402
+from save import (LOSS_KEYS, atomic_save, load_checkpoint, restore_states,  # noqa: E402
                   plot_curves, psnr, rng_state, save_grid, set_rng_state)
 from sketch import prepare_sketch, put_back  # noqa: E402
 from train import (LossMeter, RunLog, StopFlag, load_data, make_optimizers,  # noqa: E402
@@ -454,15 +454,7 @@ def resume_completion(path, cfg: CompletionConfig, G, D, opt_g, opt_d, scaler,
     if changed:
         raise ValueError(f"{path}: cannot resume, the checkpoint has {', '.join(changed)}; use "
                          f"the same settings or another --name")
-    try:
-        G.load_state_dict(ckpt["generator"])
-        D.load_state_dict(ckpt["discriminator"])
-        load_optimizer(opt_g, ckpt["opt_g"])
-        load_optimizer(opt_d, ckpt["opt_d"])
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: does not fit this run ({first_line(e)})") from None
-    if ckpt["scaler"] and scaler.is_enabled():
-        scaler.load_state_dict(ckpt["scaler"])
+    restore_states(path, ckpt, G, D, opt_g, opt_d, scaler)
     set_rng_state(ckpt["rng"], device)
     return ckpt["epoch"], ckpt["batch"], ckpt["step"]
 

@@ -184,15 +184,7 @@ def resume(path, cfg: Config, G, D, opt_g, opt_d, scaler, device: torch.device,
     epoch, step = ckpt["epoch"], ckpt["step"]
     batch = batch_for_world_size(path, ckpt["batch"], ckpt.get("world_size", 1), world_size,
                                  cfg.batch_size)
-    try:
-        G.load_state_dict(ckpt["generator"])
-        D.load_state_dict(ckpt["discriminator"])
-        load_optimizer(opt_g, ckpt["opt_g"])
-        load_optimizer(opt_d, ckpt["opt_d"])
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: does not fit this run ({first_line(e)})") from None
-    if ckpt["scaler"] and scaler.is_enabled():  # empty when the run that saved it did not use fp16
-        scaler.load_state_dict(ckpt["scaler"])
+    restore_states(path, ckpt, G, D, opt_g, opt_d, scaler)
     set_rng_state(ckpt["rng"], device)
     del ckpt  # about 1.1 GB at full size: the run must not hold on to it
     return epoch, batch, step
@@ -208,6 +200,20 @@ def batch_for_world_size(path, batch: int, saved_world_size: int, world_size: in
                          f"the epoch, not a whole number of steps of {world_size} × {batch_size} "
                          f"images; resume with {saved_world_size} process(es)")
     return seen // (batch_size * world_size)
+
+
+def restore_states(path, ckpt: dict, G, D, opt_g, opt_d, scaler) -> None:
+    """Load both nets, both optimizers and the scaler from ckpt; a misfit is one line naming
+    path."""
+    try:
+        G.load_state_dict(ckpt["generator"])
+        D.load_state_dict(ckpt["discriminator"])
+        load_optimizer(opt_g, ckpt["opt_g"])
+        load_optimizer(opt_d, ckpt["opt_d"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: does not fit this run ({first_line(e)})") from None
+    if ckpt["scaler"] and scaler.is_enabled():  # empty when the run that saved it did not use fp16
+        scaler.load_state_dict(ckpt["scaler"])
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
