@@ -84,8 +84,9 @@ def one_step(cfg: Config, device: torch.device, precision: str):
     _, autocast, scaler = mixed_precision(precision, device)
     sketch, photo = (torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size,
                                 device=device) * 2 - 1 for _ in range(2))
-    return lambda: gan_step(G, D, opt_g, opt_d, scaler, sketch, photo, cfg.lambda_l1, autocast,
-                            cfg.gan_loss, cfg.lambda_gp, cfg.n_critic)
+    return lambda: gan_step(G, D, opt_g, opt_d, scaler, sketch=sketch, photo=photo,
+                            lambda_l1=cfg.lambda_l1, autocast=autocast, gan_loss=cfg.gan_loss,
+                            lambda_gp=cfg.lambda_gp, n_critic=cfg.n_critic)
 
 
 def make_optimizers(G: nn.Module, D: nn.Module, cfg: Config, device: torch.device) -> tuple:
