@@ -20,12 +20,19 @@ so with --eval the photo equals `python infer.py sketch.png --eval`; by default 
 (dropout on) with the seed reset before every request, so one sketch always gives the same photo
 (that of `infer.py sketch.png --seed 0`).
 
-Safe on loopback: only this machine's pages can use it. Every request's Host header must be
-localhost or a loopback address (a DNS-rebinding page sends its own host name), a POST's Origin
-this page's. --host beyond loopback (0.0.0.0: every interface) serves anyone who can connect and
-says so at start; it then answers to IP addresses too, and --allow_host NAME admits a host name.
-A generation gets GENERATE_BUDGET_S seconds, waiting included, with at most MAX_GENERATIONS under
-way: past either the answer is 503 (busy, try again); the page and other requests are still served.
+Safe on loopback: only this machine's pages can use it. Every request needs exactly one Host
+header (400 otherwise), and it must be localhost or a loopback address (403: a DNS-rebinding page
+sends its own host name), a POST's Origin this page's. --host beyond loopback (0.0.0.0: every
+interface) serves anyone who can connect and says so at start; it then answers to IP addresses too,
+and --allow_host NAME admits a host name.
+
+Nothing holds it for long and every request gets an answer, one line of text for an error:
+    400  a malformed request line, header or body; not exactly one Host header
+    408  the request line, headers and body not all in within REQUEST_TIMEOUT_S
+    413  a body over MAX_BODY_BYTES (refused before it is read)
+    503  over MAX_CONNECTIONS connections open (at once, Retry-After: 1); no photo within
+         GENERATE_BUDGET_S, waiting included; MAX_GENERATIONS requests under way
+and the page and other requests are served meanwhile.
 """
 
 import argparse
@@ -35,6 +42,7 @@ import html
 import io
 import ipaddress
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -68,7 +76,12 @@ ROOT = Path(__file__).resolve().parents[1]  # the repo: relative data_dirs are r
 CANVAS_SIZE = 256
 # larger uploads get 413 before being read; a 256×256 canvas PNG is < 200 KB
 MAX_BODY_BYTES = 4 * 1024 * 1024
-SOCKET_TIMEOUT_S = 10  # a client that stops sending mid-request is dropped after this long
+REQUEST_TIMEOUT_S = 10  # the request line, headers and body must all arrive within this (408)
+SEND_TIMEOUT_S = 10  # the client must take the answer within this
+MAX_CONNECTIONS = 32  # connections open at once, each on its own thread; more get 503 at once
+# after answering, what the client still sends is read and dropped this long at most: closing with
+# unread bytes resets the connection, and the reset can destroy the answer before it is read
+LINGER_S = 1
 N_EXAMPLES = 3  # example sketches offered on the page
 # seconds a generation may take, waiting for the generator included; 503 past it
 GENERATE_BUDGET_S = 20
@@ -193,63 +206,162 @@ def decode_body(body: bytes) -> bytes:
         raise ValueError("the data: URL is not valid base64") from None
 
 
-class Handler(BaseHTTPRequestHandler):
-    """GET / and /examples/N.png, POST /generate; errors are a status and one line of text."""
+# RFC 9110's token (a header name), a Host value (host[:port], an IPv6 address in brackets) and a
+# Content-Length (ASCII digits: str.isdigit() also takes '²', which int() refuses)
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+HOST = re.compile(r"[0-9A-Za-z._~%!$&'()*+,;=:\[\]-]+")
+DIGITS = re.compile(r"[0-9]+")
 
-    timeout = SOCKET_TIMEOUT_S  # socket timeout for every read and write of this connection
+
+def header_problem(headers) -> str:
+    """What is malformed in a request's headers, '' if nothing: a line that is not 'Name: value',
+    control characters (folded lines included), not exactly one Host (HTTP/1.1 asks for one, and a
+    second one could name another host than the one checked), a Content-Length that is not one
+    number."""
+    if headers.defects:
+        return "malformed header line (expected 'Name: value')"
+    for name, value in headers.items():
+        if not TOKEN.fullmatch(name) or any(c < " " and c != "\t" or c == "\x7f" for c in value):
+            return f"malformed header {printable(name, 40)!r}"
+    hosts = headers.get_all("Host", [])
+    if len(hosts) != 1:
+        return f"exactly one Host header is required, got {len(hosts)}"
+    if not HOST.fullmatch(hosts[0].strip(" \t")):
+        return f"malformed Host header {printable(hosts[0], 80)!r}"
+    lengths = headers.get_all("Content-Length", [])
+    if len(lengths) > 1:
+        return f"{len(lengths)} Content-Length headers (one at most)"
+    if lengths and not DIGITS.fullmatch(lengths[0].strip(" \t")):
+        return f"bad Content-Length {printable(lengths[0], 40)!r}: not a number of bytes"
+    return ""
+
+
+class DeadlineReader(io.RawIOBase):
+    """A socket's reads, each waiting only for what is left until one deadline: a client sending a
+    byte at a time is cut off at the deadline (TimeoutError), however often it sends."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock, self.deadline = sock, deadline
+        self.received, self.eof = 0, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request deadline passed")
+        timeout = self.sock.gettimeout()
+        self.sock.settimeout(left)
+        try:
+            n = self.sock.recv_into(buffer)
+        finally:
+            self.sock.settimeout(timeout)  # the answer's writes have their own
+        self.received += n
+        self.eof = self.eof or n == 0
+        return n
+
+
+class Handler(BaseHTTPRequestHandler):
+    """GET / and /examples/N.png, POST /generate; errors are a status and one line of text; one
+    request per connection (HTTP/1.0 answers), one log line per connection."""
+
+    timeout = SEND_TIMEOUT_S  # the socket's timeout: the answer's writes (sendall: in all)
+    request_timeout_s = REQUEST_TIMEOUT_S  # the request's reads, in all (DeadlineReader)
+    linger_s = LINGER_S
     server_version = "pix2pix-app"
+    # answers to a bad or HTTP/0.9 request line have a status line too (http.server's 0.9 has none)
+    default_request_version = "HTTP/1.0"
+
+    def setup(self):
+        super().setup()
+        self.started, self.note, self.answered = time.perf_counter(), "", False
+        self.command, self.path, self.request_version, self.requestline = None, "", "HTTP/1.0", ""
+        self.rfile.close()
+        self.reader = DeadlineReader(self.connection, time.monotonic() + self.request_timeout_s)
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self):
+        """http.server's, with every failure answered or logged in one line: 408 when the request
+        has not arrived within request_timeout_s, a line when the client hung up."""
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if not self.raw_requestline:  # connected, then closed without a word
+                return
+            if len(self.raw_requestline) > 65536:
+                return self.send_error(414, "request line too long")
+            if not self.parse_request():
+                if not self.answered:  # http.server leaves an empty request line unanswered
+                    self.send_error(400, "empty request line")
+                return
+            method = getattr(self, f"do_{self.command}", None)
+            if method is None:
+                return self.send_error(501, f"unsupported method ({printable(self.command, 20)!r})")
+            method()
+        except TimeoutError:  # the reads' deadline (the answer's writes are caught in reply)
+            if self.reader.received and not self.answered:
+                self.text(408, f"request not received within {self.request_timeout_s:g} s")
+            else:  # an idle connection: closed without a word, as every server does
+                self.log_line("-", f"idle for {self.request_timeout_s:g} s: closed")
+        except OSError as e:  # reset by the client while it was sending
+            self.log_line("-", f"client gone before the end of its request ({type(e).__name__})")
+
+    def finish(self):
+        super().finish()
+        if not self.reader.eof:
+            linger(self.connection, self.linger_s)
 
     def parse_request(self) -> bool:
-        """http.server's parsing, then the Host check for every method (DNS rebinding)."""
-        self.started, self.note = time.perf_counter(), ""
+        """http.server's parsing, then the checks every method gets: well-formed headers and
+        target, exactly one Host (400), a host this server answers to (403: DNS rebinding)."""
         if not super().parse_request():
             return False
-        host = self.headers.get("Host")
-        if host is not None and not self.server.host_allowed(host):
-            self.close_connection = True  # a body stays unread
+        problem = header_problem(self.headers)
+        try:
+            self.target = urlsplit(self.path)
+        except ValueError:
+            problem = problem or f"malformed request target {printable(self.path, 80)!r}"
+        if problem:
+            self.text(400, problem)
+            return False
+        # an absolute target (http://host/path) names the host instead of the header (RFC 9112)
+        host = self.target.netloc if self.target.netloc else self.headers["Host"]
+        if not self.server.host_allowed(host):
             self.text(403, f"Host {printable(host, 80)!r} refused: this server answers to "
                            f"localhost and IP addresses (--allow_host NAME admits a name)")
             return False
         return True
 
     def do_GET(self):
-        path = urlsplit(self.path).path
+        path = self.target.path
         app = self.server.app
         if path in ("/", "/index.html"):
             return self.reply(200, app.page(), "text/html; charset=utf-8")
         if path.startswith("/examples/") and path.endswith(".png"):
             n = path[len("/examples/"):-len(".png")]
-            if n.isdigit() and int(n) < len(app.examples):
+            if DIGITS.fullmatch(n) and int(n) < len(app.examples):
                 return self.reply(200, app.examples[int(n)], "image/png", cache=True)
         if path == "/favicon.ico":
             return self.reply(204, b"")
-        self.reply(404, f"not found: {path}\n".encode(), "text/plain; charset=utf-8")
+        self.reply(404, f"not found: {printable(path, 200)}\n".encode(),
+                   "text/plain; charset=utf-8")
 
     do_HEAD = do_GET  # reply() sends the headers of GET's answer, without its body
 
     def do_POST(self):
-        path = urlsplit(self.path).path
+        path = self.target.path
         if path != "/generate":
-            return self.reply(404, f"not found: {path} (POST an image to /generate)\n".encode(),
-                              "text/plain; charset=utf-8")
+            return self.reply(404, f"not found: {printable(path, 200)} (POST an image to "
+                                   f"/generate)\n".encode(), "text/plain; charset=utf-8")
         if not self.same_origin():
             return self.text(403, "cross-origin request refused: open the page from this "
                                   "server instead")
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return self.text(411, "Content-Length required")
-        if not length.strip().isdigit():
-            return self.text(400, f"bad Content-Length {length[:40]!r}")
-        if int(length) > MAX_BODY_BYTES:
-            self.close_connection = True  # the body stays unread
-            return self.text(413, f"body of {int(length)} bytes is over the "
-                                  f"{MAX_BODY_BYTES}-byte limit")
-        body = self.rfile.read(int(length))  # the socket timeout bounds how long this can wait
-        if len(body) < int(length):
-            return self.text(400, f"body ended after {len(body)} of {length} bytes")
+        body = self.read_body()
+        if body is None:
+            return
         try:
             photo = self.server.app.generate(decode_body(body),
-                                             given=urlsplit(self.path).query == "given")
+                                             given=self.target.query == "given")
         except ValueError as e:
             return self.text(400, str(e))
         except Busy as e:
@@ -257,6 +369,23 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:  # a bug or an out-of-memory: say so, keep serving
             return self.text(500, f"generation failed: {type(e).__name__}: {printable(e)}")
         self.reply(200, photo, "image/png")
+
+    def read_body(self):
+        """The request's body, or None once its problem is answered: a Content-Length (its form
+        checked in parse_request) up to MAX_BODY_BYTES, every byte of it before the deadline."""
+        if "Transfer-Encoding" in self.headers:
+            return self.text(501, "Transfer-Encoding is not supported: send a Content-Length")
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return self.text(411, "Content-Length required")
+        digits = length.strip(" \t").lstrip("0") or "0"
+        if len(digits) > 15 or int(digits) > MAX_BODY_BYTES:  # int() refuses 4,300 digits
+            size = digits if len(digits) <= 15 else f"{len(digits)} digits of"
+            return self.text(413, f"body of {size} bytes is over the {MAX_BODY_BYTES}-byte limit")
+        body = self.rfile.read(int(digits))  # the request's deadline bounds how long this waits
+        if len(body) < int(digits):
+            return self.text(400, f"body ended after {len(body)} of {int(digits)} bytes")
+        return body
 
     def same_origin(self) -> bool:
         """Refuse a POST that another web page makes the browser send (its Origin differs); the
@@ -271,19 +400,27 @@ class Handler(BaseHTTPRequestHandler):
 
     def reply(self, code: int, body: bytes, content_type: str = "", cache: bool = False,
               headers=None):
-        self.send_response(code, size=len(body))
-        if content_type:
-            self.send_header("Content-Type", content_type)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        """The answer, then its log line; a client that hung up meanwhile is said on that line."""
+        self.answered = True
+        try:
+            self.send_response(code)
+            if content_type:
+                self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError as e:  # BrokenPipeError, ConnectionResetError, TimeoutError
+            self.close_connection = True
+            self.note = "; ".join(filter(None, [self.note, f"client gone before the answer "
+                                                           f"({type(e).__name__})"]))
+        self.log_request(code, len(body))
 
-    def send_response(self, code, message=None, size="-"):
-        self.log_request(code, size)
+    def send_response(self, code, message=None):
+        """The status line and the usual headers; logged by reply(), once written."""
         self.send_response_only(code, message)
         self.send_header("Server", self.version_string())
         self.send_header("Date", self.date_time_string())
@@ -296,15 +433,42 @@ class Handler(BaseHTTPRequestHandler):
     def log_request(self, code="-", size="-"):
         """One line per request: client, method, path, status, bytes sent, time taken, and why if
         refused."""
-        ms = (time.perf_counter() - self.started) * 1000 if hasattr(self, "started") else 0.0
-        request = (f"{self.command or '-'} "
-                   f"{printable(urlsplit(self.path).path if self.command else '-')}")
-        note = f" | {printable(self.note)}" if getattr(self, "note", "") else ""
-        print(f"{self.client_address[0]} {request} {code} {size} B {ms:.0f} ms{note}", flush=True)
+        self.log_line(f"{code} {size} B", self.note)
+
+    def log_line(self, outcome: str, note: str = ""):
+        path = self.target.path if getattr(self, "target", None) else self.path
+        say(log_line(self.client_address[0], self.command or "-", path or "-", outcome,
+                     (time.perf_counter() - self.started) * 1000, note))
 
     def log_error(self, format, *args):
-        """Timeouts and the like: one line as well."""
-        print(f"{self.client_address[0]} {printable(format % args)}", flush=True)
+        """Anything else http.server reports: one line as well."""
+        self.log_line("-", format % args)
+
+
+def log_line(client: str, method: str, path: str, outcome: str, ms: float, note: str = "") -> str:
+    """'127.0.0.1 POST /generate 200 1234 B 56 ms | why': the server's one line per connection."""
+    note = f" | {printable(note)}" if note else ""
+    return f"{client} {printable(method, 20)} {printable(path)} {outcome} {ms:.0f} ms{note}"
+
+
+def say(line: str) -> None:
+    """A log line on stdout, in one write: the lines of threads writing at once stay whole."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def linger(sock: socket.socket, seconds: float) -> None:
+    """Close our side, then read and drop what the client still sends until it closes, seconds at
+    most: a close with unread bytes resets the connection, destroying an answer not yet read."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(65536):
+                break
+    except OSError:
+        pass
 
 
 def printable(text: str, limit: int = 200) -> str:
@@ -335,8 +499,11 @@ def is_loopback(host: str) -> bool:
 
 
 class AppServer(ThreadingHTTPServer):
-    """The threaded HTTP server (over IPv6 for an IPv6 address) and the Host names it answers
-    to."""
+    """The threaded HTTP server (over IPv6 for an IPv6 address), the Host names it answers to,
+    and its cap on open connections."""
+
+    max_connections = MAX_CONNECTIONS
+    request_queue_size = 64  # the listen backlog: a burst is accepted and answered, not dropped
 
     def __init__(self, host: str, port: int, allow_hosts=()):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -346,6 +513,7 @@ class AppServer(ThreadingHTTPServer):
         self.allowed_names = {"localhost", *(name.lower() for name in allow_hosts)}
         if not is_address(host):  # --host NAME: the user named it
             self.allowed_names.add(host.lower())
+        self.open_connections, self.count_lock = 0, threading.Lock()
         super().__init__((host, port), Handler)
 
     def host_allowed(self, header: str) -> bool:
@@ -354,6 +522,60 @@ class AppServer(ThreadingHTTPServer):
         name = host_name(header)
         return (name in self.allowed_names or is_loopback(name)
                 or is_address(name) and not self.loopback)
+
+    def process_request(self, request, client_address):
+        """A thread for the connection while fewer than max_connections are open; else a 503 at
+        once, from this (the accepting) thread: threads without limit would let one client
+        exhaust the machine."""
+        with self.count_lock:
+            admitted = self.open_connections < self.max_connections
+            self.open_connections += admitted
+        if not admitted:
+            return self.refuse(request, client_address)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: nothing will count it down
+            self.closed_connection()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.closed_connection()
+
+    def closed_connection(self):
+        with self.count_lock:
+            self.open_connections -= 1
+
+    def refuse(self, request, client_address):
+        """503 on a connection over the cap, without waiting for anything: the answer fits the
+        new socket's empty send buffer, and what the client sent already is dropped so that the
+        close does not reset the connection before the answer is read."""
+        note = f"busy: {self.max_connections} connections are open; try again"
+        body = (note + "\n").encode()
+        answer = ("HTTP/1.0 503 Service Unavailable\r\nServer: pix2pix-app\r\n"
+                  "Content-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\n"
+                  f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n\r\n").encode()
+        request.setblocking(False)
+        try:
+            request.send(answer + body)
+            for _ in range(16):  # 1 MiB at most
+                if not request.recv(65536):
+                    break
+        except OSError:  # BlockingIOError: nothing more to read now
+            pass
+        say(log_line(client_address[0], "-", "-", f"503 {len(body)} B", 0, note))
+        self.shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        """An error that no handler caught: one line for a connection's failure, http.server's
+        traceback for anything else (a bug)."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            return super().handle_error(request, client_address)
+        say(log_line(client_address[0], "-", "-", "-", 0,
+                     f"connection failed: {type(error).__name__}: {error}"))
 
 
 def make_server(checkpoint, host: str = "127.0.0.1", port: int = 8000, paper: bool = True,

@@ -1,6 +1,10 @@
 r"""app.py: the HTTP API against infer.py, bad requests, and real strokes drawn in headless
 Chromium.
 
+Malformed and hostile requests go over raw sockets, as sent. Caps are shortened through the
+attributes that hold them (Handler.request_timeout_s, AppServer.max_connections, budget_s), slow
+stages are forced by wrapping the real function with a wait, never by faking the generator.
+
 The browser is driven with no extra package: Chromium's DevTools protocol over
 --remote-debugging-pipe (JSON commands in on fd 3, replies out on fd 4, each message ended by a NUL
 byte). The same client takes the README screenshot, from the repo root:
@@ -9,6 +13,7 @@ byte). The same client takes the README screenshot, from the repo root:
 """
 
 import base64
+import contextlib
 import fcntl
 import http.client
 import io
@@ -75,17 +80,23 @@ def tiny_checkpoint(folder) -> Path:
     return path
 
 
+SERVERS = {}  # base URL -> the AppServer serving it, for tests that look inside
+
+
 @contextmanager
 def serving(checkpoint, paper: bool, host: str = "127.0.0.1", **options):
     """app.py's server on a free port in a background thread; yields its base URL."""
     server = app.make_server(checkpoint, host, 0, paper=paper, device="cpu", **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    url = f"http://{f'[{host}]' if ':' in host else '127.0.0.1'}:{server.server_port}/"
+    SERVERS[url] = server
     try:
-        yield f"http://{f'[{host}]' if ':' in host else '127.0.0.1'}:{server.server_port}/"
+        yield url
     finally:
         server.shutdown()
         server.server_close()
+        del SERVERS[url]
 
 
 @pytest.fixture(scope="module")
@@ -261,15 +272,236 @@ def test_limits_and_that_the_server_stays_up(eval_url, monkeypatch):
     assert request(eval_url, "POST", "/generate", sketch,
                    {"Origin": f"http://127.0.0.1:{port}"})[0] == 200
     assert request(eval_url, "PUT", "/generate", b"x")[0] == 501
-    # A client that stalls mid-body is dropped after the socket timeout and blocks no one meanwhile.
-    monkeypatch.setattr(app.Handler, "timeout", 0.5)
-    import socket
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as stalled:
-        stalled.sendall(b"POST /generate HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + b"\x89PNG")
-        assert request(eval_url, "POST", "/generate", png(sketch_image()))[0] == 200
+    assert request(eval_url)[0] == 200
+
+
+def port_of(url) -> int:
+    return int(url.rstrip("/").rsplit(":", 1)[1])
+
+
+def exchange(port, data: bytes, half_close: bool = False, timeout: float = 10) -> bytes:
+    """The server's answer to these bytes, sent as they are over a raw socket, read to its end
+    (b"" if it closed without one; a reset raises)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def status_and_text(answer: bytes) -> tuple:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else None, body.decode()
+
+
+def no_traceback(captured) -> None:
+    assert "Traceback" not in captured.out + captured.err, captured.err
+
+
+def post_head(*headers: str) -> bytes:
+    return ("\r\n".join(["POST /generate HTTP/1.1", *headers]) + "\r\n\r\n").encode("latin-1")
+
+
+@pytest.mark.parametrize("data, message", [
+    (post_head("Host: 127.0.0.1", "Content-Length: \u00b2"), "bad Content-Length '\u00b2'"),
+    (post_head("Host: 127.0.0.1", "Content-Length: -5"), "bad Content-Length '-5'"),
+    (post_head("Host: 127.0.0.1", "Content-Length: +5"), "bad Content-Length"),
+    (post_head("Host: 127.0.0.1", "Content-Length: 0x10"), "bad Content-Length"),
+    (post_head("Host: 127.0.0.1", "Content-Length: 1_0"), "bad Content-Length"),
+    (post_head("Host: 127.0.0.1", "Content-Length: 5, 5"), "bad Content-Length"),
+    (post_head("Host: 127.0.0.1", "Content-Length: "), "bad Content-Length"),
+    # an Arabic-Indic one (UTF-8): str.isdigit() and int() take it once decoded
+    (post_head("Host: 127.0.0.1").replace(b"\r\n\r\n", b"\r\nContent-Length: \xd9\xa1\r\n\r\n"),
+     "bad Content-Length"),
+    (post_head("Host: 127.0.0.1", "Content-Length: 5", "Content-Length: 6"),
+     "2 Content-Length headers"),
+    (post_head("Host: 127.0.0.1", "Content-Length: 5", "Content-Length: 5"),
+     "2 Content-Length headers"),
+    (post_head("Host: 127.0.0.1", "Content-Length : 5"), "malformed header line"),
+    (post_head("Host: 127.0.0.1", "no colon here", "Content-Length: 5"), "malformed header line"),
+    (post_head("Host: 127.0.0.1", "X-Note: one", " folded"), "malformed header 'X-Note'"),
+    (post_head("Host: 127.0.0.1", "X-Note: a\x01b"), "malformed header 'X-Note'"),
+    (post_head("Host: 127.0.0.1", "X Y: 1"), "malformed header"),
+    (post_head("Host: \u00e9.example"), "malformed Host header"),
+    (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \xb2\r\n\r\n", "bad Content-Length"),
+    (b"GET http://[::1/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "malformed request target"),
+    (b"GET / HTTP/x.y\r\nHost: 127.0.0.1\r\n\r\n", "Bad request version"),
+    (b"\r\n\r\n", "empty request line"),
+    (post_head("Host: 127.0.0.1", "Content-Length: 100") + b"\x89PNG\r\n\x1a\n",
+     "body ended after 8 of 100 bytes"),
+])
+def test_malformed_requests_get_400_and_one_line(eval_url, capsys, data, message):
+    answer = exchange(port_of(eval_url), data, half_close=True)
+    status, text = status_and_text(answer)
+    assert status == 400 and message in text and text.count("\n") == 1, answer
+    captured = capsys.readouterr()
+    no_traceback(captured)
+    assert captured.out.count("\n") == 1 and " 400 " in captured.out  # its one log line
+
+
+def test_a_huge_content_length_gets_413_before_the_body(eval_url, capsys):
+    port = port_of(eval_url)
+    # 5,000 digits: more than int() converts (4,300)
+    for digits, size in (("9" * 5000, "5000 digits of"), (str(app.MAX_BODY_BYTES + 1), None)):
+        answer = exchange(port, post_head("Host: 127.0.0.1", f"Content-Length: {digits}"))
+        status, text = status_and_text(answer)
+        assert (status, text.count("\n")) == (413, 1), answer
+        assert f"body of {size or digits} bytes is over the" in text
+    # leading zeros are still a number: 5 bytes read, then judged as an image
+    answer = exchange(port, post_head("Host: 127.0.0.1", "Content-Length: " + "0" * 30 + "5")
+                      + b"hello")
+    assert status_and_text(answer) == (400, "upload: not a readable image (UnidentifiedImageError)"
+                                            "\n")
+    no_traceback(capsys.readouterr())
+
+
+def test_an_answer_is_not_lost_to_a_reset(eval_url):
+    """A request the server does not read to its end (a GET with a body) still gets all of its
+    answer, even the part that waits for the client's window: a close with unread bytes would
+    reset the connection, and a reset drops what is not sent yet."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port_of(eval_url)))
+        # more body than the server's read buffer takes with the headers: unread in the socket
+        sock.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n"
+                     + b"\0" * 100_000)
+        time.sleep(0.3)  # answered: what fits the window is sent, the rest waits
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, page = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") and f"Content-Length: {len(page)}".encode() in head
+    assert len(page) > 10_000  # more than the window
+
+
+def test_exactly_one_host_header(eval_url, capsys):
+    port = port_of(eval_url)
+    for data in (b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.0\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\n\r\n",
+                 b"GET /examples/0.png HTTP/1.0\r\nhost: localhost\r\nHOST: evil.example\r\n\r\n",
+                 post_head("Host: localhost", "Host: evil.example", "Content-Length: 0")):
+        status, text = status_and_text(exchange(port, data))
+        assert status == 400 and "exactly one Host header is required" in text, (data, text)
+    status, text = status_and_text(exchange(port, b"GET / HTTP/1.1\r\nHost:\r\n\r\n"))
+    assert status == 400 and "malformed Host header ''" in text
+    # an absolute target names the host itself (RFC 9112): checked like a Host header
+    status, text = status_and_text(exchange(port, b"GET http://evil.example/ HTTP/1.1\r\n"
+                                                  b"Host: 127.0.0.1\r\n\r\n"))
+    assert status == 403 and "'evil.example' refused" in text
+    for data in (b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+                 f"GET http://localhost:{port}/ HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()):
+        assert status_and_text(exchange(port, data))[0] == 200
+    no_traceback(capsys.readouterr())
+
+
+class Trickle(threading.Thread):
+    """A client sending its request a byte every interval_s after a first part; .answer is what
+    came back (b"" if closed without one) and .answered_after_s when its first byte did."""
+
+    def __init__(self, port: int, start: bytes, rest: bytes, interval_s: float = 0.2):
+        super().__init__(daemon=True)
+        self.port, self.start_bytes, self.rest, self.interval_s = port, start, rest, interval_s
+        self.answer, self.answered_after_s = b"", None
+
+    def run(self):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            began = time.monotonic()
+            sock.sendall(self.start_bytes)
+            for byte in self.rest:
+                if select.select([sock], [], [], self.interval_s)[0]:
+                    break  # the server spoke (or closed)
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    return
+                if time.monotonic() - began > 4:
+                    return  # never cut off
+            with_answer = select.select([sock], [], [], 4)[0]
+            self.answered_after_s = time.monotonic() - began if with_answer else None
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(65536):
+                    self.answer += chunk
+
+
+def test_a_request_must_arrive_within_its_time_in_all(eval_url, monkeypatch, capsys):
+    """However often a slow client sends a byte, in its headers or its body, it is answered 408
+    when the request's time is up; an idle connection is closed then."""
+    monkeypatch.setattr(app.Handler, "request_timeout_s", 1.0)
+    port = port_of(eval_url)
+    clients = [Trickle(port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ", b"a" * 100),
+               Trickle(port, post_head("Host: 127.0.0.1", "Content-Length: 1000"), b"\0" * 1000),
+               Trickle(port, b"", b"")]  # idle
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join(10)
+    for client in clients[:2]:
+        status, text = status_and_text(client.answer)
+        assert status == 408 and "not received within 1 s" in text, client.answer
+        assert 0.9 < client.answered_after_s < 2
+    assert clients[2].answer == b"" and 0.9 < clients[2].answered_after_s < 2
+    no_traceback(capsys.readouterr())
+    assert request(eval_url)[0] == 200
+
+
+def test_connections_over_the_cap_get_503_at_once(eval_url, monkeypatch, capsys):
+    server = SERVERS[eval_url]
+    monkeypatch.setattr(app.AppServer, "max_connections", 2)
+    port = port_of(eval_url)
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+    try:
         started = time.monotonic()
-        assert stalled.recv(100) == b""  # closed by the server, without an answer
-        assert time.monotonic() - started < 5
+        answer = exchange(port, b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        status, text = status_and_text(answer)
+        assert status == 503 and b"\r\nRetry-After: 1\r\n" in answer and time.monotonic() - \
+            started < 1
+        assert "busy: 2 connections are open" in text
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 5  # their threads see the close and end
+    while server.open_connections and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.open_connections == 0 and request(eval_url)[0] == 200
+    no_traceback(capsys.readouterr())
+
+
+def test_a_client_that_hangs_up_leaves_one_log_line(eval_url, monkeypatch, capsys):
+    entered, release = threading.Event(), threading.Event()
+    real = app.generate
+
+    def held(*args, **kwargs):  # the generator answers only once the client has gone
+        entered.set()
+        release.wait(10)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(app, "generate", held)
+    port = port_of(eval_url)
+    sketch = png(sketch_image())
+    reset = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as gone:
+        gone.sendall(post_head("Host: 127.0.0.1", f"Content-Length: {len(sketch)}") + sketch)
+        assert entered.wait(10)
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, reset)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as halfway:  # mid-body
+        halfway.sendall(post_head("Host: 127.0.0.1", "Content-Length: 1000") + b"\x89PNG")
+        time.sleep(0.1)
+        halfway.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, reset)
+    release.set()
+    out, deadline = "", time.monotonic() + 10
+    while out.count("client gone") < 2 and time.monotonic() < deadline:
+        captured = capsys.readouterr()
+        no_traceback(captured)
+        out += captured.out
+        time.sleep(0.05)
+    lines = out.splitlines()
+    assert len(lines) == 2, lines
+    assert "POST /generate 200" in lines[1] and "client gone before the answer" in lines[1]
+    assert "client gone before the end of its request (ConnectionResetError)" in lines[0]
     assert request(eval_url)[0] == 200
 
 
