@@ -31,7 +31,8 @@ Nothing holds it for long and every request gets an answer, one line of text for
     408  the request line, headers and body not all in within REQUEST_TIMEOUT_S
     413  a body over MAX_BODY_BYTES (refused before it is read)
     503  over MAX_CONNECTIONS connections open (at once, Retry-After: 1); no photo within
-         GENERATE_BUDGET_S, waiting included; MAX_GENERATIONS requests under way
+         GENERATE_BUDGET_S of the body's arrival (decoding, preparing, waiting and generating
+         included); MAX_GENERATIONS requests under way
 and the page and other requests are served meanwhile.
 """
 
@@ -48,6 +49,8 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent import futures
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -61,7 +64,8 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from config import SWITCH, add_device_flag, pick_device  # noqa: E402
-from dataset import list_images, to_image, to_tensor, train_val_folders  # noqa: E402
+from dataset import (list_images, read_header, to_image, to_tensor,  # noqa: E402
+                     train_val_folders)
 from tools.demo import draw_shoe  # noqa: E402
 from tools.edges import sketch_pixels  # noqa: E402
 from infer import (EVAL_HELP, add_checkpoint_flags, add_tuning_flags,  # noqa: E402
@@ -76,6 +80,9 @@ ROOT = Path(__file__).resolve().parents[1]  # the repo: relative data_dirs are r
 CANVAS_SIZE = 256
 # larger uploads get 413 before being read; a 256×256 canvas PNG is < 200 KB
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# larger images get 400 before being decoded: the photo comes back at the upload's size, and an
+# 8192² one takes longer to resize and encode than the budget (infer.py takes up to 64 Mpx)
+MAX_UPLOAD_PIXELS = 4096 * 4096
 REQUEST_TIMEOUT_S = 10  # the request line, headers and body must all arrive within this (408)
 SEND_TIMEOUT_S = 10  # the client must take the answer within this
 MAX_CONNECTIONS = 32  # connections open at once, each on its own thread; more get 503 at once
@@ -83,7 +90,8 @@ MAX_CONNECTIONS = 32  # connections open at once, each on its own thread; more g
 # unread bytes resets the connection, and the reset can destroy the answer before it is read
 LINGER_S = 1
 N_EXAMPLES = 3  # example sketches offered on the page
-# seconds a generation may take, waiting for the generator included; 503 past it
+# seconds a request may take from its body's arrival to its photo (decoding, preparing, waiting
+# for the generator and generating); 503 past it
 GENERATE_BUDGET_S = 20
 MAX_GENERATIONS = 4  # generation requests under way at once (preparing or waiting); 503 beyond
 
@@ -116,39 +124,68 @@ class ShoeApp:
         size = (self.cfg.image_size, self.cfg.image_size)
         self.tuner(to_tensor(example.resize(size, Image.BICUBIC))[None], [seed])
 
-    def generate(self, image_bytes: bytes, given: bool = False) -> bytes:
-        """An uploaded sketch (any image file's bytes) -> the generated photo as PNG bytes, or with
-        given, the sketch the generator is given (fitted or padded, at the model's size);
-        ValueError if unusable, Busy past the budget or the number of requests under way."""
+    def generate(self, body: bytes, query: str = "") -> bytes:
+        """A POST /generate's body and query -> PNG bytes: the photo at the upload's size, or with
+        ?given the sketch the generator is given (fitted or padded, at the model's size).
+        ValueError if unusable; Busy when MAX_GENERATIONS requests are under way or past the
+        budget. The work runs on a thread of its own, so that the answer comes within the budget
+        whichever stage is slow: past it the work ends in the background, keeping its slot."""
         deadline = time.monotonic() + self.budget_s
         if not self.slots.acquire(blocking=False):
             raise Busy("busy: other sketches are being made; try again")
-        try:
-            with tempfile.TemporaryDirectory(prefix="pix2pix-app-") as folder:
-                upload = Path(folder) / "upload"
-                upload.write_bytes(image_bytes)
-                # infer.py's decoding, size checks, fitting and resizing; no lock: requests prepare
-                # side by side
-                try:
-                    prepared = prepare_sketch(upload, self.cfg.image_size, self.cfg.direction,
-                                              fit=self.fit)
-                except ValueError as e:
-                    raise ValueError(str(e).replace(str(upload), "upload")) from None
-            if given:
-                return png_bytes(to_image(prepared.sketch))
-            late = Busy(f"busy: no photo within {self.budget_s:g} s; try again")
-            if not self.lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
-                raise late
+        result = futures.Future()
+
+        def work():
             try:
-                if time.monotonic() > deadline:  # the preparation used up the budget
-                    raise late
-                # paper mode: the same dropout masks for every request
-                photo = generate(self.tuner, [prepared], self.seed)[0]
+                result.set_result(self.make(parse_upload(body, query), deadline))
+            except Exception as e:
+                result.set_exception(e)
             finally:
-                self.lock.release()
-        finally:
+                self.slots.release()
+        try:
+            threading.Thread(target=work, name="generate", daemon=True).start()
+        except RuntimeError:  # no thread to be had: the slot would never come back
             self.slots.release()
-        return png_bytes(photo)  # at the upload's size
+            raise
+        if not futures.wait([result], timeout=max(deadline - time.monotonic(), 0)).done:
+            raise self.late()
+        return result.result()
+
+    def late(self) -> "Busy":
+        return Busy(f"busy: no photo within {self.budget_s:g} s; try again")
+
+    def make(self, upload: "Upload", deadline: float) -> bytes:
+        """generate()'s work, each stage skipped once the deadline has passed (no one waits for
+        it then)."""
+        with tempfile.TemporaryDirectory(prefix="pix2pix-app-") as folder:
+            path = Path(folder) / "upload"
+            path.write_bytes(upload.image)
+            size = read_header(path, pair=False)[0]
+            if size and size[0] * size[1] > MAX_UPLOAD_PIXELS:
+                raise ValueError(f"upload: too large ({size[0]}×{size[1]}, more than "
+                                 f"{MAX_UPLOAD_PIXELS} pixels for the sketch pad; infer.py "
+                                 f"takes larger files)")
+            # infer.py's decoding, size checks, fitting and resizing; no lock: requests prepare
+            # side by side
+            try:
+                prepared = prepare_sketch(path, self.cfg.image_size, self.cfg.direction,
+                                          fit=self.fit)
+            except ValueError as e:
+                raise ValueError(str(e).replace(str(path), "upload")) from None
+        if upload.given:
+            return png_bytes(to_image(prepared.sketch))
+        if not self.lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
+            raise self.late()
+        try:
+            if time.monotonic() > deadline:
+                raise self.late()
+            # paper mode: the same dropout masks for every request
+            photo = generate(self.tuner, [prepared], self.seed)[0]  # at the upload's size
+        finally:
+            self.lock.release()
+        if time.monotonic() > deadline:
+            raise self.late()
+        return png_bytes(photo)
 
     def page(self) -> bytes:
         """The HTML page, with this checkpoint's facts filled in."""
@@ -204,6 +241,20 @@ def decode_body(body: bytes) -> bytes:
         return base64.b64decode(payload.strip(), validate=True)
     except binascii.Error:
         raise ValueError("the data: URL is not valid base64") from None
+
+
+@dataclass
+class Upload:
+    """What a POST /generate asks for, read from its body and query by parse_upload."""
+
+    image: bytes  # the sketch: an image file's bytes
+    given: bool = False  # ?given: answer with the sketch the generator is given, not the photo
+
+
+def parse_upload(body: bytes, query: str) -> Upload:
+    """The one place a POST /generate's body and query are read and checked: the body is an image
+    file (any PIL reads) or a base64 data: URL of one; ValueError says what is wrong."""
+    return Upload(decode_body(body), given=query == "given")
 
 
 # RFC 9110's token (a header name), a Host value (host[:port], an IPv6 address in brackets) and a
@@ -360,8 +411,7 @@ class Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         try:
-            photo = self.server.app.generate(decode_body(body),
-                                             given=self.target.query == "given")
+            photo = self.server.app.generate(body, self.target.query)
         except ValueError as e:
             return self.text(400, str(e))
         except Busy as e:

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -236,6 +237,9 @@ def png_claiming(width: int, height: int) -> bytes:
     (b"data:image/png;base64,@@@", 400, "not valid base64"),
     (b"data:image/png,raw", 400, "must be base64"),
     (png_claiming(10_000, 10_000), 400, "too large (10000×10000"),
+    # under infer.py's cap, over the sketch pad's: the photo would come back at 25 Mpx
+    (png_claiming(5000, 5000), 400, "too large (5000×5000, more than 16777216 pixels for the "
+                                    "sketch pad"),
     (png(Image.new("RGB", (8, 8), "white")), 400, "too small"),
     (b"", 400, "empty file"),
 ])
@@ -574,7 +578,7 @@ def test_a_slow_generation_has_a_budget_and_blocks_no_one(tiny, monkeypatch):
     def post(key, url):
         started = time.monotonic()
         results[key] = request(url, "POST", "/generate", sketch), time.monotonic() - started
-    with serving(tiny, paper=False, budget_s=2, max_generations=2) as url:
+    with serving(tiny, paper=False, budget_s=1, max_generations=2, tune=False) as url:
         slow = threading.Thread(target=post, args=("slow", url))
         slow.start()
         assert entered.wait(30)
@@ -582,28 +586,58 @@ def test_a_slow_generation_has_a_budget_and_blocks_no_one(tiny, monkeypatch):
         assert request(url)[0] == 200 and time.monotonic() - started < 1  # the page is served
         waiting = threading.Thread(target=post, args=("waiting", url))
         waiting.start()
-        time.sleep(0.5)  # the second request now waits for the generator, in the last slot
+        time.sleep(0.3)  # the second request now waits for the generator, in the last slot
         status, _, text = request(url, "POST", "/generate", sketch)
         assert status == 503 and b"busy: other sketches are being made" in text
-        waiting.join(30)
-        (status, _, text), took = results["waiting"]
-        assert status == 503 and b"busy: no photo within 2 s" in text and 1.9 < took < 4
+        for thread, key in ((slow, "slow"), (waiting, "waiting")):
+            thread.join(30)
+            (status, _, text), took = results[key]
+            # the generation under way has no more time than the one waiting for it
+            assert status == 503 and b"busy: no photo within 1 s" in text and 0.9 < took < 2, key
+        # the slow generation keeps its slot until it ends (no new work piles up meanwhile): one
+        # slot is free, for one of two requests
+        with ThreadPoolExecutor(2) as pool:
+            texts = sorted(text for _, _, text in pool.map(
+                lambda _: request(url, "POST", "/generate", sketch), range(2)))
+        assert b"no photo within 1 s" in texts[0] and b"other sketches" in texts[1], texts
         release.set()
-        slow.join(30)
-        assert results["slow"][0][0] == 200
-        assert request(url, "POST", "/generate", sketch)[0] == 200  # slots and lock given back
+        deadline = time.monotonic() + 10  # its slot comes back
+        while request(url, "POST", "/generate", sketch)[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
 
 
-def test_a_preparation_that_uses_up_the_budget_gets_503(tiny, monkeypatch):
-    real = app.prepare_sketch
+def test_the_budget_holds_whichever_stage_is_slow(tiny, monkeypatch):
+    """Decoding the body, preparing, generating or encoding the photo: past the budget the answer
+    is 503, every concurrent request gets one, and the server serves again once the work ends."""
+    release = threading.Event()
 
-    def slow_prepare(*args, **kwargs):
-        time.sleep(0.5)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(app, "prepare_sketch", slow_prepare)
-    with serving(tiny, paper=False, budget_s=0.3) as url:
-        status, _, text = request(url, "POST", "/generate", png(sketch_image()))
-        assert status == 503 and b"busy: no photo within 0.3 s" in text
+    def slowed(function):
+        def slow(*args, **kwargs):
+            release.wait(10)
+            return function(*args, **kwargs)
+        return slow
+    budget_s, sketch = 0.5, png(sketch_image())
+    with serving(tiny, paper=False, budget_s=budget_s, max_generations=2, tune=False) as url:
+        for stage in ("decode_body", "prepare_sketch", "generate", "png_bytes"):
+            release.clear()
+            with monkeypatch.context() as patch:
+                patch.setattr(app, stage, slowed(getattr(app, stage)))
+                started = time.monotonic()
+                with ThreadPoolExecutor(5) as pool:
+                    answers = list(pool.map(lambda _: request(url, "POST", "/generate", sketch),
+                                            range(5)))
+                took = time.monotonic() - started
+                release.set()
+            texts = sorted(text.decode() for _, _, text in answers)
+            assert [status for status, _, _ in answers] == [503] * 5, (stage, texts)
+            assert sum("no photo within 0.5 s" in text for text in texts) == 2, (stage, texts)
+            assert sum("other sketches" in text for text in texts) == 3, (stage, texts)
+            assert took < budget_s + 1, stage
+            deadline = time.monotonic() + 10
+            while request(url, "POST", "/generate", sketch)[0] != 200:
+                assert time.monotonic() < deadline, stage
+                time.sleep(0.05)
 
 
 def test_port_out_of_range_and_help(capsys):
