@@ -16,9 +16,13 @@ behind it:
     GET  /examples/N.png   example sketch N (val-set sketches of the checkpoint's data, else drawn
                            shoes)
 The sketch is prepared exactly as infer.py prepares a file (fitted to its drawing unless --no-fit),
-so with --eval the photo equals `python infer.py sketch.png --eval`; by default G runs as in the paper
-(dropout on) with the seed reset before every request, so one sketch always gives the same photo
-(that of `infer.py sketch.png --seed 0`).
+so with --eval the photo equals `python infer.py sketch.png --eval`; by default G runs as in the
+paper (dropout on) with the seed reset before every request, so one sketch always gives the same
+photo: that of `python infer.py sketch.png --seed 0` on this machine, pixel for pixel, when both
+run the same setting. The app tunes at start-up (tune.py) and caches its pick, which infer.py reads
+for batches of one image. Where infer.py runs another setting (another cache, --no-tune,
+--precision or --threads on one side only) the photos differ by the tuner's bound at most:
+BF16_BOUND_DB (45 dB PSNR) where bf16 is picked, fp32 rounding (a grey level) otherwise.
 
 Safe on loopback: only this machine's pages can use it. Every request needs exactly one Host
 header (400 otherwise), and it must be localhost or a loopback address (403: a DNS-rebinding page

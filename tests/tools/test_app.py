@@ -3,7 +3,10 @@ Chromium.
 
 Malformed and hostile requests go over raw sockets, as sent. Caps are shortened through the
 attributes that hold them (Handler.request_timeout_s, AppServer.max_connections, budget_s), slow
-stages are forced by wrapping the real function with a wait, never by faking the generator.
+stages are forced by wrapping the real function with a wait, never by faking the generator. The
+machine's branch is forced both ways where a test depends on it: tune.native_bf16 in
+test_paper_mode_is_seeded_per_request; the other servers run untuned (--no-tune: fp32 on every
+machine), as what they test is not the tuner.
 
 The browser is driven with no extra package: Chromium's DevTools protocol over
 --remote-debugging-pipe (JSON commands in on fd 3, replies out on fd 4, each message ended by a NUL
@@ -42,11 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import ROOT, make_pairs, tiny_config  # noqa: E402
 
 from tools import app  # noqa: E402
+import infer  # noqa: E402
 import save  # noqa: E402
+import tune  # noqa: E402
 from dataset import to_image  # noqa: E402
-from generator import build_generator, translate  # noqa: E402
+from generator import build_generator  # noqa: E402
 from infer import find_checkpoint  # noqa: E402
-from sketch import prepare_sketch, put_back  # noqa: E402
+from sketch import prepare_sketch  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -107,13 +112,7 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def eval_url(tiny):
-    with serving(tiny, paper=False) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def paper_url(tiny):
-    with serving(tiny, paper=True) as url:
+    with serving(tiny, paper=False, tune=False) as url:  # untuned fp32: what infer.py runs
         yield url
 
 
@@ -197,17 +196,55 @@ def test_generate_matches_infer_eval(eval_url, tiny, tmp_path):
                    {"Content-Type": "text/plain"})[2] == photo
 
 
-def test_paper_mode_is_seeded_per_request(paper_url, eval_url, tiny, tmp_path):
+@pytest.fixture
+def one_thread():
+    """Threads pinned (they are not under test; one is fast on a busy machine and leaves the
+    tuner no thread counts to try), then torch's count put back: the tuner's pick sets it for the
+    process."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of two 8-bit images, in dB (inf when equal)."""
+    mse = np.mean((a.astype(float) - b) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+@pytest.mark.parametrize("native, precision", [(False, "auto"), (True, "auto"), (False, "bf16")],
+                         ids=["auto-without-native-bf16", "auto-native-bf16", "bf16"])
+def test_paper_mode_is_seeded_per_request(native, precision, eval_url, tiny, tmp_path, monkeypatch,
+                                          capsys, one_thread):
+    """The promise: one sketch always gives the same photo, infer.py --seed 0's on this machine.
+    On a CPU with native bf16 the app's start-up tuning may pick bf16 (timing decides, so either
+    way here; --precision bf16 makes it bf16 on any CPU); infer.py reads the app's pick from the
+    tuner cache and makes the same photo; with another cache it runs untuned fp32, within the
+    tuner's bound."""
+    monkeypatch.setattr(tune, "native_bf16", lambda: native)
+    monkeypatch.setattr(tune, "BUDGET_S", 0.1)  # two timed rounds: the pick is not under test
     sketch = png(sketch_image())
-    first, second = (request(paper_url, "POST", "/generate", sketch)[2] for _ in range(2))
+    (tmp_path / "sketch.png").write_bytes(sketch)
+    with serving(tiny, paper=True, precision=precision) as url:  # tunes now, in this test's cache
+        first, second = (request(url, "POST", "/generate", sketch)[2] for _ in range(2))
     assert first == second  # the seed is reset before each request
     assert first != request(eval_url, "POST", "/generate", sketch)[2]
-    (tmp_path / "sketch.png").write_bytes(sketch)
-    generator, cfg = save.load_generator(tiny)  # infer.py's default: paper mode, seed 0
-    prepared = prepare_sketch(tmp_path / "sketch.png", cfg.image_size)  # fitted, as by default
-    expected = put_back(to_image(translate(generator, prepared.sketch[None], paper=True,
-                                           seeds=[0])[0]), prepared)
-    assert np.abs(pixels(first) - np.asarray(expected).astype(int)).max() <= 1
+    picked = [line for line in capsys.readouterr().out.splitlines()
+              if line.startswith("tune: ") and "(tuned in" in line]
+    assert len(picked) == 1, picked
+    # infer.py's default mode and seed, one sketch: the app's pick, read from the cache
+    assert infer.main([str(tmp_path / "sketch.png"), "-o", str(tmp_path / "same"),
+                       "--checkpoint", str(tiny), "--seed", "0", "--precision", precision]) == 0
+    assert picked[0].split(" (")[0] + " (cached in" in capsys.readouterr().out
+    assert np.array_equal(pixels(first), pixels((tmp_path / "same" / "sketch.png").read_bytes()))
+    # another cache (another user, a read-only home): infer.py runs untuned fp32
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other"))
+    assert infer.main([str(tmp_path / "sketch.png"), "-o", str(tmp_path / "other"),
+                       "--checkpoint", str(tiny), "--seed", "0"]) == 0
+    assert "cached in" not in capsys.readouterr().out
+    untuned = pixels((tmp_path / "other" / "sketch.png").read_bytes())
+    assert psnr_db(pixels(first), untuned) >= tune.BF16_BOUND_DB
 
 
 def test_the_page_shows_what_the_generator_was_given(eval_url, tiny, tmp_path):
