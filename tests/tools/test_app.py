@@ -313,6 +313,13 @@ def test_limits_and_that_the_server_stays_up(eval_url, monkeypatch):
     assert request(eval_url, "POST", "/generate", sketch,
                    {"Origin": f"http://127.0.0.1:{port}"})[0] == 200
     assert request(eval_url, "PUT", "/generate", b"x")[0] == 501
+    # a chunked body is not read (a Content-Length is what every browser sends)
+    chunked = (post_head("Host: 127.0.0.1", "Transfer-Encoding: chunked")
+               + b"5\r\nhello\r\n0\r\n\r\n")
+    assert status_and_text(exchange(port, chunked)) == (
+        501, "Transfer-Encoding is not supported: send a Content-Length\n")
+    assert status_and_text(exchange(port, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n")) == (
+        414, "request line too long\n")
     assert request(eval_url)[0] == 200
 
 
