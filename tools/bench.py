@@ -1,4 +1,4 @@
-r"""Speed of pix2pix: the training step, the input pipeline and CPU inference (issue #3).
+r"""Speed of pix2pix: the training step, the input pipeline and CPU inference.
 
     python -m tools.bench train --batch 1 4 16 --precision fp32 bf16 fp16 --channels_last 0 1 \
         --compile off default reduce-overhead

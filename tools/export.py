@@ -1,5 +1,5 @@
 """Export the generator in both test-time modes: an ONNX file and a torch.export program each,
-checked against the eager generator (issue 21).
+checked against the eager generator.
 
     python -m tools.export models/NAME/generator.pt       # -> models/NAME/generator.{paper,eval}.{onnx,pt2}
     python -m tools.export models/NAME/generator.pt --mode eval --out exported/
