@@ -64,7 +64,7 @@ def export_program(model: nn.Module, args: tuple) -> torch.export.ExportedProgra
 
 
 def flat(args: tuple) -> list:
-    """The example arguments as the flat list of input tensors an ONNX session takes."""
+    """The example arguments as the flat list of input tensors onnxruntime takes."""
     return [args[0], *(args[1] if len(args) > 1 else ())]
 
 
