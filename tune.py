@@ -1,5 +1,5 @@
 """Run the generator the fastest correct way the machine at hand allows, as cuDNN's benchmark mode
-picks convolution kernels (issue 21).
+picks convolution kernels.
 
     from tune import Tuner
     tuner = Tuner(generator, paper=True, device=device, precision="auto", n_images=len(files))

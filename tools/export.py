@@ -1,5 +1,5 @@
 """Export the generator in both test-time modes: an ONNX file and a torch.export program each,
-checked against the eager generator (issue 21).
+checked against the eager generator.
 
     python -m tools.export models/NAME/generator.pt       # -> models/NAME/generator.{paper,eval}.{onnx,pt2}
     python -m tools.export models/NAME/generator.pt --mode eval --out exported/
@@ -64,7 +64,7 @@ def export_program(model: nn.Module, args: tuple) -> torch.export.ExportedProgra
 
 
 def flat(args: tuple) -> list:
-    """The example arguments as the flat list of input tensors an ONNX session takes."""
+    """The example arguments as the flat list of input tensors onnxruntime takes."""
     return [args[0], *(args[1] if len(args) > 1 else ())]
 
 

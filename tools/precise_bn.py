@@ -1,5 +1,5 @@
 """Precise batch norm: recompute a trained generator's running statistics over training images, so
-that eval mode (--eval) is worth using (issue 21).
+that eval mode (--eval) is worth using.
 
     python -m tools.precise_bn models/NAME/generator.pt          # -> models/NAME/generator_precise_bn.pt
     python -m tools.precise_bn models/NAME/generator.pt --data data/edges2shoes/train --images 1000

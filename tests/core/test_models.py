@@ -126,7 +126,7 @@ def test_paper_mode_masks_can_be_given_instead_of_seeds():
         assert torch.equal(paper(sketches, masks=masks), paper(sketches, seeds=seeds))
 
 
-# ----------------------------------------------------------- the other systems' networks (issue 15)
+# ---------------------------------------------------------------------- the other systems' networks
 
 def test_resnet_generator_counts_match_the_reference_implementation():
     # pix2pix/CycleGAN's resnet_9blocks: batch norm (no conv bias before it), or non-affine instance

@@ -1,7 +1,12 @@
-"""README and config.py stay true to the code: the first commands, every field documented once."""
+"""README, docs and config.py stay true to the code: the first commands, every field documented
+once, every link resolves and every command shown answers --help."""
 
 import dataclasses
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from conftest import ROOT
 from config import Config
@@ -31,3 +36,89 @@ def test_the_first_commands_are_install_and_train_then_the_tests():
                                "train.py --demo")
     assert block[1].startswith("python -m pytest -q")
     assert "python -m pytest -q" in (ROOT / ".ci/run").read_text().splitlines()[-1]
+
+
+# ----------------------------------------------------------------- links and commands of the docs
+
+PAGES = [ROOT / "README.md", ROOT / "tools" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)")  # [text](target) and ![alt](image)
+# python train.py, python -m tools.data download: a script or tool, then perhaps its subcommand
+COMMAND = re.compile(r"\bpython (-m tools\.\w+|\w+\.py)(?: ([a-z]+)(?=[\s`'\"]|$))?", re.MULTILINE)
+
+
+def without_code(text: str) -> str:
+    """The prose of a page: a link inside a code block, inline code or a comment is no link."""
+    text = re.sub(r"```.*?```|<!--.*?-->", "", text, flags=re.DOTALL)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def anchors(page: Path) -> set:
+    """The #anchors GitHub makes of a page's headings."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+    return {re.sub(r"[^\w\- ]", "", title.replace("`", "").lower()).replace(" ", "-")
+            for title in re.findall(r"^#{1,6} (.+?)\s*$", text, re.MULTILINE)}
+
+
+def test_every_relative_link_and_image_of_the_docs_resolves():
+    assert len(PAGES) > 3  # README, tools/README and the docs pages
+    checked = 0
+    for page in PAGES:
+        for target in LINK.findall(without_code(page.read_text())):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = (page.parent / path).resolve() if path else page
+            where = f"{page.relative_to(ROOT)}: link {target}"
+            assert resolved.is_relative_to(ROOT) and resolved.exists(), f"{where}: no such file"
+            if anchor and resolved.suffix == ".md":
+                assert anchor in anchors(resolved), f"{where}: no such heading"
+            checked += 1
+    assert checked > 20
+
+
+def shown_commands() -> list:
+    """Every distinct python command the README, tools/README and docs show, as argv lists."""
+    commands = set()
+    for page in PAGES:
+        for target, sub in COMMAND.findall(page.read_text()):
+            commands.add((target, sub))
+    return sorted([*target.split(), *([sub] if sub else [])] for target, sub in commands)
+
+
+# runs each command's --help in this one fresh interpreter as `python ...` would (runpy, as
+# __main__), so torch is imported once: one process per command costs ~4 s of CPU each
+HELP_RUNNER = """
+import contextlib, io, json, runpy, sys, warnings
+warnings.simplefilter("ignore")
+results = {}
+for argv in json.loads(sys.argv[1]):
+    out, code = io.StringIO(), None
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            if argv[0] == "-m":
+                sys.argv = [argv[1], *argv[2:], "--help"]
+                runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+            else:
+                sys.argv = [*argv, "--help"]
+                runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+    except BaseException as e:
+        code = f"{type(e).__name__}: {e}"
+    results[" ".join(argv)] = [code, out.getvalue()[:200]]
+print(json.dumps(results))
+"""
+
+
+def test_every_command_the_docs_show_answers_help():
+    commands = shown_commands()
+    names = {" ".join(argv) for argv in commands}
+    assert {"train.py", "infer.py", "-m tools.demo", "-m tools.app", "-m tools.data download",
+            "-m tools.evaluate", "completion.py train"} <= names, names
+    result = subprocess.run([sys.executable, "-c", HELP_RUNNER, json.dumps(commands)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    answers = json.loads(result.stdout.splitlines()[-1])
+    for name, (code, shown) in answers.items():
+        assert code in (0, None) and shown.startswith("usage:"), \
+            f"python {name} --help: exit {code}, printed {shown!r}"

@@ -215,7 +215,7 @@ def test_logs_curves_and_optional_tensorboard(tmp_path, pairs_dir, monkeypatch):
     assert ("val/sketch_generated_real", (2 * 64 + 3 * 2, 3 * 64 + 4 * 2, 3)) in written
 
 
-# ---------------------------------------------------------------- issue 12: resume and batches
+# ------------------------------------------------------------------------------- resume and batches
 
 def test_every_step_has_a_full_batch_and_a_too_small_set_is_refused(tmp_path, monkeypatch):
     make_pairs(tmp_path / "data/train", 18, seed=1)  # 18 = 4 × 4 + 2: the last 2 would be a batch
