@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from config import Config, first_line
+from config import Config, first_line, memory_short, short_repr
 from dataset import to_image
 from generator import build_generator
 
@@ -88,11 +88,16 @@ def rng_state(device: torch.device) -> dict:
     return {"torch": torch.get_rng_state(), "python": random.getstate(), "cuda": cuda}
 
 
-def set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if device.type == "cuda" and state["cuda"].numel():  # a CPU checkpoint on a GPU keeps its seed
-        torch.cuda.set_rng_state(state["cuda"], device)
+def set_rng_state(state: dict, device: torch.device, path="checkpoint") -> None:
+    """Restore rng_state's states; states that cannot be restored are one ValueError naming path."""
+    try:
+        torch.set_rng_state(state["torch"])
+        random.setstate(state["python"])
+        if device.type == "cuda" and state["cuda"].numel():  # a CPU checkpoint on a GPU: its seed
+            torch.cuda.set_rng_state(state["cuda"], device)
+    except (RuntimeError, TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: its rng entry holds no random states this run can restore "
+                         f"({first_line(e)})") from None
 
 
 # the first bytes of a PyTorch file: a zip (torch >= 1.6) or the legacy pickle's magic number
@@ -146,9 +151,53 @@ def checkpoint_kind(path) -> str:
     """pix2pix or completion: which family wrote a checkpoint."""
     ckpt = read_checkpoint(path)
     kind = ckpt.get("kind", "pix2pix") if isinstance(ckpt, dict) else None
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"{path}: not a checkpoint of this project")
     return kind
+
+
+def is_state_dict(value) -> bool:
+    """Whether value is what load_state_dict takes: names mapped to tensors."""
+    return isinstance(value, dict) and all(isinstance(k, str) and torch.is_tensor(v)
+                                           for k, v in value.items())
+
+
+def is_count(value, least: int = 0) -> bool:
+    return type(value) is int and value >= least  # True is no count
+
+
+ENTRIES = {  # what each entry a checkpoint may hold must be: (test, what it is)
+    "generator": (is_state_dict, "a state dict (parameter names mapped to tensors)"),
+    "discriminator": (is_state_dict, "a state dict (parameter names mapped to tensors)"),
+    "opt_g": (lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
+              and isinstance(v.get("param_groups"), list), "an optimizer state"),
+    "opt_d": (lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
+              and isinstance(v.get("param_groups"), list), "an optimizer state"),
+    "scaler": (lambda v: isinstance(v, dict), "a GradScaler state"),
+    "epoch": (is_count, "a count"), "batch": (is_count, "a count"), "step": (is_count, "a count"),
+    "world_size": (lambda v: is_count(v, 1), "a count of processes"),
+    "rng": (lambda v: isinstance(v, dict) and torch.is_tensor(v.get("torch"))
+            and isinstance(v.get("python"), tuple) and torch.is_tensor(v.get("cuda")),
+            "the random states of a run"),
+    "config": (lambda v: isinstance(v, dict), "a mapping of config fields"),
+    "kind": (lambda v: isinstance(v, str), "a family name"),
+}
+
+
+def described(value) -> str:
+    """'a list', '-1', or for a mapping its first entry out of place: "a dict with 'x': a str"."""
+    def a(thing):
+        name = type(thing).__name__
+        return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"a dict with the key {short_repr(key)}"
+            if not torch.is_tensor(item):
+                return f"a dict with {short_repr(key)}: {a(item)}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return short_repr(value)
+    return a(value)
 
 
 def load_checkpoint(path, keys=("generator", "config"), kind: str = "pix2pix",
@@ -157,12 +206,15 @@ def load_checkpoint(path, keys=("generator", "config"), kind: str = "pix2pix",
     one ValueError that names the file. config_class rebuilds its config."""
     ckpt = read_checkpoint(path)
     found = ckpt.get("kind", "pix2pix") if isinstance(ckpt, dict) else None
-    if found != kind and found in KINDS:
+    if isinstance(found, str) and found != kind and found in KINDS:
         raise ValueError(f"{path}: a {found} checkpoint, not a {kind} one ({KINDS[found]})")
     missing = [k for k in keys if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise ValueError(f"{path}: not a {kind} checkpoint of this project "
                          f"(missing {', '.join(missing)})")
+    for name, (fits, what) in ENTRIES.items():
+        if name in ckpt and not fits(ckpt[name]):
+            raise ValueError(f"{path}: its {name} entry is not {what} but {described(ckpt[name])}")
     try:
         ckpt["config"] = config_class.from_dict(ckpt["config"])
     except (TypeError, ValueError) as e:
@@ -185,7 +237,7 @@ def resume(path, cfg: Config, G, D, opt_g, opt_d, scaler, device: torch.device,
     batch = batch_for_world_size(path, ckpt["batch"], ckpt.get("world_size", 1), world_size,
                                  cfg.batch_size)
     restore_states(path, ckpt, G, D, opt_g, opt_d, scaler)
-    set_rng_state(ckpt["rng"], device)
+    set_rng_state(ckpt["rng"], device, path)
     del ckpt  # about 1.1 GB at full size: the run must not hold on to it
     return epoch, batch, step
 
@@ -210,7 +262,7 @@ def restore_states(path, ckpt: dict, G, D, opt_g, opt_d, scaler) -> None:
         D.load_state_dict(ckpt["discriminator"])
         load_optimizer(opt_g, ckpt["opt_g"])
         load_optimizer(opt_d, ckpt["opt_d"])
-    except (RuntimeError, ValueError, KeyError) as e:
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
         raise ValueError(f"{path}: does not fit this run ({first_line(e)})") from None
     if ckpt["scaler"] and scaler.is_enabled():  # empty when the run that saved it did not use fp16
         scaler.load_state_dict(ckpt["scaler"])
@@ -232,9 +284,43 @@ def load_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
                     dtype=torch.float32, device=p.device if step_on_device else "cpu")
 
 
+def size_text(nbytes: float) -> str:
+    """1.2 GiB, 3.4 MiB or 56 KiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes / 1024:.0f} KiB"
+
+
+def check_fits(path, build, fields: str) -> None:
+    """Refuse a model whose weights would not fit in the memory this machine has available, before
+    allocating them: build() -> its modules, run on the meta device (shapes, no storage); fields
+    names the config values that size it. One ValueError naming path."""
+    try:
+        with torch.device("meta"):
+            modules = build()
+        tensors = [t for module in modules for t in module.state_dict().values()]
+    except (RuntimeError, ValueError, OverflowError) as e:  # sizes no tensor can have
+        raise ValueError(f"{path}: config: {fields}: no model can be built ({first_line(e)})") \
+            from None
+    nbytes = sum(t.numel() * t.element_size() for t in tensors)
+    available = memory_short(nbytes)
+    if available is not None:
+        raise ValueError(f"{path}: config: {fields} make a model of "
+                         f"{sum(t.numel() for t in tensors):,} numbers ({size_text(nbytes)}), more "
+                         f"than the {size_text(available)} of memory available here; not built")
+
+
+def generator_fields(cfg: Config) -> str:
+    """'ngf=64, num_downs=8': the config values that size cfg's generator."""
+    names = ("ngf", "resnet_blocks") if cfg.generator == "resnet" else ("ngf", "num_downs")
+    return ", ".join(f"{name}={getattr(cfg, name)}" for name in names)
+
+
 def load_generator(path) -> tuple:
     """Rebuild the generator from a checkpoint alone; returns (generator on CPU, config)."""
     ckpt = load_checkpoint(path)
+    check_fits(path, lambda: [build_generator(ckpt["config"])], generator_fields(ckpt["config"]))
     generator = build_generator(ckpt["config"])
     try:
         generator.load_state_dict(ckpt["generator"])
