@@ -15,11 +15,14 @@ generator.pt beside it holds {generator, config}: all that infer.py needs.
 The authors' published weights become such a generator.pt in pretrained.py.
 """
 
+import dataclasses
+import errno
 import json
 import math
 import os
 import random
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -35,23 +38,95 @@ PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps mea
 LOSS_KEYS = ("loss_d", "loss_g_gan", "loss_g_l1")  # the losses each log record of train.py holds
 CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "scaler", "epoch", "batch",
                    "step", "rng", "config")
+# What --resume does when a config field differs from the checkpoint's; every field is in one.
+# Refused: the saved tensors would not fit the networks (shapes), the position in the epoch would
+# mean other images (batch_size), or G would learn another mapping (direction).
 FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "generator", "resnet_blocks", "norm_g",
-                   "upsample", "norm_d", "spectral_norm", "batch_size")  # shapes, data position
+                   "upsample", "norm_d", "spectral_norm", "batch_size", "direction")
+# Resumed with a one-line warning: the run goes on, but not as the unbroken run would have.
+INEXACT_ON_RESUME = ("data_dir", "image_size", "jitter", "load_size", "sketch_aug",
+                     "sketch_aug_strength", "dropout", "dropout_blocks", "lambda_l1", "gan_loss",
+                     "lambda_gp", "n_critic", "lambda_perceptual", "vgg_weights", "lr", "beta1",
+                     "beta2", "epochs_decay", "sync_bn", "seed", "precision", "compile",
+                     "compile_mode")
+# Silent: where the run's files go, how it loads, logs and checks (the loaders are exact, tests),
+# where and how fast it computes; epochs too, unless the learning rate decays (see resume_changes).
+FREE_ON_RESUME = ("num_workers", "cache", "cache_dir", "skip_bad", "epochs", "name", "models_dir",
+                  "samples_dir", "resume", "device", "channels_last", "log_every", "save_every",
+                  "n_samples", "val_images")
+# fields that take no effect under a config: a change there changes nothing
+UNUSED_WHEN = {"load_size": lambda c: not c.jitter,
+               "sketch_aug_strength": lambda c: not c.sketch_aug,
+               "lambda_gp": lambda c: c.gan_loss != "wgan-gp",
+               "vgg_weights": lambda c: c.lambda_perceptual == 0,
+               "resnet_blocks": lambda c: c.generator != "resnet",
+               "norm_g": lambda c: c.generator != "resnet",
+               "dropout_blocks": lambda c: c.generator != "unet",
+               "compile_mode": lambda c: not c.compile}
+
+
+class WatchedFile:
+    """A file that keeps the OSError its write raised: torch.save swallows it and fails later with
+    a RuntimeError ("unexpected pos" in inline_container.cc) that no longer says why."""
+
+    def __init__(self, file):
+        self.file, self.error, self.written = file, None, 0
+
+    def write(self, data) -> int:
+        try:
+            count = self.file.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+        self.written += count
+        return count
+
+    def __getattr__(self, name):  # flush, seek, tell... of the file itself
+        return getattr(self.file, name)
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a disk, a quota or a file size limit is full
+
+
+def no_room(path: Path, error: OSError, written: int) -> OSError:
+    """A full disk's error as one line naming the file and the space left (other errors as
+    they are)."""
+    if error.errno not in FULL:
+        return error
+    try:
+        free = f"{size_text(shutil.disk_usage(path.parent).free)} free"
+    except OSError:
+        free = "free space unknown"
+    full = OSError(f"{path}: cannot write it: {error.strerror or 'no space'} ({free} in "
+                   f"{path.parent}; it needs more than {size_text(written)}); the previous "
+                   f"{path.name}, if any, is unchanged")
+    full.errno = error.errno
+    return full
 
 
 def atomic_write(path, write) -> None:
     """write(file) into a temporary file in the same folder, fsync, then rename it over path:
     readers see the old file or the new one, never a partial write (a full disk or a kill
-    included)."""
+    included). A full disk is one OSError line naming path and the space left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    watched = None
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            watched = WatchedFile(f)
+            try:
+                write(watched)
+            except Exception:
+                if watched.error is None:
+                    raise
+                raise watched.error from None  # the cause, not what torch.save made of it
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise no_room(path, e, watched.written if watched else 0) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -125,11 +200,11 @@ def what_was_loaded(path: Path, error: BaseException) -> str:
     return f"a truncated or damaged PyTorch file of {path.stat().st_size} bytes"
 
 
-def safe_load(path, what: str = "checkpoint"):
+def safe_load(path, what: str = "checkpoint", mmap: bool = False):
     """torch.load(weights_only=True) onto the CPU; any failure becomes one ValueError naming the
-    file, what it should have been and what it is."""
+    file, what it should have been and what it is. mmap: tensors mapped, read only when used."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated zip, random bytes, or a pickle that wants to run code
         raise ValueError(f"{path}: not a loadable {what}: "
                          f"{what_was_loaded(Path(path), e)}") from None
@@ -139,12 +214,12 @@ KINDS = {"pix2pix": "infer.py and tools.evaluate use it",
          "completion": "python completion.py complete and tools.evaluate use it"}
 
 
-def read_checkpoint(path):
+def read_checkpoint(path, mmap: bool = False):
     """safe_load of a checkpoint file that must exist."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    return safe_load(path)
+    return safe_load(path, mmap=mmap)
 
 
 def checkpoint_kind(path) -> str:
@@ -201,10 +276,10 @@ def described(value) -> str:
 
 
 def load_checkpoint(path, keys=("generator", "config"), kind: str = "pix2pix",
-                    config_class=Config) -> dict:
+                    config_class=Config, mmap: bool = False) -> dict:
     """Load a checkpoint of one family (pix2pix's have no "kind" key) safely; any problem becomes
-    one ValueError that names the file. config_class rebuilds its config."""
-    ckpt = read_checkpoint(path)
+    one ValueError that names the file. config_class rebuilds its config; mmap: tensors mapped."""
+    ckpt = read_checkpoint(path, mmap)
     found = ckpt.get("kind", "pix2pix") if isinstance(ckpt, dict) else None
     if isinstance(found, str) and found != kind and found in KINDS:
         raise ValueError(f"{path}: a {found} checkpoint, not a {kind} one ({KINDS[found]})")
@@ -222,17 +297,49 @@ def load_checkpoint(path, keys=("generator", "config"), kind: str = "pix2pix",
     return ckpt
 
 
+def saved_config(path) -> Config:
+    """The config of a resumable checkpoint, its tensors mapped and not read: train.py knows the
+    run's precision before the networks exist."""
+    return load_checkpoint(path, keys=CHECKPOINT_KEYS, mmap=True)["config"]
+
+
+def resume_changes(saved: Config, cfg: Config, world_size: int = 1) -> tuple:
+    """(refused, inexact): 'field=saved (now new)' for each field of cfg that differs from the
+    checkpoint's config saved and takes effect in either."""
+    def differs(name):
+        unused = UNUSED_WHEN.get(name, lambda c: False)
+        return getattr(saved, name) != getattr(cfg, name) and not (unused(saved) and unused(cfg))
+
+    def text(name):
+        return f"{name}={getattr(saved, name)} (now {getattr(cfg, name)})"
+
+    inexact = [n for n in INEXACT_ON_RESUME if differs(n)]
+    if saved.precision == "auto":  # an older checkpoint: what auto chose is unknown (train.py)
+        inexact = [n for n in inexact if n != "precision"]
+    if world_size == 1 and saved.sync_bn != cfg.sync_bn:  # one process has nothing to sync
+        inexact = [n for n in inexact if n != "sync_bn"]
+    if differs("epochs") and max(saved.epochs_decay, cfg.epochs_decay) > 0:
+        inexact.append("epochs")  # the decay starts at another epoch
+    known = {*FIXED_ON_RESUME, *INEXACT_ON_RESUME, *FREE_ON_RESUME}
+    # a field added later without a class: warned, never silently ignored
+    inexact += [f.name for f in dataclasses.fields(cfg) if f.name not in known and differs(f.name)]
+    return [text(n) for n in FIXED_ON_RESUME if differs(n)], [text(n) for n in inexact]
+
+
 def resume(path, cfg: Config, G, D, opt_g, opt_d, scaler, device: torch.device,
-           world_size: int = 1) -> tuple:
+           world_size: int = 1, log=print) -> tuple:
     """Restore a run from its checkpoint: weights, Adam moments, loss scale and random states.
     Returns (epoch, batch, step) to continue from; anything that does not fit this run is one
-    ValueError naming the file. The optimizers keep this run's settings (see load_optimizer)."""
+    ValueError naming the file, a change that makes the run inexact one warning line through log.
+    The optimizers keep this run's settings (see load_optimizer)."""
     ckpt = load_checkpoint(path, keys=CHECKPOINT_KEYS)
-    changed = [f"{k}={getattr(ckpt['config'], k)} (now {getattr(cfg, k)})" for k in FIXED_ON_RESUME
-               if getattr(ckpt["config"], k) != getattr(cfg, k)]
-    if changed:
-        raise ValueError(f"{path}: cannot resume, the checkpoint has {', '.join(changed)}; "
+    refused, inexact = resume_changes(ckpt["config"], cfg, world_size)
+    if refused:
+        raise ValueError(f"{path}: cannot resume, the checkpoint has {', '.join(refused)}; "
                          f"use the same settings or another --name")
+    if inexact:
+        log(f"warning: {path}: resuming with {', '.join(inexact)}: the run goes on, but not as "
+            f"an unbroken run would")
     epoch, step = ckpt["epoch"], ckpt["step"]
     batch = batch_for_world_size(path, ckpt["batch"], ckpt.get("world_size", 1), world_size,
                                  cfg.batch_size)
