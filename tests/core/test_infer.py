@@ -504,7 +504,7 @@ def test_no_drawing_is_named_the_photo_still_made_and_save_prepared_shows_the_in
                  tmp_path / "out")
 
 
-# --- checkpoints with wrong contents or too large for the memory ---------------------------------
+# --- checkpoints with wrong contents, memory, links in -o ----------------------------------------
 
 @pytest.mark.parametrize("change, expected", [
     (dict(config="ngf=8"), "its config entry is not a mapping of config fields but a str"),
@@ -578,3 +578,96 @@ def test_the_available_memory_is_the_tightest_of_the_machine_and_its_cgroups(tmp
     monkeypatch.setattr(config.os, "sysconf", lambda name: (_ for _ in ()).throw(ValueError))
     assert config.available_memory() is None and config.memory_short(1 << 60) is None
 
+
+def draw_sketch(path, size) -> None:
+    sketch = Image.new("RGB", (size, size), "white")
+    ImageDraw.Draw(sketch).rectangle((size // 4, size // 4, size // 2, size // 2), outline="black")
+    sketch.save(path)
+
+
+def test_native_inputs_too_large_for_the_memory_are_refused_one_by_one(tmp_path, monkeypatch,
+                                                                       capsys):
+    draw_sketch(tmp_path / "big.png", 640)
+    for name in ("a", "b", "c"):
+        draw_sketch(tmp_path / f"{name}.png", 64)
+    cfg = tiny_config(tmp_path, tmp_path)
+    one = infer.activation_bytes(cfg, (3, 64, 64))
+    assert infer.activation_bytes(cfg, (3, 640, 640)) == pytest.approx(100 * one, rel=0.02)
+    # room for two of the small ones at once, not for the big one
+    monkeypatch.setattr(config, "available_memory", lambda: int(2.5 * one))
+    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "a.png",
+                              tmp_path / "big.png", tmp_path / "b.png", tmp_path / "c.png",
+                              "--native", "--eval")
+    assert code == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+    assert recorder.shapes == [(2, 3, 64, 64), (1, 3, 64, 64)]  # batches of what fits
+    assert capsys.readouterr().err.splitlines() == [
+        f"infer.py: error: {tmp_path / 'big.png'}: generating it at 640×640 takes up to "
+        f"{save.size_text(infer.activation_bytes(cfg, (3, 640, 640)))} of memory, more than the "
+        f"{save.size_text(int(2.5 * one))} available (without --native it runs at the training "
+        f"size)"]
+
+
+class RunsOutOfMemory(torch.nn.Module):
+    """A stand-in generator that fails as torch's CPU allocator does on any batch holding a black
+    sketch, and returns its input otherwise."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error, self.shapes = error, []
+
+    def forward(self, sketch):
+        self.shapes.append(tuple(sketch.shape))
+        if (sketch.flatten(1).mean(1) < -0.9).any():
+            raise self.error
+        return sketch
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+                 "memory: you tried to allocate 68719476736 bytes. Error code 12"),
+    MemoryError()])
+def test_a_failure_while_generating_one_input_is_its_own_line(tmp_path, monkeypatch, capsys,
+                                                              error):
+    for name, level in (("a", 255), ("black", 0), ("b", 200)):
+        grey_sketch(tmp_path / f"{name}.png", level)
+    generator = RunsOutOfMemory(error)
+    code = run_main_at(monkeypatch, tmp_path, generator, tmp_path / "a.png", tmp_path / "black.png",
+                       tmp_path / "b.png", "-o", tmp_path / "out", "--eval")
+    assert code == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert generator.shapes == [(3, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64)]
+    out = capsys.readouterr()
+    assert out.err.splitlines() == [f"infer.py: error: {tmp_path / 'black.png'}: generating it "
+                                    f"failed: {config.first_line(error)}"]
+    assert out.out.splitlines()[-1] == f"1 of 3 inputs failed; 2 written to {tmp_path / 'out'}"
+
+
+def test_links_in_the_output_folder_are_replaced_never_written_through(tmp_path, monkeypatch,
+                                                                        capsys):
+    for name in ("a", "b"):
+        grey_sketch(tmp_path / "in" / f"{name}.png", 100)
+    precious = tmp_path / "elsewhere/precious"
+    precious.parent.mkdir()
+    precious.write_bytes(b"precious")
+    out, given = tmp_path / "out", tmp_path / "given"
+    for folder in (out, given):
+        folder.mkdir()
+        (folder / "a.png").symlink_to("../elsewhere/precious")  # to a file outside
+        (folder / "b.png").symlink_to("../nowhere/b.png")  # dangling
+    code = run_main_at(monkeypatch, tmp_path, Recorder(), tmp_path / "in", "-o", out,
+                       "--save_prepared", given)
+    assert code == 0
+    assert precious.read_bytes() == b"precious" and not (tmp_path / "nowhere").exists()
+    for folder in (out, given):
+        assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.png"]  # no temporary
+        for name in ("a.png", "b.png"):
+            assert not (folder / name).is_symlink()
+            assert Image.open(folder / name).size == (64, 64)
+    notes = capsys.readouterr().err.splitlines()
+    assert notes[0] == (f"infer.py: {given / 'a.png'} was a link (to ../elsewhere/precious); the "
+                        f"link is replaced, what it points to is left as it was")
+    assert len(notes) == 4
+    plain = tmp_path / "plain"
+    plain.touch()  # the mode a file gets from open(): the umask's
+    assert (out / "a.png").stat().st_mode == plain.stat().st_mode
