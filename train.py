@@ -354,7 +354,7 @@ def load_data(cfg: Config, rank: int, world_size: int, device: torch.device) -> 
                            crop_room=cfg.load_size - cfg.image_size if cfg.jitter else None)
     if cfg.cache:
         on_rank0(lambda: PairCache(train_set, cfg.cache_dir), device)  # built once, others wait
-        cache = PairCache(train_set, cfg.cache_dir, build=False)
+        cache = PairCache(train_set, cfg.cache_dir, build=False, verify=False)  # rank 0 checked
         log0(f"data: cache {cache.path} ({cache.nbytes() / 2**20:,.0f} MiB)")
     loader = make_loader(train_set, sampler, cfg.batch_size, cfg.num_workers, device,
                          cache if cfg.cache else None, cfg.seed + rank)
