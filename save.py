@@ -70,15 +70,16 @@ class WatchedFile:
     a RuntimeError ("unexpected pos" in inline_container.cc) that no longer says why."""
 
     def __init__(self, file):
-        self.file, self.error, self.written = file, None, 0
+        self.file, self.error, self.tried = file, None, 0  # tried: bytes given to write, the
+        # failed write's too (what the file needed at least)
 
     def write(self, data) -> int:
         try:
             count = self.file.write(data)
         except OSError as e:
-            self.error = e
+            self.error, self.tried = e, self.tried + memoryview(data).nbytes
             raise
-        self.written += count
+        self.tried += count
         return count
 
     def __getattr__(self, name):  # flush, seek, tell... of the file itself
@@ -88,7 +89,7 @@ class WatchedFile:
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a disk, a quota or a file size limit is full
 
 
-def no_room(path: Path, error: OSError, written: int) -> OSError:
+def no_room(path: Path, error: OSError, tried: int) -> OSError:
     """A full disk's error as one line naming the file and the space left (other errors as
     they are)."""
     if error.errno not in FULL:
@@ -98,7 +99,7 @@ def no_room(path: Path, error: OSError, written: int) -> OSError:
     except OSError:
         free = "free space unknown"
     full = OSError(f"{path}: cannot write it: {error.strerror or 'no space'} ({free} in "
-                   f"{path.parent}; it needs more than {size_text(written)}); the previous "
+                   f"{path.parent}; it needs more than {size_text(tried)}); the previous "
                    f"{path.name}, if any, is unchanged")
     full.errno = error.errno
     return full
@@ -126,7 +127,7 @@ def atomic_write(path, write) -> None:
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        raise no_room(path, e, watched.written if watched else 0) from None
+        raise no_room(path, e, watched.tried if watched else 0) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
