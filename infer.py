@@ -252,13 +252,14 @@ def write_image(image, target: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             image.save(f, format="PNG")
-        if target.is_symlink():
-            print(f"infer.py: {target} was a link (to {os.readlink(target)}); the link is "
-                  f"replaced, what it points to is left as it was", file=sys.stderr)
+        link = os.readlink(target) if target.is_symlink() else None
         os.replace(tmp, target)  # rename(2) replaces the name, a link included, not its target
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if link is not None:
+        print(f"infer.py: {target} was a link (to {link}); the link is replaced, what it points "
+              f"to is left as it was", file=sys.stderr)
 
 
 def generate(tuner: Tuner, batch: list, seed: int = 0) -> list:
