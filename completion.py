@@ -47,8 +47,8 @@ from dataset import to_float, to_image  # noqa: E402
 from generator import init_weights as init_conv_weights  # noqa: E402
 from generator import seeded  # noqa: E402
 from infer import collect_inputs  # noqa: E402
-from save import (LOSS_KEYS, atomic_save, load_checkpoint, restore_states,  # noqa: E402
-                  plot_curves, psnr, rng_state, save_grid, set_rng_state)
+from save import (LOSS_KEYS, atomic_save, check_fits, load_checkpoint,  # noqa: E402
+                  plot_curves, psnr, restore_states, rng_state, save_grid, set_rng_state)
 from sketch import prepare_sketch, put_back  # noqa: E402
 from train import (LossMeter, RunLog, StopFlag, load_data, make_optimizers,  # noqa: E402
                    mixed_precision, prepare_run_dir)
@@ -455,7 +455,7 @@ def resume_completion(path, cfg: CompletionConfig, G, D, opt_g, opt_d, scaler,
         raise ValueError(f"{path}: cannot resume, the checkpoint has {', '.join(changed)}; use "
                          f"the same settings or another --name")
     restore_states(path, ckpt, G, D, opt_g, opt_d, scaler)
-    set_rng_state(ckpt["rng"], device)
+    set_rng_state(ckpt["rng"], device, path)
     return ckpt["epoch"], ckpt["batch"], ckpt["step"]
 
 
@@ -463,6 +463,8 @@ def load_completer(path, steps: int = None, starts: int = None) -> tuple:
     """(Completer on CPU in eval mode, config) rebuilt from a completer.pt or last.pt alone."""
     ckpt = load_checkpoint(path, kind="completion", config_class=CompletionConfig)
     cfg = ckpt["config"]
+    check_fits(path, lambda: build_networks(cfg), ", ".join(
+        f"{name}={getattr(cfg, name)}" for name in ("image_size", "z_dim", "ngf", "ndf")))
     G, D = build_networks(cfg)
     if cfg.method == "search" and "discriminator" not in ckpt:
         raise ValueError(f"{path}: a search checkpoint without its discriminator")

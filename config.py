@@ -9,13 +9,33 @@ every checkpoint, so that infer.py can rebuild the model from the checkpoint alo
 import argparse
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 
 DROPOUT_BLOCKS = ("paper", "authors_pytorch")  # the values of Config.dropout_blocks
 RETIRED = {"demo_data"}  # fields of older checkpoints that no longer mean anything: ignored on load
+
+
+TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+MAX_NUM_DOWNS = 16  # UNet downsamplings: 2**16 = 65,536-pixel sides
+MAX_RESNET_BLOCKS = 100  # the paper's resnet generators have 6 or 9
+
+
+def has_type(value, kind) -> bool:
+    """Whether value is of a config field's type: an int is a float too, a bool is no number."""
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def short_repr(value, limit: int = 40) -> str:
+    """repr(value) cut to limit characters: a hostile file's value can be megabytes long."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... (a {type(value).__name__})"
 
 
 @dataclass
@@ -98,6 +118,14 @@ class Config:
 
     def __post_init__(self):
         """Reject values that cannot work, with a message that names the field."""
+        for field in dataclasses.fields(self):  # first: "64" must not reach the arithmetic below
+            if field.type in TYPE_NAMES and not has_type(getattr(self, field.name), field.type):
+                raise ValueError(f"config: {field.name} must be {TYPE_NAMES[field.type]}, got "
+                                 f"{short_repr(getattr(self, field.name))}")
+        # building more layers than this takes seconds even on the meta device (save.check_fits)
+        for name, most in (("num_downs", MAX_NUM_DOWNS), ("resnet_blocks", MAX_RESNET_BLOCKS)):
+            if getattr(self, name) > most:
+                raise ValueError(f"config: {name} must be at most {most}, got {getattr(self, name)}")
         if self.direction not in ("AtoB", "BtoA"):
             raise ValueError(f"config: direction must be AtoB or BtoA, got {self.direction!r}")
         if self.compile_mode not in ("default", "reduce-overhead", "max-autotune"):
@@ -167,10 +195,13 @@ class Config:
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
         """Rebuild a config saved in a checkpoint; unknown keys mean another project's file."""
+        if not isinstance(d, dict):
+            raise ValueError(f"config: not a mapping of field names to values but a "
+                             f"{type(d).__name__}")
         d = {k: v for k, v in d.items() if k not in RETIRED}
-        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)}, key=repr)
         if unknown:
-            raise ValueError(f"config: unknown keys {unknown}")
+            raise ValueError(f"config: unknown keys [{', '.join(map(short_repr, unknown))}]")
         return cls(**d)
 
     def __str__(self) -> str:
@@ -221,6 +252,65 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU")
     return device
+
+
+# what available_memory reads (tests point them at files of their own)
+MEMINFO, PROC_CGROUP, CGROUP_ROOT = (Path("/proc/meminfo"), Path("/proc/self/cgroup"),
+                                     Path("/sys/fs/cgroup"))
+
+
+def available_memory():
+    """Bytes this process can still allocate: Linux's MemAvailable, or less where a cgroup limit
+    (a container's) along its path leaves less; free pages by sysconf elsewhere; None if unknown."""
+    found = []
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)  # in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    found += cgroup_room()
+    if not found:
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):  # not on this system
+            return None
+    return max(0, min(found))
+
+
+def memory_short(nbytes: int):
+    """The bytes available (available_memory) when nbytes would not fit in them, else None (None
+    also where the machine does not say)."""
+    available = available_memory()
+    return available if available is not None and nbytes > available else None
+
+
+def cgroup_room() -> list:
+    """Limit minus usage of each cgroup memory limit from this process's cgroup up to the root (v2
+    memory.max, v1 memory.limit_in_bytes); a level without a limit adds nothing."""
+    try:
+        lines = PROC_CGROUP.read_text().splitlines()
+    except OSError:
+        return []
+    rooms = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":
+            root, files = CGROUP_ROOT, ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            root, files = CGROUP_ROOT / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        else:
+            continue
+        folder = root / path.strip().lstrip("/")
+        for level in (folder, *folder.parents):
+            if not level.is_relative_to(root):
+                break
+            try:  # "max": no limit at this level
+                rooms.append(int((level / files[0]).read_text()) -
+                             int((level / files[1]).read_text()))
+            except (OSError, ValueError):
+                pass
+    return rooms
 
 
 def parse_bool(text: str) -> bool:

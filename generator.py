@@ -29,6 +29,8 @@ from config import DROPOUT_BLOCKS, Config
 
 def init_weights(module: nn.Module) -> None:
     """The paper's init: conv weights ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases zero."""
+    if getattr(module, "weight", None) is not None and module.weight.is_meta:
+        return  # no values to set on the meta device (save.check_fits), and its normal_ is slow
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:

@@ -46,6 +46,7 @@ import json
 import os
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 if __name__ == "__main__":
@@ -56,12 +57,15 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+from torch.utils._pytree import tree_flatten  # noqa: E402
 
-from config import SWITCH, Config, add_device_flag, first_line, pick_device  # noqa: E402
+from config import (SWITCH, Config, add_device_flag, first_line, memory_short,  # noqa: E402
+                    pick_device)
 from dataset import list_images, to_image  # noqa: E402
-from generator import draw_masks  # noqa: E402
+from generator import build_generator, draw_masks  # noqa: E402
 from pretrained import PRETRAINED, pretrained_checkpoint  # noqa: E402
-from save import load_generator  # noqa: E402
+from save import load_generator, size_text  # noqa: E402
 from sketch import prepare_sketch, put_back  # noqa: E402
 from tune import PRECISIONS, Tuner  # noqa: E402
 
@@ -205,6 +209,59 @@ class OnnxGenerator:
         return torch.from_numpy(self.session.run(None, feeds)[0])
 
 
+class OpOutputs(TorchDispatchMode):
+    """Sums the bytes of every tensor the ops under it make (views and in-place results aside)."""
+
+    def __init__(self):
+        super().__init__()
+        self.nbytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not any(result.alias_info for result in func._schema.returns):
+            self.nbytes += sum(t.numel() * t.element_size() for t in tree_flatten(out)[0]
+                               if isinstance(t, torch.Tensor))
+        return out
+
+
+def activation_bytes(cfg: Config, shape) -> int:
+    """Bytes of every tensor the generator makes for one (C, H, W) sketch, all counted as if alive
+    at once, from a dry run on the meta device (no memory): a bound on what generating it needs
+    beyond the weights (measured peaks: half of it, tiny and full-size UNets, 1024-2048 px)."""
+    with torch.device("meta"):
+        generator = build_generator(cfg).eval()
+    counter = OpOutputs()
+    with torch.no_grad(), counter:
+        generator(torch.empty(1, *shape, device="meta"))
+    return counter.nbytes
+
+
+def batch_limit(nbytes: int, batch_size: int) -> int:
+    """How many inputs needing nbytes each to generate at once, at most batch_size: the most that
+    fit in the memory available (config.memory_short), 0 if not even one does."""
+    while batch_size and memory_short(nbytes * batch_size) is not None:
+        batch_size //= 2
+    return batch_size
+
+
+def write_image(image, target: Path) -> None:
+    """Save a PNG at target by renaming a new file over it: a link found at target is replaced
+    itself, never written through, so nothing outside target's folder changes."""
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # a new file, umask's mode
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG")
+        link = os.readlink(target) if target.is_symlink() else None
+        os.replace(tmp, target)  # rename(2) replaces the name, a link included, not its target
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if link is not None:
+        print(f"infer.py: {target} was a link (to {link}); the link is replaced, what it points "
+              f"to is left as it was", file=sys.stderr)
+
+
 def generate(tuner: Tuner, batch: list, seed: int = 0) -> list:
     """Photos (PIL, at the inputs' sizes) of a list of Prepared inputs that share one tensor size;
     in paper mode every image's dropout noise is seeded by seed."""
@@ -312,11 +369,21 @@ def main(argv=None) -> int:
 
     def run(group):
         nonlocal failed, written
-        photos = generate(tuner, [prepared for _, prepared in group], args.seed)
+        try:
+            photos = generate(tuner, [prepared for _, prepared in group], args.seed)
+        except (RuntimeError, MemoryError, ValueError) as e:  # out of memory included
+            if len(group) > 1:  # one at a time: only an input that fails alone is lost
+                for item in group:
+                    run([item])
+                return
+            print(f"infer.py: error: {group[0][0]}: generating it failed: {first_line(e)}",
+                  file=sys.stderr)
+            failed += 1
+            return
         for (path, _), photo in zip(group, photos):
             target = targets[path]
             try:
-                photo.save(target)
+                write_image(photo, target)
             except OSError as e:
                 print(f"infer.py: error: {target}: cannot write ({e})", file=sys.stderr)
                 failed += 1
@@ -325,11 +392,12 @@ def main(argv=None) -> int:
             print(f"{path} -> {target}")
 
     multiple = 2**cfg.num_downs if args.native else 0
+    needs, limits = {}, {}  # per tensor shape: bytes to generate one, inputs per call
     for path in files:
         try:
             prepared = prepare_sketch(path, cfg.image_size, cfg.direction, fit=fit,
                                       native_multiple=multiple)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, MemoryError) as e:
             message = str(e) if str(path) in str(e) else f"{path}: {e}"
             print(f"infer.py: error: {message}", file=sys.stderr)
             failed += 1
@@ -337,17 +405,30 @@ def main(argv=None) -> int:
         if prepared.blank:  # not an error: the photo is still made, from the whole sketch
             print(f"infer.py: {path}: no drawing found (no strokes stand out from the paper); "
                   "made from the whole sketch, unfitted", file=sys.stderr)
+        shape = tuple(prepared.sketch.shape)
+        if shape not in needs:
+            needs[shape] = activation_bytes(cfg, shape)
+        if shape not in pending:  # inputs per call: as many as fit in memory now
+            limits[shape] = batch_limit(needs[shape], batch_size)
+        if not limits[shape]:
+            print(f"infer.py: error: {path}: generating it at {shape[2]}×{shape[1]} takes up to "
+                  f"{size_text(needs[shape])} of memory, more than the "
+                  f"{size_text(memory_short(needs[shape]) or 0)} available"
+                  + (" (without --native it runs at the training size)" if args.native else ""),
+                  file=sys.stderr)
+            failed += 1
+            continue
         if prepared_dir:
             target = prepared_targets[path]
             try:
-                to_image(prepared.sketch).save(target)
+                write_image(to_image(prepared.sketch), target)
             except OSError as e:
                 print(f"infer.py: error: {target}: cannot write ({e})", file=sys.stderr)
                 failed += 1
-        group = pending.setdefault(tuple(prepared.sketch.shape), [])
+        group = pending.setdefault(shape, [])
         group.append((path, prepared))
-        if len(group) == batch_size:
-            run(pending.pop(tuple(prepared.sketch.shape)))
+        if len(group) >= limits[shape]:
+            run(pending.pop(shape))
     for group in pending.values():
         run(group)
     if failed:  # the bad ones are named on stderr, one line each; the count goes with the outputs

@@ -15,18 +15,21 @@ generator.pt beside it holds {generator, config}: all that infer.py needs.
 The authors' published weights become such a generator.pt in pretrained.py.
 """
 
+import dataclasses
+import errno
 import json
 import math
 import os
 import random
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from config import Config, first_line
+from config import Config, first_line, memory_short, short_repr
 from dataset import to_image
 from generator import build_generator
 
@@ -35,23 +38,96 @@ PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps mea
 LOSS_KEYS = ("loss_d", "loss_g_gan", "loss_g_l1")  # the losses each log record of train.py holds
 CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "scaler", "epoch", "batch",
                    "step", "rng", "config")
+# What --resume does when a config field differs from the checkpoint's; every field is in one.
+# Refused: the saved tensors would not fit the networks (shapes), the position in the epoch would
+# mean other images (batch_size), or G would learn another mapping (direction).
 FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "generator", "resnet_blocks", "norm_g",
-                   "upsample", "norm_d", "spectral_norm", "batch_size")  # shapes, data position
+                   "upsample", "norm_d", "spectral_norm", "batch_size", "direction")
+# Resumed with a one-line warning: the run goes on, but not as the unbroken run would have.
+INEXACT_ON_RESUME = ("data_dir", "image_size", "jitter", "load_size", "sketch_aug",
+                     "sketch_aug_strength", "dropout", "dropout_blocks", "lambda_l1", "gan_loss",
+                     "lambda_gp", "n_critic", "lambda_perceptual", "vgg_weights", "lr", "beta1",
+                     "beta2", "epochs_decay", "sync_bn", "seed", "precision", "compile",
+                     "compile_mode")
+# Silent: where the run's files go, how it loads, logs and checks (the loaders are exact, tests),
+# where and how fast it computes; epochs too, unless the learning rate decays (see resume_changes).
+FREE_ON_RESUME = ("num_workers", "cache", "cache_dir", "skip_bad", "epochs", "name", "models_dir",
+                  "samples_dir", "resume", "device", "channels_last", "log_every", "save_every",
+                  "n_samples", "val_images")
+# fields that take no effect under a config: a change there changes nothing
+UNUSED_WHEN = {"load_size": lambda c: not c.jitter,
+               "sketch_aug_strength": lambda c: not c.sketch_aug,
+               "lambda_gp": lambda c: c.gan_loss != "wgan-gp",
+               "vgg_weights": lambda c: c.lambda_perceptual == 0,
+               "resnet_blocks": lambda c: c.generator != "resnet",
+               "norm_g": lambda c: c.generator != "resnet",
+               "dropout_blocks": lambda c: c.generator != "unet",
+               "compile_mode": lambda c: not c.compile}
+
+
+class WatchedFile:
+    """A file that keeps the OSError its write raised: torch.save swallows it and fails later with
+    a RuntimeError ("unexpected pos" in inline_container.cc) that no longer says why."""
+
+    def __init__(self, file):
+        self.file, self.error, self.tried = file, None, 0  # tried: bytes given to write, the
+        # failed write's too (what the file needed at least)
+
+    def write(self, data) -> int:
+        try:
+            count = self.file.write(data)
+        except OSError as e:
+            self.error, self.tried = e, self.tried + memoryview(data).nbytes
+            raise
+        self.tried += count
+        return count
+
+    def __getattr__(self, name):  # flush, seek, tell... of the file itself
+        return getattr(self.file, name)
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a disk, a quota or a file size limit is full
+
+
+def no_room(path: Path, error: OSError, tried: int) -> OSError:
+    """A full disk's error as one line naming the file and the space left (other errors as
+    they are)."""
+    if error.errno not in FULL:
+        return error
+    try:
+        free = f"{size_text(shutil.disk_usage(path.parent).free)} free"
+    except OSError:
+        free = "free space unknown"
+    full = OSError(f"{path}: cannot write it: {error.strerror or 'no space'} ({free} in "
+                   f"{path.parent}; it needs more than {size_text(tried)}); the previous "
+                   f"{path.name}, if any, is unchanged")
+    full.errno = error.errno
+    return full
 
 
 def atomic_write(path, write) -> None:
     """write(file) into a temporary file in the same folder, fsync, then rename it over path:
     readers see the old file or the new one, never a partial write (a full disk or a kill
-    included)."""
+    included). A full disk is one OSError line naming path and the space left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    watched = None
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            watched = WatchedFile(f)
+            try:
+                write(watched)
+            except Exception:
+                if watched.error is None:
+                    raise
+                raise watched.error from None  # the cause, not what torch.save made of it
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise no_room(path, e, watched.tried if watched else 0) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -88,11 +164,16 @@ def rng_state(device: torch.device) -> dict:
     return {"torch": torch.get_rng_state(), "python": random.getstate(), "cuda": cuda}
 
 
-def set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if device.type == "cuda" and state["cuda"].numel():  # a CPU checkpoint on a GPU keeps its seed
-        torch.cuda.set_rng_state(state["cuda"], device)
+def set_rng_state(state: dict, device: torch.device, path="checkpoint") -> None:
+    """Restore rng_state's states; states that cannot be restored are one ValueError naming path."""
+    try:
+        torch.set_rng_state(state["torch"])
+        random.setstate(state["python"])
+        if device.type == "cuda" and state["cuda"].numel():  # a CPU checkpoint on a GPU: its seed
+            torch.cuda.set_rng_state(state["cuda"], device)
+    except (RuntimeError, TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: its rng entry holds no random states this run can restore "
+                         f"({first_line(e)})") from None
 
 
 # the first bytes of a PyTorch file: a zip (torch >= 1.6) or the legacy pickle's magic number
@@ -120,11 +201,11 @@ def what_was_loaded(path: Path, error: BaseException) -> str:
     return f"a truncated or damaged PyTorch file of {path.stat().st_size} bytes"
 
 
-def safe_load(path, what: str = "checkpoint"):
+def safe_load(path, what: str = "checkpoint", mmap: bool = False):
     """torch.load(weights_only=True) onto the CPU; any failure becomes one ValueError naming the
-    file, what it should have been and what it is."""
+    file, what it should have been and what it is. mmap: tensors mapped, read only when used."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated zip, random bytes, or a pickle that wants to run code
         raise ValueError(f"{path}: not a loadable {what}: "
                          f"{what_was_loaded(Path(path), e)}") from None
@@ -134,35 +215,82 @@ KINDS = {"pix2pix": "infer.py and tools.evaluate use it",
          "completion": "python completion.py complete and tools.evaluate use it"}
 
 
-def read_checkpoint(path):
+def read_checkpoint(path, mmap: bool = False):
     """safe_load of a checkpoint file that must exist."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    return safe_load(path)
+    return safe_load(path, mmap=mmap)
 
 
 def checkpoint_kind(path) -> str:
     """pix2pix or completion: which family wrote a checkpoint."""
     ckpt = read_checkpoint(path)
     kind = ckpt.get("kind", "pix2pix") if isinstance(ckpt, dict) else None
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"{path}: not a checkpoint of this project")
     return kind
 
 
+def is_state_dict(value) -> bool:
+    """Whether value is what load_state_dict takes: names mapped to tensors."""
+    return isinstance(value, dict) and all(isinstance(k, str) and torch.is_tensor(v)
+                                           for k, v in value.items())
+
+
+def is_count(value, least: int = 0) -> bool:
+    return type(value) is int and value >= least  # True is no count
+
+
+ENTRIES = {  # what each entry a checkpoint may hold must be: (test, what it is)
+    "generator": (is_state_dict, "a state dict (parameter names mapped to tensors)"),
+    "discriminator": (is_state_dict, "a state dict (parameter names mapped to tensors)"),
+    "opt_g": (lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
+              and isinstance(v.get("param_groups"), list), "an optimizer state"),
+    "opt_d": (lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
+              and isinstance(v.get("param_groups"), list), "an optimizer state"),
+    "scaler": (lambda v: isinstance(v, dict), "a GradScaler state"),
+    "epoch": (is_count, "a count"), "batch": (is_count, "a count"), "step": (is_count, "a count"),
+    "world_size": (lambda v: is_count(v, 1), "a count of processes"),
+    "rng": (lambda v: isinstance(v, dict) and torch.is_tensor(v.get("torch"))
+            and isinstance(v.get("python"), tuple) and torch.is_tensor(v.get("cuda")),
+            "the random states of a run"),
+    "config": (lambda v: isinstance(v, dict), "a mapping of config fields"),
+    "kind": (lambda v: isinstance(v, str), "a family name"),
+}
+
+
+def described(value) -> str:
+    """'a list', '-1', or for a mapping its first entry out of place: "a dict with 'x': a str"."""
+    def a(thing):
+        name = type(thing).__name__
+        return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"a dict with the key {short_repr(key)}"
+            if not torch.is_tensor(item):
+                return f"a dict with {short_repr(key)}: {a(item)}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return short_repr(value)
+    return a(value)
+
+
 def load_checkpoint(path, keys=("generator", "config"), kind: str = "pix2pix",
-                    config_class=Config) -> dict:
+                    config_class=Config, mmap: bool = False) -> dict:
     """Load a checkpoint of one family (pix2pix's have no "kind" key) safely; any problem becomes
-    one ValueError that names the file. config_class rebuilds its config."""
-    ckpt = read_checkpoint(path)
+    one ValueError that names the file. config_class rebuilds its config; mmap: tensors mapped."""
+    ckpt = read_checkpoint(path, mmap)
     found = ckpt.get("kind", "pix2pix") if isinstance(ckpt, dict) else None
-    if found != kind and found in KINDS:
+    if isinstance(found, str) and found != kind and found in KINDS:
         raise ValueError(f"{path}: a {found} checkpoint, not a {kind} one ({KINDS[found]})")
     missing = [k for k in keys if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise ValueError(f"{path}: not a {kind} checkpoint of this project "
                          f"(missing {', '.join(missing)})")
+    for name, (fits, what) in ENTRIES.items():
+        if name in ckpt and not fits(ckpt[name]):
+            raise ValueError(f"{path}: its {name} entry is not {what} but {described(ckpt[name])}")
     try:
         ckpt["config"] = config_class.from_dict(ckpt["config"])
     except (TypeError, ValueError) as e:
@@ -170,22 +298,54 @@ def load_checkpoint(path, keys=("generator", "config"), kind: str = "pix2pix",
     return ckpt
 
 
+def saved_config(path) -> Config:
+    """The config of a resumable checkpoint, its tensors mapped and not read: train.py knows the
+    run's precision before the networks exist."""
+    return load_checkpoint(path, keys=CHECKPOINT_KEYS, mmap=True)["config"]
+
+
+def resume_changes(saved: Config, cfg: Config, world_size: int = 1) -> tuple:
+    """(refused, inexact): 'field=saved (now new)' for each field of cfg that differs from the
+    checkpoint's config saved and takes effect in either."""
+    def differs(name):
+        unused = UNUSED_WHEN.get(name, lambda c: False)
+        return getattr(saved, name) != getattr(cfg, name) and not (unused(saved) and unused(cfg))
+
+    def text(name):
+        return f"{name}={getattr(saved, name)} (now {getattr(cfg, name)})"
+
+    inexact = [n for n in INEXACT_ON_RESUME if differs(n)]
+    if saved.precision == "auto":  # an older checkpoint: what auto chose is unknown (train.py)
+        inexact = [n for n in inexact if n != "precision"]
+    if world_size == 1 and saved.sync_bn != cfg.sync_bn:  # one process has nothing to sync
+        inexact = [n for n in inexact if n != "sync_bn"]
+    if differs("epochs") and max(saved.epochs_decay, cfg.epochs_decay) > 0:
+        inexact.append("epochs")  # the decay starts at another epoch
+    known = {*FIXED_ON_RESUME, *INEXACT_ON_RESUME, *FREE_ON_RESUME}
+    # a field added later without a class: warned, never silently ignored
+    inexact += [f.name for f in dataclasses.fields(cfg) if f.name not in known and differs(f.name)]
+    return [text(n) for n in FIXED_ON_RESUME if differs(n)], [text(n) for n in inexact]
+
+
 def resume(path, cfg: Config, G, D, opt_g, opt_d, scaler, device: torch.device,
-           world_size: int = 1) -> tuple:
+           world_size: int = 1, log=print) -> tuple:
     """Restore a run from its checkpoint: weights, Adam moments, loss scale and random states.
     Returns (epoch, batch, step) to continue from; anything that does not fit this run is one
-    ValueError naming the file. The optimizers keep this run's settings (see load_optimizer)."""
+    ValueError naming the file, a change that makes the run inexact one warning line through log.
+    The optimizers keep this run's settings (see load_optimizer)."""
     ckpt = load_checkpoint(path, keys=CHECKPOINT_KEYS)
-    changed = [f"{k}={getattr(ckpt['config'], k)} (now {getattr(cfg, k)})" for k in FIXED_ON_RESUME
-               if getattr(ckpt["config"], k) != getattr(cfg, k)]
-    if changed:
-        raise ValueError(f"{path}: cannot resume, the checkpoint has {', '.join(changed)}; "
+    refused, inexact = resume_changes(ckpt["config"], cfg, world_size)
+    if refused:
+        raise ValueError(f"{path}: cannot resume, the checkpoint has {', '.join(refused)}; "
                          f"use the same settings or another --name")
+    if inexact:
+        log(f"warning: {path}: resuming with {', '.join(inexact)}: the run goes on, but not as "
+            f"an unbroken run would")
     epoch, step = ckpt["epoch"], ckpt["step"]
     batch = batch_for_world_size(path, ckpt["batch"], ckpt.get("world_size", 1), world_size,
                                  cfg.batch_size)
     restore_states(path, ckpt, G, D, opt_g, opt_d, scaler)
-    set_rng_state(ckpt["rng"], device)
+    set_rng_state(ckpt["rng"], device, path)
     del ckpt  # about 1.1 GB at full size: the run must not hold on to it
     return epoch, batch, step
 
@@ -210,7 +370,7 @@ def restore_states(path, ckpt: dict, G, D, opt_g, opt_d, scaler) -> None:
         D.load_state_dict(ckpt["discriminator"])
         load_optimizer(opt_g, ckpt["opt_g"])
         load_optimizer(opt_d, ckpt["opt_d"])
-    except (RuntimeError, ValueError, KeyError) as e:
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
         raise ValueError(f"{path}: does not fit this run ({first_line(e)})") from None
     if ckpt["scaler"] and scaler.is_enabled():  # empty when the run that saved it did not use fp16
         scaler.load_state_dict(ckpt["scaler"])
@@ -232,9 +392,43 @@ def load_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
                     dtype=torch.float32, device=p.device if step_on_device else "cpu")
 
 
+def size_text(nbytes: float) -> str:
+    """1.2 GiB, 3.4 MiB or 56 KiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes / 1024:.0f} KiB"
+
+
+def check_fits(path, build, fields: str) -> None:
+    """Refuse a model whose weights would not fit in the memory this machine has available, before
+    allocating them: build() -> its modules, run on the meta device (shapes, no storage); fields
+    names the config values that size it. One ValueError naming path."""
+    try:
+        with torch.device("meta"):
+            modules = build()
+        tensors = [t for module in modules for t in module.state_dict().values()]
+    except (RuntimeError, ValueError, OverflowError) as e:  # sizes no tensor can have
+        raise ValueError(f"{path}: config: {fields}: no model can be built ({first_line(e)})") \
+            from None
+    nbytes = sum(t.numel() * t.element_size() for t in tensors)
+    available = memory_short(nbytes)
+    if available is not None:
+        raise ValueError(f"{path}: config: {fields} make a model of "
+                         f"{sum(t.numel() for t in tensors):,} numbers ({size_text(nbytes)}), more "
+                         f"than the {size_text(available)} of memory available here; not built")
+
+
+def generator_fields(cfg: Config) -> str:
+    """'ngf=64, num_downs=8': the config values that size cfg's generator."""
+    names = ("ngf", "resnet_blocks") if cfg.generator == "resnet" else ("ngf", "num_downs")
+    return ", ".join(f"{name}={getattr(cfg, name)}" for name in names)
+
+
 def load_generator(path) -> tuple:
     """Rebuild the generator from a checkpoint alone; returns (generator on CPU, config)."""
     ckpt = load_checkpoint(path)
+    check_fits(path, lambda: [build_generator(ckpt["config"])], generator_fields(ckpt["config"]))
     generator = build_generator(ckpt["config"])
     try:
         generator.load_state_dict(ckpt["generator"])

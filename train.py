@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -41,7 +42,8 @@ try:  # TensorBoard is optional: scalars and sample grids go there too when the 
     from torch.utils.tensorboard import SummaryWriter
 except ImportError:
     SummaryWriter = None
-from save import LOSS_KEYS, plot_curves, psnr, resume, save_checkpoint, save_grid
+from save import (LOSS_KEYS, plot_curves, psnr, resume, save_checkpoint, save_grid,
+                  saved_config)
 from tune import training_precision
 
 RANK_SEED_STRIDE = 1_000_003  # dropout seed = seed + this × rank + step: a prime above any step
@@ -55,15 +57,37 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 2**40 + rank * 2**32 + step) % 2**63
 
 
+PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
 def pick_precision(name: str, device: torch.device) -> torch.dtype:
     """Autocast dtype: bf16 where the GPU has it (no loss scaling needed), fp16 on older GPUs,
-    fp32 on CPU (where main() first asks tune.training_precision whether bf16 is faster)."""
+    fp32 on CPU (where run_precision first asks tune.training_precision whether bf16 is faster)."""
     if name == "auto":
         if device.type != "cuda":
             return torch.float32
         # bf16 needs Ampere (compute capability 8) or newer; is_bf16_supported() admits emulation.
         return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def run_precision(cfg: Config, device: torch.device, world_size: int, last_path: Path) -> Config:
+    """cfg with --precision auto decided once for the run: the checkpoint's choice when resuming
+    (not timed again: the run stays exact), else timed on a CPU (tune.training_precision) or by
+    the GPU's capability. The config saved in checkpoints and config.json names the choice."""
+    if cfg.precision != "auto":
+        return cfg
+    saved = saved_config(last_path).precision if cfg.resume and last_path.exists() else None
+    if saved not in (None, "auto"):
+        log0(f"precision {saved}: what --precision auto chose when the run began")
+        return replace(cfg, precision=saved)
+    if saved == "auto":
+        log0(f"warning: {last_path} does not say what --precision auto chose (an older "
+             f"checkpoint); deciding again, give --precision to be sure it is the same")
+    if device.type == "cpu" and world_size == 1:
+        # bf16 where this CPU has it natively and it measures faster for this step (tune.py)
+        return replace(cfg, precision=training_precision(lambda name: one_step(cfg, device, name)))
+    return replace(cfg, precision=PRECISION_NAMES[pick_precision("auto", device)])
 
 
 def mixed_precision(precision: str, device: torch.device) -> tuple:
@@ -330,7 +354,7 @@ def load_data(cfg: Config, rank: int, world_size: int, device: torch.device) -> 
                            crop_room=cfg.load_size - cfg.image_size if cfg.jitter else None)
     if cfg.cache:
         on_rank0(lambda: PairCache(train_set, cfg.cache_dir), device)  # built once, others wait
-        cache = PairCache(train_set, cfg.cache_dir, build=False)
+        cache = PairCache(train_set, cfg.cache_dir, build=False, verify=False)  # rank 0 checked
         log0(f"data: cache {cache.path} ({cache.nbytes() / 2**20:,.0f} MiB)")
     loader = make_loader(train_set, sampler, cfg.batch_size, cfg.num_workers, device,
                          cache if cfg.cache else None, cfg.seed + rank)
@@ -418,11 +442,10 @@ def main(cfg: Config) -> dict:
     """Train with cfg; returns the last logged losses and the per-epoch validation L1."""
     # ---------------------------------------------------------------- setup
     rank, world_size, device = setup_distributed(cfg)
-    precision = cfg.precision
-    if precision == "auto" and device.type == "cpu" and world_size == 1:
-        # bf16 where this CPU has it natively and it measures faster for this step (tune.py)
-        precision = training_precision(lambda name: one_step(cfg, device, name))
-    amp_dtype, autocast, scaler = mixed_precision(precision, device)
+    run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
+    last_path = run_dir / "last.pt"
+    cfg = run_precision(cfg, device, world_size, last_path)  # auto: decided once, kept on resume
+    amp_dtype, autocast, scaler = mixed_precision(cfg.precision, device)
     # NHWC lets cuDNN use tensor-core convolutions without transposes; on CPU it gains nothing.
     memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" \
         else torch.contiguous_format
@@ -430,8 +453,6 @@ def main(cfg: Config) -> dict:
     # sketch_aug: reseeded from (seed, rank, step), resumes exactly
     aug_rng = torch.Generator(device)
     torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
-    run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
-    last_path = run_dir / "last.pt"
     on_rank0(lambda: prepare_run_dir(run_dir, cfg), device)
     log0(f"config:\n{cfg}\ndevice {device} × {world_size} process(es), "
          f"precision {str(amp_dtype).removeprefix('torch.')}")
@@ -456,7 +477,7 @@ def main(cfg: Config) -> dict:
     start_epoch, start_batch, step = 0, 0, 0
     if cfg.resume and last_path.exists():
         start_epoch, start_batch, step = resume(last_path, cfg, G, D, opt_g, opt_d, scaler, device,
-                                                world_size)
+                                                world_size, log=log0)
         log0(f"resumed from {last_path} at epoch {start_epoch} batch {start_batch} (step {step})")
     elif cfg.resume:
         log0(f"no checkpoint at {last_path}: starting from scratch")

@@ -2,6 +2,7 @@
 when cut short or foreign, and never left half-written."""
 
 import errno
+import json
 import os
 
 import pytest
@@ -9,7 +10,8 @@ import torch
 from PIL import Image
 
 import dataset
-from conftest import make_pairs
+import train
+from conftest import make_pairs, tiny_config
 from dataset import CachedLoader, EpochSampler, PairCache, PairDataset
 
 CPU = torch.device("cpu")
@@ -114,3 +116,51 @@ def test_a_pair_that_fails_to_decode_is_replaced_by_the_next_as_from_files(tmp_p
         files, cached = cached_batches(data, cache, sampler, batch=4)
     for (sketch, photo), (cached_sketch, cached_photo) in zip(files, cached):
         assert torch.equal(sketch, cached_sketch) and torch.equal(photo, cached_photo)
+
+
+def damage_in_place(path, nbytes: int = 4096) -> bytes:
+    """Overwrite nbytes in the middle of a file with other bytes, its size unchanged; the damaged
+    contents."""
+    whole = bytearray(path.read_bytes())
+    middle = len(whole) // 2 - nbytes // 2
+    whole[middle:middle + nbytes] = bytes((b + 1) % 256 for b in whole[middle:middle + nbytes])
+    path.write_bytes(bytes(whole))
+    return bytes(whole)
+
+
+def test_a_cache_damaged_in_place_is_refused_in_one_line_and_kept(tmp_path):
+    folder = make_pairs(tmp_path / "pairs", 3, size=32)
+    data = PairDataset(folder, image_size=32)
+    cache = PairCache(data, tmp_path / "cache")
+    assert PairCache(data, tmp_path / "cache").verify_s > 0  # every open checks
+    damaged = damage_in_place(cache.path)  # 4 KiB across the end of pair 1 and pair 2 (6 KiB each)
+    with pytest.raises(ValueError, match=r"^\S+-32px\.u8: damaged cache: 2 of 3 pairs fail their "
+                                         r"checksum \(the first: 1_AB\.png\); delete it to "
+                                         r"rebuild$"):
+        PairCache(data, tmp_path / "cache")
+    assert cache.path.read_bytes() == damaged  # refused, not rebuilt over
+    assert PairCache(data, tmp_path / "cache", verify=False).verify_s == 0  # told not to check
+
+
+def test_train_refuses_a_damaged_cache_before_any_step(tmp_path, pairs_dir):
+    cfg = tiny_config(tmp_path, pairs_dir, cache=True, cache_dir=str(tmp_path / "cache"),
+                      precision="fp32")
+    train.load_data(cfg, 0, 1, CPU)
+    damage_in_place(next((tmp_path / "cache").iterdir()))
+    with pytest.raises(ValueError, match=r"-64px\.u8: damaged cache: 2 of 16 pairs fail"):
+        train.load_data(cfg, 0, 1, CPU)
+
+
+def test_a_cache_from_before_checksums_is_rebuilt(tmp_path):
+    folder = make_pairs(tmp_path / "pairs", 3, size=32)
+    data = PairDataset(folder, image_size=32)
+    cache = PairCache(data, tmp_path / "cache")
+    manifest = dataset.read_cache_footer(cache.path)
+    del manifest["crc32"]
+    old = json.dumps(manifest).encode()
+    pixels = cache.path.read_bytes()[:dataset.CACHE_DATA_OFFSET + 3 * 6 * 32 * 32]
+    cache.path.write_bytes(pixels + old + len(old).to_bytes(8, "little") + dataset.CACHE_MAGIC)
+    with pytest.raises(ValueError, match="missing or out of date"):  # another process's open
+        PairCache(data, tmp_path / "cache", build=False)
+    assert PairCache(data, tmp_path / "cache").build_s > 0
+    assert "crc32" in dataset.read_cache_footer(cache.path)

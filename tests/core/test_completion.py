@@ -3,6 +3,7 @@ resume, one-line errors, and `complete` at the sketch's size. Tiny sizes: 16×16
 
 import json
 import os
+import re
 import signal
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import completion
+import config
 import dataset
 import save
 from completion import (CompletionConfig, JointDiscriminator, JointGenerator, contextual_loss,
@@ -231,3 +233,32 @@ def test_vgg16_features_are_torchvisions_fc1_and_score_their_cosine():
         assert torch.allclose(evaluate.score(image, image, image, vgg16=vgg16)["vgg_cos"],
                               torch.ones(1, dtype=torch.float64))
         assert evaluate.score(-image, image, image, vgg16=vgg16)["vgg_cos"] < 1 - 1e-4
+
+
+def test_a_completion_checkpoint_with_wrong_contents_or_too_large_is_one_line(tmp_path, capsys,
+                                                                              monkeypatch):
+    sketch = draw_sketch(tmp_path / "drawn.png")
+    cfg = tiny(tmp_path, tmp_path).to_dict()
+
+    def error_of(ckpt):
+        torch.save({"kind": "completion", **ckpt}, tmp_path / "bad.pt")
+        assert completion.cli(["complete", str(sketch), "-o", str(tmp_path / "out"),
+                               "--checkpoint", str(tmp_path / "bad.pt")]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    assert error_of({"generator": [1], "config": cfg}).endswith(
+        "bad.pt: its generator entry is not a state dict (parameter names mapped to tensors) but "
+        "a list")
+    assert error_of({"generator": {}, "config": "direct"}).endswith(
+        "bad.pt: its config entry is not a mapping of config fields but a str")
+    monkeypatch.setattr(config, "available_memory", lambda: 1 << 20)  # 1 MiB free
+    assert re.search(r"bad\.pt: config: image_size=16, z_dim=8, ngf=4000, ndf=4 make a model of "
+                     r"[\d,]+ numbers \([\d.]+ GiB\), more than the 1\.0 MiB of memory available "
+                     r"here; not built$", error_of({"generator": {}, "config": {**cfg,
+                                                                                "ngf": 4000}}))
+    # the evaluation tool reads checkpoints through the same checks
+    torch.save({"kind": ["completion"], "generator": {}, "config": cfg}, tmp_path / "kind.pt")
+    with pytest.raises(ValueError, match="kind.pt: not a checkpoint of this project"):
+        evaluate.load_model(tmp_path / "kind.pt")

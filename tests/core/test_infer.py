@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
+import config
 import save
 from conftest import ROOT, make_pairs, tiny_config
 from discriminator import build_discriminator
@@ -501,3 +502,172 @@ def test_no_drawing_is_named_the_photo_still_made_and_save_prepared_shows_the_in
     with pytest.raises(SystemExit):
         run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "pencil.png", "--save_prepared",
                  tmp_path / "out")
+
+
+# --- checkpoints with wrong contents, memory, links in -o ----------------------------------------
+
+@pytest.mark.parametrize("change, expected", [
+    (dict(config="ngf=8"), "its config entry is not a mapping of config fields but a str"),
+    (dict(generator=["weights"]), "its generator entry is not a state dict (parameter names "
+                                  "mapped to tensors) but a list"),
+    (dict(generator={"final.1.bias": "zeros"}), "its generator entry is not a state dict "
+                                                "(parameter names mapped to tensors) but a dict "
+                                                "with 'final.1.bias': a str"),
+    (dict(step=-1), "its step entry is not a count but -1"),
+    (dict(config={"image_size": "64"}), "checkpoint config is not compatible: config: image_size "
+                                        "must be an integer, got '64'"),
+    (dict(config={"ngf": 20000}), "config: ngf=20000, num_downs=6 make a model of "
+                                  "2,854,406,480,012 numbers (10,633.5 GiB), more than the 16.0 "
+                                  "GiB of memory available here; not built"),
+])
+def test_a_checkpoint_with_wrong_contents_is_one_line_naming_the_entry(tmp_path, checkpoint,
+                                                                       monkeypatch, capsys,
+                                                                       change, expected):
+    path, _ = checkpoint
+    monkeypatch.setattr(config, "available_memory", lambda: 16 * 2**30)  # pinned: this machine's
+    ckpt = torch.load(path.parent / "generator.pt", weights_only=True)
+    for key, value in change.items():
+        merge = key == "config" and isinstance(value, dict)
+        ckpt[key] = {**ckpt[key], **value} if merge else value
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    Image.new("RGB", (64, 64), "white").save(tmp_path / "s.png")
+    assert infer.main([str(tmp_path / "s.png"), "-o", str(tmp_path / "out"), "--checkpoint",
+                       str(bad)]) == 2
+    assert capsys.readouterr().err == f"infer.py: error: {bad}: {expected}\n"
+
+
+def test_a_model_too_large_for_the_memory_is_refused_before_it_is_built(tmp_path, checkpoint,
+                                                                        monkeypatch):
+    path, _ = checkpoint
+    devices, build = [], save.build_generator
+    monkeypatch.setattr(save, "build_generator",
+                        lambda cfg: devices.append(torch.empty(0).device.type) or build(cfg))
+    monkeypatch.setattr(config, "available_memory", lambda: 1 << 20)  # 1 MiB free
+    with pytest.raises(ValueError, match=r"generator\.pt: config: ngf=8, num_downs=6 make a model "
+                                         r"of 459,308 numbers \(1\.8 MiB\), more than the 1\.0 "
+                                         r"MiB of memory available here; not built"):
+        save.load_generator(path.parent / "generator.pt")
+    assert devices == ["meta"]  # counted on the meta device, nothing allocated
+    for room in (2 << 20, None):  # enough, or a machine that does not say: built
+        monkeypatch.setattr(config, "available_memory", lambda: room)
+        assert save.load_generator(path.parent / "generator.pt")[1].ngf == 8
+
+
+def test_the_available_memory_is_the_tightest_of_the_machine_and_its_cgroups(tmp_path,
+                                                                             monkeypatch):
+    meminfo, proc_cgroup, root = tmp_path / "meminfo", tmp_path / "cgroup", tmp_path / "sys"
+    monkeypatch.setattr(config, "MEMINFO", meminfo)
+    monkeypatch.setattr(config, "PROC_CGROUP", proc_cgroup)
+    monkeypatch.setattr(config, "CGROUP_ROOT", root)
+    meminfo.write_text("MemTotal:       16000000 kB\nMemAvailable:    8000000 kB\n")
+    assert config.available_memory() == 8_000_000 * 1024  # no cgroup file: the machine's
+    proc_cgroup.write_text("4:memory:/job/step\n0::/job/step\n")
+    for folder, limit, used in ((root / "job/step", "max", 0), (root / "job", 3 << 30, 1 << 30),
+                                (root / "memory/job/step", 5 << 30, 1 << 30)):
+        folder.mkdir(parents=True, exist_ok=True)
+        v1 = folder.is_relative_to(root / "memory")
+        (folder / ("memory.limit_in_bytes" if v1 else "memory.max")).write_text(f"{limit}\n")
+        (folder / ("memory.usage_in_bytes" if v1 else "memory.current")).write_text(f"{used}\n")
+    assert config.available_memory() == 2 << 30  # v2's parent: 3 GiB limit, 1 GiB used
+    meminfo.unlink()
+    proc_cgroup.unlink()
+    monkeypatch.setattr(config.os, "sysconf", lambda name: {"SC_AVPHYS_PAGES": 1000,
+                                                            "SC_PAGE_SIZE": 4096}[name])
+    assert config.available_memory() == 4096 * 1000  # elsewhere: sysconf's free pages
+    monkeypatch.setattr(config.os, "sysconf", lambda name: (_ for _ in ()).throw(ValueError))
+    assert config.available_memory() is None and config.memory_short(1 << 60) is None
+
+
+def draw_sketch(path, size) -> None:
+    sketch = Image.new("RGB", (size, size), "white")
+    ImageDraw.Draw(sketch).rectangle((size // 4, size // 4, size // 2, size // 2), outline="black")
+    sketch.save(path)
+
+
+def test_native_inputs_too_large_for_the_memory_are_refused_one_by_one(tmp_path, monkeypatch,
+                                                                       capsys):
+    draw_sketch(tmp_path / "big.png", 640)
+    for name in ("a", "b", "c"):
+        draw_sketch(tmp_path / f"{name}.png", 64)
+    cfg = tiny_config(tmp_path, tmp_path)
+    one = infer.activation_bytes(cfg, (3, 64, 64))
+    assert infer.activation_bytes(cfg, (3, 640, 640)) == pytest.approx(100 * one, rel=0.02)
+    # room for two of the small ones at once, not for the big one
+    monkeypatch.setattr(config, "available_memory", lambda: int(2.5 * one))
+    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "a.png",
+                              tmp_path / "big.png", tmp_path / "b.png", tmp_path / "c.png",
+                              "--native", "--eval")
+    assert code == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+    assert recorder.shapes == [(2, 3, 64, 64), (1, 3, 64, 64)]  # batches of what fits
+    assert capsys.readouterr().err.splitlines() == [
+        f"infer.py: error: {tmp_path / 'big.png'}: generating it at 640×640 takes up to "
+        f"{save.size_text(infer.activation_bytes(cfg, (3, 640, 640)))} of memory, more than the "
+        f"{save.size_text(int(2.5 * one))} available (without --native it runs at the training "
+        f"size)"]
+
+
+class RunsOutOfMemory(torch.nn.Module):
+    """A stand-in generator that fails as torch's CPU allocator does on any batch holding a black
+    sketch, and returns its input otherwise."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error, self.shapes = error, []
+
+    def forward(self, sketch):
+        self.shapes.append(tuple(sketch.shape))
+        if (sketch.flatten(1).mean(1) < -0.9).any():
+            raise self.error
+        return sketch
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+                 "memory: you tried to allocate 68719476736 bytes. Error code 12"),
+    MemoryError()])
+def test_a_failure_while_generating_one_input_is_its_own_line(tmp_path, monkeypatch, capsys,
+                                                              error):
+    for name, level in (("a", 255), ("black", 0), ("b", 200)):
+        grey_sketch(tmp_path / f"{name}.png", level)
+    generator = RunsOutOfMemory(error)
+    code = run_main_at(monkeypatch, tmp_path, generator, tmp_path / "a.png", tmp_path / "black.png",
+                       tmp_path / "b.png", "-o", tmp_path / "out", "--eval")
+    assert code == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert generator.shapes == [(3, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64)]
+    out = capsys.readouterr()
+    assert out.err.splitlines() == [f"infer.py: error: {tmp_path / 'black.png'}: generating it "
+                                    f"failed: {config.first_line(error)}"]
+    assert out.out.splitlines()[-1] == f"1 of 3 inputs failed; 2 written to {tmp_path / 'out'}"
+
+
+def test_links_in_the_output_folder_are_replaced_never_written_through(tmp_path, monkeypatch,
+                                                                        capsys):
+    for name in ("a", "b"):
+        grey_sketch(tmp_path / "in" / f"{name}.png", 100)
+    precious = tmp_path / "elsewhere/precious"
+    precious.parent.mkdir()
+    precious.write_bytes(b"precious")
+    out, given = tmp_path / "out", tmp_path / "given"
+    for folder in (out, given):
+        folder.mkdir()
+        (folder / "a.png").symlink_to("../elsewhere/precious")  # to a file outside
+        (folder / "b.png").symlink_to("../nowhere/b.png")  # dangling
+    code = run_main_at(monkeypatch, tmp_path, Recorder(), tmp_path / "in", "-o", out,
+                       "--save_prepared", given)
+    assert code == 0
+    assert precious.read_bytes() == b"precious" and not (tmp_path / "nowhere").exists()
+    for folder in (out, given):
+        assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.png"]  # no temporary
+        for name in ("a.png", "b.png"):
+            assert not (folder / name).is_symlink()
+            assert Image.open(folder / name).size == (64, 64)
+    notes = capsys.readouterr().err.splitlines()
+    assert notes[0] == (f"infer.py: {given / 'a.png'} was a link (to ../elsewhere/precious); the "
+                        f"link is replaced, what it points to is left as it was")
+    assert len(notes) == 4
+    plain = tmp_path / "plain"
+    plain.touch()  # the mode a file gets from open(): the umask's
+    assert (out / "a.png").stat().st_mode == plain.stat().st_mode

@@ -1,12 +1,20 @@
 """Training: one step moves both networks, a short run learns, and interrupted runs resume
 exactly."""
 
+import dataclasses
+import errno
 import gc
 import json
 import math
 import os
+import re
+import runpy
+import shutil
 import signal
+import sys
+import types
 import weakref
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +24,9 @@ from PIL import Image
 import dataset
 import save
 import train
+import tune
 from config import DEMO, Config, parse_args
-from conftest import make_pairs, tiny_config
+from conftest import ROOT, as_flags, make_pairs, tiny_config
 from discriminator import build_discriminator
 from generator import build_generator, translate
 
@@ -325,3 +334,161 @@ def test_compile_mode_is_checked():
         parse_args(["--compile_mode", "fastest"])
     assert Config.from_dict({k: v for k, v in Config().to_dict().items()
                              if k != "compile_mode"}).compile_mode == "default"  # older checkpoints
+
+
+# ---------------------------------------------------------------- what a resume keeps and changes
+
+def final_weights(run_root):
+    ckpt = torch.load(run_root / "models/test/last.pt", weights_only=True)
+    return {f"{net}.{k}": v for net in ("generator", "discriminator") for k, v in ckpt[net].items()}
+
+
+def test_auto_precision_is_decided_once_and_a_resume_keeps_it(tmp_path, pairs_dir, monkeypatch):
+    monkeypatch.setattr(tune, "native_bf16", lambda: False)  # this CPU: fp32 without timing
+    unbroken = tiny_config(tmp_path / "a", pairs_dir, epochs=2, precision="auto", batch_size=8)
+    train.main(unbroken)
+    cfg = tiny_config(tmp_path / "b", pairs_dir, epochs=1, precision="auto", batch_size=8)
+    train.main(cfg)
+    last = tmp_path / "b/models/test/last.pt"
+    assert save.load_checkpoint(last)["config"].precision == "fp32"  # the choice, not "auto"
+    assert json.loads((last.parent / "config.json").read_text())["precision"] == "fp32"
+    # resumed on a machine where native bf16 measures faster: the run stays what it was
+    timed = []
+    monkeypatch.setattr(tune, "native_bf16", lambda: True)
+    monkeypatch.setattr(train, "training_precision", lambda step: timed.append(1) or "bf16")
+    train.main(Config(**{**cfg.to_dict(), "epochs": 2, "resume": True}))
+    assert timed == []  # not timed again
+    expected, resumed = final_weights(tmp_path / "a"), final_weights(tmp_path / "b")
+    for name, tensor in expected.items():
+        assert torch.equal(tensor, resumed[name]), f"{name} differs after resume"
+    # and where it decides, it decides what the machine says
+    fresh = train.run_precision(tiny_config(tmp_path / "c", pairs_dir, precision="auto"),
+                                torch.device("cpu"), 1, tmp_path / "c/models/test/last.pt")
+    assert fresh.precision == "bf16" and timed == [1]
+
+
+def test_a_resume_that_changes_precision_or_image_size_warns_in_one_line(tmp_path, pairs_dir,
+                                                                         capsys):
+    cfg = tiny_config(tmp_path, pairs_dir, precision="fp32", batch_size=8)
+    train.main(cfg)
+    capsys.readouterr()
+    changed = Config(**{**cfg.to_dict(), "precision": "bf16", "image_size": 128, "resume": True,
+                        "num_workers": 1, "log_every": 3})  # one epoch: nothing left to train
+    train.main(changed)
+    warnings = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert len(warnings) == 1, warnings
+    assert re.fullmatch(r"warning: .*last\.pt: resuming with image_size=64 \(now 128\), "
+                        r"precision=fp32 \(now bf16\): the run goes on, but not as an unbroken "
+                        r"run would", warnings[0])  # num_workers and log_every change nothing
+    # and it does go on: the networks are convolutional, the position in the epoch is by pairs
+    bigger = Config(**{**changed.to_dict(), "precision": "fp32", "epochs": 2})
+    assert train.main(bigger)["step"] == 4
+    assert save.load_checkpoint(tmp_path / "models/test/last.pt")["config"].image_size == 128
+
+
+def test_every_config_field_has_a_resume_class():
+    classes = (save.FIXED_ON_RESUME, save.INEXACT_ON_RESUME, save.FREE_ON_RESUME)
+    names = [name for fields in classes for name in fields]
+    assert sorted(names) == sorted(f.name for f in dataclasses.fields(Config))  # once each
+    assert set(save.UNUSED_WHEN) <= set(names)
+
+
+@pytest.mark.parametrize("change, refused, inexact", [
+    (dict(num_workers=2, cache=True, epochs=30, log_every=7, device="cuda", name="x"), [], []),
+    (dict(direction="BtoA"), ["direction=AtoB (now BtoA)"], []),
+    (dict(ngf=16, lr=1e-4), ["ngf=64 (now 16)"], ["lr=0.0002 (now 0.0001)"]),
+    (dict(load_size=300), [], []),  # no jitter: load_size takes no effect
+    (dict(load_size=300, jitter=True), [], ["jitter=False (now True)",
+                                            "load_size=286 (now 300)"]),
+    (dict(epochs=20, epochs_decay=5), [], ["epochs_decay=0 (now 5)", "epochs=15 (now 20)"]),
+    (dict(sync_bn=True), [], []),  # one process: nothing to sync
+    (dict(resnet_blocks=6), [], []),  # a unet has none
+    (dict(precision="fp16"), [], ["precision=fp32 (now fp16)"]),
+])
+def test_resume_changes_are_refused_warned_or_let_through(change, refused, inexact):
+    saved = Config(precision="fp32")
+    assert save.resume_changes(saved, Config(**{**saved.to_dict(), **change})) == (refused,
+                                                                                  inexact)
+
+
+def test_epochs_under_decay_and_sync_bn_of_several_processes_change_a_run():
+    decaying = Config(epochs=20, epochs_decay=5)  # more epochs move where the decay starts
+    assert save.resume_changes(decaying, Config(epochs=30, epochs_decay=5)) == (
+        [], ["epochs=20 (now 30)"])
+    assert save.resume_changes(Config(), Config(sync_bn=True), world_size=2) == (
+        [], ["sync_bn=False (now True)"])
+    # an older checkpoint's auto: what it chose is unknown, run_precision says so instead
+    assert save.resume_changes(Config(precision="auto"), Config(precision="bf16")) == ([], [])
+
+
+def test_an_older_checkpoint_without_autos_choice_decides_again_and_says_so(tmp_path, pairs_dir,
+                                                                            monkeypatch, capsys):
+    cfg, _, write = saved_run(tmp_path, pairs_dir, precision="auto")  # as saved before
+    path = tmp_path / "models/test/last.pt"
+    write(path, epoch=1, batch=0, step=4)
+    monkeypatch.setattr(train, "training_precision", lambda step: "fp32")
+    resumed = train.run_precision(Config(**{**cfg.to_dict(), "resume": True}),
+                                  torch.device("cpu"), 1, path)
+    assert resumed.precision == "fp32"
+    assert re.fullmatch(r"warning: .*last\.pt does not say what --precision auto chose \(an older "
+                        r"checkpoint\); deciding again, give --precision to be sure it is the same"
+                        r"\n", capsys.readouterr().out)
+
+
+class FillingDisk:
+    """A file on a disk that fills after room bytes: then its writes fail as a full disk's do."""
+
+    def __init__(self, file, room: int):
+        self.file, self.room = file, room
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_path, pairs_dir,
+                                                                           monkeypatch, capsys):
+    # torch.save swallows its file's OSError and fails later, with a RuntimeError of its own
+    with pytest.raises(RuntimeError, match="inline_container.cc.*unexpected pos"):
+        torch.save({"w": torch.zeros(10_000)}, FillingDisk(open(tmp_path / "x.pt", "wb"), 1000))
+    cfg = tiny_config(tmp_path, pairs_dir, precision="fp32", batch_size=8)
+    train.main(cfg)
+    run_dir = tmp_path / "models/test"
+    before = (run_dir / "last.pt").read_bytes()
+    real_fdopen = os.fdopen
+
+    def fdopen(fd, *args, **kwargs):  # the next checkpoint's temporary file fills the disk
+        file = real_fdopen(fd, *args, **kwargs)
+        named = Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(".last.pt.")
+        return FillingDisk(file, 64 * 1024) if named else file
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: types.SimpleNamespace(free=48 * 1024))
+    monkeypatch.setattr(sys, "argv", ["train.py", *as_flags({**cfg.to_dict(), "epochs": 2,
+                                                             "resume": True})])
+    with pytest.raises(SystemExit) as exited:  # the command itself, its error path included
+        runpy.run_path(str(ROOT / "train.py"), run_name="__main__")
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error" in line]
+    line = re.fullmatch(
+        rf"train\.py: error: {re.escape(str(run_dir / 'last.pt'))}: cannot write it: No space left "
+        rf"on device \(48 KiB free in {re.escape(str(run_dir))}; it needs more than ([\d.]+) "
+        r"(KiB|MiB)\); the previous last\.pt, if any, is unchanged", errors[0])
+    assert len(errors) == 1 and line, errors
+    # at least what the disk could not take: the 64 KiB it did and the write it refused
+    assert float(line[1]) * {"KiB": 2**10, "MiB": 2**20}[line[2]] > 64 * 1024
+    assert (run_dir / "last.pt").read_bytes() == before
+    assert not list(run_dir.glob(".*.tmp"))  # no temporary file left

@@ -202,7 +202,7 @@ def test_bench_loader_times_train_pys_loaders_side_by_side(tmp_path):
         "cache, jitter, crop on the device (not used)"]
     builds, loaders = records[:2], records[2:]
     assert [b["decoded_size"] for b in builds] == [32, 36]  # jitter's cache holds 36×36 pairs
-    assert all(b["build_s"] > 0 and b["edges2shoes_gib"] > 0 for b in builds)
+    assert all(b["build_s"] > 0 and b["edges2shoes_gib"] > 0 and b["check_s"] > 0 for b in builds)
     assert all(r["img_per_s"] > 0 for r in loaders)
     assert [r["vs_files_2_workers"] for r in loaders if "2 workers" in r["variant"]] == [1.0, 1.0]
     assert len(list((tmp_path / "cache").iterdir())) == 2  # kept where --cache_dir said
