@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import weakref
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -325,3 +326,63 @@ def test_compile_mode_is_checked():
         parse_args(["--compile_mode", "fastest"])
     assert Config.from_dict({k: v for k, v in Config().to_dict().items()
                              if k != "compile_mode"}).compile_mode == "default"  # older checkpoints
+
+
+# ---------------------------------------------------------------- what the GPU path relies on
+
+def test_img_per_s_times_training_steps_alone(tmp_path, pairs_dir, monkeypatch):
+    # a fake clock: every step takes 1 s, the first (compile, autotuning) 100 s more, each epoch's
+    # validation 1000 s; every logged speed is then one step's images per second
+    now, steps = [0.0], []
+    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    real_step, real_validate = train.gan_step, train.validate
+
+    def step(*args, **kwargs):
+        now[0] += 1 + (100 if not steps else 0)
+        steps.append(now[0])
+        return real_step(*args, **kwargs)
+
+    def validate(*args, **kwargs):
+        now[0] += 1000
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "gan_step", step)
+    monkeypatch.setattr(train, "validate", validate)
+    train.main(tiny_config(tmp_path, pairs_dir, precision="fp32", epochs=2, log_every=1,
+                           batch_size=8, image_size=32, num_downs=5))  # 2 steps per epoch
+    log = [json.loads(line) for line in (tmp_path / "models/test/log.jsonl").read_text()
+           .splitlines()]
+    speeds = [r.get("img_per_s") for r in log if "loss_d" in r]
+    assert speeds == [None, 8.0, 8.0, 8.0]  # the first step alone: no speed; then 8 images per s
+
+
+def test_a_cpu_checkpoint_resumes_under_channels_last_and_fused_adam(tmp_path, pairs_dir):
+    # a CPU run's Adam moments are contiguous; on a GPU the nets are channels_last and fused Adam
+    # pairs each moment with its parameter's memory (CUDA refuses mismatched strides, the CPU
+    # kernel silently pairs the wrong elements): the restored moments take the parameter's layout
+    cfg = tiny_config(tmp_path, pairs_dir, precision="fp32", ndf=4)
+    torch.manual_seed(0)
+    batch = torch.rand(2, 6, 32, 32) * 2 - 1
+
+    def adam_step(D, opt, memory_format=torch.contiguous_format):
+        opt.zero_grad()
+        D(batch.contiguous(memory_format=memory_format)).square().mean().backward()
+        opt.step()
+
+    D = build_discriminator(cfg)
+    opt = torch.optim.Adam(D.parameters(), lr=0.01, betas=(0.5, 0.999))  # as on a CPU
+    for _ in range(2):
+        adam_step(D, opt)
+    torch.save({"opt": opt.state_dict(), "weights": D.state_dict()}, tmp_path / "ckpt.pt")
+    adam_step(D, opt)  # the unbroken run's third step
+    ckpt = save.safe_load(tmp_path / "ckpt.pt")
+    resumed = build_discriminator(cfg)
+    resumed.load_state_dict(ckpt["weights"])
+    resumed.to(memory_format=torch.channels_last)
+    fused = torch.optim.Adam(resumed.parameters(), lr=0.01, betas=(0.5, 0.999), fused=True)
+    save.load_optimizer(fused, ckpt["opt"])
+    for p in resumed.parameters():
+        assert all(fused.state[p][k].stride() == p.stride() for k in ("exp_avg", "exp_avg_sq"))
+    adam_step(resumed, fused, torch.channels_last)
+    for name, p in resumed.named_parameters():
+        torch.testing.assert_close(p, D.get_parameter(name), rtol=1e-4, atol=1e-6, msg=name)
