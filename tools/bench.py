@@ -68,7 +68,6 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch._dynamo.utils import counters  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import train  # noqa: E402
@@ -266,6 +265,7 @@ def bench_train(args) -> list:
     configs = args.config or list(itertools.product(args.batch, args.precision, args.channels_last,
                                                     args.compile))
     allow_recompiles(len(configs))
+    from torch._dynamo.utils import counters  # inductor's event counts (dynamo loads in seconds)
     for batch, precision, channels_last, compile_mode in configs:
         sync(device)
         allocated_before, rss_before = (torch.cuda.memory_allocated(device)
