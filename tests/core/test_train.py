@@ -386,3 +386,18 @@ def test_a_cpu_checkpoint_resumes_under_channels_last_and_fused_adam(tmp_path, p
     adam_step(resumed, fused, torch.channels_last)
     for name, p in resumed.named_parameters():
         torch.testing.assert_close(p, D.get_parameter(name), rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_reduce_overhead_marks_every_step_begin(tmp_path, pairs_dir, monkeypatch):
+    # --compile's wiring, with compile itself left out (on this CPU it takes ~30 s even with its
+    # eager backend; tests/test_cuda.py compiles for real): CUDA graphs need each step announced
+    events, mark, real_step = [], torch.compiler.cudagraph_mark_step_begin, train.gan_step
+    monkeypatch.setattr(torch, "compile", lambda net, **options: events.append(options) or net)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin",
+                        lambda: events.append("mark") or mark())  # callable on a CPU too
+    monkeypatch.setattr(train, "gan_step",
+                        lambda *args, **kwargs: events.append("step") or real_step(*args, **kwargs))
+    cfg = tiny_config(tmp_path, pairs_dir, precision="fp32", compile=True, batch_size=8,
+                      compile_mode="reduce-overhead", image_size=32, num_downs=5)
+    train.main(cfg)
+    assert events == [{"mode": "reduce-overhead", "dynamic": False}] * 2 + ["mark", "step"] * 2
