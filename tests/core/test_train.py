@@ -330,16 +330,20 @@ def test_compile_mode_is_checked():
 
 # ---------------------------------------------------------------- what the GPU path relies on
 
-def test_img_per_s_times_training_steps_alone(tmp_path, pairs_dir, monkeypatch):
+def test_the_loop_times_training_steps_alone_and_marks_each_for_cuda_graphs(tmp_path, pairs_dir,
+                                                                            monkeypatch):
     # a fake clock: every step takes 1 s, the first (compile, autotuning) 100 s more, each epoch's
-    # validation 1000 s; every logged speed is then one step's images per second
-    now, steps = [0.0], []
+    # validation 1000 s; every logged speed is then one step's images per second. And --compile's
+    # wiring, compile itself left out (on this CPU it takes ~30 s even with its eager backend;
+    # tests/test_cuda.py compiles for real): CUDA graphs need each step announced before it runs
+    now, events = [0.0], []
     monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: now[0]))
     real_step, real_validate = train.gan_step, train.validate
+    mark = torch.compiler.cudagraph_mark_step_begin
 
     def step(*args, **kwargs):
-        now[0] += 1 + (100 if not steps else 0)
-        steps.append(now[0])
+        now[0] += 1 + (100 if "step" not in events else 0)
+        events.append("step")
         return real_step(*args, **kwargs)
 
     def validate(*args, **kwargs):
@@ -348,12 +352,17 @@ def test_img_per_s_times_training_steps_alone(tmp_path, pairs_dir, monkeypatch):
 
     monkeypatch.setattr(train, "gan_step", step)
     monkeypatch.setattr(train, "validate", validate)
+    monkeypatch.setattr(torch, "compile", lambda net, **options: events.append(options) or net)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin",
+                        lambda: events.append("mark") or mark())  # callable on a CPU too
     train.main(tiny_config(tmp_path, pairs_dir, precision="fp32", epochs=2, log_every=1,
-                           batch_size=8, image_size=32, num_downs=5))  # 2 steps per epoch
+                           batch_size=8, image_size=32, num_downs=5,  # 2 steps per epoch
+                           compile=True, compile_mode="reduce-overhead"))
     log = [json.loads(line) for line in (tmp_path / "models/test/log.jsonl").read_text()
            .splitlines()]
     speeds = [r.get("img_per_s") for r in log if "loss_d" in r]
     assert speeds == [None, 8.0, 8.0, 8.0]  # the first step alone: no speed; then 8 images per s
+    assert events == [{"mode": "reduce-overhead", "dynamic": False}] * 2 + ["mark", "step"] * 4
 
 
 def test_a_cpu_checkpoint_resumes_under_channels_last_and_fused_adam(tmp_path, pairs_dir):
@@ -387,17 +396,3 @@ def test_a_cpu_checkpoint_resumes_under_channels_last_and_fused_adam(tmp_path, p
     for name, p in resumed.named_parameters():
         torch.testing.assert_close(p, D.get_parameter(name), rtol=1e-4, atol=1e-6, msg=name)
 
-
-def test_reduce_overhead_marks_every_step_begin(tmp_path, pairs_dir, monkeypatch):
-    # --compile's wiring, with compile itself left out (on this CPU it takes ~30 s even with its
-    # eager backend; tests/test_cuda.py compiles for real): CUDA graphs need each step announced
-    events, mark, real_step = [], torch.compiler.cudagraph_mark_step_begin, train.gan_step
-    monkeypatch.setattr(torch, "compile", lambda net, **options: events.append(options) or net)
-    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin",
-                        lambda: events.append("mark") or mark())  # callable on a CPU too
-    monkeypatch.setattr(train, "gan_step",
-                        lambda *args, **kwargs: events.append("step") or real_step(*args, **kwargs))
-    cfg = tiny_config(tmp_path, pairs_dir, precision="fp32", compile=True, batch_size=8,
-                      compile_mode="reduce-overhead", image_size=32, num_downs=5)
-    train.main(cfg)
-    assert events == [{"mode": "reduce-overhead", "dynamic": False}] * 2 + ["mark", "step"] * 2
