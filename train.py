@@ -235,7 +235,7 @@ class StopFlag:
 class LossMeter:
     """The losses of a log interval, summed on the device: reading them every step would sync.
     Its img/s times training steps alone: the clock starts after the run's first step (compile,
-    cuDNN's autotuning) and again at restart() (after each epoch's validation and checkpoint)."""
+    cuDNN's autotuning) and again at restart() (after validation and checkpoints)."""
 
     def __init__(self, device: torch.device, images_per_step: int):
         self.sums, self.images_per_step = torch.zeros(3, device=device), images_per_step
@@ -524,6 +524,7 @@ def main(cfg: Config) -> dict:
                     stopping = stop.agreed(check_now=step % cfg.log_every == 0)
                     if stopping or (cfg.save_every and step % cfg.save_every == 0):
                         on_rank0(lambda: save(epoch=epoch, batch=batch + 1, step=step), device)
+                        meter.restart()  # a checkpoint is no training step either
                     if stopping:
                         log0(f"\nstopped at epoch {epoch} batch {batch + 1} (step {step}); saved "
                              f"{last_path}; continue with --resume")

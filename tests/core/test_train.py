@@ -333,12 +333,13 @@ def test_compile_mode_is_checked():
 def test_the_loop_times_training_steps_alone_and_marks_each_for_cuda_graphs(tmp_path, pairs_dir,
                                                                             monkeypatch):
     # a fake clock: every step takes 1 s, the first (compile, autotuning) 100 s more, each epoch's
-    # validation 1000 s; every logged speed is then one step's images per second. And --compile's
+    # validation 1000 s, each checkpoint 500 s; every logged speed is then one step's images per
+    # second. And --compile's
     # wiring, compile itself left out (on this CPU it takes ~30 s even with its eager backend;
     # tests/test_cuda.py compiles for real): CUDA graphs need each step announced before it runs
     now, events = [0.0], []
     monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: now[0]))
-    real_step, real_validate = train.gan_step, train.validate
+    real_step, real_validate, real_save = train.gan_step, train.validate, train.save_checkpoint
     mark = torch.compiler.cudagraph_mark_step_begin
 
     def step(*args, **kwargs):
@@ -350,19 +351,24 @@ def test_the_loop_times_training_steps_alone_and_marks_each_for_cuda_graphs(tmp_
         now[0] += 1000
         return real_validate(*args, **kwargs)
 
+    def save_checkpoint(*args, **kwargs):
+        now[0] += 500
+        return real_save(*args, **kwargs)
+
     monkeypatch.setattr(train, "gan_step", step)
     monkeypatch.setattr(train, "validate", validate)
+    monkeypatch.setattr(train, "save_checkpoint", save_checkpoint)
     monkeypatch.setattr(torch, "compile", lambda net, **options: events.append(options) or net)
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin",
                         lambda: events.append("mark") or mark())  # callable on a CPU too
     train.main(tiny_config(tmp_path, pairs_dir, precision="fp32", epochs=2, log_every=1,
-                           batch_size=8, image_size=32, num_downs=5,  # 2 steps per epoch
+                           image_size=32, num_downs=5, save_every=2,  # 4 steps per epoch
                            compile=True, compile_mode="reduce-overhead"))
     log = [json.loads(line) for line in (tmp_path / "models/test/log.jsonl").read_text()
            .splitlines()]
     speeds = [r.get("img_per_s") for r in log if "loss_d" in r]
-    assert speeds == [None, 8.0, 8.0, 8.0]  # the first step alone: no speed; then 8 images per s
-    assert events == [{"mode": "reduce-overhead", "dynamic": False}] * 2 + ["mark", "step"] * 4
+    assert speeds == [None] + [4.0] * 7  # the first step alone: no speed; then 4 images per s
+    assert events == [{"mode": "reduce-overhead", "dynamic": False}] * 2 + ["mark", "step"] * 8
 
 
 def test_a_cpu_checkpoint_resumes_under_channels_last_and_fused_adam(tmp_path, pairs_dir):
