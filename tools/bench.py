@@ -264,15 +264,17 @@ def bench_train(args) -> list:
     setups, warm = [], {}
     configs = args.config or list(itertools.product(args.batch, args.precision, args.channels_last,
                                                     args.compile))
-    allow_recompiles(len(configs))
-    from torch._dynamo.utils import counters  # inductor's event counts (dynamo loads in seconds)
+    counters = {"inductor": {}}  # inductor's event counts, where a configuration compiles
+    if any(config[3] != "off" for config in configs):  # dynamo takes seconds to load
+        allow_recompiles(len(configs))
+        from torch._dynamo.utils import counters
     for batch, precision, channels_last, compile_mode in configs:
         sync(device)
         allocated_before, rss_before = (torch.cuda.memory_allocated(device)
                                         if device.type == "cuda" else 0), rss_mb()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        skips = counters["inductor"]["cudagraph_skips"]  # inductor counts each graph it skips
+        skips = counters["inductor"].get("cudagraph_skips", 0)  # each graph inductor skips
         setup = StepSetup(cfg, device, batch, precision, bool(channels_last), compile_mode)
         times = [setup.step() for _ in range(args.warmup)]
         if device.type == "cuda":
@@ -280,7 +282,7 @@ def bench_train(args) -> list:
         else:
             setup.rss_delta_mb = rss_mb() - rss_before
         warm[id(setup)] = times
-        setup.skips = counters["inductor"]["cudagraph_skips"] - skips
+        setup.skips = counters["inductor"].get("cudagraph_skips", 0) - skips
         print(f"warmed up {setup.name()}: first step {times[0]:.2f} s", flush=True)
         setups.append(setup)
 
