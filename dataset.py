@@ -529,10 +529,11 @@ class PairCache:
         return self.path.stat().st_size
 
     def gather(self, keys: list, pin: bool = False) -> tuple:
-        """(pixels (B, 2, S, S, 3) uint8 on the host, rows to mirror) for a batch of EpochSampler
-        keys: (index, x, y, flip) keys are cropped in the copy (numpy slices read no more bytes
-        than the crop's); the mirroring is left to the device. pin: into page-locked memory, for an
-        asynchronous copy to a GPU."""
+        """(pixels (B, 2, S, S, 3) uint8 on the host, indices of the rows to mirror) for a batch of
+        EpochSampler keys: (index, x, y, flip) keys are cropped in the copy (numpy slices read no
+        more bytes than the crop's); the mirroring is left to the device. pin: both into
+        page-locked memory, for asynchronous copies to a GPU (from pageable memory a copy waits for
+        the GPU: a host sync every batch)."""
         size, flips = self.image_size, []
         if not isinstance(keys[0], tuple):
             pixels = self.pixels[self.slots[keys]]  # np.take(out=...) measured 2-3x slower
@@ -541,15 +542,17 @@ class PairCache:
             for row, (index, x, y, flip) in enumerate(keys):
                 pixels[row] = self.pixels[self.slots[index], :, y:y + size, x:x + size]
                 flips += [row] if flip else []
-        pixels = torch.from_numpy(pixels)
-        return (pixels.pin_memory() if pin else pixels), flips
+        pixels, rows = torch.from_numpy(pixels), torch.tensor(flips, dtype=torch.long)
+        if pin:
+            pixels, rows = pixels.pin_memory(), rows.pin_memory() if len(rows) else rows
+        return pixels, rows
 
-    def to_device(self, pixels: torch.Tensor, flips: list, device: torch.device) -> tuple:
+    def to_device(self, pixels: torch.Tensor, rows: torch.Tensor, device: torch.device) -> tuple:
         """Gathered pixels -> uint8 (sketch, photo) on the device, (B, 3, S, S) views each, the
-        rows in flips mirrored there, all at once (a mirrored copy on the host is per pixel)."""
+        given rows mirrored there, all at once (a mirrored copy on the host is per pixel)."""
         pixels = pixels.to(device, non_blocking=True)
-        if flips:
-            rows = torch.tensor(flips, device=device)
+        if len(rows):
+            rows = rows.to(device, non_blocking=True)
             pixels[rows] = pixels[rows].flip(3)  # (B, 2, S, S, 3): 3 is the width
         left, right = pixels[:, 0].permute(0, 3, 1, 2), pixels[:, 1].permute(0, 3, 1, 2)
         return (right, left) if self.swap else (left, right)
@@ -573,10 +576,10 @@ class CachedLoader:
         with ThreadPoolExecutor(1) as reader:  # numpy copies without the GIL: a real overlap
             ahead = reader.submit(self.cache.gather, batches[0], pin) if batches else None
             for k in range(len(batches)):
-                pixels, flips = ahead.result()
+                pixels, rows = ahead.result()
                 if k + 1 < len(batches):
                     ahead = reader.submit(self.cache.gather, batches[k + 1], pin)
-                yield self.cache.to_device(pixels, flips, self.device)
+                yield self.cache.to_device(pixels, rows, self.device)
 
 
 # ---------------------------------------------------------------------------------- sketch_aug

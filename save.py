@@ -378,7 +378,9 @@ def restore_states(path, ckpt: dict, G, D, opt_g, opt_d, scaler) -> None:
 
 def load_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
     """Load moments and step counts, but keep this run's hyperparameters (lr, betas, eps, fused,
-    foreach): a CPU checkpoint resumed on a GPU keeps fused Adam, and new --beta1/--beta2 apply."""
+    foreach): a CPU checkpoint resumed on a GPU keeps fused Adam, and new --beta1/--beta2 apply.
+    Each moment takes its parameter's memory format (channels_last on a GPU, not on a CPU): fused
+    Adam on CUDA refuses mismatched strides, and on a CPU it pairs the wrong elements."""
     settings = [{key: value for key, value in group.items() if key != "params"}
                 for group in optimizer.param_groups]
     optimizer.load_state_dict(state)
@@ -390,6 +392,10 @@ def load_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
             if torch.is_tensor(param_state.get("step")):
                 param_state["step"] = param_state["step"].to(
                     dtype=torch.float32, device=p.device if step_on_device else "cpu")
+            for key, moment in list(param_state.items()):
+                if key != "step" and torch.is_tensor(moment) and moment.shape == p.shape \
+                        and moment.stride() != p.stride():
+                    param_state[key] = torch.empty_like(p, dtype=moment.dtype).copy_(moment)
 
 
 def size_text(nbytes: float) -> str:

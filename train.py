@@ -257,15 +257,28 @@ class StopFlag:
 
 
 class LossMeter:
-    """The losses of a log interval, summed on the device: reading them every step would sync."""
+    """The losses of a log interval, summed on the device: reading them every step would sync.
+    Its img/s times training steps alone: the clock starts after the run's first step (compile,
+    cuDNN's autotuning) and again at restart() (after validation and checkpoints)."""
 
     def __init__(self, device: torch.device, images_per_step: int):
         self.sums, self.images_per_step = torch.zeros(3, device=device), images_per_step
-        self.steps, self.start = 0, time.perf_counter()
+        self.device, self.steps, self.warm = device, 0, False
+        self.restart()
+
+    def restart(self) -> None:
+        """Time from now on; the GPU's queued work belongs to the time before."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.timed_steps, self.start = 0, time.perf_counter()
 
     def add(self, losses: torch.Tensor) -> None:
         self.sums += losses
         self.steps += 1
+        self.timed_steps += 1
+        if not self.warm:  # the first step compiles and autotunes: no measure of training speed
+            self.warm = True
+            self.restart()
 
     def record(self, epoch: int, step: int, lr: float) -> dict:
         """The interval's mean losses over all processes and its speed as one record; then reset."""
@@ -273,11 +286,12 @@ class LossMeter:
             dist.all_reduce(self.sums)
             self.sums /= dist.get_world_size()
         means = (self.sums / self.steps).tolist()  # the one host-device sync
-        img_per_s = self.steps * self.images_per_step / (time.perf_counter() - self.start)
+        seconds = time.perf_counter() - self.start
+        speed = {"img_per_s": self.timed_steps * self.images_per_step / seconds} \
+            if self.timed_steps else {}  # an interval of the first step alone has no speed
         self.sums.zero_()
-        self.steps, self.start = 0, time.perf_counter()
-        return {"epoch": epoch, "step": step, **dict(zip(LOSS_KEYS, means)), "lr": lr,
-                "img_per_s": img_per_s}
+        self.steps, self.timed_steps, self.start = 0, 0, time.perf_counter()
+        return {"epoch": epoch, "step": step, **dict(zip(LOSS_KEYS, means)), "lr": lr, **speed}
 
 
 class RunLog:
@@ -505,6 +519,7 @@ def main(cfg: Config) -> dict:
             D.train()
             bar = tqdm(loader, desc=f"epoch {epoch}", total=batches_per_epoch, initial=first_batch,
                        leave=False, dynamic_ncols=True, file=sys.stderr, disable=rank != 0)
+            meter.restart()  # the last epoch's validation and checkpoint are no training steps
             for batch, (sketch, photo) in enumerate(bar, start=first_batch):
                 sketch = to_float(sketch.to(device, non_blocking=True, memory_format=memory_format))
                 photo = to_float(photo.to(device, non_blocking=True, memory_format=memory_format))
@@ -530,6 +545,7 @@ def main(cfg: Config) -> dict:
                     stopping = stop.agreed(check_now=step % cfg.log_every == 0)
                     if stopping or (cfg.save_every and step % cfg.save_every == 0):
                         on_rank0(lambda: save(epoch=epoch, batch=batch + 1, step=step), device)
+                        meter.restart()  # a checkpoint is no training step either
                     if stopping:
                         log0(f"\nstopped at epoch {epoch} batch {batch + 1} (step {step}); saved "
                              f"{last_path}; continue with --resume")
@@ -560,6 +576,7 @@ def main(cfg: Config) -> dict:
         if world_size > 1:
             if sys.exc_info()[0] is None:  # a clean end: every rank's collectives are done before
                 dist.barrier()  # any tears down (a rank gone early aborted its peer's gloo threads)
+        if dist.is_initialized():  # torchrun with one process joined a group too
             dist.destroy_process_group()
     return {**last_record, "val_l1": val_l1s, "step": step}
 

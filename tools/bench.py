@@ -23,7 +23,9 @@ medians are reported. FLOPs per image are counted once by FlopCounterMode on the
 meta device, so it costs nothing; it counts convolutions and matmuls, not batch norm, activations or
 Adam) and compared with --peak_tflops (800: an H100's dense bf16). Peak memory is CUDA's
 max_memory_allocated during the warm-up above what was allocated before the configuration was built;
-on CPU the growth of resident memory instead.
+on CPU the growth of resident memory instead. A reduce-overhead row on CUDA says whether CUDA graphs
+really replayed (cuda_graphs: inductor's count of skipped graphs, and the graph launches that the
+profiler sees in one step): a skipped graph runs its kernels one by one and times something else.
 loader: images/s of train.py's input pipeline alone, up to the uint8 batch on the device: the files
 (JPEG -> dataset.PairDataset -> DataLoader) per worker count and, with --cache, train.py --cache's
 path (dataset.PairCache, built first and timed, read by dataset.CachedLoader, crop and flip on the
@@ -138,6 +140,7 @@ def count_step_flops(cfg: Config) -> float:
     return float(counter.get_total_flops())
 
 
+GRAPHS_RAN = {True: "replayed", False: "NOT replayed", None: "unknown (no CUDA calls profiled)"}
 # reduce-overhead: CUDA graphs
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
@@ -211,11 +214,14 @@ class StepSetup:
                                         compile_static(self.D, compile_mode))
         self.losses = None
         self.peak_mem_mb = self.rss_delta_mb = None  # filled in after the warm-up
+        self.skips = 0  # CUDA graphs inductor skipped while compiling it, counted after the warm-up
 
     def step(self) -> float:
         """One timed train.gan_step; returns its wall time in seconds."""
         sync(self.device)
         start = time.perf_counter()
+        if self.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # as train.py: a new step begins
         self.losses = train.gan_step(self.G_step, self.D_step, self.opt_g, self.opt_d, self.scaler,
                                      sketch=self.sketch, photo=self.photo,
                                      lambda_l1=self.lambda_l1, autocast=self.autocast)
@@ -225,6 +231,20 @@ class StepSetup:
     def name(self) -> str:
         return (f"batch {self.batch} {self.amp_dtype} channels_last {int(self.channels_last)} "
                 f"compile {self.compile}")
+
+    def cuda_graphs(self, skips: int) -> dict:
+        """Whether a reduce-overhead step on CUDA really replays CUDA graphs: inductor's count of
+        graphs it skipped (during this configuration's warm-up) and the graph launches among the
+        CUDA calls of one profiled step. ran is None where the profiler saw no CUDA call at all."""
+        activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        with torch.profiler.profile(activities=activities) as profiler:
+            self.step()
+        names = [event.name for event in profiler.events()]
+        graphs = sum("GraphLaunch" in name for name in names)  # cudaGraphLaunch
+        kernels = sum("LaunchKernel" in name for name in names)  # cudaLaunchKernel(ExC)
+        ran = None if graphs + kernels == 0 else skips == 0 and graphs > 0
+        return {"ran": ran, "skipped": skips, "graph_launches": graphs,
+                "kernel_launches": kernels}
 
 
 def bench_train(args) -> list:
@@ -245,13 +265,17 @@ def bench_train(args) -> list:
     setups, warm = [], {}
     configs = args.config or list(itertools.product(args.batch, args.precision, args.channels_last,
                                                     args.compile))
-    allow_recompiles(len(configs))
+    counters = {"inductor": {}}  # inductor's event counts, where a configuration compiles
+    if any(config[3] != "off" for config in configs):  # dynamo takes seconds to load
+        allow_recompiles(len(configs))
+        from torch._dynamo.utils import counters
     for batch, precision, channels_last, compile_mode in configs:
         sync(device)
         allocated_before, rss_before = (torch.cuda.memory_allocated(device)
                                         if device.type == "cuda" else 0), rss_mb()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
+        skips = counters["inductor"].get("cudagraph_skips", 0)  # each graph inductor skips
         setup = StepSetup(cfg, device, batch, precision, bool(channels_last), compile_mode)
         times = [setup.step() for _ in range(args.warmup)]
         if device.type == "cuda":
@@ -259,6 +283,7 @@ def bench_train(args) -> list:
         else:
             setup.rss_delta_mb = rss_mb() - rss_before
         warm[id(setup)] = times
+        setup.skips = counters["inductor"].get("cudagraph_skips", 0) - skips
         print(f"warmed up {setup.name()}: first step {times[0]:.2f} s", flush=True)
         setups.append(setup)
 
@@ -268,6 +293,8 @@ def bench_train(args) -> list:
         for setup in setups:
             timed[id(setup)].append(setup.step())
 
+    graphs = {id(s): s.cuda_graphs(s.skips) for s in setups
+              if s.compile == "reduce-overhead" and device.type == "cuda"}
     records = []
     for setup in setups:
         step_s = statistics.median(timed[id(setup)])
@@ -287,6 +314,7 @@ def bench_train(args) -> list:
             "peak_tflops": args.peak_tflops, "ceiling_share": achieved_tflops / args.peak_tflops,
             "epoch_min": EDGES2SHOES_TRAIN_IMAGES / img_per_s / 60,
             "losses": [round(v, 5) for v in setup.losses.tolist()],
+            "cuda_graphs": graphs.get(id(setup)),  # reduce-overhead on CUDA: did graphs replay?
         }
         memory = (f"peak {setup.peak_mem_mb:.0f} MiB" if setup.peak_mem_mb is not None
                   else f"RSS +{setup.rss_delta_mb:.0f} MiB")
@@ -294,7 +322,10 @@ def bench_train(args) -> list:
               f"{achieved_tflops:.3g} TFLOP/s = {100 * record['ceiling_share']:.3g}% of "
               f"{args.peak_tflops:g} | edges2shoes epoch {record['epoch_min']:.1f} min"
               + (f" | compile {record['compile_s']:.1f} s"
-                 if record["compile_s"] is not None else ""),
+                 if record["compile_s"] is not None else "")
+              + (f" | CUDA graphs {GRAPHS_RAN[record['cuda_graphs']['ran']]} "
+                 f"({record['cuda_graphs']['graph_launches']} launches in a step, "
+                 f"{record['cuda_graphs']['skipped']} skipped)" if record["cuda_graphs"] else ""),
               flush=True)
         emit(record, args.out)
         records.append(record)
@@ -338,7 +369,10 @@ def device_crop_batches(cache: PairCache, sampler: EpochSampler, batch: int,
             if device.type == "cuda":
                 pixels = pixels.pin_memory()
             pixels = pixels.to(device, non_blocking=True)
-            crops = torch.tensor([key[1:] for key in chunk]).to(device)  # (B, 3): x, y, flip
+            crops = torch.tensor([key[1:] for key in chunk])  # (B, 3): x, y, flip
+            if device.type == "cuda":  # from pageable memory the copy would wait for the GPU
+                crops = crops.pin_memory()
+            crops = crops.to(device, non_blocking=True)
             rows = crops[:, 1:2] + steps  # (B, S)
             cols = crops[:, 0:1] + torch.where(crops[:, 2:3].bool(), size - 1 - steps, steps)
             rows_of = torch.arange(len(chunk), device=device)[:, None, None]

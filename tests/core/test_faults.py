@@ -146,6 +146,27 @@ def test_torchrun_trains_and_resumes(tmp_path, pairs_dir):
                                 keys=save.CHECKPOINT_KEYS)["step"] == 8
 
 
+def test_one_process_under_torchrun_leaves_the_process_group(tmp_path, pairs_dir, monkeypatch):
+    # what torchrun --nproc_per_node=1 sets: the run joins a group of one, and must leave it (a
+    # group left behind makes torch warn at exit, and a second main() in the process fail)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    joined, init = [], torch.distributed.init_process_group
+    monkeypatch.setattr(torch.distributed, "init_process_group",
+                        lambda *args, **kwargs: joined.append(args) or init(*args, **kwargs))
+    try:
+        result = train.main(tiny_config(tmp_path, pairs_dir, precision="fp32", batch_size=8,
+                                        image_size=32, num_downs=5))
+        assert joined == [("gloo",)] and result["step"] == 2
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():  # the other tests of this process run without one
+            torch.distributed.destroy_process_group()
+
+
 def wait_for_step(run_dir, step: int, process, timeout: float = 120) -> int:
     """Poll the training log until it reports at least `step`; return the last logged step."""
     deadline = time.time() + timeout

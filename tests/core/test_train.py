@@ -15,6 +15,7 @@ import sys
 import types
 import weakref
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -492,3 +493,78 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_
     assert float(line[1]) * {"KiB": 2**10, "MiB": 2**20}[line[2]] > 64 * 1024
     assert (run_dir / "last.pt").read_bytes() == before
     assert not list(run_dir.glob(".*.tmp"))  # no temporary file left
+
+
+# ---------------------------------------------------------------- what the GPU path relies on
+
+def test_the_loop_times_training_steps_alone_and_marks_each_for_cuda_graphs(tmp_path, pairs_dir,
+                                                                            monkeypatch):
+    # a fake clock: every step takes 1 s, the first (compile, autotuning) 100 s more, each epoch's
+    # validation 1000 s, each checkpoint 500 s; every logged speed is then one step's images per
+    # second. And --compile's
+    # wiring, compile itself left out (on this CPU it takes ~30 s even with its eager backend;
+    # tests/test_cuda.py compiles for real): CUDA graphs need each step announced before it runs
+    now, events = [0.0], []
+    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    real_step, real_validate, real_save = train.gan_step, train.validate, train.save_checkpoint
+    mark = torch.compiler.cudagraph_mark_step_begin
+
+    def step(*args, **kwargs):
+        now[0] += 1 + (100 if "step" not in events else 0)
+        events.append("step")
+        return real_step(*args, **kwargs)
+
+    def validate(*args, **kwargs):
+        now[0] += 1000
+        return real_validate(*args, **kwargs)
+
+    def save_checkpoint(*args, **kwargs):
+        now[0] += 500
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(train, "gan_step", step)
+    monkeypatch.setattr(train, "validate", validate)
+    monkeypatch.setattr(train, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(torch, "compile", lambda net, **options: events.append(options) or net)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin",
+                        lambda: events.append("mark") or mark())  # callable on a CPU too
+    train.main(tiny_config(tmp_path, pairs_dir, precision="fp32", epochs=2, log_every=1,
+                           image_size=32, num_downs=5, save_every=2,  # 4 steps per epoch
+                           compile=True, compile_mode="reduce-overhead"))
+    log = [json.loads(line) for line in (tmp_path / "models/test/log.jsonl").read_text()
+           .splitlines()]
+    speeds = [r.get("img_per_s") for r in log if "loss_d" in r]
+    assert speeds == [None] + [4.0] * 7  # the first step alone: no speed; then 4 images per s
+    assert events == [{"mode": "reduce-overhead", "dynamic": False}] * 2 + ["mark", "step"] * 8
+
+
+def test_a_cpu_checkpoint_resumes_under_channels_last_and_fused_adam(tmp_path, pairs_dir):
+    # a CPU run's Adam moments are contiguous; on a GPU the nets are channels_last and fused Adam
+    # pairs each moment with its parameter's memory (CUDA refuses mismatched strides, the CPU
+    # kernel silently pairs the wrong elements): the restored moments take the parameter's layout
+    cfg = tiny_config(tmp_path, pairs_dir, precision="fp32", ndf=4)
+    torch.manual_seed(0)
+    batch = torch.rand(2, 6, 32, 32) * 2 - 1
+
+    def adam_step(D, opt, memory_format=torch.contiguous_format):
+        opt.zero_grad()
+        D(batch.contiguous(memory_format=memory_format)).square().mean().backward()
+        opt.step()
+
+    D = build_discriminator(cfg)
+    opt = torch.optim.Adam(D.parameters(), lr=0.01, betas=(0.5, 0.999))  # as on a CPU
+    for _ in range(2):
+        adam_step(D, opt)
+    torch.save({"opt": opt.state_dict(), "weights": D.state_dict()}, tmp_path / "ckpt.pt")
+    adam_step(D, opt)  # the unbroken run's third step
+    ckpt = save.safe_load(tmp_path / "ckpt.pt")
+    resumed = build_discriminator(cfg)
+    resumed.load_state_dict(ckpt["weights"])
+    resumed.to(memory_format=torch.channels_last)
+    fused = torch.optim.Adam(resumed.parameters(), lr=0.01, betas=(0.5, 0.999), fused=True)
+    save.load_optimizer(fused, ckpt["opt"])
+    for p in resumed.parameters():
+        assert all(fused.state[p][k].stride() == p.stride() for k in ("exp_avg", "exp_avg_sq"))
+    adam_step(resumed, fused, torch.channels_last)
+    for name, p in resumed.named_parameters():
+        torch.testing.assert_close(p, D.get_parameter(name), rtol=1e-4, atol=1e-6, msg=name)
