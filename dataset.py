@@ -144,8 +144,8 @@ def decode_pair(path, size: int) -> tuple:
     the loading that does not depend on chance, so the decode-once cache stores exactly this."""
     left, right = split_pair(load_rgb(path))
     if left.size != (size, size):
-        left, right = left.resize((size, size), Image.BICUBIC), right.resize((size, size),
-                                                                             Image.BICUBIC)
+        left, right = (half.resize((size, size), Image.Resampling.BICUBIC)
+                       for half in (left, right))
     return left, right
 
 
@@ -172,7 +172,8 @@ def square_region(width: int, height: int) -> tuple:
     return -round((side - width) / 2), -round((side - height) / 2), side, side
 
 
-def pad_to_square(img: Image.Image, size: int = 0, resample=Image.BICUBIC) -> Image.Image:
+def pad_to_square(img: Image.Image, size: int = 0,
+                  resample=Image.Resampling.BICUBIC) -> Image.Image:
     """img centred on a white square (where ImageOps.pad centres it), then resized to size×size
     (size 0: not resized). Sketches and product photos are both drawn or shot on white."""
     left, top, side, _ = square_region(*img.size)
@@ -503,8 +504,8 @@ class PairCache:
             for row, (index, x, y, flip) in enumerate(keys):
                 pixels[row] = self.pixels[self.slots[index], :, y:y + size, x:x + size]
                 flips += [row] if flip else []
-        pixels = torch.from_numpy(pixels)
-        return (pixels.pin_memory() if pin else pixels), flips
+        batch = torch.from_numpy(pixels)
+        return (batch.pin_memory() if pin else batch), flips
 
     def to_device(self, pixels: torch.Tensor, flips: list, device: torch.device) -> tuple:
         """Gathered pixels -> uint8 (sketch, photo) on the device, (B, 3, S, S) views each, the

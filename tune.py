@@ -219,7 +219,8 @@ class Tuner:
         self.tune_threads = tune_threads  # False when the user fixed the thread count
         self.cache = Path(cache) if cache else cache_path()
         self.log = log or (lambda line: None)
-        self.runner = self.setting = None
+        self.runner: Runner | None = None
+        self.setting: Setting | None = None
         self.report = {}
 
     def __call__(self, sketch: torch.Tensor, seeds) -> torch.Tensor:

@@ -49,7 +49,6 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from config import SWITCH, add_device_flag, pick_device  # noqa: E402
@@ -101,7 +100,7 @@ class ShoeApp:
         # tune and warm up now, on an example at the model's size, not on the first stroke
         example = Image.open(io.BytesIO(self.examples[0])).convert("RGB")
         size = (self.cfg.image_size, self.cfg.image_size)
-        self.tuner(to_tensor(example.resize(size, Image.BICUBIC))[None], [seed])
+        self.tuner(to_tensor(example.resize(size, Image.Resampling.BICUBIC))[None], [seed])
 
     def generate(self, image_bytes: bytes, given: bool = False) -> bytes:
         """An uploaded sketch (any image file's bytes) -> the generated photo as PNG bytes, or with
@@ -197,6 +196,7 @@ class Handler(BaseHTTPRequestHandler):
     """GET / and /examples/N.png, POST /generate; errors are a status and one line of text."""
 
     timeout = SOCKET_TIMEOUT_S  # socket timeout for every read and write of this connection
+    server: "AppServer"
     server_version = "pix2pix-app"
 
     def parse_request(self) -> bool:
@@ -338,6 +338,8 @@ class AppServer(ThreadingHTTPServer):
     """The threaded HTTP server (over IPv6 for an IPv6 address) and the Host names it answers
     to."""
 
+    app: ShoeApp  # set by make_server
+
     def __init__(self, host: str, port: int, allow_hosts=()):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # localhost, any name the user named (the bound name included) and, beyond loopback,
@@ -359,7 +361,7 @@ class AppServer(ThreadingHTTPServer):
 def make_server(checkpoint, host: str = "127.0.0.1", port: int = 8000, paper: bool = True,
                 seed: int = 0, device: str = "auto", fit: bool = True, allow_hosts=(),
                 budget_s: float = GENERATE_BUDGET_S, max_generations: int = MAX_GENERATIONS,
-                precision: str = "auto", tune=None) -> ThreadingHTTPServer:
+                precision: str = "auto", tune=None) -> "AppServer":
     """An HTTP server with the app loaded, bound but not yet serving (port 0: any free port)."""
     app = ShoeApp(checkpoint, paper=paper, seed=seed, device=device, fit=fit, budget_s=budget_s,
                   max_generations=max_generations, precision=precision, tune=tune)
@@ -405,6 +407,7 @@ def main(argv=None) -> int:
         print(f"app.py: error: {e}", file=sys.stderr)
         return 2
     host, port = server.server_address[:2]
+    assert isinstance(host, str)  # an IP address (bytes only for AF_UNIX)
     if not server.loopback:
         names = ", ".join(sorted(server.allowed_names))
         print(f"app.py: warning: serving on {args.host} reaches beyond this machine: anyone who "

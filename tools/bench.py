@@ -208,7 +208,7 @@ class StepSetup:
         if compile_mode != "off":
             self.G_step, self.D_step = (compile_static(self.G, compile_mode),
                                         compile_static(self.D, compile_mode))
-        self.losses = None
+        self.losses: torch.Tensor | None = None
         self.peak_mem_mb = self.rss_delta_mb = None  # filled in after the warm-up
 
     def step(self) -> float:
@@ -351,7 +351,8 @@ def bench_loader(args) -> list:
     # more workers than cores: said once
     warnings.filterwarnings("once", message="This DataLoader will create")
     cache_dir = Path(args.cache_dir or tempfile.mkdtemp(prefix="bench_cache_"))
-    variants, builds = [], []
+    variants: list = []  # (name, jitter, function making the batches)
+    builds: list = []
     try:
         for jitter in args.jitter:
             data = PairDataset(args.data, args.size, args.load_size, jitter=jitter, uint8=True)
@@ -693,8 +694,8 @@ def prepare_inputs(folder) -> dict:
         paths[name] = folder / name
         img.save(paths[name], **options)
 
-    save("sketch 32².png", drawing.resize((32, 32), Image.LANCZOS))
-    save("sketch 256².png", drawing.resize((256, 256), Image.LANCZOS))
+    save("sketch 32².png", drawing.resize((32, 32), Image.Resampling.LANCZOS))
+    save("sketch 256².png", drawing.resize((256, 256), Image.Resampling.LANCZOS))
     marker = Image.new("L", (1024, 768), 255)
     marker.paste(drawing.filter(ImageFilter.MinFilter(9)).resize((300, 300)), (600, 100))
     save("marker 1024×768.png", marker)
@@ -720,7 +721,7 @@ def bench_prepare(args) -> list:
     sketch = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
     fast_eval = for_inference(G, paper=False)
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as folder:
-        jobs = {f"prepare {name}": (lambda path=path: prepare_sketch(path, size))
+        jobs: dict = {f"prepare {name}": (lambda path=path: prepare_sketch(path, size))
                 for name, path in prepare_inputs(folder).items()}
         jobs["generator eval"] = lambda: translate(fast_eval, sketch, paper=False)
         jobs["generator paper"] = lambda: translate(G, sketch, paper=True, seeds=[0])
