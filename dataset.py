@@ -386,7 +386,16 @@ def decode_into(tmp_path: str, size: int, jobs: list) -> list:
     return failed
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's or taskset's share), or every
+    CPU where the OS does not say (macOS has no sched_getaffinity)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def remove_stale_builds(path: Path) -> None:
+
     """Delete the temporary files of builds whose process is gone (killed mid-build)."""
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         try:
@@ -412,6 +421,8 @@ def build_cache(path: Path, files: list, stamps: list, size: int, workers: int) 
             os.write(fd, CACHE_MAGIC)
             try:  # claim the space now: a full disk fails here, not after an hour of decoding
                 os.posix_fallocate(fd, 0, data_bytes)
+            except AttributeError:  # macOS has no posix_fallocate: the space comes as it is written
+                os.ftruncate(fd, data_bytes)
             except OSError as e:
                 if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                     raise
@@ -472,7 +483,7 @@ class PairCache:
             if not build:
                 raise ValueError(f"{self.path}: missing or out of date for {dataset.folder}; "
                                  f"is cache_dir on a filesystem every process sees?")
-            workers = workers or len(os.sched_getaffinity(0))
+            workers = workers or usable_cpus()
             self.build_s = build_cache(self.path, dataset.files, stamps, self.size, workers)
             manifest = read_cache_footer(self.path)
         n = len(stamps)

@@ -70,7 +70,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import train  # noqa: E402
 from config import Config, add_device_flag, parse_bool, pick_device  # noqa: E402
-from dataset import EpochSampler, PairCache, PairDataset  # noqa: E402
+from dataset import EpochSampler, PairCache, PairDataset, usable_cpus  # noqa: E402
 from discriminator import build_discriminator  # noqa: E402
 from generator import build_generator, for_inference, translate  # noqa: E402
 from infer import OnnxGenerator  # noqa: E402
@@ -410,7 +410,7 @@ def record_build(cache: PairCache, data: PairDataset, jitter: bool, out) -> dict
     scale = EDGES2SHOES_TRAIN_IMAGES / len(data)
     record = {"mode": "loader", "variant": "cache build", "pairs": len(data), "jitter": jitter,
               "decoded_size": cache.size, "build_s": cache.build_s, "mib": cache.nbytes() / 2**20,
-              "workers": len(os.sched_getaffinity(0)),
+              "workers": usable_cpus(),
               "edges2shoes_build_min": cache.build_s * scale / 60,
               "edges2shoes_gib": cache.nbytes() * scale / 2**30}
     print(f"cache build | {len(data)} pairs at {cache.size}×{cache.size} | "
