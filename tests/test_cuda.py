@@ -101,10 +101,11 @@ def run(args, **kwargs):
 
 
 def test_gpu_checkpoint_resumes_on_the_gpu_and_loads_on_the_cpu(tmp_path, pairs_dir):
-    cfg = tiny_config(tmp_path, pairs_dir, device="cuda", epochs=1, batch_size=4)
+    # precision auto: the GPU's own (bf16 from compute capability 8, else fp16 with the scaler)
+    cfg = tiny_config(tmp_path, pairs_dir, device="cuda", epochs=1, batch_size=4, precision="auto")
     assert train.main(cfg)["step"] == 4
     resumed = train.main(tiny_config(tmp_path, pairs_dir, device="cuda", epochs=2, batch_size=4,
-                                     resume=True))
+                                     resume=True, precision="auto"))
     assert resumed["step"] == 8
     G_cpu, cfg_saved = save.load_generator(tmp_path / "models/test/generator.pt")  # on the CPU
     assert cfg_saved.device == "cuda"
