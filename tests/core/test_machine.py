@@ -1,7 +1,8 @@
 """What the machine or its environment decides, run both ways on any machine by forcing the
 detector (never the code behind it): native bf16, CUDA capability, fp16 with the GradScaler on a
-CPU, TensorBoard, the tuner's cache folder, sched_getaffinity and posix_fallocate (macOS has
-neither). tests/README.md lists which test forces what. Tiny nets: bf16 is emulated here."""
+CPU, the tuner's cache folder, sched_getaffinity and posix_fallocate (macOS has neither), Pillow
+without a scalable font; TensorBoard is in test_train.py, ONNX in tests/tools/test_export.py.
+tests/README.md lists which test forces what. Tiny nets: bf16 is emulated on most CPUs."""
 
 import json
 import math
@@ -11,6 +12,7 @@ import platform
 
 import pytest
 import torch
+from PIL import Image, ImageFont
 
 import config
 import dataset
@@ -19,7 +21,7 @@ import tune
 from conftest import make_pairs, tiny_config
 from dataset import PairCache, PairDataset
 from generator import UNetGenerator
-from save import CHECKPOINT_KEYS, LOSS_KEYS, load_checkpoint
+from save import CHECKPOINT_KEYS, LOSS_KEYS, load_checkpoint, plot_curves
 from tune import Tuner
 
 CPU = torch.device("cpu")
@@ -336,3 +338,26 @@ def test_the_cache_builds_without_sched_getaffinity_and_posix_fallocate(tmp_path
     mac = PairCache(PairDataset(folder, image_size=32), tmp_path / "mac")
     assert mac.build_s > 0 and (mac.pixels == reference.pixels).all()
     assert mac.nbytes() == reference.nbytes()
+
+
+# ---------------------------------------------------------------- Pillow without a scalable font
+
+@pytest.mark.parametrize("pillow", ["before 10.1", "without FreeType"])
+def test_curves_are_drawn_in_the_bitmap_font_where_pillow_has_no_scalable_one(tmp_path,
+                                                                              monkeypatch,
+                                                                              pillow):
+    real, asked = ImageFont.load_default, []
+
+    def load_default(size=None):  # what such a Pillow does when asked for a size
+        asked.append(size)
+        if size is not None:
+            raise (TypeError("unexpected keyword argument 'size'") if pillow == "before 10.1"
+                   else ImportError("The _imagingft C module is not installed"))
+        return real()
+    monkeypatch.setattr(ImageFont, "load_default", load_default)
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps({"epoch": 0, "step": s, "loss_d": 0.7, "loss_g_gan": 0.8,
+                                       "loss_g_l1": 0.3 / s}) + "\n" for s in (1, 2, 3)))
+    plot_curves(log, tmp_path / "curves.png")
+    assert Image.open(tmp_path / "curves.png").size == (900, 660)
+    assert asked == [15, None, 12, None]  # each size asked for, then the fixed font

@@ -97,3 +97,11 @@ def test_without_onnx_only_the_torch_export_programs_are_written(checkpoint, mon
     assert out[0] == ("export.py: onnx is not installed (pip install onnx onnxscript "
                       "onnxruntime): writing the torch.export programs only")
     assert sorted(p.name for p in checkpoint.parent.glob("generator.*.*")) == ["generator.eval.pt2"]
+
+
+def test_bench_without_onnxruntime_times_no_onnxruntime_rows(tmp_path, monkeypatch, capsys):
+    from tools import bench
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert bench.export_onnx_files(None, tmp_path) == {}
+    assert capsys.readouterr().out == ("bench.py: onnxruntime is not installed: no onnxruntime "
+                                       "variants\n")
