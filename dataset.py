@@ -395,7 +395,6 @@ def usable_cpus() -> int:
 
 
 def remove_stale_builds(path: Path) -> None:
-
     """Delete the temporary files of builds whose process is gone (killed mid-build)."""
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
         try:

@@ -63,7 +63,6 @@ clock = time.perf_counter  # tests swap in a fake clock
 CPUINFO = Path("/proc/cpuinfo")  # Linux's; elsewhere missing (macOS), and the Arm check says no
 
 
-
 @dataclass(frozen=True)
 class Setting:
     """One way to run the generator: precision fp32, bf16 (autocast) or bf16w (bf16 weights)."""

@@ -722,7 +722,7 @@ def bench_prepare(args) -> list:
     fast_eval = for_inference(G, paper=False)
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as folder:
         jobs: dict = {f"prepare {name}": (lambda path=path: prepare_sketch(path, size))
-                for name, path in prepare_inputs(folder).items()}
+                      for name, path in prepare_inputs(folder).items()}
         jobs["generator eval"] = lambda: translate(fast_eval, sketch, paper=False)
         jobs["generator paper"] = lambda: translate(G, sketch, paper=True, seeds=[0])
         for job in jobs.values():

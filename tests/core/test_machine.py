@@ -45,7 +45,8 @@ def spy_nets(monkeypatch) -> list:
     built = []
     for name in ("build_generator", "build_discriminator"):
         real = getattr(train, name)
-        monkeypatch.setattr(train, name, lambda cfg, real=real: built.append(real(cfg)) or built[-1])
+        monkeypatch.setattr(train, name,
+                            lambda cfg, real=real: built.append(real(cfg)) or built[-1])
     return built
 
 
