@@ -74,7 +74,8 @@ def test_both_modes_export_and_onnx_runs_like_the_checkpoint(tmp_path, checkpoin
 def test_missing_onnxruntime_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import raises ImportError
     make_pairs(tmp_path / "in", 1, size=64)
-    assert infer.main([str(tmp_path / "in"), "--onnx", str(tmp_path / "g.onnx")]) == 2
+    assert infer.main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--onnx",
+                       str(tmp_path / "g.onnx")]) == 2
     assert capsys.readouterr().err.strip() == (
         "infer.py: error: --onnx needs onnxruntime (pip install onnxruntime)")
 
@@ -83,7 +84,8 @@ def test_a_file_that_is_not_onnx_is_one_line(tmp_path, capsys):
     need("onnxruntime")
     (tmp_path / "g.onnx").write_text("hello")
     make_pairs(tmp_path / "in", 1, size=64)
-    assert infer.main([str(tmp_path / "in"), "--onnx", str(tmp_path / "g.onnx")]) == 2
+    assert infer.main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--onnx",
+                       str(tmp_path / "g.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{tmp_path / 'g.onnx'}: not a loadable ONNX file" in err[0]
 
