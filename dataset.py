@@ -145,8 +145,8 @@ def decode_pair(path, size: int) -> tuple:
     the loading that does not depend on chance, so the decode-once cache stores exactly this."""
     left, right = split_pair(load_rgb(path))
     if left.size != (size, size):
-        left, right = left.resize((size, size), Image.BICUBIC), right.resize((size, size),
-                                                                             Image.BICUBIC)
+        left, right = (half.resize((size, size), Image.Resampling.BICUBIC)
+                       for half in (left, right))
     return left, right
 
 
@@ -173,7 +173,8 @@ def square_region(width: int, height: int) -> tuple:
     return -round((side - width) / 2), -round((side - height) / 2), side, side
 
 
-def pad_to_square(img: Image.Image, size: int = 0, resample=Image.BICUBIC) -> Image.Image:
+def pad_to_square(img: Image.Image, size: int = 0,
+                  resample=Image.Resampling.BICUBIC) -> Image.Image:
     """img centred on a white square (where ImageOps.pad centres it), then resized to size×size
     (size 0: not resized). Sketches and product photos are both drawn or shot on white."""
     left, top, side, _ = square_region(*img.size)
@@ -389,6 +390,14 @@ def decode_into(tmp_path: str, size: int, jobs: list) -> tuple:
     return failed, crcs
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's or taskset's share), or every
+    CPU where the OS does not say (macOS has no sched_getaffinity)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def remove_stale_builds(path: Path) -> None:
     """Delete the temporary files of builds whose process is gone (killed mid-build)."""
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
@@ -415,6 +424,8 @@ def build_cache(path: Path, files: list, stamps: list, size: int, workers: int) 
             os.write(fd, CACHE_MAGIC)
             try:  # claim the space now: a full disk fails here, not after an hour of decoding
                 os.posix_fallocate(fd, 0, data_bytes)
+            except AttributeError:  # macOS has no posix_fallocate: the space comes as it is written
+                os.ftruncate(fd, data_bytes)
             except OSError as e:
                 if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                     raise
@@ -484,7 +495,7 @@ class PairCache:
             if not build:
                 raise ValueError(f"{self.path}: missing or out of date for {dataset.folder}; "
                                  f"is cache_dir on a filesystem every process sees?")
-            workers = workers or len(os.sched_getaffinity(0))
+            workers = workers or usable_cpus()
             self.build_s = build_cache(self.path, dataset.files, stamps, self.size, workers)
             manifest = read_cache_footer(self.path)
         n = len(stamps)
@@ -512,7 +523,7 @@ class PairCache:
         def bad_slots(slots):
             return [k for k in slots if crcs[k] is not None
                     and zlib.crc32(self.pixels[k]) != crcs[k]]
-        n, workers = len(crcs), workers or len(os.sched_getaffinity(0))
+        n, workers = len(crcs), workers or usable_cpus()
         parts = [range(k, min(k + CACHE_CHUNK, n)) for k in range(0, n, CACHE_CHUNK)]
         bad = []
         with ThreadPoolExecutor(workers) as pool, tqdm(

@@ -256,7 +256,8 @@ class ImageDropout(nn.Module):
     def __init__(self, p: float):
         super().__init__()
         self.p = p
-        self.generators = None  # one torch.Generator per image, set by PaperGenerator.forward
+        # one torch.Generator per image, set by PaperGenerator.forward
+        self.generators: list | None = None
         self.mask = None  # or a (B, C, H, W) mask already scaled by 1 / (1 - p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

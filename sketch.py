@@ -314,7 +314,7 @@ def fit_sketch(img: Image.Image, image_size: int) -> tuple:
     drawn = Image.fromarray(np.where(lines.numpy(), 0, 255).astype(np.uint8)).convert("RGB")
     if drawn.size != (image_size, image_size):
         # as PairDataset resizes edge maps
-        drawn = drawn.resize((image_size, image_size), Image.BICUBIC)
+        drawn = drawn.resize((image_size, image_size), Image.Resampling.BICUBIC)
     return to_tensor(drawn), region
 
 
@@ -351,7 +351,7 @@ def prepare_sketch(path, image_size: int, direction: str = "AtoB", fit: bool = T
     if native_multiple:
         img, _, size = load_sketch(path, direction)
         size = tuple(max(1, round(side / native_multiple)) * native_multiple for side in img.size)
-        resized = img.resize(size, Image.BICUBIC) if size != img.size else img
+        resized = img.resize(size, Image.Resampling.BICUBIC) if size != img.size else img
         return Prepared(to_tensor(resized), (0, 0, *img.size), img.size)
     img, is_pair, (width, height) = load_sketch(path, direction, max(WORK_SIDE, image_size))
     if fit and not is_pair:
@@ -393,7 +393,7 @@ def put_back(photo: Image.Image, prepared: Prepared, view: tuple = None,
         ((top / scale_y + view_y - y0) * to_photo_y, photo.height),
         ((right / scale_x + view_x - x0) * to_photo_x, photo.width),
         ((bottom / scale_y + view_y - y0) * to_photo_y, photo.height)))
-    part = photo.resize((right - left, bottom - top), Image.BICUBIC, box=box)
+    part = photo.resize((right - left, bottom - top), Image.Resampling.BICUBIC, box=box)
     if part.size == out.size:
         return part
     out.paste(part, (left, top))

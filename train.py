@@ -38,10 +38,6 @@ from dataset import (CachedLoader, EpochSampler, PairCache, PairDataset, ignore_
 from discriminator import build_discriminator
 from generator import build_generator, seeded, translate
 from losses import VGGFeatures, gradient_penalty, loss_d_of, loss_g_gan_of
-try:  # TensorBoard is optional: scalars and sample grids go there too when the package is installed
-    from torch.utils.tensorboard import SummaryWriter
-except ImportError:
-    SummaryWriter = None
 from save import (LOSS_KEYS, plot_curves, psnr, resume, save_checkpoint, save_grid,
                   saved_config)
 from tune import training_precision
@@ -294,6 +290,18 @@ class LossMeter:
         return {"epoch": epoch, "step": step, **dict(zip(LOSS_KEYS, means)), "lr": lr, **speed}
 
 
+def tensorboard_writer(log_dir: Path):
+    """TensorBoard's SummaryWriter on log_dir, or None where the optional package is missing (said
+    in one line)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log0("tensorboard: not installed, so the run logs to log.jsonl and curves.png only "
+             "(pip install -r requirements-optional.txt)")
+        return None
+    return SummaryWriter(str(log_dir))
+
+
 class RunLog:
     """Each record (a dict with epoch and step) written once: a line on stdout, a line of log.jsonl
     and, when the package is installed, TensorBoard scalars. Only rank 0 writes."""
@@ -303,8 +311,7 @@ class RunLog:
 
     def __init__(self, run_dir: Path, main_process: bool):
         self.file = open(run_dir / "log.jsonl", "a") if main_process else None
-        self.tensorboard = SummaryWriter(str(run_dir / "tensorboard")) \
-            if SummaryWriter and main_process else None
+        self.tensorboard = tensorboard_writer(run_dir / "tensorboard") if main_process else None
 
     def write(self, record: dict) -> None:
         if not self.file:

@@ -60,6 +60,7 @@ BUDGET_S = 3.0  # timed rounds stop once tuning has taken this long (after at le
 MAX_ROUNDS = 5  # timed runs per candidate at most (the median and the best are compared)
 PRECISIONS = ("auto", "fp32", "bf16")
 clock = time.perf_counter  # tests swap in a fake clock
+CPUINFO = Path("/proc/cpuinfo")  # Linux's; elsewhere missing (macOS), and the Arm check says no
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (else oneDNN emulates it, many times slower)."""
     if platform.machine().lower() in ("aarch64", "arm64"):
         try:
-            return " bf16" in Path("/proc/cpuinfo").read_text()
+            return " bf16" in CPUINFO.read_text()
         except OSError:
             return False
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
@@ -92,7 +93,7 @@ def machine_key() -> str:
     """The CPU model, its ISA capability as torch sees it, the core count and torch's version."""
     fields = {}
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in CPUINFO.read_text().splitlines():
             key, _, value = line.partition(":")
             if key.strip() in ("vendor_id", "model name", "cpu family", "model", "CPU part"):
                 fields.setdefault(key.strip(), value.strip())
@@ -125,15 +126,18 @@ def read_cache(path: Path) -> dict:
         return {}
 
 
-def write_cache(path: Path, key: str, entry: dict) -> None:
-    """Add one entry, atomically (another process may be reading)."""
+def write_cache(path: Path, key: str, entry: dict) -> bool:
+    """Add one entry, atomically (another process may be reading); False if it cannot be written."""
     entries = read_cache(path)
     entries[key] = entry
-    with contextlib.suppress(OSError):  # a read-only home: tune again next time
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(entries, indent=1) + "\n")
         os.replace(tmp, path)
+    except OSError:  # a read-only home: tune again next time
+        return False
+    return True
 
 
 def candidates(precision: str, bf16_native: bool, threads: int) -> list:
@@ -219,7 +223,8 @@ class Tuner:
         self.tune_threads = tune_threads  # False when the user fixed the thread count
         self.cache = Path(cache) if cache else cache_path()
         self.log = log or (lambda line: None)
-        self.runner = self.setting = None
+        self.runner: Runner | None = None
+        self.setting: Setting | None = None
         self.report = {}
 
     def __call__(self, sketch: torch.Tensor, seeds) -> torch.Tensor:
@@ -252,10 +257,12 @@ class Tuner:
             return self.chosen(self.default(), f"job of {batches} batches, under the {needed} "
                                                "tuning would take", say=False)
         setting, self.report = self.measure(sketch, seeds)
-        write_cache(self.cache, key, {"setting": asdict(setting), **self.report,
-                                      "tuned": time.strftime("%Y-%m-%d %H:%M:%S")})
-        return self.chosen(setting, f"tuned in {self.report['tuning_s']:.1f} s, cached in "
-                                    f"{self.cache}")
+        cached = write_cache(self.cache, key, {"setting": asdict(setting), **self.report,
+                                               "tuned": time.strftime("%Y-%m-%d %H:%M:%S")})
+        return self.chosen(setting, f"tuned in {self.report['tuning_s']:.1f} s, "
+                           + (f"cached in {self.cache}" if cached else
+                              f"not cached: {self.cache} cannot be written"))
+
 
     def chosen(self, setting: Setting, why: str, say: bool = True) -> Runner:
         self.setting, self.why = setting, why

@@ -64,7 +64,6 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from config import SWITCH, add_device_flag, pick_device  # noqa: E402
@@ -126,7 +125,7 @@ class ShoeApp:
         # tune and warm up now, on an example at the model's size, not on the first stroke
         example = Image.open(io.BytesIO(self.examples[0])).convert("RGB")
         size = (self.cfg.image_size, self.cfg.image_size)
-        self.tuner(to_tensor(example.resize(size, Image.BICUBIC))[None], [seed])
+        self.tuner(to_tensor(example.resize(size, Image.Resampling.BICUBIC))[None], [seed])
 
     def generate(self, body: bytes, query: str = "") -> bytes:
         """A POST /generate's body and query -> PNG bytes: the photo at the upload's size, or with
@@ -324,6 +323,7 @@ class Handler(BaseHTTPRequestHandler):
     timeout = SEND_TIMEOUT_S  # the socket's timeout: the answer's writes (sendall: in all)
     request_timeout_s = REQUEST_TIMEOUT_S  # the request's reads, in all (DeadlineReader)
     linger_s = LINGER_S
+    server: "AppServer"
     server_version = "pix2pix-app"
     # answers to a bad or HTTP/0.9 request line have a status line too (http.server's 0.9 has none)
     default_request_version = "HTTP/1.0"
@@ -559,6 +559,8 @@ class AppServer(ThreadingHTTPServer):
     max_connections = MAX_CONNECTIONS
     request_queue_size = 64  # the listen backlog: a burst is accepted and answered, not dropped
 
+    app: ShoeApp  # set by make_server
+
     def __init__(self, host: str, port: int, allow_hosts=()):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # localhost, any name the user named (the bound name included) and, beyond loopback,
@@ -635,7 +637,7 @@ class AppServer(ThreadingHTTPServer):
 def make_server(checkpoint, host: str = "127.0.0.1", port: int = 8000, paper: bool = True,
                 seed: int = 0, device: str = "auto", fit: bool = True, allow_hosts=(),
                 budget_s: float = GENERATE_BUDGET_S, max_generations: int = MAX_GENERATIONS,
-                precision: str = "auto", tune=None) -> ThreadingHTTPServer:
+                precision: str = "auto", tune=None) -> "AppServer":
     """An HTTP server with the app loaded, bound but not yet serving (port 0: any free port)."""
     app = ShoeApp(checkpoint, paper=paper, seed=seed, device=device, fit=fit, budget_s=budget_s,
                   max_generations=max_generations, precision=precision, tune=tune)
@@ -681,6 +683,7 @@ def main(argv=None) -> int:
         print(f"app.py: error: {e}", file=sys.stderr)
         return 2
     host, port = server.server_address[:2]
+    assert isinstance(host, str)  # an IP address (bytes only for AF_UNIX)
     if not server.loopback:
         names = ", ".join(sorted(server.allowed_names))
         print(f"app.py: warning: serving on {args.host} reaches beyond this machine: anyone who "

@@ -73,7 +73,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import train  # noqa: E402
 from config import Config, add_device_flag, parse_bool, pick_device  # noqa: E402
-from dataset import EpochSampler, PairCache, PairDataset  # noqa: E402
+from dataset import EpochSampler, PairCache, PairDataset, usable_cpus  # noqa: E402
 from discriminator import build_discriminator  # noqa: E402
 from generator import build_generator, for_inference, translate  # noqa: E402
 from infer import OnnxGenerator  # noqa: E402
@@ -212,7 +212,7 @@ class StepSetup:
         if compile_mode != "off":
             self.G_step, self.D_step = (compile_static(self.G, compile_mode),
                                         compile_static(self.D, compile_mode))
-        self.losses = None
+        self.losses: torch.Tensor | None = None
         self.peak_mem_mb = self.rss_delta_mb = None  # filled in after the warm-up
         self.skips = 0  # CUDA graphs inductor skipped while compiling it, counted after the warm-up
 
@@ -386,7 +386,8 @@ def bench_loader(args) -> list:
     # more workers than cores: said once
     warnings.filterwarnings("once", message="This DataLoader will create")
     cache_dir = Path(args.cache_dir or tempfile.mkdtemp(prefix="bench_cache_"))
-    variants, builds = [], []
+    variants: list = []  # (name, jitter, function making the batches)
+    builds: list = []
     try:
         for jitter in args.jitter:
             data = PairDataset(args.data, args.size, args.load_size, jitter=jitter, uint8=True)
@@ -445,7 +446,7 @@ def record_build(cache: PairCache, data: PairDataset, jitter: bool, out) -> dict
     check_s = PairCache(data, cache.path.parent).verify_s  # what every later open costs
     record = {"mode": "loader", "variant": "cache build", "pairs": len(data), "jitter": jitter,
               "decoded_size": cache.size, "build_s": cache.build_s, "mib": cache.nbytes() / 2**20,
-              "workers": len(os.sched_getaffinity(0)), "check_s": check_s,
+              "workers": usable_cpus(), "check_s": check_s,
               "edges2shoes_build_min": cache.build_s * scale / 60,
               "edges2shoes_check_s": check_s * scale,
               "edges2shoes_gib": cache.nbytes() * scale / 2**30}
@@ -741,8 +742,8 @@ def prepare_inputs(folder) -> dict:
         paths[name] = folder / name
         img.save(paths[name], **options)
 
-    save("sketch 32².png", drawing.resize((32, 32), Image.LANCZOS))
-    save("sketch 256².png", drawing.resize((256, 256), Image.LANCZOS))
+    save("sketch 32².png", drawing.resize((32, 32), Image.Resampling.LANCZOS))
+    save("sketch 256².png", drawing.resize((256, 256), Image.Resampling.LANCZOS))
     marker = Image.new("L", (1024, 768), 255)
     marker.paste(drawing.filter(ImageFilter.MinFilter(9)).resize((300, 300)), (600, 100))
     save("marker 1024×768.png", marker)
@@ -768,8 +769,8 @@ def bench_prepare(args) -> list:
     sketch = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
     fast_eval = for_inference(G, paper=False)
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as folder:
-        jobs = {f"prepare {name}": (lambda path=path: prepare_sketch(path, size))
-                for name, path in prepare_inputs(folder).items()}
+        jobs: dict = {f"prepare {name}": (lambda path=path: prepare_sketch(path, size))
+                      for name, path in prepare_inputs(folder).items()}
         jobs["generator eval"] = lambda: translate(fast_eval, sketch, paper=False)
         jobs["generator paper"] = lambda: translate(G, sketch, paper=True, seeds=[0])
         for job in jobs.values():

@@ -161,7 +161,7 @@ def photos_to_pairs(photos_dir, out_dir, size: int = 256, val_fraction: float = 
                 try:
                     # product photos are shot on white
                     loaded.append((path, np.asarray(pad_to_square(load_rgb(path), size,
-                                                                    Image.LANCZOS))))
+                                                                    Image.Resampling.LANCZOS))))
                 except ValueError as e:
                     skipped.append((path, str(e)))
             if loaded:
@@ -199,7 +199,7 @@ def combine(a_dir, b_dir, out_dir) -> dict:
             skipped.append((a_files[stem], str(e)))
             continue
         if b.size != a.size:
-            b = b.resize(a.size, Image.BICUBIC)
+            b = b.resize(a.size, Image.Resampling.BICUBIC)
         side_by_side(np.asarray(a), np.asarray(b)).save(out_dir / a_files[stem].name, quality=95)
         written += 1
         not_square += a.width != a.height

@@ -293,11 +293,11 @@ def draw_shoe(rng, size=256):
         draw.polygon(to_px(band), fill=tint(shoe["sole_colour"], 0.55))
     silhouette_draw.polygon(to_px(shoe["upper"]), fill=255)
     silhouette_draw.polygon(to_px(shoe["sole"]), fill=255)
-    image, silhouette = (image.resize((size, size), Image.LANCZOS),
-                         silhouette.resize((size, size), Image.LANCZOS))
+    image, silhouette = (image.resize((size, size), Image.Resampling.LANCZOS),
+                         silhouette.resize((size, size), Image.Resampling.LANCZOS))
     highlight = [coordinate / 2 for coordinate in to_px([shoe["highlight"]])[0]]
     image = shade(image, silhouette, ground / 2, scale / 2, highlight)  # smooth, so 1x is enough
-    return image.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else image
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else image
 
 
 def shade(image, silhouette, ground, scale, highlight):

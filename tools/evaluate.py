@@ -442,8 +442,8 @@ def save_thumbnails(out_dir, names, images: dict, size: int = THUMB_SIZE) -> Non
     (Path(out_dir) / "images").mkdir(parents=True, exist_ok=True)
     for kind, batch in images.items():
         for name, image in zip(names, batch):
-            to_image(image).resize((size, size), Image.BICUBIC).save(Path(out_dir)
-                                                                     / thumbnail_path(name, kind))
+            to_image(image).resize((size, size), Image.Resampling.BICUBIC).save(
+                Path(out_dir) / thumbnail_path(name, kind))
 
 
 SORT_SCRIPT = """

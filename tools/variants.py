@@ -79,7 +79,7 @@ def marker(clean: Image.Image, rng) -> tuple:
     placed = []
     for drawing in (thick, clean.convert("L")):
         canvas = Image.new("L", MARKER_CANVAS, 255)
-        canvas.paste(drawing.resize((side, side), Image.LANCZOS), (left, top))
+        canvas.paste(drawing.resize((side, side), Image.Resampling.LANCZOS), (left, top))
         placed.append(canvas)
     return placed[0], placed[1]
 

@@ -4,6 +4,8 @@ when cut short or foreign, and never left half-written."""
 import errno
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -164,3 +166,27 @@ def test_a_cache_from_before_checksums_is_rebuilt(tmp_path):
         PairCache(data, tmp_path / "cache", build=False)
     assert PairCache(data, tmp_path / "cache").build_s > 0
     assert "crc32" in dataset.read_cache_footer(cache.path)
+
+
+def test_a_file_rewritten_with_the_same_name_and_size_rebuilds_the_cache(tmp_path):
+    folder = make_pairs(tmp_path / "pairs", 2, size=32)
+    path = folder / "1_AB.png"
+    st = os.stat(path)
+    assert dataset.file_stamps([path]) == [["1_AB.png", st.st_size, st.st_mtime_ns]]
+    assert PairCache(PairDataset(folder, image_size=32), tmp_path / "cache").build_s > 0
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # only the time tells
+    assert PairCache(PairDataset(folder, image_size=32), tmp_path / "cache").build_s > 0
+
+
+def test_only_the_temporary_files_of_dead_builds_are_removed(tmp_path):
+    path = tmp_path / "pairs-0123abcd-32px.u8"
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()  # a process that has exited (and been reaped)
+    files = {name: tmp_path / name for name in (
+        f".{path.name}.{gone.pid}.tmp", f".{path.name}.{os.getpid()}.tmp",
+        f".{path.name}.unnamed.tmp", f".other-32px.u8.{gone.pid}.tmp")}
+    for file in files.values():
+        file.write_bytes(b"")
+    dataset.remove_stale_builds(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f".{path.name}.{os.getpid()}.tmp", f".other-32px.u8.{gone.pid}.tmp"])  # alive; not ours

@@ -35,7 +35,23 @@ def test_the_first_commands_are_install_and_train_then_the_tests():
     assert block[0].startswith("pip install -r requirements.txt && python -m tools.demo && python "
                                "train.py --demo")
     assert block[1].startswith("python -m pytest -q")
-    assert "python -m pytest -q" in (ROOT / ".ci/run").read_text().splitlines()[-1]
+
+
+def test_ci_runs_exactly_the_readme_test_command_in_a_virtual_environment_it_makes():
+    block = re.search(r"## Quick start\s+```bash\n(.*?)```", README, re.DOTALL).group(1)
+    test_command = block.splitlines()[1].split("#")[0].strip()
+    steps = [line for line in (ROOT / ".ci/run").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    assert steps[-1] == test_command  # the very command, last: its exit status is CI's
+    # ...with the python of a virtual environment made anew, filled from the requirements files
+    # alone (nothing installed by hand on the machine can make a test pass)
+    venv = steps.index('python3 -m venv --clear "$venv"')
+    assert steps[venv + 1] == '. "$venv/bin/activate"'
+    install = " ".join(steps[venv + 2:venv + 4])
+    assert install.startswith("python -m pip install ")
+    assert re.findall(r"-r (\S+)", install) == ["requirements.txt", "requirements-optional.txt",
+                                                "requirements-dev.txt"]
+    assert steps.index("ruff check .") < steps.index("mypy") < len(steps) - 1  # before the tests
 
 
 # ----------------------------------------------------------------- links and commands of the docs

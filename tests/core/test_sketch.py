@@ -200,3 +200,27 @@ def test_put_back_into_a_view_of_the_input(tmp_path):
     assert np.array_equal(np.asarray(sketch.put_back(photo, prepared, (0, 0, 500, 400))),
                           np.asarray(whole))
     assert np.asarray(sketch.put_back(photo, prepared, (0, 0, 50, 50), (16, 16))).min() == 255
+
+
+def test_fit_region_puts_the_longer_side_the_shoe_margin_from_the_frame():
+    # side = ceil(longer / (1 - 2 × SHOE_MARGIN)), centred; exact boxes, worked out by hand
+    assert sketch.SHOE_MARGIN == 0.0156
+    assert sketch.fit_region((10, 20, 110, 70)) == (8, -7, 104, 104)  # 100 / 0.9688 = 103.2
+    assert sketch.fit_region((0, 0, 62, 31)) == (-1, -16, 64, 64)  # 62 / 0.9688 = 63.997
+    assert sketch.fit_region((5, 5, 205, 205)) == (2, 2, 207, 207)  # 200 / 0.9688 = 206.4
+
+
+def test_faint_ink_counts_only_when_it_touches_a_stroke_and_thin_lines_are_not_specks():
+    img = Image.new("L", (256, 256), 255)
+    draw = ImageDraw.Draw(img)
+    draw.line([(20, 40), (230, 40)], fill=0, width=3)  # a stroke: the ink's own darkness, 1
+    faint = 166  # darkness 0.35: between WEAK (0.25) and STRONG (0.5) of it
+    draw.line([(120, 42), (120, 120)], fill=faint, width=2)  # faint, touching the stroke
+    draw.line([(40, 160), (200, 160)], fill=faint, width=2)  # faint, on its own
+    draw.line([(20, 220), (230, 220)], fill=0, width=1)  # one pixel thin but long: a line
+    draw.rectangle([240, 240, 241, 241], fill=0)  # 2×2: a speck
+    ink = sketch.ink_mask(img)
+    assert ink[40, 20:231].all() and ink[50:120, 120].all()  # hysteresis from the strong pixels
+    assert not ink[150:170].any()  # nothing strong to grow from
+    assert ink[220, 20:231].all()  # a speck is short both ways, not one way
+    assert not ink[235:].any()

@@ -60,6 +60,9 @@ def test_choose_takes_the_fastest_within_the_bound_and_keeps_plain_unless_clearl
     assert choose(times, {**quality, bf16: 39.9}, plain) == nhwc
     # 2% faster is within the noise: plain stays
     assert choose({plain: [1.0], nhwc: [0.98]}, quality, plain) == plain
+    # faster by its median but not by its best time (plain once ran at 0.5): plain stays
+    assert choose({plain: [1.0, 1.0, 0.5], nhwc: [0.9, 0.9, 0.9]}, quality, plain) == plain
+    assert choose({plain: [1.0, 1.0, 0.95], nhwc: [0.9, 0.9, 0.9]}, quality, plain) == nhwc
     assert choose({bf16w: [0.3]}, quality, None) is None  # nothing within the bound
     # fewer threads need 15%: a moment's load must not be cached for good
     one_thread = Setting("fp32", True, 1)
@@ -96,6 +99,17 @@ def test_tuner_picks_bf16_only_within_the_bound_and_caches_it(fake_machine, tune
     again = Tuner(G, paper=True, n_images=1000, log=None)
     again(sketch, seeds)
     assert again.setting == strict.setting and fake_machine == [strict.setting]
+
+
+def test_a_job_of_as_many_batches_as_tuning_takes_is_tuned(fake_machine, tune_cache):
+    G, sketch = tiny(), torch.rand(2, 3, 32, 32) * 2 - 1
+    needed = 2 * (len(candidates("auto", True, 0)) + 2)  # runs: 2 per candidate and thread count
+    short = Tuner(G, paper=False, n_images=2 * needed - 2, log=None)  # one batch fewer
+    short(sketch, [0, 0])
+    assert short.why.startswith(f"job of {needed - 1} batches") and not tune_cache.exists()
+    enough = Tuner(G, paper=False, n_images=2 * needed - 1, log=None)  # the last batch of 1
+    enough(sketch, [0, 0])
+    assert enough.why.startswith("tuned") and tune_cache.exists()
 
 
 def test_tiny_jobs_are_not_tuned_and_fp32_overrides(fake_machine, tune_cache):
@@ -162,15 +176,19 @@ def test_train_main_asks_for_the_cpu_precision_and_uses_it(tmp_path, pairs_dir, 
     asked = []
 
     def choose(make_step):
-        asked.append(make_step("bf16"))  # a real step function of this config
+        step = make_step("bf16")  # a real step function of this config: it trains
+        asked.append(step())
         return "bf16"
 
     monkeypatch.setattr(train, "training_precision", choose)
     used = []
     real = train.mixed_precision
     monkeypatch.setattr(train, "mixed_precision", lambda p, d: used.append(p) or real(p, d))
-    train.main(tiny_config(tmp_path, pairs_dir, epochs=1, precision="auto"))
-    assert len(asked) == 1 and used[-1] == "bf16" and "auto" not in used  # last: the run's own
+    tiny_nets = dict(image_size=32, num_downs=5, ngf=4, ndf=4)  # bf16 is emulated on most CPUs
+    train.main(tiny_config(tmp_path, pairs_dir, epochs=1, precision="auto", **tiny_nets))
+    assert len(asked) == 1 and torch.isfinite(asked[0]).all() and asked[0].shape == (3,)
+    assert used[-1] == "bf16" and "auto" not in used  # last: the run's own
     used.clear()
-    train.main(tiny_config(tmp_path, pairs_dir, epochs=1, precision="fp32", name="b"))
+    train.main(tiny_config(tmp_path, pairs_dir, epochs=1, precision="fp32", name="b", **tiny_nets))
+
     assert len(asked) == 1 and used == ["fp32"]  # an explicit precision is not second-guessed

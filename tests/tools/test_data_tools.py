@@ -15,7 +15,6 @@ from PIL import Image, ImageDraw, ImageFile
 
 import dataset as core_dataset
 import pretrained
-from tools import data as dataset
 from conftest import make_pairs
 from dataset import PairDataset, read_header, split_pair
 from tools.data import check, combine, download, main, photos_to_pairs

@@ -1,5 +1,6 @@
 """tools.export: ONNX and torch.export files of both test-time modes, checked against eager;
-infer.py --onnx gives the photos the checkpoint gives; onnx packages stay optional."""
+infer.py --onnx gives the photos the checkpoint gives; onnx packages stay optional: where they are
+installed both sides run (absent is forced through sys.modules), else the present side skips."""
 
 import sys
 
@@ -31,12 +32,20 @@ def checkpoint(tmp_path):
     return path.parent / "generator.pt"
 
 
+def need(*modules):
+    """Skip, naming what is missing, where the optional ONNX packages are not installed."""
+    for name in modules:
+        pytest.importorskip(name, reason=f"{name} is not installed (optional: "
+                                         "requirements-optional.txt)")
+
+
 def gray(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L")).astype(int)
 
 
 @pytest.mark.slow
 def test_both_modes_export_and_onnx_runs_like_the_checkpoint(tmp_path, checkpoint, capsys):
+    need("onnx", "onnxscript", "onnxruntime")
     assert export.main([str(checkpoint)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 4 and all(line.endswith(" ok") for line in lines), lines
@@ -65,15 +74,18 @@ def test_both_modes_export_and_onnx_runs_like_the_checkpoint(tmp_path, checkpoin
 def test_missing_onnxruntime_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import raises ImportError
     make_pairs(tmp_path / "in", 1, size=64)
-    assert infer.main([str(tmp_path / "in"), "--onnx", str(tmp_path / "g.onnx")]) == 2
+    assert infer.main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--onnx",
+                       str(tmp_path / "g.onnx")]) == 2
     assert capsys.readouterr().err.strip() == (
         "infer.py: error: --onnx needs onnxruntime (pip install onnxruntime)")
 
 
 def test_a_file_that_is_not_onnx_is_one_line(tmp_path, capsys):
+    need("onnxruntime")
     (tmp_path / "g.onnx").write_text("hello")
     make_pairs(tmp_path / "in", 1, size=64)
-    assert infer.main([str(tmp_path / "in"), "--onnx", str(tmp_path / "g.onnx")]) == 2
+    assert infer.main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--onnx",
+                       str(tmp_path / "g.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{tmp_path / 'g.onnx'}: not a loadable ONNX file" in err[0]
 
@@ -87,3 +99,11 @@ def test_without_onnx_only_the_torch_export_programs_are_written(checkpoint, mon
     assert out[0] == ("export.py: onnx is not installed (pip install onnx onnxscript "
                       "onnxruntime): writing the torch.export programs only")
     assert sorted(p.name for p in checkpoint.parent.glob("generator.*.*")) == ["generator.eval.pt2"]
+
+
+def test_bench_without_onnxruntime_times_no_onnxruntime_rows(tmp_path, monkeypatch, capsys):
+    from tools import bench
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert bench.export_onnx_files(None, tmp_path) == {}
+    assert capsys.readouterr().out == ("bench.py: onnxruntime is not installed: no onnxruntime "
+                                       "variants\n")
