@@ -553,10 +553,10 @@ class PairCache:
             for row, (index, x, y, flip) in enumerate(keys):
                 pixels[row] = self.pixels[self.slots[index], :, y:y + size, x:x + size]
                 flips += [row] if flip else []
-        pixels, rows = torch.from_numpy(pixels), torch.tensor(flips, dtype=torch.long)
+        batch, rows = torch.from_numpy(pixels), torch.tensor(flips, dtype=torch.long)
         if pin:
-            pixels, rows = pixels.pin_memory(), rows.pin_memory() if len(rows) else rows
-        return pixels, rows
+            batch, rows = batch.pin_memory(), rows.pin_memory() if len(rows) else rows
+        return batch, rows
 
     def to_device(self, pixels: torch.Tensor, rows: torch.Tensor, device: torch.device) -> tuple:
         """Gathered pixels -> uint8 (sketch, photo) on the device, (B, 3, S, S) views each, the
