@@ -38,8 +38,8 @@ from dataset import (CachedLoader, EpochSampler, PairCache, PairDataset, ignore_
 from discriminator import build_discriminator
 from generator import build_generator, seeded, translate
 from losses import VGGFeatures, gradient_penalty, loss_d_of, loss_g_gan_of
-from save import (LOSS_KEYS, plot_curves, psnr, resume, save_checkpoint, save_grid,
-                  saved_config)
+from save import (LOSS_KEYS, check_fits, generator_fields, plot_curves, psnr, resume,
+                  save_checkpoint, save_grid, saved_config)
 from tune import training_precision
 
 RANK_SEED_STRIDE = 1_000_003  # dropout seed = seed + this × rank + step: a prime above any step
@@ -474,6 +474,9 @@ def main(cfg: Config) -> dict:
     # sketch_aug: reseeded from (seed, rank, step), resumes exactly
     aug_rng = torch.Generator(device)
     torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
+    # a typo such as --ngf 20000 is refused here, not by the allocator after minutes of data loading
+    check_fits(run_dir, lambda: [build_generator(cfg), build_discriminator(cfg)],
+               f"{generator_fields(cfg)}, ndf={cfg.ndf}")
     on_rank0(lambda: prepare_run_dir(run_dir, cfg), device)
     log0(f"config:\n{cfg}\ndevice {device} × {world_size} process(es), "
          f"precision {str(amp_dtype).removeprefix('torch.')}")

@@ -463,6 +463,24 @@ class FillingDisk:
         self.file.close()
 
 
+def test_a_model_too_large_for_the_memory_is_refused_before_any_work(tmp_path, pairs_dir,
+                                                                   monkeypatch):
+    import config
+    monkeypatch.setattr(config, "available_memory", lambda: 2**30)  # pinned: 1 GiB free
+    built, real_load_data = [], train.load_data
+    monkeypatch.setattr(train, "load_data", lambda *args: built.append(1) or real_load_data(*args))
+    # 4 × 5,000² weights in G's second layer alone: 0.4 GB each; the whole far beyond 1 GiB
+    cfg = tiny_config(tmp_path, pairs_dir, ngf=5000)
+    with pytest.raises(ValueError, match=r"^\S+models/test: config: ngf=5000, num_downs=6, ndf=8 "
+                                         r"make a model of [\d,]+ numbers \([\d.]+ GiB\), more than "
+                                         r"the 1.0 GiB of memory available here; not built$"):
+        train.main(cfg)
+    assert not built and not (tmp_path / "models/test").exists()  # refused before any work
+    monkeypatch.setattr(config, "available_memory", lambda: None)  # a machine that does not say
+    cfg = tiny_config(tmp_path, pairs_dir)  # ...and a model that fits runs as always
+    assert train.main(cfg)["step"] == 4 and built == [1]
+
+
 def test_a_full_disk_while_saving_is_one_line_and_keeps_the_last_checkpoint(tmp_path, pairs_dir,
                                                                            monkeypatch, capsys):
     # torch.save swallows its file's OSError and fails later, with a RuntimeError of its own
