@@ -50,8 +50,8 @@ from infer import collect_inputs  # noqa: E402
 from save import (LOSS_KEYS, atomic_save, check_fits, load_checkpoint,  # noqa: E402
                   plot_curves, psnr, restore_states, rng_state, save_grid, set_rng_state)
 from sketch import prepare_sketch, put_back  # noqa: E402
-from train import (LossMeter, RunLog, StopFlag, load_data, make_optimizers,  # noqa: E402
-                   mixed_precision, prepare_run_dir)
+from train import (PRECISION_NAMES, LossMeter, RunLog, StopFlag, load_data,  # noqa: E402
+                   make_optimizers, mixed_precision, pick_precision, prepare_run_dir)
 
 METHODS = ("direct", "search")
 GAN_LOSSES = ("bce", "saturating", "softmax")
@@ -484,14 +484,28 @@ class CompletionLog(RunLog):
               "loss_g_l1": ("contextual", ".4f")}
 
 
+def run_precision(cfg: CompletionConfig, device: torch.device, last_path: Path) -> CompletionConfig:
+    """cfg with --precision auto decided once for the run (the GPU's capability, as in train.py;
+    fp32 on a CPU) and named in the config every checkpoint saves: a resume keeps that choice."""
+    if cfg.precision != "auto":
+        return cfg
+    if cfg.resume and last_path.exists():
+        saved = load_checkpoint(last_path, keys=CHECKPOINT_KEYS, kind="completion",
+                                config_class=CompletionConfig, mmap=True)["config"].precision
+        if saved != "auto":  # an older checkpoint that does not say: decided again
+            return dataclasses.replace(cfg, precision=saved)
+    return dataclasses.replace(cfg, precision=PRECISION_NAMES[pick_precision("auto", device)])
+
+
 def main(cfg: CompletionConfig) -> dict:
     """Train with cfg; returns the last logged losses, the per-epoch validation L1 and the step."""
     # ---------------------------------------------------------------- setup
     device = pick_device(cfg.device)
-    amp_dtype, autocast, scaler = mixed_precision(cfg.precision, device)
-    torch.manual_seed(cfg.seed)
     run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
     last_path = run_dir / "last.pt"
+    cfg = run_precision(cfg, device, last_path)  # auto: decided once, kept on resume
+    amp_dtype, autocast, scaler = mixed_precision(cfg.precision, device)
+    torch.manual_seed(cfg.seed)
     prepare_run_dir(run_dir, cfg)
     print(f"config:\n{cfg}\ndevice {device}, precision {str(amp_dtype).removeprefix('torch.')}")
 

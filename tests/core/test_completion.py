@@ -136,6 +136,23 @@ def test_ctrl_c_mid_epoch_then_resume_matches_an_unbroken_run(tmp_path, pairs_di
         completion.main(CompletionConfig(**{**cfg.to_dict(), "resume": True, "ngf": 8}))
 
 
+def test_auto_precision_is_decided_once_and_kept_on_resume(tmp_path, pairs_dir, monkeypatch):
+    cfg = tiny(tmp_path, pairs_dir, precision="auto")
+    completion.main(cfg)
+    last = tmp_path / "models/test/last.pt"
+    assert torch.load(last, weights_only=True)["config"]["precision"] == "fp32"  # a CPU's choice
+    # the same run resumed where auto would pick bf16 (a GPU of compute capability 8, say)
+    used = []
+    real = completion.mixed_precision
+    monkeypatch.setattr(completion, "pick_precision", lambda name, device: torch.bfloat16)
+    monkeypatch.setattr(completion, "mixed_precision", lambda p, d: used.append(p) or real(p, d))
+    completion.main(CompletionConfig(**{**cfg.to_dict(), "resume": True, "epochs": 2}))
+    assert used == ["fp32"]  # kept, not decided again
+    assert torch.load(last, weights_only=True)["config"]["precision"] == "fp32"
+    completion.main(tiny(tmp_path / "new", pairs_dir, precision="auto"))  # a new run decides
+    assert used[-1] == "bf16"
+
+
 def draw_sketch(path, size=(90, 70)):
     """A plain sketch, off-centre on a canvas that is not square."""
     img = Image.new("RGB", size, "white")
