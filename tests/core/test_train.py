@@ -472,8 +472,8 @@ def test_a_model_too_large_for_the_memory_is_refused_before_any_work(tmp_path, p
     # 4 × 5,000² weights in G's second layer alone: 0.4 GB each; the whole far beyond 1 GiB
     cfg = tiny_config(tmp_path, pairs_dir, ngf=5000)
     with pytest.raises(ValueError, match=r"^\S+models/test: config: ngf=5000, num_downs=6, ndf=8 "
-                                         r"make a model of [\d,]+ numbers \([\d.]+ GiB\), more than "
-                                         r"the 1.0 GiB of memory available here; not built$"):
+                                         r"make a model of [\d,]+ numbers \([\d.]+ GiB\), more "
+                                         r"than the 1.0 GiB of memory available here; not built$"):
         train.main(cfg)
     assert not built and not (tmp_path / "models/test").exists()  # refused before any work
     monkeypatch.setattr(config, "available_memory", lambda: None)  # a machine that does not say
