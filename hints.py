@@ -28,7 +28,8 @@ from scipy import ndimage
 from config import HINT_CHANNELS
 
 WHITE = 0.8  # on [-1, 1] (gray 230): a photo's pixel brighter than this in every channel may be
-# background; edges2shoes' background is 255, and 57% of the pixels at any threshold 230..250
+# background (edges2shoes' is 255: 57% of the pixels at any threshold 230..250); a sketch's pixel
+# darker than this is a stroke
 SWEEPS = 4  # the background is grown from the border along rows, then columns, this many times
 PAINTED_ALPHA = 128  # a hints image's pixel with alpha at least this is a hint
 PAPER_TOLERANCE = 24  # without alpha: a pixel within this of white (255) in every channel is paper
@@ -212,13 +213,15 @@ def inside_point(sketch: torch.Tensor) -> tuple:
     strokes as the drawing allows: the deepest point of its closed shape (gaps of a few pixels
     closed first); of an open drawing, the free pixel nearest the strokes' centroid; of no
     drawing, the centre."""
-    ink = (sketch.float().mean(0) < 0).cpu().numpy()
+    ink = (sketch.float().mean(0) < WHITE).cpu().numpy()  # resized lines are faint: any gray
     height, width = ink.shape
     if not ink.any():
         return height // 2, width // 2
     close = max(1, round(max(height, width) / 32))
-    shape = ndimage.binary_fill_holes(ndimage.binary_closing(ink, iterations=close))
-    inside = shape & ~ink
+    padded = np.pad(ink, close + 1)  # the closing's erosion must not eat a shape at the border
+    closed = ndimage.binary_closing(padded, iterations=close)[close + 1:-close - 1,
+                                                              close + 1:-close - 1]
+    inside = ndimage.binary_fill_holes(closed) & ~ink
     if inside.any():
         depth = ndimage.distance_transform_edt(~ink) * inside
         y, x = np.unravel_index(np.argmax(depth), depth.shape)

@@ -682,8 +682,8 @@ def main(argv=None) -> int:
                              "--sketches have none")
         hinted = [getattr(cfg, "hints", False) for cfg in configs]
         if args.hints and not any(hinted):
-            raise ValueError(f"--hints: {paths[0]} was trained without colour hints (no hint "
-                             "channels); give a model trained with --hints")
+            raise ValueError(f"--hints: trained without colour hints (no hint channels), give "
+                             f"a model trained with --hints: {paths[0]}")
         if args.hints and args.sketches:
             raise ValueError("--hints samples hints from the real photos of --data pairs; "
                              "unpaired --sketches have none")
