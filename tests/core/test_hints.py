@@ -17,7 +17,6 @@ import save
 import train
 from config import Config, parse_args
 from conftest import tiny_config
-from discriminator import build_discriminator
 from generator import build_generator
 from sketch import prepare_sketch
 

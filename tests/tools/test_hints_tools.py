@@ -22,7 +22,7 @@ import save  # noqa: E402
 from generator import build_generator  # noqa: E402
 from sketch import prepare_sketch  # noqa: E402
 from tools import app, evaluate  # noqa: E402
-from test_app import CANVAS_PNG, CHROMIUM, PHOTO_PNG, SHOE_STROKES, SHOWN, Chromium  # noqa: E402
+from test_app import CHROMIUM, PHOTO_PNG, SHOE_STROKES, SHOWN, Chromium  # noqa: E402
 
 
 def request(url, method="GET", path="/", body=None) -> tuple:
