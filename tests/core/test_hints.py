@@ -85,11 +85,14 @@ def test_the_shoe_is_all_but_the_white_reaching_the_border():
     expected[6:26, 6:26] = True
     expected[0:3, 12:14] = True
     assert torch.equal(mask, expected)
-    # a background reached only by a winding path (down, right, up) is still background
+    # white reached from the border only by turning (in through a gap, then along the rows) is
+    # background too: here the inside of an open ring
     photo = torch.ones(1, 3, 32, 32)
-    photo[:, :, 4:32, 10] = -1
-    photo[:, :, 0:28, 20] = -1
-    assert hints.shoe_mask(photo)[0, 0].sum() == 28 + 28
+    photo[:, :, 4:28, 4:28] = -1
+    photo[:, :, 5:27, 5:27] = 1
+    photo[:, :, 4, 6:9] = 1  # the gap
+    ring = (photo[0, 0] < 0)
+    assert torch.equal(hints.shoe_mask(photo)[0, 0], ring) and ring.sum() == 4 * 23 - 3
 
 
 def test_the_same_seed_draws_the_same_hints_another_seed_others():
@@ -236,7 +239,13 @@ def test_an_enlarged_hint_covers_the_pixels_it_lies_under(tmp_path):
 
 
 def test_color_puts_one_patch_inside_the_drawing_away_from_its_strokes(tmp_path):
-    prepared = prepare_sketch(small_drawing(tmp_path / "s.png"), 64)
+    # a box with a long stroke beside it: the strokes' centroid lies outside the box
+    img = Image.new("RGB", (300, 200), "white")
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((60, 60, 110, 110), outline="black", width=2)
+    draw.line((130, 150, 290, 150), fill="black", width=2)
+    img.save(tmp_path / "s.png")
+    prepared = prepare_sketch(tmp_path / "s.png", 64)
     cfg = Config(hints=True, image_size=64, num_downs=6)
     given = infer.hint_channels(prepared, cfg, colour=(178, 34, 34))
     rows, cols = torch.nonzero(given[3], as_tuple=True)
@@ -244,11 +253,12 @@ def test_color_puts_one_patch_inside_the_drawing_away_from_its_strokes(tmp_path)
     assert len(rows) == side * side
     assert torch.allclose(given[:3, rows, cols],
                           (torch.tensor([178, 34, 34]) / 127.5 - 1)[:, None].expand(-1, len(rows)))
-    ink = prepared.sketch.mean(0) < hints.WHITE
-    ink_rows, ink_cols = torch.nonzero(ink, as_tuple=True)
-    assert not ink[rows, cols].any()  # off the strokes, inside the box they draw
-    assert ink_rows.min() < rows.min() and rows.max() < ink_rows.max()
-    assert ink_cols.min() < cols.min() and cols.max() < ink_cols.max()
+    assert not (prepared.sketch.mean(0) < hints.WHITE)[rows, cols].any()  # off the strokes
+    left, top, width, _ = prepared.region
+    box = [(v - offset) * 64 / width for v, offset in ((60, top), (110, top), (60, left),
+                                                       (110, left))]
+    assert box[0] < rows.min() and rows.max() < box[1]  # inside the box
+    assert box[2] < cols.min() and cols.max() < box[3]
 
 
 def test_colour_names_and_codes_parse_and_others_are_refused():
