@@ -38,6 +38,9 @@ Per image, images in [-1, 1] as the generator makes them:
     delta_e  colour error: mean CIE76 ΔE (Euclidean distance in CIE Lab, D65 white, from sRGB) of
              generated and real photo over the shoe's pixels (hints.shoe_mask of the real photo:
              all but the white background reaching the border; all pixels if it finds none)
+    delta_e_mean  CIE76 ΔE between the shoe's mean Lab colour in the generated and the real
+             photo (same pixels): the colour cast alone, without the shading and texture errors
+             that no colour hint can fix
 --hints N (a model trained with colour hints): each real photo gives N hint patches (hints.py's
 training sampler with exactly N, seeded by --seed and the pair's index); the model is scored with
 none and with N side by side. A checkpoint without hint channels is scored without.
@@ -95,7 +98,7 @@ from tune import Tuner
 
 # name -> which is better
 METRICS = {"l1": "lower", "psnr": "higher", "ssim": "higher", "edge_f1": "higher",
-           "delta_e": "lower", "vgg_cos": "higher"}
+           "delta_e": "lower", "delta_e_mean": "lower", "vgg_cos": "higher"}
 # sRGB (linear) -> CIE XYZ, D65 (IEC 61966-2-1), and the D65 white point
 SRGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375), (0.2126729, 0.7151522, 0.0721750),
                (0.0193339, 0.1191920, 0.9503041))
@@ -196,13 +199,18 @@ def srgb_to_lab(images: torch.Tensor) -> torch.Tensor:
     return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
 
 
-def delta_e(fake_photo: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
-    """Mean CIE76 ΔE (B,) of the generated and the real photo over the real shoe's pixels
-    (hints.shoe_mask; every pixel of a photo where it finds none)."""
-    distance = (srgb_to_lab(fake_photo) - srgb_to_lab(photo)).pow(2).sum(1).sqrt()  # (B, H, W)
-    shoe = shoe_mask(photo)[:, 0].to(distance.device)
+def delta_e(fake_photo: torch.Tensor, photo: torch.Tensor) -> tuple:
+    """(mean CIE76 ΔE (B,) of the generated and the real photo over the real shoe's pixels, ΔE (B,)
+    of their mean Lab colours there); the shoe by hints.shoe_mask, every pixel where it finds
+    none."""
+    fake_lab, real_lab = srgb_to_lab(fake_photo), srgb_to_lab(photo)
+    shoe = shoe_mask(photo).to(fake_lab.device)  # (B, 1, H, W)
     shoe[shoe.flatten(1).sum(1) == 0] = True
-    return (distance * shoe).flatten(1).sum(1) / shoe.flatten(1).sum(1)
+    pixels = shoe.flatten(1).sum(1)  # (B,)
+    distance = (fake_lab - real_lab).pow(2).sum(1, keepdim=True).sqrt()
+    fake_mean, real_mean = ((lab * shoe).flatten(2).sum(2) / pixels[:, None]
+                            for lab in (fake_lab, real_lab))  # (B, 3)
+    return (distance * shoe).flatten(1).sum(1) / pixels, (fake_mean - real_mean).norm(dim=1)
 
 
 def score(fake_photo: torch.Tensor, photo: torch.Tensor, sketch: torch.Tensor,
@@ -213,7 +221,7 @@ def score(fake_photo: torch.Tensor, photo: torch.Tensor, sketch: torch.Tensor,
               "ssim": ssim(fake_photo, photo)}
     if edges:
         scores["edge_f1"] = edge_f1(fake_photo, sketch)
-    scores["delta_e"] = delta_e(fake_photo, photo)
+    scores["delta_e"], scores["delta_e_mean"] = delta_e(fake_photo, photo)
     if vgg16 is not None:
         scores["vgg_cos"] = vgg16.cosine(fake_photo, photo)
     return scores
@@ -601,7 +609,7 @@ def print_table(results: list) -> None:
     """Means side by side, one column per checkpoint."""
     rows = [("images", "", [str(len(r["images"])) for r in results])]
     names = {"l1": "L1 [-1,1]", "psnr": "PSNR dB", "ssim": "SSIM", "edge_f1": "edge F1",
-             "delta_e": "colour ΔE", "vgg_cos": "VGG16 cos"}
+             "delta_e": "ΔE pixels", "delta_e_mean": "ΔE mean", "vgg_cos": "VGG16 cos"}
     for key in (k for k in METRICS if k in results[0]["mean"]):
         rows.append((names[key], METRICS[key], [f"{r['mean'][key]:.4f}" for r in results]))
     if "fid" in results[0]:

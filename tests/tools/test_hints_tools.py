@@ -84,10 +84,19 @@ def test_delta_e_is_measured_on_the_shoe_only():
     fake[:, :, 8:24, 8:24] = srgb((0, 0, 255))[0]  # painted blue
     fake[:, :, :4] = -1  # and a black stripe on the background: not the shoe, not counted
     red, blue = evaluate.srgb_to_lab(srgb((255, 0, 0), (0, 0, 255)))[:, :, 0, 0]
-    assert evaluate.delta_e(fake, real).item() == pytest.approx((red - blue).norm().item())
-    assert evaluate.delta_e(real, real).item() == 0
+    pixels, means = evaluate.delta_e(fake, real)
+    assert pixels.item() == pytest.approx((red - blue).norm().item()) == means.item()
+    assert evaluate.delta_e(real, real)[0].item() == 0
     white = torch.ones(1, 3, 8, 8)  # no shoe found: every pixel counts
-    assert evaluate.delta_e(-white, white).item() == pytest.approx(100.0, abs=1e-3)
+    assert evaluate.delta_e(-white, white)[0].item() == pytest.approx(100.0, abs=1e-3)
+    # half the shoe too light, half too dark: every pixel is off, the mean colour is right
+    gray = srgb((128, 128, 128))[0]
+    real[:, :, 8:24, 8:24] = gray
+    fake = real.clone()
+    fake[:, :, 8:16, 8:24] = srgb((160, 160, 160))[0]
+    fake[:, :, 16:24, 8:24] = srgb((93, 93, 93))[0]
+    pixels, means = evaluate.delta_e(fake, real)
+    assert pixels.item() > 10 * means.item() > 0  # 13.2 against 0.9 (L* is not linear in gray)
 
 
 def test_evaluate_hints_scores_with_none_and_with_n_side_by_side(tmp_path, capsys, monkeypatch):
@@ -106,7 +115,7 @@ def test_evaluate_hints_scores_with_none_and_with_n_side_by_side(tmp_path, capsy
                           str(plain)]) == 0
     table = capsys.readouterr().out
     assert "hints/generator.pt (0 hints)" in table and "hints/generator.pt (3 hints)" in table
-    assert "colour ΔE" in table
+    assert "ΔE pixels" in table and "ΔE mean" in table
     report = json.loads((tmp_path / "a" / "results.json").read_text())
     assert report["hints"] == 0 and [r["hints"] for r in report["with_hints"]] == [3]
     assert report["compare"]["checkpoint"] == str(plain)  # scored without: it has no channels
