@@ -41,7 +41,7 @@ class Config:
     sketch_aug_strength: float = 1.0  # scales every sketch_aug range (dataset.SKETCH_AUG); 0 = none
     hints: bool = False  # not in the paper: colour hints (hints.py; Zhang et al. 2017): G reads 4
     # more channels, hint RGB (0 where none) and a 0/1 mask, sampled from the real photo in training
-    hint_p: float = 0.125  # hint patches per training image ~ geometric: P(n) = p·(1-p)^n, mean 7
+    hint_p: float = 0.125  # hint patches per training image: geometric, P(n) = p·(1-p)^n (mean 7)
     hint_max: int = 32  # most hint patches in one training image (cuts the geometric tail: 1.4%)
     hint_patch: int = 9  # hint patch sides drawn from 1 to this, pixels at 256 (scaled with size)
     hint_on_shoe: bool = True  # hint patches centred on the shoe, not on the white background

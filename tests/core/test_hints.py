@@ -138,6 +138,12 @@ def test_training_feeds_g_the_hints_and_d_the_sketch_only(tmp_path, pairs_dir, m
         assert ((extra[:, 3] == 0) | (extra[:, 3] == 1)).all()
 
 
+def test_the_precision_timing_step_runs_a_hint_model():
+    cfg = Config(hints=True, image_size=64, num_downs=6, ngf=8, ndf=8, batch_size=2)
+    losses = train.one_step(cfg, torch.device("cpu"), "fp32")()
+    assert torch.isfinite(losses).all()
+
+
 def final_weights(cfg):
     ckpt = torch.load(os.path.join(cfg.models_dir, cfg.name, "last.pt"), weights_only=True)
     return {f"{net}.{k}": v for net in ("generator", "discriminator") for k, v in ckpt[net].items()}
