@@ -17,6 +17,7 @@ import torch
 
 
 DROPOUT_BLOCKS = ("paper", "authors_pytorch")  # the values of Config.dropout_blocks
+HINT_CHANNELS = 4  # what Config.hints adds to G's input: a sparse hint colour (RGB) and its mask
 RETIRED = {"demo_data"}  # fields of older checkpoints that no longer mean anything: ignored on load
 
 
@@ -58,6 +59,12 @@ class Config:
     # (dataset.sketch_augment): thicker, wobbly, broken strokes, specks gone, shoe moved with its
     # photo
     sketch_aug_strength: float = 1.0  # scales every sketch_aug range (dataset.SKETCH_AUG); 0 = none
+    hints: bool = False  # not in the paper: colour hints (hints.py; Zhang et al. 2017): G reads 4
+    # more channels, hint RGB (0 where none) and a 0/1 mask, sampled from the real photo in training
+    hint_p: float = 0.125  # hint patches per training image: geometric, P(n) = p·(1-p)^n (mean 7)
+    hint_max: int = 32  # most hint patches in one training image (cuts the geometric tail: 1.4%)
+    hint_patch: int = 9  # hint patch sides drawn from 1 to this, pixels at 256 (scaled with size)
+    hint_on_shoe: bool = True  # hint patches centred on the shoe, not on the white background
 
     # --- model ---
     ngf: int = 64  # generator filters in the first layer
@@ -181,11 +188,14 @@ class Config:
         if not 0 <= self.sketch_aug_strength <= 2:  # beyond 2 the shoe could shrink to nothing
             raise ValueError(
                 f"config: sketch_aug_strength must lie in [0, 2], got {self.sketch_aug_strength}")
+        if not 0 < self.hint_p <= 1:
+            raise ValueError(f"config: hint_p must lie in (0, 1], got {self.hint_p}")
         if self.num_downs < 5:
             raise ValueError("config: num_downs must be at least 5 (C64-C128-C256-C512-C512), got "
                              f"{self.num_downs}")
         for name in ("batch_size", "epochs", "ngf", "ndf", "n_layers_d", "resnet_blocks",
-                     "n_critic", "log_every", "n_samples", "val_images"):
+                     "n_critic", "log_every", "n_samples", "val_images", "hint_max",
+                     "hint_patch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config: {name} must be at least 1, got {getattr(self, name)}")
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from config import DROPOUT_BLOCKS, Config
+from config import DROPOUT_BLOCKS, HINT_CHANNELS, Config
 
 
 def init_weights(module: nn.Module) -> None:
@@ -437,9 +437,10 @@ def for_inference(generator: nn.Module, paper: bool = True,
 
 def build_generator(cfg: Config) -> torch.nn.Module:
     """The generator a config describes; the one place that maps config fields to its arguments."""
+    in_ch = 3 + (HINT_CHANNELS if cfg.hints else 0)  # the sketch, then the colour hints (hints.py)
     if cfg.generator == "resnet":
-        return ResNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, n_blocks=cfg.resnet_blocks,
+        return ResNetGenerator(in_ch=in_ch, out_ch=3, ngf=cfg.ngf, n_blocks=cfg.resnet_blocks,
                                dropout=cfg.dropout, norm=cfg.norm_g, upsample=cfg.upsample)
-    return UNetGenerator(in_ch=3, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs,
+    return UNetGenerator(in_ch=in_ch, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs,
                          dropout=cfg.dropout, dropout_blocks=cfg.dropout_blocks,
                          upsample=cfg.upsample)

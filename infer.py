@@ -13,6 +13,9 @@
     python infer.py sketch.jpg --no-fit
     python infer.py wide.png --native                  # run at the sketch's own resolution
     python infer.py photo.jpg --save_prepared prepared/  # + what the generator was given
+    # a model trained with --hints: colour where painted, or one colour inside the drawing
+    python infer.py sketch.png --hints painted.png
+    python infer.py sketch.png --color "#b22222"
 
 Inputs: a plain sketch of any size (pen, pencil, marker or coloured ink on paper, a scan or a photo
 of it, JPEG or PNG), or an edges2shoes-style pair twice as wide as high, of which the input half is
@@ -39,6 +42,11 @@ big enough to pay for the tuning is timed once, the winner cached; --precision a
 override).
 A file that cannot be read is named on its own line on stderr; the others are still made, and the
 exit code is 2 at the end.
+Colour hints (a model trained with --hints, hints.py): --hints FILE is an image of the sketch's
+size (for a pair: its input half's) whose painted pixels (non-transparent ones, or non-white ones
+where it has no alpha) give the colour there; --color puts one hint patch inside the drawing, away
+from its strokes. Hints go through the sketch's own fitting, padding and resizing; --save_prepared
+shows them over the sketch.
 """
 
 import argparse
@@ -60,10 +68,12 @@ import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils._pytree import tree_flatten  # noqa: E402
 
-from config import (SWITCH, Config, add_device_flag, first_line, memory_short,  # noqa: E402
-                    pick_device)
+from config import (HINT_CHANNELS, SWITCH, Config, add_device_flag, first_line,  # noqa: E402
+                    memory_short, pick_device)
 from dataset import list_images, to_image  # noqa: E402
 from generator import build_generator, draw_masks  # noqa: E402
+from hints import (colour_patch, hints_from_image, overlay, parse_colour,  # noqa: E402
+                   patch_side, read_hints_image)
 from pretrained import PRETRAINED, pretrained_checkpoint  # noqa: E402
 from save import load_generator, size_text  # noqa: E402
 from sketch import prepare_sketch, put_back  # noqa: E402
@@ -231,8 +241,9 @@ def activation_bytes(cfg: Config, shape) -> int:
     with torch.device("meta"):
         generator = build_generator(cfg).eval()
     counter = OpOutputs()
+    channels = 3 + (HINT_CHANNELS if cfg.hints else 0)  # the sketch, and its colour hints
     with torch.no_grad(), counter:
-        generator(torch.empty(1, *shape, device="meta"))
+        generator(torch.empty(1, channels, *shape[1:], device="meta"))
     return counter.nbytes
 
 
@@ -262,10 +273,33 @@ def write_image(image, target: Path) -> None:
               f"to is left as it was", file=sys.stderr)
 
 
+def hint_channels(prepared, cfg: Config, hints_image=None, colour=None, name: str = "hints"):
+    """The colour hints (4, H, W) of one prepared input for a model trained with them: the painted
+    pixels of hints_image ((colours, painted) of hints.read_hints_image, at the input's size) put
+    through the input's fitting, and one patch of colour (r, g, b) inside the drawing over them;
+    zeros for neither. None for a model without hint channels; ValueError for a misfit."""
+    if not cfg.hints:
+        return None
+    height, width = prepared.sketch.shape[1:]
+    hints = torch.zeros(4, height, width)
+    if hints_image is not None:
+        colours, painted = hints_image
+        if painted.shape[::-1] != tuple(prepared.size):
+            raise ValueError(f"{name} is {painted.shape[1]}×{painted.shape[0]}, the sketch "
+                             f"{prepared.size[0]}×{prepared.size[1]}: the hints must be the "
+                             "sketch's size (for a pair: its input half's)")
+        hints = hints_from_image(colours, painted, prepared.region, (width, height))
+    if colour is not None:
+        patch = colour_patch(prepared.sketch, colour, patch_side(cfg.hint_patch, cfg.image_size))
+        hints = torch.where(patch[3:] > 0, patch, hints)
+    return hints
+
+
 def generate(tuner: Tuner, batch: list, seed: int = 0) -> list:
     """Photos (PIL, at the inputs' sizes) of a list of Prepared inputs that share one tensor size;
     in paper mode every image's dropout noise is seeded by seed."""
-    sketches = torch.stack([prepared.sketch for prepared in batch])  # (B, 3, H, W)
+    sketches = torch.stack([prepared.sketch if prepared.hints is None else  # (B, 3 or 7, H, W)
+                            torch.cat([prepared.sketch, prepared.hints]) for prepared in batch])
     fake_photos = tuner(sketches, [seed] * len(batch))
     return [put_back(to_image(photo), prepared) for photo, prepared in zip(fake_photos, batch)]
 
@@ -301,7 +335,18 @@ def main(argv=None) -> int:
     add_tuning_flags(parser)
     parser.add_argument("--onnx", help="run this file of tools.export with onnxruntime instead of "
                                        "a checkpoint (its mode must match --eval)")
+    parser.add_argument("--hints", metavar="FILE",
+                        help="colour hints for a model trained with --hints: an image of the "
+                             "sketch's size whose painted pixels (non-transparent, or non-white "
+                             "without alpha) give the colour there")
+    parser.add_argument("--color", metavar="COLOUR",
+                        help="one colour hint inside the drawing (#b22222, #f00 or a name), for a "
+                             "model trained with --hints")
     args = parser.parse_args(argv)
+    try:
+        colour = parse_colour(args.color) if args.color is not None else None
+    except ValueError as e:
+        parser.error(f"--color: {e}")
     if args.onnx and (args.checkpoint or args.pretrained or args.native):
         parser.error("--onnx runs an exported file at its training size: no --checkpoint, "
                      "--pretrained or --native")
@@ -352,8 +397,14 @@ def main(argv=None) -> int:
                                  f"mode; export the other (python -m tools.export CHECKPOINT "
                                  f"--mode {'paper' if paper else 'eval'})")
         else:
-            generator, cfg = load_generator(chosen_checkpoint(args))
+            source = chosen_checkpoint(args)
+            generator, cfg = load_generator(source)
             generator.to(device)
+        if (args.hints or colour is not None) and not cfg.hints:
+            raise ValueError(f"{args.onnx or source}: this model was trained without colour hints "
+                             "(no hint channels); --hints and --color need one trained with "
+                             "--hints")
+        hints_image = read_hints_image(args.hints) if args.hints else None
     except (OSError, ValueError) as e:
         print(f"infer.py: error: {e}", file=sys.stderr)
         return 2
@@ -402,6 +453,12 @@ def main(argv=None) -> int:
             print(f"infer.py: error: {message}", file=sys.stderr)
             failed += 1
             continue
+        try:
+            prepared.hints = hint_channels(prepared, cfg, hints_image, colour, args.hints)
+        except ValueError as e:
+            print(f"infer.py: error: {path}: {e}", file=sys.stderr)
+            failed += 1
+            continue
         if prepared.blank:  # not an error: the photo is still made, from the whole sketch
             print(f"infer.py: {path}: no drawing found (no strokes stand out from the paper); "
                   "made from the whole sketch, unfitted", file=sys.stderr)
@@ -421,7 +478,9 @@ def main(argv=None) -> int:
         if prepared_dir:
             target = prepared_targets[path]
             try:
-                write_image(to_image(prepared.sketch), target)
+                write_image(to_image(prepared.sketch if prepared.hints is None
+                                     else overlay(prepared.sketch, prepared.hints)),
+                            target)
             except OSError as e:
                 print(f"infer.py: error: {target}: cannot write ({e})", file=sys.stderr)
                 failed += 1

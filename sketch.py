@@ -329,6 +329,8 @@ class Prepared:
     size: tuple  # (width, height) of the output: the input's (for a pair, its input half's)
     fitted: bool = False  # the drawing was found and fitted (False: padded whole, or a pair)
     blank: bool = False  # fitting was asked for and no drawing was found: padded whole instead
+    hints: torch.Tensor = None  # (4, H, W) colour hints beside the sketch, for a model trained
+    # with them (hints.py); None for a model without
 
 
 def load_sketch(path, direction: str = "AtoB", max_side: int = 0) -> tuple:

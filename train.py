@@ -37,6 +37,7 @@ from dataset import (CachedLoader, EpochSampler, PairCache, PairDataset, ignore_
                      sketch_augment, to_float, train_val_folders)
 from discriminator import build_discriminator
 from generator import build_generator, seeded, translate
+from hints import patch_side, sample_hints, with_hints
 from losses import VGGFeatures, gradient_penalty, loss_d_of, loss_g_gan_of
 from save import (LOSS_KEYS, check_fits, generator_fields, plot_curves, psnr, resume,
                   save_checkpoint, save_grid, saved_config)
@@ -48,8 +49,8 @@ ERRORS = {e.__name__: e for e in (OSError, ValueError, FloatingPointError)}  # r
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
-    """One seed per (run seed, rank, step) for sketch_aug's drawings, so a resumed run redraws the
-    same ones without saving the generator's state."""
+    """One seed per (run seed, rank, step) for sketch_aug's drawings and the colour hints, so a
+    resumed run redraws the same ones without saving the generator's state."""
     return (seed * 2**40 + rank * 2**32 + step) % 2**63
 
 
@@ -104,7 +105,8 @@ def one_step(cfg: Config, device: torch.device, precision: str):
     _, autocast, scaler = mixed_precision(precision, device)
     sketch, photo = (torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size,
                                 device=device) * 2 - 1 for _ in range(2))
-    return lambda: gan_step(G, D, opt_g, opt_d, scaler, sketch=sketch, photo=photo,
+    hints = with_hints(sketch)[:, 3:] if cfg.hints else None  # none given
+    return lambda: gan_step(G, D, opt_g, opt_d, scaler, sketch=sketch, photo=photo, hints=hints,
                             lambda_l1=cfg.lambda_l1, autocast=autocast, gan_loss=cfg.gan_loss,
                             lambda_gp=cfg.lambda_gp, n_critic=cfg.n_critic)
 
@@ -124,15 +126,18 @@ def lr_factor(epoch: int, cfg: Config) -> float:
 
 def gan_step(G, D, opt_g, opt_d, scaler, *, sketch, photo, lambda_l1: float, autocast,
              gan_loss: str = "bce", lambda_gp: float = 10.0, n_critic: int = 1, perceptual=None,
-             lambda_perceptual: float = 0.0) -> torch.Tensor:
+             lambda_perceptual: float = 0.0, hints=None) -> torch.Tensor:
     """One iteration: n_critic D steps on the real and the detached fake pair, then G on GAN + λ·L1
     (+ λ_perceptual · VGG distance when perceptual is given). The critic steps reuse this batch and
     this fake: G does not change between them, so a new fake would differ only by its dropout masks.
     Returns the losses (D, G_gan, G_l1) detached and still on the device: reading them would sync.
-    With n_critic > 1, D is the mean over the critic steps; for wgan-gp it includes λ_gp·penalty."""
+    With n_critic > 1, D is the mean over the critic steps; for wgan-gp it includes λ_gp·penalty.
+    hints (B, 4, H, W), for a G trained with colour hints, go to G only: D judges the photo for the
+    sketch, as in the paper and with its shape (the hints are the real photo's own colours, so the
+    L1 term already pulls G to them; D's task, realism, does not depend on them)."""
     # --- D steps. The fake is detached: these steps train D only.
     with autocast:
-        fake_photo = G(sketch)
+        fake_photo = G(sketch if hints is None else with_hints(sketch, hints))
     real_pair = torch.cat([sketch, photo], dim=1)  # (B, 6, H, W)
     fake_pair = torch.cat([sketch, fake_photo.detach()], dim=1)
     loss_d_sum = 0.0
@@ -453,9 +458,11 @@ def check_losses(record: dict, scaler, last_path: Path) -> None:
 def validate(G: nn.Module, val_sketch, val_photo, cfg: Config, autocast, device,
              memory_format) -> tuple:
     """(generated photos, L1, PSNR) on the fixed validation pairs, with the same dropout masks each
-    epoch, in paper mode (each image its own statistics: no collective even with sync_bn)."""
+    epoch, in paper mode (each image its own statistics: no collective even with sync_bn); a model
+    trained with colour hints is given none (comparable with one trained without)."""
+    sketch = val_sketch.to(device, memory_format=memory_format)
     with autocast, seeded(cfg.seed, device):
-        val_fake = translate(G, val_sketch.to(device, memory_format=memory_format)).float().cpu()
+        val_fake = translate(G, with_hints(sketch) if cfg.hints else sketch).float().cpu()
     return val_fake, F.l1_loss(val_fake, val_photo).item(), psnr(val_fake, val_photo).mean().item()
 
 
@@ -533,16 +540,20 @@ def main(cfg: Config) -> dict:
             for batch, (sketch, photo) in enumerate(bar, start=first_batch):
                 sketch = to_float(sketch.to(device, non_blocking=True, memory_format=memory_format))
                 photo = to_float(photo.to(device, non_blocking=True, memory_format=memory_format))
-                if cfg.sketch_aug:  # edge maps -> hand-drawing look; the photo moves with the shoe
+                if cfg.sketch_aug or cfg.hints:
                     aug_rng.manual_seed(step_seed(cfg.seed, rank, step))  # resumes exactly
+                if cfg.sketch_aug:  # edge maps -> hand-drawing look; the photo moves with the shoe
                     sketch, photo = sketch_augment(sketch, photo, aug_rng, cfg.sketch_aug_strength)
+                hints = sample_hints(photo, aug_rng, cfg.hint_p, cfg.hint_max,
+                                     patch_side(cfg.hint_patch, cfg.image_size),
+                                     cfg.hint_on_shoe) if cfg.hints else None
                 if cfg.compile and cfg.compile_mode == "reduce-overhead":
                     torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step begins
                 losses = gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch=sketch,
                                   photo=photo, lambda_l1=cfg.lambda_l1, autocast=autocast,
                                   gan_loss=cfg.gan_loss, lambda_gp=cfg.lambda_gp,
                                   n_critic=cfg.n_critic, perceptual=perceptual,
-                                  lambda_perceptual=cfg.lambda_perceptual)
+                                  lambda_perceptual=cfg.lambda_perceptual, hints=hints)
                 meter.add(losses)
                 step += 1
                 last_in_epoch = batch == batches_per_epoch - 1

@@ -12,6 +12,9 @@ behind it:
                      upload's size
     POST /generate?given   the same body -> image/png of what the generator is given: the sketch
                      fitted (or padded) at the model's size, shown under the photo
+    POST /generate   body: JSON {"sketch": "data:image/png;base64,...", "hints": [{"x": 120,
+                     "y": 140, "color": "#b22222"}, ...]}: the same, with colour hints for a model
+                     trained with --hints (dots at sketch pixels x, y; the page's hint brush)
     GET  /           the page
     GET  /examples/N.png   example sketch N (val-set sketches of the checkpoint's data, else drawn
                            shoes)
@@ -46,6 +49,8 @@ import binascii
 import html
 import io
 import ipaddress
+import json
+import math
 import os
 import re
 import socket
@@ -64,15 +69,17 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
 
-from config import SWITCH, add_device_flag, pick_device  # noqa: E402
+from config import SWITCH, add_device_flag, first_line, pick_device  # noqa: E402
 from dataset import (list_images, read_header, to_image, to_tensor,  # noqa: E402
                      train_val_folders)
 from tools.demo import draw_shoe  # noqa: E402
 from tools.edges import sketch_pixels  # noqa: E402
+from hints import PAINTED_ALPHA, overlay, parse_colour, with_hints  # noqa: E402
 from infer import (EVAL_HELP, add_checkpoint_flags, add_tuning_flags,  # noqa: E402
-                   chosen_checkpoint, generate)
+                   chosen_checkpoint, generate, hint_channels)
 from save import load_generator  # noqa: E402
 from sketch import prepare_sketch  # noqa: E402
 from tune import Tuner  # noqa: E402
@@ -97,6 +104,8 @@ N_EXAMPLES = 3  # example sketches offered on the page
 # for the generator and generating); 503 past it
 GENERATE_BUDGET_S = 20
 MAX_GENERATIONS = 4  # generation requests under way at once (preparing or waiting); 503 beyond
+HINT_DOT = 4 / 256  # a colour hint is a dot of this radius, as a share of the sketch's longer side
+MAX_HINTS = 2000  # hint dots in one request at most
 
 
 class Busy(Exception):
@@ -125,7 +134,28 @@ class ShoeApp:
         # tune and warm up now, on an example at the model's size, not on the first stroke
         example = Image.open(io.BytesIO(self.examples[0])).convert("RGB")
         size = (self.cfg.image_size, self.cfg.image_size)
-        self.tuner(to_tensor(example.resize(size, Image.Resampling.BICUBIC))[None], [seed])
+        sketch = to_tensor(example.resize(size, Image.Resampling.BICUBIC))[None]
+        self.tuner(with_hints(sketch) if self.cfg.hints else sketch, [seed])
+
+    def hint_channels(self, prepared, points) -> torch.Tensor:
+        """The hint channels of a prepared upload for hint dots [(x, y, (r, g, b))] at its pixels;
+        None for a model without hints; ValueError for hints it cannot take."""
+        if points and not self.cfg.hints:
+            raise ValueError("this model was trained without colour hints (no hint channels); "
+                             "train one with --hints")
+        if not points:
+            return hint_channels(prepared, self.cfg)
+        width, height = prepared.size
+        radius = HINT_DOT * max(width, height)
+        dots = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(dots)
+        for k, (x, y, colour) in enumerate(points):
+            if not (0 <= x < width and 0 <= y < height):
+                raise ValueError(f"hint {k} at ({x:g}, {y:g}) lies outside the {width}×{height} "
+                                 "sketch")
+            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(*colour, 255))
+        rgba = np.asarray(dots)
+        return hint_channels(prepared, self.cfg, (rgba[..., :3], rgba[..., 3] >= PAINTED_ALPHA))
 
     def generate(self, body: bytes, query: str = "") -> bytes:
         """A POST /generate's body and query -> PNG bytes: the photo at the upload's size, or with
@@ -175,8 +205,10 @@ class ShoeApp:
                                           fit=self.fit)
             except ValueError as e:
                 raise ValueError(str(e).replace(str(path), "upload")) from None
-        if upload.given:
-            return png_bytes(to_image(prepared.sketch))
+        prepared.hints = self.hint_channels(prepared, upload.hints)
+        if upload.given:  # what the generator is given: the sketch, its hints over it
+            return png_bytes(to_image(prepared.sketch if prepared.hints is None
+                                      else overlay(prepared.sketch, prepared.hints)))
         if not self.lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
             raise self.late()
         try:
@@ -200,7 +232,9 @@ class ShoeApp:
                            for n in range(len(self.examples)))
         half = "right" if self.cfg.direction == "BtoA" else "left"
         return (PAGE.replace("%FACTS%", html.escape(facts)).replace("%EXAMPLES%", examples)
-                .replace("%SIZE%", str(CANVAS_SIZE)).replace("%INPUT_HALF%", half).encode())
+                .replace("%SIZE%", str(CANVAS_SIZE)).replace("%INPUT_HALF%", half)
+                .replace("%HINTS%", "true" if self.cfg.hints else "false")
+                .replace("%HINT_RADIUS%", f"{HINT_DOT * CANVAS_SIZE:g}").encode())
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -246,18 +280,51 @@ def decode_body(body: bytes) -> bytes:
         raise ValueError("the data: URL is not valid base64") from None
 
 
+def parse_body(body: bytes) -> tuple:
+    """(image bytes, hint dots or None) of a request body: an image or its data: URL alone; or JSON
+    {"sketch": data: URL, "hints": [{"x": X, "y": Y, "color": "#rrggbb"}, ...]}, the dots as
+    [(x, y, (r, g, b))]. ValueError with one line for a body it cannot read."""
+    if body.lstrip()[:1] != b"{":
+        return decode_body(body), None
+    try:
+        request = json.loads(body)
+    except ValueError as e:
+        raise ValueError(f"the JSON body does not parse ({first_line(e, 80)})") from None
+    if not isinstance(request, dict) or not isinstance(request.get("sketch"), str):
+        raise ValueError('a JSON body needs "sketch": the image as a data: URL')
+    points = request.get("hints", [])
+    if not isinstance(points, list):
+        raise ValueError('"hints" must be a list of {"x", "y", "color"}')
+    if len(points) > MAX_HINTS:
+        raise ValueError(f"{len(points)} hints, more than {MAX_HINTS}")
+    dots = []
+    for k, point in enumerate(points):
+        where = [point.get(axis) if isinstance(point, dict) else None for axis in ("x", "y")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in where):
+            raise ValueError(f'hint {k}: needs numbers "x" and "y" (sketch pixels) and a "color"')
+        try:
+            dots.append((*map(float, where), parse_colour(str(point.get("color")))))
+        except ValueError as e:
+            raise ValueError(f"hint {k}: {e}") from None
+    return decode_body(request["sketch"].encode()), dots
+
+
 @dataclass
 class Upload:
     """What a POST /generate asks for, read from its body and query by parse_upload."""
 
     image: bytes  # the sketch: an image file's bytes
     given: bool = False  # ?given: answer with the sketch the generator is given, not the photo
+    hints: list | None = None  # colour hint dots [(x, y, (r, g, b))] at the upload's pixels
 
 
 def parse_upload(body: bytes, query: str) -> Upload:
     """The one place a POST /generate's body and query are read and checked: the body is an image
-    file (any PIL reads) or a base64 data: URL of one; ValueError says what is wrong."""
-    return Upload(decode_body(body), given=query == "given")
+    file (any PIL reads) or a base64 data: URL of one, or JSON with hints (parse_body); ValueError
+    says what is wrong."""
+    image, hints = parse_body(body)
+    return Upload(image, given=query == "given", hints=hints)
 
 
 # RFC 9110's token (a header name), a Host value (host[:port], an IPv6 address in brackets) and a
@@ -721,6 +788,12 @@ PAGE = """<!doctype html>
   canvas, .result { display: block; box-sizing: content-box; width: %SIZE%px; height: %SIZE%px;
                    border: 1px solid #ddd; border-radius: 4px; }
   canvas { cursor: crosshair; touch-action: none; background: #fff; }
+  .pad { position: relative; }
+  #hintsLayer { position: absolute; left: 0; top: 0; background: none; pointer-events: none;
+                border-color: transparent; }
+  input[type=color] { width: 34px; height: 28px; padding: 1px; border: 1px solid #ccc;
+                      border-radius: 6px; background: #fff; cursor: pointer; }
+  input[type=color]:disabled, #hint:disabled { opacity: .4; cursor: default; }
   .result { position: relative; background: #fafafa; }
   .result img { width: 100%; height: 100%; border-radius: 4px; }
   .result img:not([src]) { display: none; }
@@ -751,10 +824,15 @@ PAGE = """<!doctype html>
 <main>
   <section class="card">
     <h2>Sketch</h2>
-    <canvas id="sketch" width="%SIZE%" height="%SIZE%"></canvas>
+    <div class="pad"><canvas id="sketch" width="%SIZE%" height="%SIZE%"></canvas><canvas
+      id="hintsLayer" width="%SIZE%" height="%SIZE%"></canvas></div>
     <div class="tools">
       <button id="pen" class="on" title="black lines (P)">Pen</button>
       <button id="eraser" title="white, wide (E)">Eraser</button>
+      <button id="hint" title="colour hints: dots of the picked colour that the photo follows (H)"
+              >Hint</button>
+      <input id="hintColour" type="color" value="#b22222" title="hint colour">
+      <button id="clearHints" title="take every hint away">Clear hints</button>
       <button id="undo" title="Ctrl+Z" disabled>Undo</button>
       <button id="clear">Clear</button>
     </div>
@@ -782,6 +860,9 @@ PAGE = """<!doctype html>
 <script>
 "use strict";
 const W = %SIZE%, H = %SIZE%, INPUT_HALF = "%INPUT_HALF%", DEBOUNCE_MS = 300;
+const HINTS = %HINTS%, HINT_RADIUS = %HINT_RADIUS%;  // whether the model takes colour hints
+const layer = document.getElementById("hintsLayer"), layerCtx = layer.getContext("2d");
+const colourInput = document.getElementById("hintColour");
 const canvas = document.getElementById("sketch"),
       ctx = canvas.getContext("2d", {willReadFrequently: true});
 const photo = document.getElementById("photo"), statusLine = document.getElementById("status");
@@ -791,10 +872,28 @@ const download = document.getElementById("download"), undoButton = document.getE
 const app = window.app = {version: 0, shown: 0};
 const undoStack = [];
 let tool = "pen", last = null, timer = null, inFlight = null, photoUrl = null;
+let hints = [];  // colour hints: {x, y, color} in canvas pixels, sent beside the sketch
 
 function whiten() { ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, W, H); }
+function drawHints() {
+  layerCtx.clearRect(0, 0, W, H);
+  for (const hint of hints) {
+    layerCtx.beginPath();
+    layerCtx.arc(hint.x, hint.y, HINT_RADIUS, 0, 2 * Math.PI);
+    layerCtx.fillStyle = hint.color;
+    layerCtx.fill();
+    layerCtx.strokeStyle = "rgba(0,0,0,.35)";
+    layerCtx.stroke();
+  }
+}
+function addHint(point) {
+  const [x, y] = point.map(Math.round);
+  if (x < 0 || y < 0 || x >= W || y >= H) return;
+  hints.push({x, y, color: colourInput.value});
+  drawHints();
+}
 function remember() {
-  undoStack.push(ctx.getImageData(0, 0, W, H));
+  undoStack.push({image: ctx.getImageData(0, 0, W, H), hints: hints.slice()});
   if (undoStack.length > 50) undoStack.shift();
   undoButton.disabled = false;
 }
@@ -813,9 +912,12 @@ async function generate() {
   const started = performance.now();
   say("generating…");
   try {
-    const sketch = await new Promise(resolve => canvas.toBlob(resolve, "image/png"));
-    const response = await fetch("generate", {method: "POST",
-                                              headers: {"Content-Type": "image/png"},
+    // the sketch as a PNG; with hints, JSON: the PNG as a data: URL and the dots
+    const type = hints.length ? "application/json" : "image/png";
+    const sketch = hints.length
+        ? JSON.stringify({sketch: canvas.toDataURL("image/png"), hints})
+        : await new Promise(resolve => canvas.toBlob(resolve, "image/png"));
+    const response = await fetch("generate", {method: "POST", headers: {"Content-Type": type},
                                               body: sketch, signal: controller.signal});
     if (!response.ok) throw new Error(`${response.status} ${(await response.text()).trim()}`);
     const png = await response.blob();
@@ -831,7 +933,7 @@ async function generate() {
     say(`${photo.naturalWidth}×${photo.naturalHeight} photo in ${Math.round(performance.now() - started)} ms`);
     // then what the generator was given, so that a bad photo can be understood
     const given = await fetch("generate?given", {method: "POST",
-                                                 headers: {"Content-Type": "image/png"},
+                                                 headers: {"Content-Type": type},
                                                  body: sketch, signal: controller.signal});
     if (given.ok && version === app.version) {
       const shown = document.getElementById("given");
@@ -858,16 +960,22 @@ canvas.addEventListener("pointerdown", event => {
   canvas.setPointerCapture(event.pointerId);
   clearTimeout(timer);  // no request in the middle of a stroke
   remember();
+  last = at(event);
+  if (tool === "hint") { addHint(last); return; }
   ctx.lineCap = ctx.lineJoin = "round";
   ctx.strokeStyle = tool === "pen" ? "#000" : "#fff";
   ctx.lineWidth = tool === "pen" ? 2 : 18;
-  last = at(event);
   segment(last, last);  // a click leaves a dot
 });
 canvas.addEventListener("pointermove", event => {
   if (!last) return;
   const point = at(event);
-  segment(last, point);
+  if (tool === "hint") {  // the brush: a dot every radius along the way
+    if (Math.hypot(point[0] - last[0], point[1] - last[1]) < HINT_RADIUS) return;
+    addHint(point);
+  } else {
+    segment(last, point);
+  }
   last = point;
 });
 function endStroke() { if (last) { last = null; changed(); } }
@@ -876,23 +984,41 @@ canvas.addEventListener("pointercancel", endStroke);
 
 function pick(name) {
   tool = name;
-  for (const id of ["pen", "eraser"])
+  for (const id of ["pen", "eraser", "hint"])
     document.getElementById(id).classList.toggle("on", id === name);
 }
 document.getElementById("pen").onclick = () => pick("pen");
 document.getElementById("eraser").onclick = () => pick("eraser");
+document.getElementById("hint").onclick = () => pick("hint");
+colourInput.addEventListener("input", () => pick("hint"));
 undoButton.onclick = () => {
   if (!undoStack.length) return;
-  ctx.putImageData(undoStack.pop(), 0, 0);
+  const state = undoStack.pop();
+  ctx.putImageData(state.image, 0, 0);
+  hints = state.hints;
+  drawHints();
   undoButton.disabled = !undoStack.length;
   changed();
 };
-document.getElementById("clear").onclick = () => { remember(); whiten(); changed(); };
+document.getElementById("clear").onclick = () => {
+  remember(); whiten(); hints = []; drawHints(); changed();
+};
+document.getElementById("clearHints").onclick = () => {
+  if (!hints.length) return;
+  remember(); hints = []; drawHints(); changed();
+};
+if (!HINTS)  // a model trained without hints: the brush stays off
+  for (const id of ["hint", "hintColour", "clearHints"]) {
+    const control = document.getElementById(id);
+    control.disabled = true;
+    control.title = "this model was trained without colour hints (train with --hints)";
+  }
 document.addEventListener("keydown", event => {
   if ((event.ctrlKey || event.metaKey) && event.key === "z") { event.preventDefault();
                                                                undoButton.click(); }
   else if (event.key === "p") pick("pen");
   else if (event.key === "e") pick("eraser");
+  else if (event.key === "h" && HINTS) pick("hint");
 });
 
 // A picture on white, scaled to fit and centred: the server pads non-square sketches the same way.
@@ -902,6 +1028,8 @@ function place(image, width, height) {
   if (width === 2 * height) { width = height; if (INPUT_HALF === "right") left = width; }
   remember();
   whiten();
+  hints = [];  // they were placed on the drawing this one replaces
+  drawHints();
   const scale = Math.min(W / width, H / height), w = width * scale, h = height * scale;
   ctx.drawImage(image, left, 0, width, height, (W - w) / 2, (H - h) / 2, w, h);
   changed(0);

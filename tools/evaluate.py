@@ -10,6 +10,8 @@ Inception weights.
     python -m tools.evaluate --pretrained edges2shoes --data data/edges2shoes/val  # their weights
     # a contextual-completion checkpoint (completion.py), + the VGG16 cosine similarity
     python -m tools.evaluate --checkpoint models/c/completer.pt --data ... --vgg16 vgg16.pth
+    # a model trained with --hints: each photo's own colours at 5 patches, beside none
+    python -m tools.evaluate --checkpoint models/h/generator.pt --data ... --hints 5
     # unpaired: edge F1 only (against clean originals of the same names)
     python -m tools.evaluate --checkpoint ... --sketches hand-sketches/sketches
     python -m tools.evaluate --checkpoint ... --sketches pencil/ --references hand-sketches/sketches
@@ -33,6 +35,15 @@ Per image, images in [-1, 1] as the generator makes them:
              channels
     edge_f1  edges of the generated photo (edges.detect_edges) against the sketch's dark pixels, F1
              with a match tolerance of 2 pixels: a photo that ignores the sketch's lines scores low
+    delta_e  colour error: mean CIE76 ΔE (Euclidean distance in CIE Lab, D65 white, from sRGB) of
+             generated and real photo over the shoe's pixels (hints.shoe_mask of the real photo:
+             all but the white background reaching the border; all pixels if it finds none)
+    delta_e_mean  CIE76 ΔE between the shoe's mean Lab colour in the generated and the real
+             photo (same pixels): the colour cast alone, without the shading and texture errors
+             that no colour hint can fix
+--hints N (a model trained with colour hints): each real photo gives N hint patches (hints.py's
+training sampler with exactly N, seeded by --seed and the pair's index); the model is scored with
+none and with N side by side. A checkpoint without hint channels is scored without.
     vgg_cos  only with --vgg16 FILE (torchvision's vgg16 state dict): the cosine similarity of the
              generated and the real photo's VGG16 features without fc2 (losses.VGG16Features), the
              measure of Lu et al.'s completion reimplementation
@@ -76,6 +87,7 @@ from dataset import (PairDataset, list_images, load_rgb, pad_to_square, square_r
                      to_tensor, train_val_folders)
 from tools.edges import detect_edges
 from generator import translate
+from hints import patch_side, sample_hints, shoe_mask, with_hints
 from infer import EVAL_HELP, add_checkpoint_flags, add_tuning_flags, chosen_checkpoint
 from completion import Completer, load_completer
 from losses import VGG16Features
@@ -86,7 +98,11 @@ from tune import Tuner
 
 # name -> which is better
 METRICS = {"l1": "lower", "psnr": "higher", "ssim": "higher", "edge_f1": "higher",
-           "vgg_cos": "higher"}
+           "delta_e": "lower", "delta_e_mean": "lower", "vgg_cos": "higher"}
+# sRGB (linear) -> CIE XYZ, D65 (IEC 61966-2-1), and the D65 white point
+SRGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375), (0.2126729, 0.7151522, 0.0721750),
+               (0.0193339, 0.1191920, 0.9503041))
+D65_WHITE = (0.95047, 1.0, 1.08883)
 THUMB_SIZE = 128  # pixels per side of the thumbnails on the HTML page
 
 
@@ -168,6 +184,35 @@ def line_f1(fake_photo: torch.Tensor, reference: torch.Tensor, tolerance: int = 
     return torch.where((n_predicted == 0) & (n_reference == 0), 1.0, f1)
 
 
+def srgb_to_lab(images: torch.Tensor) -> torch.Tensor:
+    """CIE Lab (B, 3, H, W), float64, of sRGB images (B, 3, H, W) in [-1, 1]: the sRGB curve
+    undone, XYZ under D65, then L* a* b* (L 0..100)."""
+    rgb = to_unit(images).double().clamp(0, 1)
+    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    matrix = torch.tensor(SRGB_TO_XYZ, dtype=torch.float64, device=images.device)
+    white = torch.tensor(D65_WHITE, dtype=torch.float64, device=images.device).view(1, 3, 1, 1)
+    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear) / white
+    delta = 6 / 29
+    f = torch.where(xyz > delta**3, xyz.clamp(min=delta**3) ** (1 / 3),
+                    xyz / (3 * delta**2) + 4 / 29)
+    fx, fy, fz = f.unbind(1)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
+
+
+def delta_e(fake_photo: torch.Tensor, photo: torch.Tensor) -> tuple:
+    """(mean CIE76 ΔE (B,) of the generated and the real photo over the real shoe's pixels, ΔE (B,)
+    of their mean Lab colours there); the shoe by hints.shoe_mask, every pixel where it finds
+    none."""
+    fake_lab, real_lab = srgb_to_lab(fake_photo), srgb_to_lab(photo)
+    shoe = shoe_mask(photo).to(fake_lab.device)  # (B, 1, H, W)
+    shoe[shoe.flatten(1).sum(1) == 0] = True
+    pixels = shoe.flatten(1).sum(1)  # (B,)
+    distance = (fake_lab - real_lab).pow(2).sum(1, keepdim=True).sqrt()
+    fake_mean, real_mean = ((lab * shoe).flatten(2).sum(2) / pixels[:, None]
+                            for lab in (fake_lab, real_lab))  # (B, 3)
+    return (distance * shoe).flatten(1).sum(1) / pixels, (fake_mean - real_mean).norm(dim=1)
+
+
 def score(fake_photo: torch.Tensor, photo: torch.Tensor, sketch: torch.Tensor,
           edges: bool = True, vgg16=None) -> dict:
     """All per-image metrics of a batch: {name: (B,) tensor}; edges=False leaves out edge_f1,
@@ -176,6 +221,7 @@ def score(fake_photo: torch.Tensor, photo: torch.Tensor, sketch: torch.Tensor,
               "ssim": ssim(fake_photo, photo)}
     if edges:
         scores["edge_f1"] = edge_f1(fake_photo, sketch)
+    scores["delta_e"], scores["delta_e_mean"] = delta_e(fake_photo, photo)
     if vgg16 is not None:
         scores["vgg_cos"] = vgg16.cosine(fake_photo, photo)
     return scores
@@ -337,7 +383,7 @@ def summary(images: list, skipped: list, what: str, **extra) -> dict:
 @torch.no_grad()
 def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int = 0,
              batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False,
-             vgg16=None, precision: str = "auto", tune=None) -> dict:
+             vgg16=None, precision: str = "auto", tune=None, hints: int = 0) -> dict:
     """Translate every pair in data_dir and score it: {"images": [{name, l1, psnr, ssim, edge_f1}],
     "mean": {metric: mean}, "skipped": [names that would not decode]}. Images in file order.
 
@@ -346,15 +392,29 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
     in).
     on_batch(names, sketch, fake_photo, photo), if given, sees every batch (for thumbnails,
     features). vgg16, if given (losses.VGG16Features on device), adds vgg_cos. precision, tune:
-    tune.Tuner's overrides.
+    tune.Tuner's overrides. A model trained with colour hints (cfg.hints) is given hints patches
+    sampled from each real photo as in training (pair k's seeded by seed and k), or none.
     """
     # no jitter: the images as they are
     data = PairDataset(data_dir, cfg.image_size, direction=cfg.direction)
+    number = {path: k for k, path in enumerate(data.files)}
+    side = patch_side(cfg.hint_patch, cfg.image_size) if getattr(cfg, "hints", False) else 0
+
+    def load(path):  # (generator input, photo, sketch)
+        sketch, photo = data.load(path)
+        if not side:
+            return sketch, photo, sketch
+        rng = torch.Generator().manual_seed(seed * 2**32 + number[path])
+        given = sample_hints(photo[None], rng, max_side=side, on_shoe=cfg.hint_on_shoe,
+                             count=hints)
+        return with_hints(sketch[None], given)[0], photo, sketch
+
     images, skipped = [], []
-    for names, pairs, sketch, fake_photo in translated_batches(
-            generator, data.files, data.load, paper, seed, batch_size, device, progress, skipped,
+    for names, pairs, _, fake_photo in translated_batches(
+            generator, data.files, load, paper, seed, batch_size, device, progress, skipped,
             precision, tune):
-        photo = torch.stack([photo for _, photo in pairs]).to(sketch.device)
+        sketch = torch.stack([sketch for *_, sketch in pairs]).to(fake_photo.device)
+        photo = torch.stack([photo for _, photo, _ in pairs]).to(sketch.device)
         scores = {k: v.tolist() for k, v in score(fake_photo, photo, sketch,
                                                   cfg.direction == "AtoB", vgg16).items()}
         images += [{"name": name, **{k: v[i] for k, v in scores.items()}}
@@ -549,7 +609,7 @@ def print_table(results: list) -> None:
     """Means side by side, one column per checkpoint."""
     rows = [("images", "", [str(len(r["images"])) for r in results])]
     names = {"l1": "L1 [-1,1]", "psnr": "PSNR dB", "ssim": "SSIM", "edge_f1": "edge F1",
-             "vgg_cos": "VGG16 cos"}
+             "delta_e": "ΔE pixels", "delta_e_mean": "ΔE mean", "vgg_cos": "VGG16 cos"}
     for key in (k for k in METRICS if k in results[0]["mean"]):
         rows.append((names[key], METRICS[key], [f"{r['mean'][key]:.4f}" for r in results]))
     if "fid" in results[0]:
@@ -595,9 +655,15 @@ def main(argv=None) -> int:
                         help="with --sketches: a folder of the drawings to score against, by file "
                              "stem (e.g. clean scans of pencil or photographed copies; default: "
                              "the sketches themselves)")
+    parser.add_argument("--hints", type=int, metavar="N",
+                        help="for a model trained with colour hints: also score it given N hint "
+                             "patches sampled from each real photo (seeded), beside none")
     add_device_flag(parser)
     add_tuning_flags(parser)
     args = parser.parse_args(argv)
+    if args.hints is not None and args.hints < 1:
+        parser.error(f"--hints must be at least 1 (0 hints is the plain evaluation), got "
+                     f"{args.hints}")
     try:
         device = pick_device(args.device)
         first = chosen_checkpoint(args)
@@ -622,6 +688,13 @@ def main(argv=None) -> int:
         if args.vgg16 and args.sketches:
             raise ValueError("--vgg16 compares with the real photos of --data pairs; unpaired "
                              "--sketches have none")
+        hinted = [getattr(cfg, "hints", False) for cfg in configs]
+        if args.hints and not any(hinted):
+            raise ValueError(f"--hints: trained without colour hints (no hint channels), give "
+                             f"a model trained with --hints: {paths[0]}")
+        if args.hints and args.sketches:
+            raise ValueError("--hints samples hints from the real photos of --data pairs; "
+                             "unpaired --sketches have none")
         inception = load_inception(args.inception, device) if args.inception else None
         vgg16 = VGG16Features(args.vgg16).to(device) if args.vgg16 else None
         data_dir = Path(args.sketches or args.data or default_data_dir(configs[0]))
@@ -632,14 +705,19 @@ def main(argv=None) -> int:
         if inception is None:
             print("FID/KID skipped: no --inception weights file given (they need Inception "
                   "v3 weights, which evaluate.py never downloads)")
-        labels = [f"{p.parent.name}/{p.name}" for p in paths]
-        if len(set(labels)) < len(labels):
-            labels = [str(p) for p in paths]
+        names = [f"{p.parent.name}/{p.name}" for p in paths]
+        if len(set(names)) < len(names):
+            names = [str(p) for p in paths]
+        # each checkpoint, and with --hints a hint model once more, given that many hints
+        jobs = [(path, run, n, f"{name} ({n} hints)" if args.hints and hint else name)
+                for path, run, name, hint in zip(paths, runs, names, hinted)
+                for n in ((0, args.hints) if args.hints and hint else (0,))]
+        labels = [label for *_, label in jobs]
         results, real_features = [], []
         if inception is not None and photos is not None:
             real_features = [inception_features(inception, photos[i:i + args.batch_size])
                              for i in range(0, len(photos), args.batch_size)]
-        for k, (path, (generator, cfg)) in enumerate(zip(paths, runs)):
+        for k, (path, (generator, cfg), n_hints, _) in enumerate(jobs):
             fake_features = []
 
             def on_batch(names, sketch, fake_photo, photo, k=k, fake_features=fake_features):
@@ -663,8 +741,8 @@ def main(argv=None) -> int:
                 result = evaluate_sketches(generator, cfg, data_dir, fit=args.fit,
                                            references=args.references, **common)
             else:
-                result = evaluate(generator, cfg, data_dir, vgg16=vgg16, **common)
-            result = {"label": labels[k], "checkpoint": str(path), **result}
+                result = evaluate(generator, cfg, data_dir, vgg16=vgg16, hints=n_hints, **common)
+            result = {"label": labels[k], "checkpoint": str(path), "hints": n_hints, **result}
             if inception is not None:
                 fake, real = torch.cat(fake_features), torch.cat(real_features)
                 result["fid"] = fid_from_features(fake, real)
@@ -685,8 +763,11 @@ def main(argv=None) -> int:
                   "seed": args.seed, **results[0]}
         if photos is not None:
             report["photos"] = str(args.photos)
-        if len(results) > 1:
-            report["compare"] = results[1]
+        others = [r for r in results[1:] if r["checkpoint"] != results[0]["checkpoint"]]
+        if others:
+            report["compare"] = others[0]
+        if args.hints:
+            report["with_hints"] = [r for r in results if r["hints"]]
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "results.json").write_text(json.dumps(report, indent=1) + "\n")
         write_html(results, out_dir, title=f"{' vs '.join(labels)} on {data_dir}", notes=(mode,))

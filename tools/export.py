@@ -103,6 +103,9 @@ def main(argv=None) -> int:
     try:
         checkpoint = Path(args.checkpoint)
         generator, cfg = load_generator(checkpoint)
+        if cfg.hints:  # infer.py --onnx has no way to give them
+            raise ValueError(f"{checkpoint}: a model trained with colour hints (7 input "
+                             "channels) is not exported; run it with infer.py")
         out_dir = Path(args.out) if args.out else checkpoint.parent
         out_dir.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as e:

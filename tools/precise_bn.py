@@ -74,6 +74,9 @@ def main(argv=None) -> int:
     try:
         checkpoint = Path(args.checkpoint)
         generator, cfg = load_generator(checkpoint)
+        if cfg.hints:  # its statistics would depend on how many hints the images were given
+            raise ValueError(f"{checkpoint}: a model trained with colour hints is not supported; "
+                             "run it in paper mode (the default), which never reads them")
         step = load_checkpoint(checkpoint, keys=("generator", "config")).get("step", 0)
         batch_size = args.batch_size or cfg.batch_size
         if args.images < batch_size:

@@ -232,7 +232,7 @@ def test_evaluate_scores_what_the_generator_makes(tmp_path, checkpoints):
     expected = evaluate.l1(translate(G, sketch, paper=False), photo)
     assert np.allclose([image["l1"] for image in result["images"]], expected.tolist(), atol=1e-5)
     assert result["mean"]["l1"] == pytest.approx(expected.mean().item(), abs=1e-5)
-    assert set(result["mean"]) == {"l1", "psnr", "ssim", "edge_f1"}
+    assert set(result["mean"]) == {"l1", "psnr", "ssim", "edge_f1", "delta_e", "delta_e_mean"}
     # paper mode: dropout noise fixed by the seed
     runs = [evaluate.evaluate(G, cfg, data, paper=True, seed=seed)["mean"]["l1"]
             for seed in (1, 1, 2)]

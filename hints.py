@@ -1,0 +1,253 @@
+"""Colour hints (Zhang et al. 2017, "Real-Time User-Guided Image Colorization with Learned Deep
+Priors"): a few patches of colour that tell G what colour the shoe is. G reads them as 4 more
+input channels beside the sketch: the hint colour (RGB in [-1, 1], 0 where there is no hint) and
+its mask (1 on a hint, else 0). Zhang et al. feed ab colour and a mask beside L; here the colour is
+RGB because the input is a sketch, not the photo's lightness.
+
+    from hints import sample_hints, with_hints, parse_colour, hints_from_image
+    hints = sample_hints(photo, generator, p=1/8, max_patches=32, max_side=5)  # (B, 4, H, W)
+    fake_photo = G(with_hints(sketch, hints))          # a model trained with --hints
+    fake_photo = G(with_hints(sketch))                 # the same model, no hints: zeros
+
+Training (config.hints): each image gets n ~ geometric(p) patches (P(n) = p·(1-p)^n, so many
+images get none or few), sides uniform in 1..max_side, centred on the shoe (not the white
+background), each filled with the real photo's mean colour over it; all drawn on the device for the
+whole batch from one torch.Generator, which train.py reseeds from (seed, rank, step).
+Test time: hints_from_image maps a painted hints image (the sketch's size) through the sketch's
+fitting (its crop, padding and scale) to the generator's frame; colour_patch puts one hint inside
+the drawing.
+"""
+
+import math
+
+import numpy as np
+import torch
+from PIL import Image, ImageColor, ImageOps
+from scipy import ndimage
+
+from config import HINT_CHANNELS
+
+WHITE = 0.8  # on [-1, 1] (gray 230): a photo's pixel brighter than this in every channel may be
+# background (edges2shoes' is 255: 57% of the pixels at any threshold 230..250); a sketch's pixel
+# darker than this is a stroke
+SWEEPS = 4  # the background is grown from the border along rows, then columns, this many times
+PAINTED_ALPHA = 128  # a hints image's pixel with alpha at least this is a hint
+PAPER_TOLERANCE = 24  # without alpha: a pixel within this of white (255) in every channel is paper
+
+
+def patch_side(max_side_256: int, image_size: int) -> int:
+    """The largest hint patch side at image_size: max_side_256 pixels at 256, scaled, at least 1."""
+    return max(1, math.ceil(max_side_256 * image_size / 256))
+
+
+def with_hints(sketch: torch.Tensor, hints: torch.Tensor = None) -> torch.Tensor:
+    """G's input for a model trained with hints: sketch (B, 3, H, W) and hints (B, 4, H, W), or no
+    hints (zeros: no colour given) -> (B, 7, H, W)."""
+    if hints is None:
+        hints = sketch.new_zeros(sketch.shape[0], HINT_CHANNELS, *sketch.shape[2:])
+    return torch.cat([sketch, hints.to(sketch.device, sketch.dtype)], dim=1)
+
+
+def spread_along_rows(reached: torch.Tensor, open_: torch.Tensor) -> torch.Tensor:
+    """reached (N, L) grown to the whole of every run of open_ pixels (N, L) along the last axis
+    that it touches: each run and each closed pixel gets its own number, then a run is reached if
+    any of its pixels is."""
+    starts = open_.clone()
+    starts[:, 1:] &= ~open_[:, :-1]
+    run = torch.cumsum(starts | ~open_, dim=1)  # (N, L), 1..L
+    hit = torch.zeros(run.shape[0], run.shape[1] + 1, device=run.device)
+    hit.scatter_reduce_(1, run, reached.float(), reduce="amax")
+    return (hit.gather(1, run) > 0) & open_
+
+
+def shoe_mask(photo: torch.Tensor, sweeps: int = SWEEPS) -> torch.Tensor:
+    """Bool (B, 1, H, W): the shoe's pixels of photos (B, 3, H, W) in [-1, 1], i.e. all but the
+    near-white background that reaches the image's border (a white shoe inside its outline stays
+    shoe). The background is grown from the border along rows, then columns, sweeps times each:
+    every white pixel a path with that many turns reaches; no host sync, a few dozen kernels."""
+    batch, _, height, width = photo.shape
+    white = (photo.float().amin(1) > WHITE)  # (B, H, W)
+    reached = torch.zeros_like(white)
+    reached[:, 0, :] = reached[:, -1, :] = reached[:, :, 0] = reached[:, :, -1] = True
+    reached &= white
+    for _ in range(sweeps):
+        reached = spread_along_rows(reached.flatten(0, 1), white.flatten(0, 1)).view_as(white)
+        reached = spread_along_rows(reached.transpose(1, 2).flatten(0, 1),
+                                    white.transpose(1, 2).flatten(0, 1)).view(
+            batch, width, height).transpose(1, 2)
+    return ~reached[:, None]
+
+
+def sample_hints(photo: torch.Tensor, generator: torch.Generator, p: float = 0.125,
+                 max_patches: int = 32, max_side: int = 9, on_shoe: bool = True,
+                 count: int = None) -> torch.Tensor:
+    """Hints (B, 4, H, W) drawn from real photos (B, 3, H, W) in [-1, 1] on their device: per image
+    n ~ geometric(p) patches, at most max_patches (count: exactly that many instead), each a square
+    of side uniform in 1..max_side centred on a pixel of the shoe (on_shoe; anywhere in an image
+    with no shoe) or anywhere, filled with the photo's mean colour over it; a later patch covers an
+    earlier one. Every draw comes from generator, so a reseeded generator redraws the same hints."""
+    batch, _, height, width = photo.shape
+    device = photo.device
+    k = max_patches if count is None else count
+    hints = photo.new_zeros(batch, HINT_CHANNELS, height, width)
+    if k == 0:
+        return hints
+    u = 1 - torch.rand(batch, generator=generator, device=device)  # (0, 1]
+    if count is None:  # inverse CDF of the geometric law on {0, 1, ...}
+        n = torch.floor(torch.log(u) / math.log1p(-p)) if p < 1 else torch.zeros_like(u)
+        n = n.clamp(max=k).long()
+    else:
+        n = torch.full((batch,), count, device=device)
+    side = torch.randint(1, max_side + 1, (batch, k), generator=generator, device=device)
+    weights = shoe_mask(photo).flatten(1).float() if on_shoe else \
+        photo.new_ones(batch, height * width)
+    weights[weights.sum(1) == 0] = 1  # no shoe: anywhere
+    centre = torch.multinomial(weights, k, replacement=True, generator=generator)  # (B, K)
+    top = (centre // width - (side - 1) // 2).clamp(min=0)
+    left = (centre % width - (side - 1) // 2).clamp(min=0)
+    top, left = torch.minimum(top, height - side), torch.minimum(left, width - side)
+    # every patch's pixels on a (max_side × max_side) grid of offsets, the unused ones masked out
+    offsets = torch.arange(max_side, device=device)
+    dy, dx = offsets.view(1, 1, -1, 1), offsets.view(1, 1, 1, -1)
+    inside = (dy < side[..., None, None]) & (dx < side[..., None, None])  # (B, K, S, S)
+    inside &= (torch.arange(k, device=device).view(1, -1) < n[:, None])[..., None, None]
+    rows = (top[..., None, None] + dy).clamp(max=height - 1)
+    cols = (left[..., None, None] + dx).clamp(max=width - 1)
+    index = (rows * width + cols).flatten(1)  # (B, K·S·S) flat pixel of each offset
+    flat_photo = photo.float().flatten(2)  # (B, 3, H·W)
+    values = flat_photo.gather(2, index[:, None].expand(-1, 3, -1)).view(batch, 3, k, -1)
+    weight = inside.flatten(2)[:, None].float()  # (B, 1, K, S·S)
+    mean = (values * weight).sum(3) / weight.sum(3).clamp(min=1)  # (B, 3, K) patch colours
+    # the last patch over a pixel wins: max of (patch number + 1) there, which is order-free and so
+    # deterministic on every device (a plain scatter with repeats is not on CUDA)
+    number = (torch.arange(1, k + 1, device=device).view(1, -1, 1, 1) * inside).flatten(1)
+    winner = torch.zeros(batch, height * width + 1, dtype=torch.long, device=device)
+    spill = torch.where(inside.flatten(1), index, height * width)  # unused offsets: a spare slot
+    winner.scatter_reduce_(1, spill, number, reduce="amax")
+    winner = winner[:, :-1]  # (B, H·W): 0 = no hint, else patch number + 1
+    colour = mean.gather(2, (winner - 1).clamp(min=0)[:, None].expand(-1, 3, -1))  # (B, 3, H·W)
+    mask = (winner > 0)[:, None].float()
+    hints = torch.cat([colour * mask, mask], dim=1).view(batch, HINT_CHANNELS, height, width)
+    return hints.to(photo.dtype)
+
+
+# --- hints a person gives -----------------------------------------------------------------------
+
+def parse_colour(text: str) -> tuple:
+    """(r, g, b) 0..255 of '#b22222', '#f00' or a CSS colour name; ValueError with one line
+    otherwise."""
+    try:
+        rgb = ImageColor.getrgb(text.strip())
+    except (ValueError, AttributeError):
+        raise ValueError(f"{text!r} is not a colour (give #rrggbb such as #b22222, #rgb, or a "
+                         "name such as red)") from None
+    return tuple(rgb[:3])
+
+
+def read_hints_image(path) -> tuple:
+    """(colours uint8 (H, W, 3), painted bool (H, W)) of a hints image: its non-transparent pixels
+    where it has alpha, else its pixels that are not white paper; ValueError with one line if it
+    cannot be read."""
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+            rgba = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path}: cannot read as an image ({e})") from None
+    colours = np.ascontiguousarray(rgba[..., :3])
+    if has_alpha:
+        painted = rgba[..., 3] >= PAINTED_ALPHA
+    else:
+        painted = (colours < 255 - PAPER_TOLERANCE).any(axis=2)
+    return colours, painted
+
+
+def source_ranges(start: float, length: float, n_out: int, n_in: int) -> tuple:
+    """For each of n_out output pixels along one axis, which covers [start, start + length) of
+    n_in input pixels: (first, stop) of the input pixels whose centres fall in its share, or, when
+    none does (upscaling), the one under its own centre; clipped to the input."""
+    scale = length / n_out
+    edges = start + scale * np.arange(n_out + 1)
+    first, stop = np.ceil(edges[:-1] - 0.5), np.ceil(edges[1:] - 0.5)
+    under = np.floor(start + scale * (np.arange(n_out) + 0.5))
+    empty = stop <= first
+    first, stop = np.where(empty, under, first), np.where(empty, under + 1, stop)
+    return (np.clip(first, 0, n_in).astype(np.int64), np.clip(stop, 0, n_in).astype(np.int64))
+
+
+def hints_from_image(colours: np.ndarray, painted: np.ndarray, region: tuple,
+                     out_size: tuple) -> torch.Tensor:
+    """Hints (4, H, W) in the generator's frame from painted pixels of an input of the sketch's
+    size: output pixel (y, x) shows the input area region (left, top, width, height) covers at
+    out_size (W, H) (sketch.Prepared's); it is a hint if a painted input pixel falls in it, coloured
+    with their mean (so a hint is never lost when shrinking, nor blurred when enlarging)."""
+    left, top, region_w, region_h = region
+    out_w, out_h = out_size
+    hints = torch.zeros(HINT_CHANNELS, out_h, out_w)
+    rows, cols = np.flatnonzero(painted.any(axis=1)), np.flatnonzero(painted.any(axis=0))
+    if len(rows) == 0:
+        return hints
+    # only the painted pixels' box: a few hints on a large photo cost a small table
+    box_top, box_left = rows[0], cols[0]
+    painted = painted[box_top:rows[-1] + 1, box_left:cols[-1] + 1]
+    colours = colours[box_top:rows[-1] + 1, box_left:cols[-1] + 1]
+    height, width = painted.shape
+    y0, y1 = source_ranges(top - box_top, region_h, out_h, height)
+    x0, x1 = source_ranges(left - box_left, region_w, out_w, width)
+    # integral images of the painted count and colour: any box's sum from four corners
+    values = np.concatenate([painted[..., None], colours * painted[..., None]], axis=2)
+    table = np.zeros((height + 1, width + 1, 4))
+    table[1:, 1:] = values.astype(np.float64).cumsum(0).cumsum(1)
+    ys0, ys1, xs0, xs1 = y0[:, None], y1[:, None], x0[None], x1[None]
+    sums = table[ys1, xs1] - table[ys0, xs1] - table[ys1, xs0] + table[ys0, xs0]  # (H, W, 4)
+    count = sums[..., 0]
+    mask = count > 0.5
+    rgb = np.where(mask[..., None], sums[..., 1:] / np.maximum(count, 1)[..., None] / 127.5 - 1, 0)
+    hints = np.concatenate([rgb, mask[..., None]], axis=2).astype(np.float32)
+    return torch.from_numpy(hints).permute(2, 0, 1).contiguous()
+
+
+def inside_point(sketch: torch.Tensor) -> tuple:
+    """(y, x) of a point inside the drawing of a sketch (3, H, W) in [-1, 1], as far from its
+    strokes as the drawing allows: the deepest point of its closed shape (gaps of a few pixels
+    closed first); of an open drawing, the free pixel nearest the strokes' centroid; of no
+    drawing, the centre."""
+    ink = (sketch.float().mean(0) < WHITE).cpu().numpy()  # resized lines are faint: any gray
+    height, width = ink.shape
+    if not ink.any():
+        return height // 2, width // 2
+    close = max(1, round(max(height, width) / 32))
+    padded = np.pad(ink, close + 1)  # the closing's erosion must not eat a shape at the border
+    closed = ndimage.binary_closing(padded, iterations=close)[close + 1:-close - 1,
+                                                              close + 1:-close - 1]
+    inside = ndimage.binary_fill_holes(closed) & ~ink
+    if inside.any():
+        depth = ndimage.distance_transform_edt(~ink) * inside
+        y, x = np.unravel_index(np.argmax(depth), depth.shape)
+        return int(y), int(x)
+    ys, xs = np.nonzero(ink)
+    free = np.argwhere(~ink)
+    nearest = free[np.argmin((free[:, 0] - ys.mean()) ** 2 + (free[:, 1] - xs.mean()) ** 2)]
+    return int(nearest[0]), int(nearest[1])
+
+
+def colour_patch(sketch: torch.Tensor, rgb: tuple, side: int) -> torch.Tensor:
+    """Hints (4, H, W): one square hint of colour rgb (0..255) and this side, centred on the point
+    inside_point finds in the sketch (3, H, W)."""
+    height, width = sketch.shape[1:]
+    y, x = inside_point(sketch)
+    top = min(max(y - (side - 1) // 2, 0), max(height - side, 0))
+    left = min(max(x - (side - 1) // 2, 0), max(width - side, 0))
+    hints = torch.zeros(HINT_CHANNELS, height, width)
+    colour = torch.tensor(rgb, dtype=torch.float32) / 127.5 - 1
+    hints[:3, top:top + side, left:left + side] = colour[:, None, None]
+    hints[3, top:top + side, left:left + side] = 1
+    return hints
+
+
+def overlay(sketch: torch.Tensor, hints: torch.Tensor) -> torch.Tensor:
+    """The sketch (3, H, W) with its hints (4, H, W) painted over it: what the generator was
+    given, as one image."""
+    mask = hints[3:4] > 0
+    return torch.where(mask, hints[:3], sketch)

@@ -1,0 +1,229 @@
+"""Colour hints in the tools: tools.evaluate's colour error (CIE Lab against known values) and
+--hints N, and the sketch pad's hint requests."""
+
+import base64
+import http.client
+import io
+import json
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import make_pairs, tiny_config  # noqa: E402
+
+import save  # noqa: E402
+from generator import build_generator  # noqa: E402
+from sketch import prepare_sketch  # noqa: E402
+from tools import app, evaluate  # noqa: E402
+from test_app import CHROMIUM, PHOTO_PNG, SHOE_STROKES, SHOWN, Chromium  # noqa: E402
+
+
+def request(url, method="GET", path="/", body=None) -> tuple:
+    """(status, content type, body bytes) of one request."""
+    connection = http.client.HTTPConnection("127.0.0.1", int(url.rstrip("/").rsplit(":", 1)[1]),
+                                            timeout=30)
+    try:
+        connection.request(method, path, body=body)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        connection.close()
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+
+
+def checkpoint(folder, hints: bool) -> Path:
+    """A tiny generator.pt (random weights) trained with or without hints, its val data beside."""
+    folder = Path(folder)
+    make_pairs(folder / "data" / "val", 2, size=64, seed=3)
+    cfg = tiny_config(folder, folder / "data", hints=hints, name="hints" if hints else "plain")
+    torch.manual_seed(0)
+    generator = build_generator(cfg).train()
+    generator(torch.randn(4, cfg.hints * 4 + 3, 64, 64))  # running statistics away from 0 and 1
+    path = folder / "models" / cfg.name / "generator.pt"
+    save.atomic_save({"generator": generator.state_dict(), "config": cfg.to_dict(), "step": 0},
+                     path)
+    return path
+
+
+# --- the colour error ---------------------------------------------------------------------------
+
+def srgb(*colours):
+    """(N, 3, 1, 1) in [-1, 1] of 0..255 RGB colours."""
+    return torch.tensor(colours, dtype=torch.float64).view(-1, 3, 1, 1) / 127.5 - 1
+
+
+def test_srgb_to_lab_gives_the_published_values():
+    # CIE Lab (D65) of sRGB primaries, white and middle gray (Lindbloom's calculator)
+    known = {(255, 255, 255): (100.0, 0.0, 0.0), (0, 0, 0): (0.0, 0.0, 0.0),
+             (255, 0, 0): (53.2408, 80.0925, 67.2032), (0, 255, 0): (87.7347, -86.1827, 83.1793),
+             (0, 0, 255): (32.2970, 79.1875, -107.8602), (128, 128, 128): (53.5850, 0.0, 0.0)}
+    lab = evaluate.srgb_to_lab(srgb(*known))[:, :, 0, 0]
+    assert torch.allclose(lab, torch.tensor(list(known.values()), dtype=torch.float64), atol=2e-3)
+
+
+def test_delta_e_is_measured_on_the_shoe_only():
+    real = torch.ones(1, 3, 32, 32)
+    real[:, :, 8:24, 8:24] = srgb((255, 0, 0))[0]  # a red shoe on white
+    fake = real.clone()
+    fake[:, :, 8:24, 8:24] = srgb((0, 0, 255))[0]  # painted blue
+    fake[:, :, :4] = -1  # and a black stripe on the background: not the shoe, not counted
+    red, blue = evaluate.srgb_to_lab(srgb((255, 0, 0), (0, 0, 255)))[:, :, 0, 0]
+    pixels, means = evaluate.delta_e(fake, real)
+    assert pixels.item() == pytest.approx((red - blue).norm().item()) == means.item()
+    assert evaluate.delta_e(real, real)[0].item() == 0
+    white = torch.ones(1, 3, 8, 8)  # no shoe found: every pixel counts
+    assert evaluate.delta_e(-white, white)[0].item() == pytest.approx(100.0, abs=1e-3)
+    # half the shoe too light, half too dark: every pixel is off, the mean colour is right
+    gray = srgb((128, 128, 128))[0]
+    real[:, :, 8:24, 8:24] = gray
+    fake = real.clone()
+    fake[:, :, 8:16, 8:24] = srgb((160, 160, 160))[0]
+    fake[:, :, 16:24, 8:24] = srgb((93, 93, 93))[0]
+    pixels, means = evaluate.delta_e(fake, real)
+    assert pixels.item() > 10 * means.item() > 0  # 13.2 against 0.9 (L* is not linear in gray)
+
+
+def test_evaluate_hints_scores_with_none_and_with_n_side_by_side(tmp_path, capsys, monkeypatch):
+    hinted, plain = checkpoint(tmp_path, True), checkpoint(tmp_path, False)
+    data = tmp_path / "data" / "val"
+    given, original = [], evaluate.sample_hints
+
+    def sample(photo, generator, **kwargs):
+        hints = original(photo, generator, **kwargs)
+        given.append((kwargs["count"], generator.initial_seed(), hints))
+        return hints
+
+    monkeypatch.setattr(evaluate, "sample_hints", sample)
+    args = ["--checkpoint", hinted, "--data", data, "--eval", "--no-tune", "--hints", 3]
+    assert evaluate.main([*map(str, args), "--out", str(tmp_path / "a"), "--compare",
+                          str(plain)]) == 0
+    table = capsys.readouterr().out
+    assert "hints/generator.pt (0 hints)" in table and "hints/generator.pt (3 hints)" in table
+    assert "ΔE pixels" in table and "ΔE mean" in table
+    report = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert report["hints"] == 0 and [r["hints"] for r in report["with_hints"]] == [3]
+    assert report["compare"]["checkpoint"] == str(plain)  # scored without: it has no channels
+    assert report["mean"]["delta_e"] != report["with_hints"][0]["mean"]["delta_e"]
+    # 3 patches per pair, seeded by (seed, pair); the 0-hint run gave none
+    assert [(count, seed) for count, seed, _ in given] == [(0, 0), (0, 1), (3, 0), (3, 1)]
+    assert all(hints[:, 3].sum() == 0 for count, _, hints in given if count == 0)
+    assert all(hints[:, 3].sum() > 0 for count, _, hints in given if count == 3)
+    # a model without hint channels alone: one line
+    assert evaluate.main(["--checkpoint", str(plain), "--data", str(data), "--hints", "3",
+                          "--out", str(tmp_path / "b")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "trained without colour hints" in error[0]
+
+
+# --- the sketch pad's hint requests -------------------------------------------------------------
+
+@contextmanager
+def serving(path):
+    server = app.make_server(path, "127.0.0.1", 0, paper=False, device="cpu", tune=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def urls(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hints_app")
+    with serving(checkpoint(folder, True)) as hinted, serving(checkpoint(folder, False)) as plain:
+        yield hinted, plain
+
+
+def drawing(size=256) -> bytes:
+    img = Image.new("RGB", (size, size), "white")
+    ImageDraw.Draw(img).rectangle((60, 80, 200, 180), outline="black", width=2)
+    return png(img)
+
+
+def body(hints, sketch=None) -> bytes:
+    url = "data:image/png;base64," + base64.b64encode(sketch or drawing()).decode()
+    return json.dumps({"sketch": url, "hints": hints}).encode()
+
+
+def test_hint_dots_reach_the_generator_where_they_were_drawn(urls, tmp_path):
+    hinted, plain = urls
+    dot = {"x": 100, "y": 150, "color": "#0000ff"}
+    status, _, given = request(hinted, "POST", "/generate?given", body([dot]))
+    assert status == 200
+    blue = np.argwhere((pixels(given) == [0, 0, 255]).all(axis=2))
+    # the box is fitted to the 64×64 frame; the dot goes with it
+    (tmp_path / "s.png").write_bytes(drawing())
+    left, top, side, _ = prepare_sketch(tmp_path / "s.png", 64).region
+    assert side < 256 and len(blue) >= 4
+    assert np.abs(blue.mean(0) - [(150 - top) * 64 / side, (100 - left) * 64 / side]).max() < 1
+    photos = [pixels(request(hinted, "POST", "/generate", data)[2])
+              for data in (body([dot]), body([]), drawing())]
+    assert photos[0].shape == (256, 256, 3) and not np.array_equal(photos[0], photos[1])
+    assert np.array_equal(photos[1], photos[2])  # no dots: the plain PNG's photo
+    assert 'HINTS = true' in request(hinted)[2].decode()
+    assert 'HINTS = false' in request(plain)[2].decode()
+
+
+@pytest.mark.parametrize("data, message", [
+    (b'{"sketch": 1}', 'needs "sketch"'),
+    (b"{nope", "does not parse"),
+    (body({"x": 1}), '"hints" must be a list'),
+    (body([{"x": 10, "y": "a", "color": "red"}]), 'hint 0: needs numbers "x" and "y"'),
+    (body([{"x": 10, "y": 10, "color": "red"}, {"x": 1, "y": 2, "color": "#12"}]),
+     "hint 1: '#12' is not a colour"),
+    (body([{"x": 300, "y": 10, "color": "red"}]), "hint 0 at (300, 10) lies outside the 256×256"),
+    (body([{"x": 1, "y": 1, "color": "red"}] * 2001), "2001 hints, more than 2000"),
+    (json.dumps({"sketch": "data:image/png;base64,@@", "hints": []}).encode(), "not valid base64"),
+])
+def test_bad_hint_requests_get_400_and_one_line(urls, data, message):
+    status, kind, text = request(urls[0], "POST", "/generate", data)
+    assert status == 400 and kind.startswith("text/plain") and message in text.decode(), text
+    assert len(text.decode().strip().splitlines()) == 1
+
+
+def test_a_model_without_hints_refuses_them_in_one_line(urls):
+    status, _, text = request(urls[1], "POST", "/generate",
+                              body([{"x": 10, "y": 10, "color": "red"}]))
+    assert status == 400 and "trained without colour hints" in text.decode()
+    assert request(urls[1], "POST", "/generate", body([]))[0] == 200  # an empty list is none
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")
+def test_the_hint_brush_sends_dots_and_undo_takes_them_back(urls, tmp_path):
+    with Chromium(tmp_path) as browser:
+        browser.open(urls[0])
+        browser.draw(SHOE_STROKES[:2])
+        browser.wait_for(SHOWN + "2")
+        plain = browser.image(PHOTO_PNG)
+        browser.evaluate("document.getElementById('hint').click(); "
+                         "document.getElementById('hintColour').value = '#0000ff'")
+        browser.draw([[(120, 150), (140, 150)]])  # a short brush stroke: dots along it
+        browser.wait_for(SHOWN + "3")
+        dots = browser.evaluate("JSON.stringify(hints)")
+        assert json.loads(dots)[0] == {"x": 120, "y": 150, "color": "#0000ff"}
+        assert len(json.loads(dots)) >= 3
+        assert not np.array_equal(pixels(browser.image(PHOTO_PNG)), pixels(plain))
+        browser.evaluate("document.getElementById('undo').click()")
+        browser.wait_for(SHOWN + "4")
+        assert browser.evaluate("hints.length") == 0
+        assert np.array_equal(pixels(browser.image(PHOTO_PNG)), pixels(plain))
+        browser.open(urls[1])  # a model without hints: the brush is off
+        assert browser.evaluate("document.getElementById('hint').disabled")
