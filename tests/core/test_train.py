@@ -410,6 +410,9 @@ def test_every_config_field_has_a_resume_class():
     (dict(sync_bn=True), [], []),  # one process: nothing to sync
     (dict(resnet_blocks=6), [], []),  # a unet has none
     (dict(precision="fp16"), [], ["precision=fp32 (now fp16)"]),
+    (dict(hints=True), ["hints=False (now True)"], []),  # G's input channels
+    (dict(hint_patch=17), [], []),  # no hints: their sampling takes no effect
+    (dict(hints=True, hint_p=0.5), ["hints=False (now True)"], ["hint_p=0.125 (now 0.5)"]),
 ])
 def test_resume_changes_are_refused_warned_or_let_through(change, refused, inexact):
     saved = Config(precision="fp32")
