@@ -215,8 +215,17 @@ def on_rank0(work, device: torch.device) -> None:
             if rank != 0:
                 name, text = message[0].split(":", 1)
                 error = ERRORS.get(name, RuntimeError)(text)
+            leave_together()
     if error is not None:
         raise error
+
+
+def leave_together() -> None:
+    """Every rank is at the same point and about to leave: a last barrier, whose wait lets gloo's
+    worker threads let go of the tensors of the collectives before it while Python still runs
+    (letting go during interpreter exit needs the GIL that exit has taken: the process aborts)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
 
 
 class StopFlag:
@@ -356,6 +365,7 @@ def check_same_start(step: int, last_path: Path, device: torch.device) -> None:
     start = torch.tensor([step, -step], device=device)
     dist.all_reduce(start, op=dist.ReduceOp.MAX)
     if start[0] != -start[1]:
+        leave_together()
         raise ValueError(f"{last_path}: processes would resume at different steps "
                          f"({-start[1]}..{start[0]}); put models/ on a filesystem that every "
                          f"machine sees")
@@ -449,7 +459,8 @@ def check_losses(record: dict, scaler, last_path: Path) -> None:
     """A NaN or Inf loss stops the run, except under fp16, where the GradScaler skips such steps."""
     if all(math.isfinite(record[k]) for k in LOSS_KEYS):
         return
-    if not scaler.is_enabled():
+    if not scaler.is_enabled():  # every rank sees the same mean losses: all of them stop here
+        leave_together()
         raise FloatingPointError(f"loss is NaN or Inf by step {record['step']} (epoch "
                                  f"{record['epoch']}); the last good checkpoint is {last_path}")
     log0(f"step {record['step']}: non-finite fp16 loss; the GradScaler skipped those updates")
@@ -568,6 +579,7 @@ def main(cfg: Config) -> dict:
                         on_rank0(lambda: save(epoch=epoch, batch=batch + 1, step=step), device)
                         meter.restart()  # a checkpoint is no training step either
                     if stopping:
+                        leave_together()
                         log0(f"\nstopped at epoch {epoch} batch {batch + 1} (step {step}); saved "
                              f"{last_path}; continue with --resume")
                         raise SystemExit(130)
@@ -589,14 +601,14 @@ def main(cfg: Config) -> dict:
             on_rank0(write_epoch, device)
             log0(f"epoch {epoch} done; saved {last_path}, {grid_path} and {run_dir / 'curves.png'}")
             if stop.agreed(check_now=True):  # Ctrl-C in the last step or validation: saved complete
+                leave_together()
                 log0(f"stopped after epoch {epoch}; continue with --resume")
                 raise SystemExit(130)
     finally:
         log.close()
         stop.restore()
-        if world_size > 1:
-            if sys.exc_info()[0] is None:  # a clean end: every rank's collectives are done before
-                dist.barrier()  # any tears down (a rank gone early aborted its peer's gloo threads)
+        if sys.exc_info()[0] is None:  # a clean end (an agreed stop or error left together above)
+            leave_together()
         if dist.is_initialized():  # torchrun with one process joined a group too
             dist.destroy_process_group()
     return {**last_record, "val_l1": val_l1s, "step": step}
