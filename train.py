@@ -405,6 +405,16 @@ def load_data(cfg: Config, rank: int, world_size: int, device: torch.device) -> 
     return loader, sampler, batches_per_epoch, val_sketch, val_photo
 
 
+def release_workers(loader) -> None:
+    """Ends a DataLoader's persistent worker processes now: a run stopped by Ctrl-C or an error
+    must not leave them to the garbage collector, which waits seconds for each (a notebook or a
+    test that called main() goes on)."""
+    iterator = getattr(loader, "_iterator", None)  # DataLoader's own, only with persistent workers
+    if iterator is not None:
+        iterator._shutdown_workers()
+        loader._iterator = None
+
+
 def make_loader(train_set: PairDataset, sampler: EpochSampler, batch_size: int, num_workers: int,
                 device: torch.device, cache: PairCache = None, seed: int = 0):
     """The training batches in the sampler's order, full ones only (one shape for compile and CUDA
@@ -607,6 +617,7 @@ def main(cfg: Config) -> dict:
     finally:
         log.close()
         stop.restore()
+        release_workers(loader)
         if sys.exc_info()[0] is None:  # a clean end (an agreed stop or error left together above)
             leave_together()
         if dist.is_initialized():  # torchrun with one process joined a group too

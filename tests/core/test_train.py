@@ -6,6 +6,7 @@ import errno
 import gc
 import json
 import math
+import multiprocessing
 import os
 import re
 import runpy
@@ -106,6 +107,8 @@ def test_ctrl_c_mid_epoch_then_resume_matches_an_unbroken_run(tmp_path, pairs_di
     with pytest.raises(SystemExit) as stopped:
         train.main(cfg)
     assert stopped.value.code == 130
+    # the stopped run's loader workers are gone at once, not when the collector finds them
+    assert multiprocessing.active_children() == []
     monkeypatch.undo()
     ckpt = save.load_checkpoint(tmp_path / "b/models/test/last.pt", keys=save.CHECKPOINT_KEYS)
     # the batch in flight was finished
