@@ -435,12 +435,64 @@ def for_inference(generator: nn.Module, paper: bool = True,
     return folded.to(memory_format=torch.channels_last) if channels_last else folded
 
 
+class HintSpread(nn.Module):
+    """Colour hints made dense before G's first layer, with no parameters: a normalized convolution
+    (Knutsson & Westin 1993) of the sparse hints with a Gaussian (σ = 1/8 of the image's longer
+    side) plus a constant of the same mass. Every pixel reads the colour of the hints near it,
+    blending into the mean of all the hints far from them, and how near one is. A few dots then
+    reach the whole shoe at once; from the sparse dots alone, G has to learn to carry a colour
+    across the image, which a short training barely teaches.
+
+    (B, 3 + 4, H, W): sketch, hint RGB (0 where none), hint mask -> (B, 3 + 4 + 4, H, W): those,
+    the spread colour (0 with no hint at all) and its local weight in [0, 1] (near 1 on a hint,
+    falling to 0 far from every hint, where the colour is the hints' mean)."""
+
+    channels = 4  # what it adds
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[2:]
+        sigma = max(height, width) / 8
+        radius = min(int(3 * sigma), max(height, width) - 1)
+        taps = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+        kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+        kernel = (kernel / kernel.sum()).view(1, 1, -1, 1).repeat(HINT_CHANNELS, 1, 1, 1)  # sum 1
+        # sums of tiny weights: float32 under any autocast (none on the meta device)
+        with torch.autocast(x.device.type, enabled=False) if \
+                torch.amp.is_autocast_available(x.device.type) else contextlib.nullcontext():
+            hints = x[:, 3:3 + HINT_CHANNELS].float()  # colour·mask, mask
+            local = F.conv2d(hints, kernel, padding=(radius, 0), groups=HINT_CHANNELS)
+            local = F.conv2d(local, kernel.transpose(2, 3), padding=(0, radius),
+                             groups=HINT_CHANNELS)
+            total = local + hints.mean((2, 3), keepdim=True)  # the constant: the hints' mean
+            weight = total[:, 3:]
+            colour = total[:, :3] / weight.clamp(min=1e-12)  # 0 / tiny = 0 with no hint at all
+            near = local[:, 3:] / weight.clamp(min=1e-12)
+        return torch.cat([x, colour.to(x.dtype), near.to(x.dtype)], dim=1)
+
+
+class HintedGenerator(nn.Module):
+    """A generator that reads colour hints (config.hints): HintSpread, then the network, whose
+    first layer takes the sketch, the sparse hints and their spread form."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.spread = HintSpread()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.spread(x))  # (B, 3 + 4, H, W) -> (B, 3, H, W)
+
+
 def build_generator(cfg: Config) -> torch.nn.Module:
     """The generator a config describes; the one place that maps config fields to its arguments."""
-    in_ch = 3 + (HINT_CHANNELS if cfg.hints else 0)  # the sketch, then the colour hints (hints.py)
+    # the sketch, then the colour hints (hints.py) and their spread form
+    in_ch = 3 + (HINT_CHANNELS + HintSpread.channels if cfg.hints else 0)
     if cfg.generator == "resnet":
-        return ResNetGenerator(in_ch=in_ch, out_ch=3, ngf=cfg.ngf, n_blocks=cfg.resnet_blocks,
-                               dropout=cfg.dropout, norm=cfg.norm_g, upsample=cfg.upsample)
-    return UNetGenerator(in_ch=in_ch, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs,
-                         dropout=cfg.dropout, dropout_blocks=cfg.dropout_blocks,
-                         upsample=cfg.upsample)
+        net: nn.Module = ResNetGenerator(in_ch=in_ch, out_ch=3, ngf=cfg.ngf,
+                                         n_blocks=cfg.resnet_blocks, dropout=cfg.dropout,
+                                         norm=cfg.norm_g, upsample=cfg.upsample)
+    else:
+        net = UNetGenerator(in_ch=in_ch, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs,
+                            dropout=cfg.dropout, dropout_blocks=cfg.dropout_blocks,
+                            upsample=cfg.upsample)
+    return HintedGenerator(net) if cfg.hints else net

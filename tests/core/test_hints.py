@@ -17,7 +17,7 @@ import save
 import train
 from config import Config, parse_args
 from conftest import tiny_config
-from generator import build_generator
+from generator import HintSpread, build_generator
 from sketch import prepare_sketch
 
 
@@ -112,7 +112,7 @@ def test_config_checks_and_old_checkpoints_have_no_hints(tmp_path):
         with pytest.raises(SystemExit):
             parse_args(["--hints", "--hint_p", bad])
     small = dict(image_size=64, num_downs=6, ngf=8)
-    assert build_generator(Config(hints=True, **small)).downs[0].in_channels == 7
+    assert build_generator(Config(hints=True, **small)).net.downs[0].in_channels == 11
     assert build_generator(Config(**small)).downs[0].in_channels == 3
 
 
@@ -142,6 +142,47 @@ def test_the_precision_timing_step_runs_a_hint_model():
     cfg = Config(hints=True, image_size=64, num_downs=6, ngf=8, ndf=8, batch_size=2)
     losses = train.one_step(cfg, torch.device("cpu"), "fp32")()
     assert torch.isfinite(losses).all()
+
+
+# --- the generator's spread of the hints --------------------------------------------------------
+
+def two_hints(size=64):
+    """G's input with a red hint pixel at (10, 10) and a blue one at (10, size - 10)."""
+    x = torch.zeros(2, 7, size, size)
+    for col, rgb in ((10, (1.0, -1.0, -1.0)), (size - 10, (-1.0, -1.0, 1.0))):
+        x[0, 3:6, 10, col] = torch.tensor(rgb)
+        x[0, 6, 10, col] = 1
+    return x
+
+
+def test_spread_gives_each_pixel_the_nearest_hints_colour_and_far_away_their_mean():
+    spread = HintSpread()(two_hints())
+    assert spread.shape == (2, 11, 64, 64)
+    assert torch.equal(spread[:, :7], two_hints())  # the input passes through unchanged
+    colour, near = spread[0, 7:10], spread[0, 10]
+    red, blue = torch.tensor([1.0, -1, -1]), torch.tensor([-1.0, -1, 1])
+    mean = (red + blue) / 2
+    on_red, on_blue = colour[:, 10, 10], colour[:, 10, 54]
+    assert (on_red - red).norm() < (on_red - blue).norm() / 4  # mostly red on the red hint
+    assert (on_blue - blue).norm() < (on_blue - red).norm() / 4
+    assert torch.allclose(colour[:, 10, 32], mean, atol=1e-6)  # half way: half each
+    assert torch.allclose(colour[:, 63, 0], mean, atol=1e-6)  # far from both: their mean
+    assert near[10, 10] > 0.8 and near[63, 0] < 0.01 and near[30, 10] < near[20, 10] < near[10, 10]
+    assert ((near >= 0) & (near <= 1)).all()
+    assert not spread[1, 7:].any()  # no hint: no colour, no weight
+
+
+def test_spread_runs_in_float32_under_bf16_autocast_and_a_hint_model_reads_it():
+    x = two_hints()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = HintSpread()(x.bfloat16())
+    assert low.dtype == torch.bfloat16
+    assert torch.allclose(low[:, 7:].float(), HintSpread()(x)[:, 7:], atol=0.02)
+    G = build_generator(Config(hints=True, image_size=64, num_downs=6, ngf=8))
+    assert G.net.downs[0].in_channels == 11 and not list(G.spread.parameters())
+    assert G(x).shape == (2, 3, 64, 64)
+    G = build_generator(Config(hints=True, generator="resnet", ngf=8, resnet_blocks=1))
+    assert G(x).shape == (2, 3, 64, 64)
 
 
 def final_weights(cfg):
