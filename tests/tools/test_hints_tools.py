@@ -2,8 +2,6 @@
 --hints N, and the sketch pad's hint requests."""
 
 import base64
-import http.client
-import io
 import json
 import sys
 import threading
@@ -22,29 +20,8 @@ import save  # noqa: E402
 from generator import build_generator  # noqa: E402
 from sketch import prepare_sketch  # noqa: E402
 from tools import app, evaluate  # noqa: E402
-from test_app import CHROMIUM, PHOTO_PNG, SHOE_STROKES, SHOWN, Chromium  # noqa: E402
-
-
-def request(url, method="GET", path="/", body=None) -> tuple:
-    """(status, content type, body bytes) of one request."""
-    connection = http.client.HTTPConnection("127.0.0.1", int(url.rstrip("/").rsplit(":", 1)[1]),
-                                            timeout=30)
-    try:
-        connection.request(method, path, body=body)
-        response = connection.getresponse()
-        return response.status, response.getheader("Content-Type", ""), response.read()
-    finally:
-        connection.close()
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def pixels(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+from test_app import (CHROMIUM, PHOTO_PNG, SHOE_STROKES, SHOWN, Chromium, pixels,  # noqa: E402
+                      png, request)
 
 
 def checkpoint(folder, hints: bool) -> Path:
