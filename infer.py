@@ -281,7 +281,7 @@ def hint_channels(prepared, cfg: Config, hints_image=None, colour=None, name: st
     if not cfg.hints:
         return None
     height, width = prepared.sketch.shape[1:]
-    hints = torch.zeros(4, height, width)
+    hints = torch.zeros(HINT_CHANNELS, height, width)
     if hints_image is not None:
         colours, painted = hints_image
         if painted.shape[::-1] != tuple(prepared.size):
