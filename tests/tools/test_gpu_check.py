@@ -171,6 +171,7 @@ def kill_when(tmp_path, data, stage: str, reached, **env):
                 except ProcessLookupError:
                     pass
             process.poll()  # reap the script itself
+            time.sleep(0.05)  # until the kills have landed: a state, polled
         process.wait()
         process.stdout.close()
     return out
