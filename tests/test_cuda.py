@@ -6,11 +6,12 @@ The full UNet-256 at 256×256 trained a few steps with dropout off, in bf16 (con
 channels_last) and fp16 with the GradScaler, against fp32: how G's output moves must agree, which
 the first step's losses (about 0.69 and 0.5 from any weights) never showed. Then train.main on CUDA:
 a CPU checkpoint resumed there (channels_last, fused Adam) with loader workers and pinned batches;
-a GPU checkpoint resumed there and loaded on the CPU; the decode-once cache's batches exact and
-without a host sync; infer.py against the CPU; a one-process torchrun on NCCL. Last, compiled
+a GPU checkpoint resumed there and loaded on the CPU; the decode-once cache's batches exact, pinned
+and without a host sync; infer.py against the CPU; a one-process torchrun on NCCL. Last, compiled
 with CUDA graphs (reduce-overhead) at 64×64: train.main resumes and saves plain modules, the steps
 follow eager, and bench's reduce-overhead row sees the graphs replay.
-Cheap tests first: a capped run (tools/gpu_check.sh) loses the compiled ones first.
+Cheap tests first: a run cut short by its time limit (tools/gpu_check.sh) loses the compiled ones
+first.
 """
 
 import copy
@@ -171,19 +172,32 @@ def test_gpu_checkpoint_resumes_on_the_gpu_and_loads_on_the_cpu(tmp_path, pairs_
     torch.testing.assert_close(on_gpu, on_cpu, rtol=1e-3, atol=1e-3)
 
 
-def test_the_cached_loader_on_the_gpu_is_exact_and_never_syncs(tmp_path, pairs_dir):
+def test_the_cached_loader_on_the_gpu_is_exact_pinned_and_never_syncs(tmp_path, pairs_dir,
+                                                                      monkeypatch):
     data = PairDataset(pairs_dir / "train", image_size=64, load_size=72, jitter=True, uint8=True)
     cache = PairCache(data, tmp_path / "cache")
     sampler = EpochSampler(len(data), seed=0, crop_room=8)
     on_cpu = [pixels for batch in CachedLoader(cache, sampler, 4, torch.device("cpu"))
               for pixels in batch]  # sketch, photo, sketch, ...
+    gathered, gather = [], cache.gather
+
+    def noted(keys, pin=False):  # the host batches that the GPU loader copies from
+        gathered.append(gather(keys, pin))
+        return gathered[-1]
+
+    monkeypatch.setattr(cache, "gather", noted)
     batches = iter(CachedLoader(cache, sampler, 4, CUDA))
-    on_gpu = list(next(batches))  # the first: the reader thread and pinned pools start
-    torch.cuda.set_sync_debug_mode("error")  # a copy from pageable memory would raise here
+    on_gpu = list(next(batches))  # the first: the reader thread starts
+    # no host sync in the loop (an .item(), a nonzero); this mode does not see a non_blocking
+    # copy from pageable memory, which waits for the GPU: pinning is asserted on the batches below
+    torch.cuda.set_sync_debug_mode("error")
     try:
         on_gpu += [pixels for batch in batches for pixels in batch]
     finally:
         torch.cuda.set_sync_debug_mode("default")
+    assert len(gathered) == 4 and all(pixels.is_pinned() for pixels, _ in gathered)
+    mirrored = [rows for _, rows in gathered if len(rows)]
+    assert mirrored and all(rows.is_pinned() for rows in mirrored)  # the rows to flip: pinned too
     assert any(key[3] for key in sampler)  # some pairs are mirrored
     assert len(on_gpu) == len(on_cpu) == 8  # 4 batches
     for gpu, cpu in zip(on_gpu, on_cpu):
@@ -238,8 +252,8 @@ def dynamo_counters():
 def test_training_with_cuda_graphs_resumes_and_saves_plain_modules(tmp_path, pairs_dir,
                                                                    monkeypatch, dynamo_counters):
     # reduce-overhead: inductor's kernels replayed as CUDA graphs, each step announced; from the
-    # cache with jitter (flips on the device). --compile's default mode runs in the gpu_check.sh
-    # train stage at full size (each compile costs the lease a minute)
+    # cache with jitter (flips on the device). The default mode is timed at full size by
+    # gpu_check.sh's bench stage (each compile there costs a minute or more)
     marks, mark = [], torch.compiler.cudagraph_mark_step_begin
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin",
                         lambda: marks.append(1) or mark())

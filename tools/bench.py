@@ -4,6 +4,7 @@ r"""Speed of pix2pix: the training step, the input pipeline and CPU inference.
         --compile off default reduce-overhead
     python -m tools.bench train --config 1:fp32:0:off 4:fp32:0:off 4:bf16:1:default \
         64:bf16:1:default
+    python -m tools.bench train --no-interleave --config 4:bf16:1:off 64:bf16:1:off 256:bf16:1:off
     # a quick check
     python -m tools.bench train --size 64 --ngf 8 --batch 2 --repeats 2 --warmup 1 --device cpu
     python -m tools.bench loader --data data/edges2shoes-1k/train --batch 64 --workers 2 \
@@ -15,17 +16,20 @@ r"""Speed of pix2pix: the training step, the input pipeline and CPU inference.
     python -m tools.bench prepare
 
 train: times train.gan_step (G and D forward and backward, both Adam steps, fused on CUDA,
-GradScaler for fp16) on random batches already on the device, for every combination of the options.
-Warm-up steps come first (torch.compile compiles there; the first step's time is reported apart);
-the timed steps of all configurations are interleaved, so that a busy machine slows them alike (all
-of them stay in memory for that: about 0.9 GB of weights, gradients and Adam state each at ngf 64);
-medians are reported. FLOPs per image are counted once by FlopCounterMode on the real step (on the
-meta device, so it costs nothing; it counts convolutions and matmuls, not batch norm, activations or
-Adam) and compared with --peak_tflops (800: an H100's dense bf16). Peak memory is CUDA's
-max_memory_allocated during the warm-up above what was allocated before the configuration was built;
-on CPU the growth of resident memory instead. A reduce-overhead row on CUDA says whether CUDA graphs
-really replayed (cuda_graphs: inductor's count of skipped graphs, and the graph launches that the
-profiler sees in one step): a skipped graph runs its kernels one by one and times something else.
+GradScaler for fp16) on random batches already on the device, for every combination of the options,
+eager configurations first. Warm-up steps come first (torch.compile compiles there; the first step's
+time is reported apart); the timed steps of all configurations are interleaved, so that a busy
+machine slows them alike (all of them stay in memory for that: about 0.9 GB of weights, gradients
+and Adam state each at ngf 64); with --no-interleave each is built, timed, written and freed in turn
+(batches that would not fit together; a time limit loses only the unmeasured). Medians are reported;
+a configuration that runs out of memory is a record with "error" and the next one goes on. FLOPs
+per image are counted once by FlopCounterMode on the real step (on the meta device, so it costs
+nothing; it counts convolutions and matmuls, not batch norm, activations or Adam) and compared with
+--peak_tflops (800: an H100's dense bf16). Peak memory is CUDA's max_memory_allocated during the
+warm-up above what was allocated before the configuration was built; on CPU the growth of resident
+memory instead. A reduce-overhead row on CUDA says whether CUDA graphs really replayed
+(cuda_graphs: inductor's count of skipped graphs, and the graph launches that the profiler sees in
+one step): a skipped graph runs its kernels one by one and times something else.
 loader: images/s of train.py's input pipeline alone, up to the uint8 batch on the device: the files
 (JPEG -> dataset.PairDataset -> DataLoader) per worker count and, with --cache, train.py --cache's
 path (dataset.PairCache, built first and timed, read by dataset.CachedLoader, crop and flip on the
@@ -44,6 +48,7 @@ Every configuration prints one readable line and one JSON line (also appended to
 """
 
 import argparse
+import gc
 import http.client
 import io
 import itertools
@@ -229,8 +234,7 @@ class StepSetup:
         return time.perf_counter() - start
 
     def name(self) -> str:
-        return (f"batch {self.batch} {self.amp_dtype} channels_last {int(self.channels_last)} "
-                f"compile {self.compile}")
+        return config_name(self.batch, self.amp_dtype, self.channels_last, self.compile)
 
     def cuda_graphs(self, skips: int) -> dict:
         """Whether a reduce-overhead step on CUDA really replays CUDA graphs: inductor's count of
@@ -247,6 +251,23 @@ class StepSetup:
                 "kernel_launches": kernels}
 
 
+def config_name(batch: int, precision: str, channels_last: bool, compile_mode: str) -> str:
+    return f"batch {batch} {precision} channels_last {int(channels_last)} compile {compile_mode}"
+
+
+def eager_first(configs: list) -> list:
+    """The configurations in their order, eager ones first: a compile (a minute or more at full
+    size) that a time limit cuts short then loses the compiled rows alone."""
+    return sorted(configs, key=lambda config: config[3] != "off")
+
+
+def free_device_memory(device: torch.device) -> None:
+    """Let go of a finished or failed configuration's tensors before the next one is built."""
+    gc.collect()  # the frames of a caught out-of-memory error hold tensors in cycles
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def bench_train(args) -> list:
     device = pick_device(args.device)
     num_downs = args.num_downs or default_num_downs(args.size)
@@ -260,80 +281,86 @@ def bench_train(args) -> list:
     print(f"device {device}, {args.size}×{args.size}, ngf {args.ngf}, ndf {args.ndf}, num_downs "
           f"{num_downs}: training step = {flops_per_image / 1e9:.2f} GFLOP/image (FlopCounterMode)",
           flush=True)
-
-    # Build and warm up each configuration in turn: peak memory is read per configuration here.
-    setups, warm = [], {}
-    configs = args.config or list(itertools.product(args.batch, args.precision, args.channels_last,
-                                                    args.compile))
+    configs = eager_first(args.config or list(itertools.product(
+        args.batch, args.precision, args.channels_last, args.compile)))
     counters = {"inductor": {}}  # inductor's event counts, where a configuration compiles
     if any(config[3] != "off" for config in configs):  # dynamo takes seconds to load
         allow_recompiles(len(configs))
         from torch._dynamo.utils import counters
-    for batch, precision, channels_last, compile_mode in configs:
+    base = {"mode": "train", "device": str(device), "size": args.size, "ngf": args.ngf,
+            "ndf": args.ndf, "num_downs": num_downs}
+    records: list = []
+
+    def out_of_memory(config: tuple, error: torch.OutOfMemoryError) -> None:
+        """An out-of-memory configuration is a record too; the next one goes on."""
+        batch, precision, channels_last, compile_mode = config
+        amp_dtype = str(train.mixed_precision(precision, device)[0]).removeprefix("torch.")
+        message = str(error).strip().splitlines()[0][:300] if str(error).strip() else "OOM"
+        record = {**base, "batch": batch, "precision": amp_dtype,
+                  "channels_last": int(channels_last), "compile": compile_mode,
+                  "img_per_s": None, "error": "out of memory", "message": message}
+        print(f"{config_name(batch, amp_dtype, channels_last, compile_mode)} | out of memory: "
+              f"{message}", flush=True)
+        emit(record, args.out)
+        records.append(record)
+
+    def warm_up(config: tuple):
+        """The configuration built and warmed up, its peak memory read: (setup, warm-up step
+        times), or None where it ran out of memory (recorded)."""
+        batch, precision, channels_last, compile_mode = config
         sync(device)
         allocated_before, rss_before = (torch.cuda.memory_allocated(device)
                                         if device.type == "cuda" else 0), rss_mb()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         skips = counters["inductor"].get("cudagraph_skips", 0)  # each graph inductor skips
-        setup = StepSetup(cfg, device, batch, precision, bool(channels_last), compile_mode)
-        times = [setup.step() for _ in range(args.warmup)]
+        try:
+            setup = StepSetup(cfg, device, batch, precision, bool(channels_last), compile_mode)
+            times = [setup.step() for _ in range(args.warmup)]
+        except torch.OutOfMemoryError as e:
+            out_of_memory(config, e)
+            return None
         if device.type == "cuda":
             setup.peak_mem_mb = (torch.cuda.max_memory_allocated(device) - allocated_before) / 2**20
         else:
             setup.rss_delta_mb = rss_mb() - rss_before
-        warm[id(setup)] = times
         setup.skips = counters["inductor"].get("cudagraph_skips", 0) - skips
         print(f"warmed up {setup.name()}: first step {times[0]:.2f} s", flush=True)
-        setups.append(setup)
+        return setup, times
 
-    # Timed steps, interleaved across configurations.
-    timed = {id(s): [] for s in setups}
-    for _ in range(args.repeats):
-        for setup in setups:
-            timed[id(setup)].append(setup.step())
-
-    graphs = {id(s): s.cuda_graphs(s.skips) for s in setups
-              if s.compile == "reduce-overhead" and device.type == "cuda"}
-    records = []
-    for setup in setups:
-        step_s = statistics.median(timed[id(setup)])
-        img_per_s = setup.batch / step_s
-        achieved_tflops = flops_per_image * img_per_s / 1e12
-        first = warm[id(setup)][0]
-        record = {
-            "mode": "train", "device": str(device), "size": args.size, "ngf": args.ngf,
-            "ndf": args.ndf, "num_downs": num_downs, "batch": setup.batch,
-            "precision": setup.amp_dtype, "channels_last": int(setup.channels_last),
-            "compile": setup.compile, "img_per_s": img_per_s, "ms_per_step": 1000 * step_s,
-            "ms_per_step_min": 1000 * min(timed[id(setup)]), "repeats": args.repeats,
-            "warmup_s": sum(warm[id(setup)]), "first_step_s": first,
-            "compile_s": first - step_s if setup.compile != "off" else None,
-            "peak_mem_mb": setup.peak_mem_mb, "rss_delta_mb": setup.rss_delta_mb,
-            "gflop_per_image": flops_per_image / 1e9, "achieved_tflops": achieved_tflops,
-            "peak_tflops": args.peak_tflops, "ceiling_share": achieved_tflops / args.peak_tflops,
-            "epoch_min": EDGES2SHOES_TRAIN_IMAGES / img_per_s / 60,
-            "losses": [round(v, 5) for v in setup.losses.tolist()],
-            "cuda_graphs": graphs.get(id(setup)),  # reduce-overhead on CUDA: did graphs replay?
-        }
-        memory = (f"peak {setup.peak_mem_mb:.0f} MiB" if setup.peak_mem_mb is not None
-                  else f"RSS +{setup.rss_delta_mb:.0f} MiB")
-        print(f"{setup.name()} | {img_per_s:.2f} img/s | {1000 * step_s:.1f} ms/step | {memory} | "
-              f"{achieved_tflops:.3g} TFLOP/s = {100 * record['ceiling_share']:.3g}% of "
-              f"{args.peak_tflops:g} | edges2shoes epoch {record['epoch_min']:.1f} min"
-              + (f" | compile {record['compile_s']:.1f} s"
-                 if record["compile_s"] is not None else "")
-              + (f" | CUDA graphs {GRAPHS_RAN[record['cuda_graphs']['ran']]} "
-                 f"({record['cuda_graphs']['graph_launches']} launches in a step, "
-                 f"{record['cuda_graphs']['skipped']} skipped)" if record["cuda_graphs"] else ""),
-              flush=True)
+    def report(setup: StepSetup, warm: list, timed: list) -> None:
+        graphs = (setup.cuda_graphs(setup.skips)
+                  if setup.compile == "reduce-overhead" and device.type == "cuda" else None)
+        record = step_record(setup, warm, timed, graphs, flops_per_image, args, base)
         emit(record, args.out)
         records.append(record)
+
+    if args.interleave:  # all in memory, their timed steps interleaved: a busy machine slows all
+        warmed = [w for w in map(warm_up, configs) if w is not None]
+        timed: dict = {id(setup): [] for setup, _ in warmed}
+        for _ in range(args.repeats):
+            for setup, _ in warmed:
+                timed[id(setup)].append(setup.step())
+        for setup, warm in warmed:
+            report(setup, warm, timed[id(setup)])
+    else:  # one at a time, each recorded as soon as it is measured and freed before the next
+        for config in configs:
+            warmed, error = warm_up(config), None
+            if warmed is not None:
+                try:
+                    report(warmed[0], warmed[1], [warmed[0].step() for _ in range(args.repeats)])
+                except torch.OutOfMemoryError as e:
+                    error = e  # handled below, outside this frame's exception state
+            if error is not None:
+                out_of_memory(config, error)
+            del warmed, error
+            free_device_memory(device)
     # what train.py --precision auto does on this CPU, from these side-by-side figures
     if device.type == "cpu":
-        for batch in sorted({r["batch"] for r in records}):
-            ms = {r["precision"]: r["ms_per_step"] for r in records if r["batch"] == batch
-                  and r["compile"] == "off" and r["channels_last"] == records[0]["channels_last"]}
+        measured = [r for r in records if "error" not in r]
+        for batch in sorted({r["batch"] for r in measured}):
+            ms = {r["precision"]: r["ms_per_step"] for r in measured if r["batch"] == batch
+                  and r["compile"] == "off" and r["channels_last"] == measured[0]["channels_last"]}
             if {"float32", "bfloat16"} <= set(ms):
                 faster = ms["bfloat16"] < (1 - MARGIN) * ms["float32"]
                 pick = "bf16" if native_bf16() and faster else "fp32"
@@ -341,6 +368,40 @@ def bench_train(args) -> list:
                       f"{cpu_name()} (native bf16: {'yes' if native_bf16() else 'no'}): "
                       f"train.py --precision auto picks {pick}", flush=True)
     return records
+
+
+def step_record(setup: StepSetup, warm: list, timed: list, graphs, flops_per_image: float, args,
+                base: dict) -> dict:
+    """One configuration's JSON record from its warm-up and timed step times; printed as a line."""
+    step_s = statistics.median(timed)
+    img_per_s = setup.batch / step_s
+    achieved_tflops = flops_per_image * img_per_s / 1e12
+    first = warm[0]
+    record = {
+        **base, "batch": setup.batch,
+        "precision": setup.amp_dtype, "channels_last": int(setup.channels_last),
+        "compile": setup.compile, "img_per_s": img_per_s, "ms_per_step": 1000 * step_s,
+        "ms_per_step_min": 1000 * min(timed), "repeats": args.repeats,
+        "warmup_s": sum(warm), "first_step_s": first,
+        "compile_s": first - step_s if setup.compile != "off" else None,
+        "peak_mem_mb": setup.peak_mem_mb, "rss_delta_mb": setup.rss_delta_mb,
+        "gflop_per_image": flops_per_image / 1e9, "achieved_tflops": achieved_tflops,
+        "peak_tflops": args.peak_tflops, "ceiling_share": achieved_tflops / args.peak_tflops,
+        "epoch_min": EDGES2SHOES_TRAIN_IMAGES / img_per_s / 60,
+        "losses": [round(v, 5) for v in setup.losses.tolist()] if setup.losses is not None
+        else None,
+        "cuda_graphs": graphs,  # reduce-overhead on CUDA: did graphs replay?
+    }
+    memory = (f"peak {setup.peak_mem_mb:.0f} MiB" if setup.peak_mem_mb is not None
+              else f"RSS +{setup.rss_delta_mb:.0f} MiB")
+    print(f"{setup.name()} | {img_per_s:.2f} img/s | {1000 * step_s:.1f} ms/step | {memory} | "
+          f"{achieved_tflops:.3g} TFLOP/s = {100 * record['ceiling_share']:.3g}% of "
+          f"{args.peak_tflops:g} | edges2shoes epoch {record['epoch_min']:.1f} min"
+          + (f" | compile {record['compile_s']:.1f} s"
+             if record["compile_s"] is not None else "")
+          + (f" | CUDA graphs {GRAPHS_RAN[graphs['ran']]} ({graphs['graph_launches']} launches "
+             f"in a step, {graphs['skipped']} skipped)" if graphs else ""), flush=True)
+    return record
 
 
 # ------------------------------------------------------------------------------------------- loader
@@ -833,6 +894,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="discriminator filters in the first layer (default: --ngf)")
     t.add_argument("--peak_tflops", type=float, default=800.0,
                    help="the device's dense bf16 peak (H100: ~800)")
+    t.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep every configuration in memory and interleave their timed steps (a "
+                        "busy machine slows them alike); --no-interleave: one at a time, each "
+                        "written as soon as it is measured and freed before the next")
     d.add_argument("--data", required=True,
                    help="folder of side-by-side pairs (e.g. data/edges2shoes/train)")
     d.add_argument("--batch", type=int, default=16, help="images per batch")
