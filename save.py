@@ -226,8 +226,8 @@ def check_writable(*folders: Path) -> None:
 def start_over(run_dir: Path, samples_dir: Path, outputs: tuple) -> None:
     """--overwrite: delete what an earlier run of the name wrote: outputs (file names in run_dir),
     its TensorBoard events and its sample grids. Anything else in the folders stays."""
-    for path in [*(run_dir / name for name in outputs),
-                 *run_dir.glob("tensorboard/events.out.tfevents.*"), *samples_dir.glob("epoch_*.png")]:
+    for path in [*(run_dir / name for name in outputs), *samples_dir.glob("epoch_*.png"),
+                 *run_dir.glob("tensorboard/events.out.tfevents.*")]:
         path.unlink(missing_ok=True)
 
 

@@ -52,16 +52,21 @@ def failing_worker(rank: int, port: int, cfg_dict: dict, out_dir: str) -> None:
                    "barriers": len(barriers)}, f)
 
 
-def test_a_write_failing_on_rank_0_stops_every_rank_with_its_error(tmp_path, pairs_dir):
-    cfg = tiny_config(tmp_path, pairs_dir, batch_size=2)
-    context = mp.start_processes(failing_worker, args=(free_port(), cfg.to_dict(), str(tmp_path)),
-                                 nprocs=2, join=False, start_method="spawn")
-    deadline = time.time() + 120
+def join_or_fail(context, timeout: float = 120) -> None:
+    """Wait for every rank; one still in a collective after timeout seconds fails the test."""
+    deadline = time.time() + timeout
     while not context.join(timeout=1):
         if time.time() > deadline:
             for process in context.processes:
                 process.kill()
-            pytest.fail("a rank is still waiting in a collective 120 s after rank 0 failed")
+            pytest.fail(f"a rank is still waiting in a collective {timeout} s after the other left")
+
+
+def test_a_write_failing_on_rank_0_stops_every_rank_with_its_error(tmp_path, pairs_dir):
+    cfg = tiny_config(tmp_path, pairs_dir, batch_size=2)
+    join_or_fail(mp.start_processes(failing_worker, args=(free_port(), cfg.to_dict(),
+                                                          str(tmp_path)),
+                                    nprocs=2, join=False, start_method="spawn"))
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for result in results:
         assert result["outcome"] == "OSError: [Errno 28] No space left on device", results
@@ -92,8 +97,9 @@ def test_a_folder_another_training_holds_is_refused_on_every_rank(tmp_path, pair
     run_dir.mkdir(parents=True)
     held = save.lock_run_dir(run_dir)  # this process holds it: the ranks are other processes
     try:
-        mp.start_processes(held_folder_worker, args=(free_port(), cfg.to_dict(), str(tmp_path)),
-                           nprocs=2, start_method="spawn")
+        join_or_fail(mp.start_processes(held_folder_worker, args=(free_port(), cfg.to_dict(),
+                                                                  str(tmp_path)),
+                                        nprocs=2, join=False, start_method="spawn"))
     finally:
         save.unlock(held)
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
