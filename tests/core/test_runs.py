@@ -81,13 +81,14 @@ def test_a_second_training_of_a_held_folder_is_refused_and_sweeps_nothing(tmp_pa
     in_flight = run_dir / ".last.pt.a1b2c3.tmp"  # its checkpoint half written
     in_flight.write_bytes(b"half")
     before = snapshot(run_dir, tmp_path / "samples")
-    steps = counted_steps(monkeypatch)
+    steps, loads, load_data = counted_steps(monkeypatch), [], train.load_data
+    monkeypatch.setattr(train, "load_data", lambda *args: loads.append(1) or load_data(*args))
     resumed = tiny_config(tmp_path, pairs_dir, epochs=2, resume=True)
     with pytest.raises(OSError, match=rf"^{re.escape(str(run_dir))}: in use by another training "
                                       rf"\(pid {os.getpid()}\); wait for it to end, or use "
                                       r"another --name$"):
         train.main(resumed)
-    assert snapshot(run_dir, tmp_path / "samples") == before and steps == []
+    assert snapshot(run_dir, tmp_path / "samples") == before and steps == loads == []  # at once
     # the check before any work and the lock itself each refuse it
     monkeypatch.setattr(train, "check_not_held", lambda run_dir: None)
     with pytest.raises(OSError, match="in use by another training"):
@@ -230,7 +231,11 @@ def test_the_record_count_is_read_from_a_zip64_end_record_too(tmp_path, monkeypa
     plain = small_checkpoint(tmp_path / "plain.pt")
     monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 2)  # zip64 end records from 3 records on
     zip64 = small_checkpoint(tmp_path / "zip64.pt")
-    assert b"PK\x06\x06" in zip64.read_bytes() and b"PK\x06\x06" not in plain.read_bytes()
+    data = bytearray(zip64.read_bytes())
+    assert b"PK\x06\x06" in data and b"PK\x06\x06" not in plain.read_bytes()
+    end = data.rindex(b"PK\x05\x06")  # its counts say 0xFFFF, as beyond 65,535 records: see zip64
+    data[end + 8:end + 12] = b"\xff" * 4
+    zip64.write_bytes(data)
     for path in (plain, zip64):
         with open(path, "rb") as file:
             assert save.zip_record_count(file) == 7
