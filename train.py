@@ -7,7 +7,8 @@
     python train.py --system wgan-gp --spectral_norm
 
 Every field of config.py is a flag. The run writes models/<name>/{config.json, log.jsonl,
-curves.png, last.pt, generator.pt} and samples/<name>/epoch_NNN.png (sketch | generated | real).
+curves.png, last.pt, generator.pt} and samples/<name>/epoch_NNN.png (sketch | generated | real),
+holding models/<name>/.lock meanwhile; a name with a saved run needs --resume or --overwrite.
 
 main() reads top to bottom: setup, data, networks and optimizers, resume, the loop, the epoch's end.
 """
