@@ -133,22 +133,25 @@ def test_an_unwritable_samples_folder_is_one_line_before_any_step(tmp_path, pair
     assert steps == [] and list((tmp_path / "models/test").iterdir()) == []
 
 
+@pytest.mark.parametrize("folder", ["", "tensorboard"])
 def test_a_run_folder_that_takes_no_new_file_is_one_line_before_any_step(tmp_path, pairs_dir,
-                                                                        monkeypatch):
+                                                                        monkeypatch, folder):
+    if folder:
+        pytest.importorskip("tensorboard", reason="tensorboard is not installed (optional)")
     train.main(tiny_config(tmp_path, pairs_dir))
     run_dir = tmp_path / "models/test"
-    before = snapshot(run_dir)
+    before, read_only = snapshot(run_dir), run_dir / folder
     mkstemp = tempfile.mkstemp
 
     def read_only_folder(*args, dir=None, **kwargs):  # a read-only folder, for root too: its
-        if Path(dir) == run_dir:  # files can still be rewritten, a new one cannot be made
+        if Path(dir) == read_only:  # files can still be rewritten, a new one cannot be made
             raise PermissionError(13, "Permission denied")
         return mkstemp(*args, dir=dir, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only_folder)
     steps = counted_steps(monkeypatch)
-    with pytest.raises(OSError, match=rf"^{re.escape(str(run_dir))}: the run cannot write there "
-                                      r"\(Permission denied\)$"):
+    with pytest.raises(OSError, match=rf"^{re.escape(str(read_only))}: the run cannot write "
+                                      r"there \(Permission denied\)$"):
         train.main(tiny_config(tmp_path, pairs_dir, epochs=2, resume=True))
     # not 4 more steps logged while last.pt stays at step 4
     assert steps == [] and snapshot(run_dir) == before and logged_steps(run_dir) == [2, 4]
