@@ -40,18 +40,18 @@ if __name__ == "__main__":
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from config import add_device_flag, first_line, pick_device  # noqa: E402
 from dataset import to_float, to_image  # noqa: E402
 from generator import init_weights as init_conv_weights  # noqa: E402
 from generator import seeded  # noqa: E402
 from infer import collect_inputs  # noqa: E402
-from save import (LOSS_KEYS, atomic_save, check_fits, load_checkpoint,  # noqa: E402
-                  plot_curves, psnr, restore_states, rng_state, save_grid, set_rng_state)
+from save import (CHECKPOINT_KEYS, ResumeClasses, atomic_save, check_fits,  # noqa: E402
+                  load_checkpoint, restore, rng_state)
 from sketch import prepare_sketch, put_back  # noqa: E402
-from train import (PRECISION_NAMES, LossMeter, RunLog, StopFlag, load_data,  # noqa: E402
-                   make_optimizers, mixed_precision, pick_precision, prepare_run_dir)
+from train import (PRECISION_NAMES, RunLog, after_step, check_start, end_epoch,  # noqa: E402
+                   epoch_batches, load_data, make_optimizers, mixed_precision, pick_precision,
+                   resume_position, running)
 
 METHODS = ("direct", "search")
 GAN_LOSSES = ("bce", "saturating", "softmax")
@@ -99,6 +99,7 @@ class CompletionConfig:
     models_dir: str = "models"  # where run folders with checkpoints and logs go
     samples_dir: str = "samples"  # where run folders with validation grids go
     resume: bool = False  # continue from models/<name>/last.pt if it exists
+    overwrite: bool = False  # start a saved run over: its outputs deleted first (train.py's)
     seed: int = 0  # seeds weights, data order, the search GAN's codes and the search
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...
     precision: str = "auto"  # auto (bf16 or fp16 on a GPU, fp32 on CPU), fp32, bf16, fp16
@@ -168,9 +169,22 @@ class CompletionConfig:
 # sized so that `python completion.py train --demo` finishes on a 2-core CPU in a few minutes.
 DEMO = dict(data_dir="data/demo", name="completion_demo", ngf=16, ndf=16, batch_size=16,
             epochs=15, log_every=25, n_samples=8, val_images=8, search_steps=50, search_starts=4)
-FIXED_ON_RESUME = ("method", "image_size", "z_dim", "ngf", "ndf", "batch_size")
-CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "scaler", "epoch", "batch",
-                   "step", "rng", "config")
+# What --resume does with a changed field (save.resume_changes; docs/training.md holds the table).
+COMPLETION_RESUME = ResumeClasses(
+    # the saved tensors would not fit, the position in the epoch would mean other images, or G
+    # would learn another mapping (direction: which half is the sketch)
+    refused=("method", "image_size", "z_dim", "ngf", "ndf", "batch_size", "direction"),
+    warned=("data_dir", "jitter", "load_size", "lambda_contextual", "lambda_perceptual",
+            "lambda_photo", "gan_loss", "alternate_epochs", "lr", "beta1", "beta2", "seed",
+            "precision"),
+    # where files go, how it loads and logs, where it computes; the search's settings shape the
+    # validation and `complete`, not the training
+    silent=("num_workers", "cache", "cache_dir", "skip_bad", "epochs", "search_steps",
+            "search_starts", "search_lr", "name", "models_dir", "samples_dir", "resume",
+            "overwrite", "device", "log_every", "save_every", "n_samples", "val_images"),
+    unused_when={"load_size": lambda c: not c.jitter,
+                 "lambda_photo": lambda c: c.method != "direct"})
+OUTPUTS = ("last.pt", "completer.pt", "log.jsonl", "curves.png")  # what --overwrite deletes
 
 
 # ------------------------------------------------------------------------ joint images and losses
@@ -444,21 +458,6 @@ def save_completion(path, *, generator, discriminator, opt_g, opt_d, scaler, epo
                 Path(path).parent / "completer.pt")
 
 
-def resume_completion(path, cfg: CompletionConfig, G, D, opt_g, opt_d, scaler,
-                      device: torch.device) -> tuple:
-    """Restore weights, Adam moments, loss scale and random states; (epoch, batch, step)."""
-    ckpt = load_checkpoint(path, keys=CHECKPOINT_KEYS, kind="completion",
-                           config_class=CompletionConfig)
-    changed = [f"{k}={getattr(ckpt['config'], k)} (now {getattr(cfg, k)})"
-               for k in FIXED_ON_RESUME if getattr(ckpt["config"], k) != getattr(cfg, k)]
-    if changed:
-        raise ValueError(f"{path}: cannot resume, the checkpoint has {', '.join(changed)}; use "
-                         f"the same settings or another --name")
-    restore_states(path, ckpt, G, D, opt_g, opt_d, scaler)
-    set_rng_state(ckpt["rng"], device, path)
-    return ckpt["epoch"], ckpt["batch"], ckpt["step"]
-
-
 def load_completer(path, steps: int = None, starts: int = None) -> tuple:
     """(Completer on CPU in eval mode, config) rebuilt from a completer.pt or last.pt alone."""
     ckpt = load_checkpoint(path, kind="completion", config_class=CompletionConfig)
@@ -499,93 +498,54 @@ def run_precision(cfg: CompletionConfig, device: torch.device, last_path: Path) 
 
 def main(cfg: CompletionConfig) -> dict:
     """Train with cfg; returns the last logged losses, the per-epoch validation L1 and the step."""
-    # ---------------------------------------------------------------- setup
+    # ---------------------------------------------------------------- setup and checks
     device = pick_device(cfg.device)
-    run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
+    run_dir = Path(cfg.models_dir) / cfg.name
     last_path = run_dir / "last.pt"
+    family = dict(kind="completion", config_class=CompletionConfig)
+    check_start(cfg, run_dir, **family)  # nothing is written before the checks pass
     cfg = run_precision(cfg, device, last_path)  # auto: decided once, kept on resume
     amp_dtype, autocast, scaler = mixed_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)
-    prepare_run_dir(run_dir, cfg)
+    resuming = cfg.resume and last_path.exists()
+    start_epoch, start_batch, step = resume_position(cfg, last_path, 1, COMPLETION_RESUME,
+                                                     **family)
     print(f"config:\n{cfg}\ndevice {device}, precision {str(amp_dtype).removeprefix('torch.')}")
 
     # ---------------------------------------------------------------- data, networks, resume
-    loader, sampler, batches_per_epoch, val_sketch, val_photo = load_data(cfg, 0, 1, device)
+    loader, sampler, _, val_sketch, val_photo = load_data(cfg, 0, 1, device)
     G, D = (net.to(device) for net in build_networks(cfg))
     opt_g, opt_d = make_optimizers(G, D, cfg, device)
     print(f"{cfg.method}: generator {sum(p.numel() for p in G.parameters()):,} parameters, "
           f"discriminator {sum(p.numel() for p in D.parameters()):,}")
-    start_epoch, start_batch, step = 0, 0, 0
-    if cfg.resume and last_path.exists():
-        start_epoch, start_batch, step = resume_completion(last_path, cfg, G, D, opt_g, opt_d,
-                                                           scaler, device)
+    if resuming:
+        restore(last_path, G, D, opt_g, opt_d, scaler, device, **family)
         print(f"resumed from {last_path} at epoch {start_epoch} batch {start_batch} (step {step})")
-    elif cfg.resume:
-        print(f"no checkpoint at {last_path}: starting from scratch")
     save = partial(save_completion, last_path, generator=G, discriminator=D, opt_g=opt_g,
                    opt_d=opt_d, scaler=scaler, cfg=cfg)
 
     # ---------------------------------------------------------------- training loop
-    log = CompletionLog(run_dir, True)
-    stop = StopFlag(device).install()
-    meter = LossMeter(device, cfg.batch_size)
-    last_record, val_l1s = {}, []
-    try:
+    val_l1s = []
+    unlogged = ("loss_g_l1",) if cfg.method == "search" else ()  # no sketch to match in training
+    with running(cfg, device, loader, sampler, save, scaler, 1, OUTPUTS, CompletionLog,
+                 unlogged) as run:
         for epoch in range(start_epoch, cfg.epochs):
             # the reimplementation's blocks: D alone for N epochs, then G alone for N, and so on
             block = (epoch // cfg.alternate_epochs) % 2 if cfg.alternate_epochs else None
             train_d, train_g = block in (None, 0), block in (None, 1)
             first_batch = start_batch if epoch == start_epoch else 0
-            sampler.epoch, sampler.start = epoch, first_batch * cfg.batch_size
-            G.train()
-            D.train()
-            bar = tqdm(loader, desc=f"epoch {epoch}", total=batches_per_epoch, initial=first_batch,
-                       leave=False, dynamic_ncols=True, file=sys.stderr)
-            for batch, (sketch, photo) in enumerate(bar, start=first_batch):
+            for batch, (sketch, photo) in epoch_batches(run, epoch, first_batch, (G, D)):
                 sketch, photo = to_float(sketch.to(device)), to_float(photo.to(device))
-                meter.add(completion_step(G, D, opt_g, opt_d, scaler, sketch, photo, cfg,
-                                          autocast, train_d=train_d, train_g=train_g))
+                run.meter.add(completion_step(G, D, opt_g, opt_d, scaler, sketch, photo, cfg,
+                                              autocast, train_d=train_d, train_g=train_g))
                 step += 1
-                last_in_epoch = batch == batches_per_epoch - 1
-                if step % cfg.log_every == 0 or last_in_epoch:
-                    last_record = meter.record(epoch, step, cfg.lr)
-                    if cfg.method == "search":  # the GAN is trained without a sketch to match
-                        del last_record["loss_g_l1"]
-                    if not all(math.isfinite(last_record[k]) for k in LOSS_KEYS
-                               if k in last_record):
-                        raise FloatingPointError(f"loss is NaN or Inf by step {step} (epoch "
-                                                 f"{epoch}); the last good checkpoint is "
-                                                 f"{last_path}")
-                    log.write(last_record)
-                if not last_in_epoch:  # the epoch's last step saves below, after validation
-                    stopping = stop.agreed(check_now=True)
-                    if stopping or (cfg.save_every and step % cfg.save_every == 0):
-                        save(epoch=epoch, batch=batch + 1, step=step)
-                    if stopping:
-                        print(f"\nstopped at epoch {epoch} batch {batch + 1} (step {step}); "
-                              f"saved {last_path}; continue with --resume")
-                        raise SystemExit(130)
-            bar.close()
+                after_step(run, epoch, batch, step, cfg.lr)
 
             # ------------------------------------------------------------ end of epoch
             with seeded(cfg.seed, device):  # the same search starts every epoch
                 val_fake = complete(G, D, val_sketch.to(device), cfg).float().cpu()
-            val_l1 = nn.functional.l1_loss(val_fake, val_photo).item()
-            val_l1s.append(val_l1)
-            grid_path, n = samples_dir / f"epoch_{epoch:03d}.png", cfg.n_samples
-            log.write({"epoch": epoch, "step": step, "val_l1": val_l1,
-                       "val_psnr": psnr(val_fake, val_photo).mean().item()})
-            save_grid(grid_path, val_sketch[:n], val_fake[:n], val_photo[:n])
-            plot_curves(run_dir / "log.jsonl", run_dir / "curves.png")
-            save(epoch=epoch + 1, batch=0, step=step)
-            print(f"epoch {epoch} done; saved {last_path}, {grid_path}")
-            if stop.agreed(check_now=True):
-                print(f"stopped after epoch {epoch}; continue with --resume")
-                raise SystemExit(130)
-    finally:
-        log.close()
-        stop.restore()
-    return {**last_record, "val_l1": val_l1s, "step": step}
+            val_l1s.append(end_epoch(run, epoch, step, val_sketch, val_fake, val_photo))
+    return {**run.last_record, "val_l1": val_l1s, "step": step}
 
 
 # ------------------------------------------------------------------------------- command lines

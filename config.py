@@ -108,6 +108,8 @@ class Config:
     models_dir: str = "models"  # where run folders with checkpoints and logs go
     samples_dir: str = "samples"  # where run folders with validation grids go
     resume: bool = False  # continue from models/<name>/last.pt if it exists
+    overwrite: bool = False  # start a saved run over: its outputs deleted first (without this or
+    # resume, a name whose folder holds a last.pt is refused; docs/training.md)
     seed: int = 0  # seeds weights, data order and dropout
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...
     precision: str = "auto"  # auto (bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU),

@@ -24,7 +24,9 @@ import random
 import re
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -33,38 +35,53 @@ from config import Config, first_line, memory_short, short_repr
 from dataset import to_image
 from generator import build_generator
 
+try:
+    import fcntl  # POSIX: the lock that keeps a run folder to one training at a time
+except ImportError:  # Windows: no lock, and lock_run_dir says so
+    fcntl = None
+
 PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps means and JSON finite
 # Keys every resumable checkpoint has; "world_size" joined later and reads as 1 where it is missing.
 LOSS_KEYS = ("loss_d", "loss_g_gan", "loss_g_l1")  # the losses each log record of train.py holds
 CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "scaler", "epoch", "batch",
                    "step", "rng", "config")
-# What --resume does when a config field differs from the checkpoint's; every field is in one.
-# Refused: the saved tensors would not fit the networks (shapes), the position in the epoch would
-# mean other images (batch_size), or G would learn another mapping (direction).
-FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "generator", "resnet_blocks", "norm_g",
-                   "upsample", "norm_d", "spectral_norm", "batch_size", "direction", "hints")
-# Resumed with a one-line warning: the run goes on, but not as the unbroken run would have.
-INEXACT_ON_RESUME = ("data_dir", "image_size", "jitter", "load_size", "sketch_aug",
-                     "sketch_aug_strength", "dropout", "dropout_blocks", "lambda_l1", "gan_loss",
-                     "lambda_gp", "n_critic", "lambda_perceptual", "vgg_weights", "lr", "beta1",
-                     "beta2", "epochs_decay", "sync_bn", "seed", "precision", "compile",
-                     "compile_mode", "hint_p", "hint_max", "hint_patch", "hint_on_shoe")
-# Silent: where the run's files go, how it loads, logs and checks (the loaders are exact, tests),
-# where and how fast it computes; epochs too, unless the learning rate decays (see resume_changes).
-FREE_ON_RESUME = ("num_workers", "cache", "cache_dir", "skip_bad", "epochs", "name", "models_dir",
-                  "samples_dir", "resume", "device", "channels_last", "log_every", "save_every",
-                  "n_samples", "val_images")
-# fields that take no effect under a config: a change there changes nothing
-UNUSED_WHEN = {"load_size": lambda c: not c.jitter,
-               "sketch_aug_strength": lambda c: not c.sketch_aug,
-               "lambda_gp": lambda c: c.gan_loss != "wgan-gp",
-               "vgg_weights": lambda c: c.lambda_perceptual == 0,
-               "resnet_blocks": lambda c: c.generator != "resnet",
-               "norm_g": lambda c: c.generator != "resnet",
-               "dropout_blocks": lambda c: c.generator != "unet",
-               "compile_mode": lambda c: not c.compile,
-               **{name: lambda c: not c.hints
-                  for name in ("hint_p", "hint_max", "hint_patch", "hint_on_shoe")}}
+
+
+class ResumeClasses(NamedTuple):
+    """What --resume does when a config field differs from the checkpoint's, for one family of
+    configs (pix2pix's here, completion.py's own); every field is in exactly one class."""
+    refused: tuple  # one line, nothing resumed
+    warned: tuple  # one warning line: the run goes on, but not as the unbroken run would have
+    silent: tuple  # nothing said: the run is the same
+    unused_when: dict  # field -> predicate(config): no effect there, so a change there is none
+
+
+PIX2PIX_RESUME = ResumeClasses(
+    # the saved tensors would not fit the networks (shapes), the position in the epoch would mean
+    # other images (batch_size), or G would learn another mapping (direction) or input (hints)
+    refused=("ngf", "ndf", "num_downs", "n_layers_d", "generator", "resnet_blocks", "norm_g",
+             "upsample", "norm_d", "spectral_norm", "batch_size", "direction", "hints"),
+    warned=("data_dir", "image_size", "jitter", "load_size", "sketch_aug", "sketch_aug_strength",
+            "dropout", "dropout_blocks", "lambda_l1", "gan_loss", "lambda_gp", "n_critic",
+            "lambda_perceptual", "vgg_weights", "lr", "beta1", "beta2", "epochs", "epochs_decay",
+            "sync_bn", "seed", "precision", "compile", "compile_mode", "hint_p", "hint_max",
+            "hint_patch", "hint_on_shoe"),
+    # where the run's files go, how it loads, logs and checks (the loaders are exact, tests), where
+    # and how fast it computes
+    silent=("num_workers", "cache", "cache_dir", "skip_bad", "name", "models_dir", "samples_dir",
+            "resume", "overwrite", "device", "channels_last", "log_every", "save_every",
+            "n_samples", "val_images"),
+    unused_when={"load_size": lambda c: not c.jitter,
+                 "sketch_aug_strength": lambda c: not c.sketch_aug,
+                 "lambda_gp": lambda c: c.gan_loss != "wgan-gp",
+                 "vgg_weights": lambda c: c.lambda_perceptual == 0,
+                 "resnet_blocks": lambda c: c.generator != "resnet",
+                 "norm_g": lambda c: c.generator != "resnet",
+                 "dropout_blocks": lambda c: c.generator != "unet",
+                 "compile_mode": lambda c: not c.compile,
+                 "epochs": lambda c: c.epochs_decay == 0,  # more epochs move where decay starts
+                 **{name: lambda c: not c.hints
+                    for name in ("hint_p", "hint_max", "hint_patch", "hint_on_shoe")}})
 
 
 class WatchedFile:
@@ -140,6 +157,80 @@ def atomic_save(obj, path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+# ---------------------------------------------------------------- the run folder: one writer
+
+LOCK_NAME = ".lock"  # in a run folder: locked by the one training that writes there, its pid in it
+
+
+def held(run_dir: Path, file) -> OSError:
+    """The refusal of a run folder whose lock file another training holds."""
+    file.seek(0)
+    pid = file.read().strip()
+    return OSError(f"{run_dir}: in use by another training{f' (pid {pid})' if pid else ''}; wait "
+                   f"for it to end, or use another --name")
+
+
+def check_not_held(run_dir: Path) -> None:
+    """Refuse a run folder that another training holds, writing nothing (lock_run_dir locks it)."""
+    if fcntl is None or not (run_dir / LOCK_NAME).is_file():
+        return
+    with open(run_dir / LOCK_NAME) as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)  # let go of as the file closes
+        except BlockingIOError:
+            raise held(run_dir, file) from None
+
+
+def lock_run_dir(run_dir: Path, log=print):
+    """Hold run_dir for this process until unlock, or its end (a crash lets go of it too; its
+    loader workers, which share the file, end within seconds): a second training of the folder is
+    refused in one line. None where the system has no flock, said in one line."""
+    if fcntl is None:
+        log(f"warning: this system has no fcntl.flock: nothing stops a second training from "
+            f"writing into {run_dir} at the same time")
+        return None
+    file = open(run_dir / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        error = held(run_dir, file) if isinstance(e, BlockingIOError) else OSError(
+            f"{run_dir / LOCK_NAME}: cannot lock it ({e.strerror})")
+        file.close()
+        raise error from None
+    file.truncate(0)
+    file.write(f"{os.getpid()}\n")
+    file.flush()
+    return file
+
+
+def unlock(file) -> None:
+    """Let go of lock_run_dir's lock at once (loader workers that share the file included)."""
+    if file is not None:
+        fcntl.flock(file, fcntl.LOCK_UN)
+        file.close()
+
+
+def check_writable(*folders: Path) -> None:
+    """Make each folder and create a file in it as atomic_write does: a folder the run cannot
+    write is one OSError line before its first step, not after an epoch's work."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")  # not .tmp: never swept
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise OSError(f"{folder}: the run cannot write there ({e.strerror or e})") from None
+
+
+def start_over(run_dir: Path, samples_dir: Path, outputs: tuple) -> None:
+    """--overwrite: delete what an earlier run of the name wrote: outputs (file names in run_dir),
+    its TensorBoard events and its sample grids. Anything else in the folders stays."""
+    for path in [*(run_dir / name for name in outputs), *samples_dir.glob("epoch_*.png"),
+                 *run_dir.glob("tensorboard/events.out.tfevents.*")]:
+        path.unlink(missing_ok=True)
+
+
 def save_checkpoint(path, *, generator, discriminator, opt_g, opt_d, scaler, epoch: int, batch: int,
                     step: int, config: Config, world_size: int = 1) -> None:
     """Everything needed to resume, of the unwrapped modules, plus generator.pt for inference."""
@@ -203,9 +294,59 @@ def what_was_loaded(path: Path, error: BaseException) -> str:
     return f"a truncated or damaged PyTorch file of {path.stat().st_size} bytes"
 
 
+MAX_RECORDS = 100_000  # records in one PyTorch zip: a checkpoint of 100 resnet blocks has 4,400
+
+
+def zip_record_count(file) -> int:
+    """The number of records a zip's end record declares (zip64's where it has one), read before
+    any record is: a directory of millions of records is refused before it is parsed. -1: no end
+    record."""
+    size = file.seek(0, os.SEEK_END)
+    file.seek(max(0, size - 22 - 65_535))  # the end record, 22 bytes, and its longest comment
+    tail = file.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        return -1
+    count = int.from_bytes(tail[at + 10:at + 12], "little")
+    locator = tail[at - 20:at] if at >= 20 else b""
+    if count == 0xFFFF and locator.startswith(b"PK\x06\x07"):  # the count is in zip64's record
+        file.seek(int.from_bytes(locator[8:16], "little"))
+        count = int.from_bytes(file.read(56)[32:40], "little")
+    return count
+
+
+def check_archive(path, what: str = "checkpoint") -> None:
+    """Refuse a PyTorch zip that would make torch.load inflate or allocate more than the file
+    holds: torch.save stores its records uncompressed, and torch.load inflates a compressed one
+    (3.9 MB of zeros deflated to 4 GB took 16.7 s and 4.45 GB). One ValueError naming path; a
+    file that is no zip (the legacy format, or no PyTorch file at all) is left to torch.load."""
+    try:
+        with open(path, "rb") as file:
+            if file.read(4) != b"PK\x03\x04":
+                return
+            size, count = os.fstat(file.fileno()).st_size, zip_record_count(file)
+            if count > MAX_RECORDS:
+                raise ValueError(f"{path}: not a loadable {what}: it declares {count:,} "
+                                 f"records, more than the {MAX_RECORDS:,} a PyTorch file has")
+            records = zipfile.ZipFile(file).infolist()
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile):
+        return  # missing, unreadable or damaged: torch.load names what it is
+    packed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise ValueError(f"{path}: not a loadable {what}: its record {packed[0]} is "
+                         f"compressed, which torch.save never does (a zip bomb?); refused unread")
+    declared = sum(r.file_size for r in records)
+    if declared > size:
+        raise ValueError(f"{path}: not a loadable {what}: its records declare "
+                         f"{size_text(declared)}, more than the file's {size_text(size)} can "
+                         f"hold; refused unread")
+
+
 def safe_load(path, what: str = "checkpoint", mmap: bool = False):
     """torch.load(weights_only=True) onto the CPU; any failure becomes one ValueError naming the
-    file, what it should have been and what it is. mmap: tensors mapped, read only when used."""
+    file, what it should have been and what it is. mmap: tensors mapped, read only when used.
+    A zip that would inflate or allocate more than it holds is refused unread (check_archive)."""
+    check_archive(path, what)
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated zip, random bytes, or a pickle that wants to run code
@@ -306,50 +447,61 @@ def saved_config(path) -> Config:
     return load_checkpoint(path, keys=CHECKPOINT_KEYS, mmap=True)["config"]
 
 
-def resume_changes(saved: Config, cfg: Config, world_size: int = 1) -> tuple:
-    """(refused, inexact): 'field=saved (now new)' for each field of cfg that differs from the
-    checkpoint's config saved and takes effect in either."""
+def resume_changes(saved, cfg, classes: ResumeClasses = PIX2PIX_RESUME,
+                   world_size: int = 1) -> tuple:
+    """(refused, warned): 'field=saved (now new)' for each field of cfg that differs from the
+    checkpoint's config saved and takes effect in either, by the classes of cfg's family."""
     def differs(name):
-        unused = UNUSED_WHEN.get(name, lambda c: False)
+        unused = classes.unused_when.get(name, lambda c: False)
         return getattr(saved, name) != getattr(cfg, name) and not (unused(saved) and unused(cfg))
 
     def text(name):
         return f"{name}={getattr(saved, name)} (now {getattr(cfg, name)})"
 
-    inexact = [n for n in INEXACT_ON_RESUME if differs(n)]
+    warned = [n for n in classes.warned if differs(n)]
     if saved.precision == "auto":  # an older checkpoint: what auto chose is unknown (train.py)
-        inexact = [n for n in inexact if n != "precision"]
-    if world_size == 1 and saved.sync_bn != cfg.sync_bn:  # one process has nothing to sync
-        inexact = [n for n in inexact if n != "sync_bn"]
-    if differs("epochs") and max(saved.epochs_decay, cfg.epochs_decay) > 0:
-        inexact.append("epochs")  # the decay starts at another epoch
-    known = {*FIXED_ON_RESUME, *INEXACT_ON_RESUME, *FREE_ON_RESUME}
+        warned = [n for n in warned if n != "precision"]
+    if world_size == 1:  # one process has no batch norm statistics to sync
+        warned = [n for n in warned if n != "sync_bn"]
+    known = {*classes.refused, *classes.warned, *classes.silent}
     # a field added later without a class: warned, never silently ignored
-    inexact += [f.name for f in dataclasses.fields(cfg) if f.name not in known and differs(f.name)]
-    return [text(n) for n in FIXED_ON_RESUME if differs(n)], [text(n) for n in inexact]
+    warned += [f.name for f in dataclasses.fields(cfg) if f.name not in known and differs(f.name)]
+    return [text(n) for n in classes.refused if differs(n)], [text(n) for n in warned]
+
+
+def check_resume(path, cfg, world_size: int = 1, log=print, classes=PIX2PIX_RESUME,
+                 **family) -> tuple:
+    """(epoch, batch, step) to continue a run from its checkpoint at path, its tensors left unread;
+    a change the classes refuse is one ValueError naming the file, one that makes the run inexact a
+    warning line through log. family: load_checkpoint's kind and config_class."""
+    ckpt = load_checkpoint(path, keys=CHECKPOINT_KEYS, mmap=True, **family)
+    refused, warned = resume_changes(ckpt["config"], cfg, classes, world_size)
+    if refused:
+        raise ValueError(f"{path}: cannot resume, the checkpoint has {', '.join(refused)}; "
+                         f"use the same settings or another --name")
+    if warned:
+        log(f"warning: {path}: resuming with {', '.join(warned)}: the run goes on, but not as "
+            f"an unbroken run would")
+    batch = batch_for_world_size(path, ckpt["batch"], ckpt.get("world_size", 1), world_size,
+                                 cfg.batch_size)
+    return ckpt["epoch"], batch, ckpt["step"]
+
+
+def restore(path, G, D, opt_g, opt_d, scaler, device: torch.device, **family) -> None:
+    """Weights, Adam moments, loss scale and random states from the checkpoint at path (checked
+    by check_resume). The optimizers keep this run's settings (see load_optimizer)."""
+    ckpt = load_checkpoint(path, keys=CHECKPOINT_KEYS, **family)
+    restore_states(path, ckpt, G, D, opt_g, opt_d, scaler)
+    set_rng_state(ckpt["rng"], device, path)
+    del ckpt  # about 1.1 GB at full size: the run must not hold on to it
 
 
 def resume(path, cfg: Config, G, D, opt_g, opt_d, scaler, device: torch.device,
            world_size: int = 1, log=print) -> tuple:
-    """Restore a run from its checkpoint: weights, Adam moments, loss scale and random states.
-    Returns (epoch, batch, step) to continue from; anything that does not fit this run is one
-    ValueError naming the file, a change that makes the run inexact one warning line through log.
-    The optimizers keep this run's settings (see load_optimizer)."""
-    ckpt = load_checkpoint(path, keys=CHECKPOINT_KEYS)
-    refused, inexact = resume_changes(ckpt["config"], cfg, world_size)
-    if refused:
-        raise ValueError(f"{path}: cannot resume, the checkpoint has {', '.join(refused)}; "
-                         f"use the same settings or another --name")
-    if inexact:
-        log(f"warning: {path}: resuming with {', '.join(inexact)}: the run goes on, but not as "
-            f"an unbroken run would")
-    epoch, step = ckpt["epoch"], ckpt["step"]
-    batch = batch_for_world_size(path, ckpt["batch"], ckpt.get("world_size", 1), world_size,
-                                 cfg.batch_size)
-    restore_states(path, ckpt, G, D, opt_g, opt_d, scaler)
-    set_rng_state(ckpt["rng"], device, path)
-    del ckpt  # about 1.1 GB at full size: the run must not hold on to it
-    return epoch, batch, step
+    """check_resume, then restore: (epoch, batch, step) to continue from."""
+    position = check_resume(path, cfg, world_size, log)
+    restore(path, G, D, opt_g, opt_d, scaler, device)
+    return position
 
 
 def batch_for_world_size(path, batch: int, saved_world_size: int, world_size: int,

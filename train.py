@@ -7,7 +7,8 @@
     python train.py --system wgan-gp --spectral_norm
 
 Every field of config.py is a flag. The run writes models/<name>/{config.json, log.jsonl,
-curves.png, last.pt, generator.pt} and samples/<name>/epoch_NNN.png (sketch | generated | real).
+curves.png, last.pt, generator.pt} and samples/<name>/epoch_NNN.png (sketch | generated | real),
+holding models/<name>/.lock meanwhile; a name with a saved run needs --resume or --overwrite.
 
 main() reads top to bottom: setup, data, networks and optimizers, resume, the loop, the epoch's end.
 """
@@ -18,10 +19,11 @@ import os
 import signal
 import sys
 import time
-from contextlib import nullcontext
-from dataclasses import replace
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,8 +41,10 @@ from discriminator import build_discriminator
 from generator import build_generator, seeded, translate
 from hints import patch_side, sample_hints, with_hints
 from losses import VGGFeatures, gradient_penalty, loss_d_of, loss_g_gan_of
-from save import (LOSS_KEYS, check_fits, generator_fields, plot_curves, psnr, resume,
-                  save_checkpoint, save_grid, saved_config)
+from save import (CHECKPOINT_KEYS, LOSS_KEYS, PIX2PIX_RESUME, check_fits, check_not_held,
+                  check_resume, check_writable, generator_fields, load_checkpoint, lock_run_dir,
+                  plot_curves, psnr, restore, save_checkpoint, save_grid, saved_config,
+                  start_over, unlock)
 from tune import training_precision
 
 RANK_SEED_STRIDE = 1_000_003  # dropout seed = seed + this × rank + step: a prime above any step
@@ -353,7 +357,8 @@ class RunLog:
 
 
 def prepare_run_dir(run_dir: Path, cfg: Config) -> None:
-    """models/<name> with config.json, cleared of a killed run's half-written checkpoints."""
+    """models/<name> with config.json, cleared of killed runs' half-written files (called under
+    the folder's lock: no live run owns one)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(str(cfg) + "\n")
     for stale in run_dir.glob(".*.tmp"):
@@ -467,7 +472,7 @@ def set_lr(optimizers, lr: float) -> float:
 
 def check_losses(record: dict, scaler, last_path: Path) -> None:
     """A NaN or Inf loss stops the run, except under fp16, where the GradScaler skips such steps."""
-    if all(math.isfinite(record[k]) for k in LOSS_KEYS):
+    if all(math.isfinite(record[k]) for k in LOSS_KEYS if k in record):
         return
     if not scaler.is_enabled():  # every rank sees the same mean losses: all of them stop here
         leave_together()
@@ -476,153 +481,267 @@ def check_losses(record: dict, scaler, last_path: Path) -> None:
     log0(f"step {record['step']}: non-finite fp16 loss; the GradScaler skipped those updates")
 
 
-def validate(G: nn.Module, val_sketch, val_photo, cfg: Config, autocast, device,
-             memory_format) -> tuple:
-    """(generated photos, L1, PSNR) on the fixed validation pairs, with the same dropout masks each
+def validate(G: nn.Module, val_sketch, cfg: Config, autocast, device, memory_format):
+    """The generated photos of the fixed validation sketches, with the same dropout masks each
     epoch, in paper mode (each image its own statistics: no collective even with sync_bn); a model
     trained with colour hints is given none (comparable with one trained without)."""
     sketch = val_sketch.to(device, memory_format=memory_format)
     with autocast, seeded(cfg.seed, device):
-        val_fake = translate(G, with_hints(sketch) if cfg.hints else sketch).float().cpu()
-    return val_fake, F.l1_loss(val_fake, val_photo).item(), psnr(val_fake, val_photo).mean().item()
+        return translate(G, with_hints(sketch) if cfg.hints else sketch).float().cpu()
+
+
+def check_start(cfg, run_dir: Path, **family) -> None:
+    """Refuse, before anything is written, a run that would lose or mix another's work: a folder
+    another training holds, or a saved run that neither --resume nor --overwrite names. family:
+    load_checkpoint's kind and config_class (completion.py's runs)."""
+    if cfg.resume and cfg.overwrite:
+        raise ValueError("config: resume and overwrite: --resume continues the saved run, "
+                         "--overwrite starts it over; give one of them")
+    check_not_held(run_dir)
+    last_path = run_dir / "last.pt"
+    if cfg.resume or cfg.overwrite or not last_path.exists():
+        return
+    try:
+        ckpt = load_checkpoint(last_path, keys=CHECKPOINT_KEYS, mmap=True, **family)
+        saved = f"a run saved at epoch {ckpt['epoch']} batch {ckpt['batch']} (step {ckpt['step']})"
+    except ValueError:
+        saved = "a last.pt that does not load"
+    raise ValueError(f"{run_dir}: holds {saved}; continue it with --resume, start another with "
+                     f"another --name, or start this one over with --overwrite")
+
+
+def resume_position(cfg, last_path: Path, world_size: int, classes=PIX2PIX_RESUME,
+                    **family) -> tuple:
+    """(epoch, batch, step) the run starts from: its checkpoint's with --resume (a change that does
+    not fit refused, one that makes it inexact warned; nothing read but the config), else 0."""
+    if cfg.resume and last_path.exists():
+        return check_resume(last_path, cfg, world_size, log0, classes, **family)
+    if cfg.resume:
+        log0(f"no checkpoint at {last_path}: starting from scratch")
+    return 0, 0, 0
+
+
+@dataclass
+class Run:
+    """What the loop of a run (train.py's, completion.py's) writes and watches; running() makes
+    it. save(epoch=, batch=, step=) writes the family's checkpoint; unlogged: losses it lacks."""
+    cfg: Any  # Config or completion.py's CompletionConfig
+    device: torch.device
+    loader: Any
+    sampler: EpochSampler
+    save: Any
+    scaler: torch.amp.GradScaler
+    log: RunLog
+    stop: StopFlag
+    meter: LossMeter
+    unlogged: tuple = ()
+    last_record: dict = field(default_factory=dict)
+    bar: Any = None  # the epoch's progress bar
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.models_dir) / self.cfg.name
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+
+@contextmanager
+def running(cfg, device, loader, sampler, save, scaler, world_size: int, outputs: tuple,
+            log_class=RunLog, unlogged=()):
+    """A Run in a claimed run folder: every folder it writes checked writable, the folder locked
+    (refused where another training holds it), --overwrite's old outputs deleted, config.json
+    written. However the loop ends: the log closed, signals and loader workers let go, the lock."""
+    run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
+    lock, log, stop, clean = [], None, None, False
+
+    def claim():
+        tensorboard = [run_dir / "tensorboard"] if (run_dir / "tensorboard").is_dir() else []
+        check_writable(run_dir, samples_dir, *tensorboard)  # else made in run_dir, checked here
+        lock.append(lock_run_dir(run_dir, log0))
+        if cfg.overwrite:
+            start_over(run_dir, samples_dir, outputs)
+        prepare_run_dir(run_dir, cfg)
+
+    try:
+        on_rank0(claim, device)
+        log = log_class(run_dir, not dist.is_initialized() or dist.get_rank() == 0)
+        stop = StopFlag(device).install()
+        yield Run(cfg, device, loader, sampler, save, scaler, log, stop,
+                  LossMeter(device, cfg.batch_size * world_size), unlogged)
+        clean = True
+    finally:
+        if log:
+            log.close()
+        if stop:
+            stop.restore()
+        release_workers(loader)
+        if clean:  # a clean end (an agreed stop or an error left together before raising)
+            leave_together()
+        if lock:
+            unlock(lock[0])
+
+
+def epoch_batches(run: Run, epoch: int, first_batch: int, nets) -> enumerate:
+    """(batch, (sketch, photo)) of the epoch from first_batch on, under a progress bar; the nets
+    in training mode."""
+    run.sampler.epoch, run.sampler.start = epoch, first_batch * run.cfg.batch_size
+    for net in nets:
+        net.train()
+    run.bar = tqdm(run.loader, desc=f"epoch {epoch}", total=len(run.loader), initial=first_batch,
+                   leave=False, dynamic_ncols=True, file=sys.stderr,
+                   disable=dist.is_initialized() and dist.get_rank() != 0)
+    run.meter.restart()  # the last epoch's validation and checkpoint are no training steps
+    return enumerate(run.bar, start=first_batch)
+
+
+def after_step(run: Run, epoch: int, batch: int, step: int, lr: float) -> None:
+    """A step's end: at log steps and the epoch's last the interval's record, checked (a NaN stops
+    the run) and written; a checkpoint every save_every steps, and on Ctrl-C before it stops."""
+    last_in_epoch = batch == len(run.loader) - 1
+    if step % run.cfg.log_every == 0 or last_in_epoch:
+        run.last_record = {k: v for k, v in run.meter.record(epoch, step, lr).items()
+                           if k not in run.unlogged}
+        check_losses(run.last_record, run.scaler, run.last_path)
+        on_rank0(lambda: run.log.write(run.last_record), run.device)
+        run.bar.set_postfix({k: f"{run.last_record[k]:.3f}" for k in LOSS_KEYS
+                             if k in run.last_record})
+    if last_in_epoch:  # the epoch's last step saves in end_epoch, after validation
+        return
+    stopping = run.stop.agreed(check_now=step % run.cfg.log_every == 0)
+    if stopping or (run.cfg.save_every and step % run.cfg.save_every == 0):
+        on_rank0(lambda: run.save(epoch=epoch, batch=batch + 1, step=step), run.device)
+        run.meter.restart()  # a checkpoint is no training step either
+    if stopping:
+        leave_together()
+        log0(f"\nstopped at epoch {epoch} batch {batch + 1} (step {step}); saved {run.last_path}; "
+             f"continue with --resume")
+        raise SystemExit(130)
+
+
+def end_epoch(run: Run, epoch: int, step: int, val_sketch, val_fake, val_photo) -> float:
+    """The epoch's checkpoint, then its validation record, grid and curves (a grid that fails
+    never costs the checkpoint); Ctrl-C during the epoch's end stops here. Returns the val L1."""
+    run.bar.close()
+    val_l1 = F.l1_loss(val_fake, val_photo).item()
+    record = {"epoch": epoch, "step": step, "val_l1": val_l1,
+              "val_psnr": psnr(val_fake, val_photo).mean().item()}
+    grid_path, n = Path(run.cfg.samples_dir) / run.cfg.name / f"epoch_{epoch:03d}.png", \
+        run.cfg.n_samples
+
+    def write():
+        run.save(epoch=epoch + 1, batch=0, step=step)
+        run.log.write(record)
+        save_grid(grid_path, val_sketch[:n], val_fake[:n], val_photo[:n])
+        plot_curves(run.run_dir / "log.jsonl", run.run_dir / "curves.png")
+        run.log.image("val/sketch_generated_real", grid_path, step)
+
+    on_rank0(write, run.device)
+    log0(f"epoch {epoch} done; saved {run.last_path}, {grid_path} and {run.run_dir / 'curves.png'}")
+    if run.stop.agreed(check_now=True):  # Ctrl-C in the last step or validation: saved complete
+        leave_together()
+        log0(f"stopped after epoch {epoch}; continue with --resume")
+        raise SystemExit(130)
+    return val_l1
+
+
+OUTPUTS = ("last.pt", "generator.pt", "log.jsonl", "curves.png")  # what --overwrite deletes
 
 
 def main(cfg: Config) -> dict:
     """Train with cfg; returns the last logged losses and the per-epoch validation L1."""
     # ---------------------------------------------------------------- setup
     rank, world_size, device = setup_distributed(cfg)
-    run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
-    last_path = run_dir / "last.pt"
-    cfg = run_precision(cfg, device, world_size, last_path)  # auto: decided once, kept on resume
-    amp_dtype, autocast, scaler = mixed_precision(cfg.precision, device)
-    # NHWC lets cuDNN use tensor-core convolutions without transposes; on CPU it gains nothing.
-    memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" \
-        else torch.contiguous_format
-    torch.manual_seed(cfg.seed)
-    # sketch_aug: reseeded from (seed, rank, step), resumes exactly
-    aug_rng = torch.Generator(device)
-    torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
-    # a typo such as --ngf 20000 is refused here, not by the allocator after minutes of data loading
-    check_fits(run_dir, lambda: [build_generator(cfg), build_discriminator(cfg)],
-               f"{generator_fields(cfg)}, ndf={cfg.ndf}")
-    on_rank0(lambda: prepare_run_dir(run_dir, cfg), device)
-    log0(f"config:\n{cfg}\ndevice {device} × {world_size} process(es), "
-         f"precision {str(amp_dtype).removeprefix('torch.')}")
+    try:  # the process group is left however main ends, a check failing on one rank included
+        run_dir = Path(cfg.models_dir) / cfg.name
+        last_path = run_dir / "last.pt"
+        # nothing is written until every check has passed: another run's folder, the resume, the
+        # model's size, the data; then running() claims the folder
+        on_rank0(lambda: check_start(cfg, run_dir), device)
+        cfg = run_precision(cfg, device, world_size, last_path)  # auto: decided once, kept
+        amp_dtype, autocast, scaler = mixed_precision(cfg.precision, device)
+        # NHWC lets cuDNN use tensor-core convolutions without transposes; on CPU it gains nothing.
+        memory_format = torch.channels_last if cfg.channels_last and device.type == "cuda" \
+            else torch.contiguous_format
+        torch.manual_seed(cfg.seed)
+        aug_rng = torch.Generator(device)  # sketch_aug: reseeded from (seed, rank, step), exact
+        torch.backends.cudnn.benchmark = True  # fixed input size: cuDNN picks its fastest kernels
+        # a typo such as --ngf 20000 is refused here, not by the allocator after the data loads
+        check_fits(run_dir, lambda: [build_generator(cfg), build_discriminator(cfg)],
+                   f"{generator_fields(cfg)}, ndf={cfg.ndf}")
+        resuming = cfg.resume and last_path.exists()
+        start_epoch, start_batch, step = resume_position(cfg, last_path, world_size)
+        log0(f"config:\n{cfg}\ndevice {device} × {world_size} process(es), "
+             f"precision {str(amp_dtype).removeprefix('torch.')}")
 
-    # ---------------------------------------------------------------- data
-    loader, sampler, batches_per_epoch, val_sketch, val_photo = load_data(cfg, rank, world_size,
-                                                                          device)
+        # ---------------------------------------------------------------- data
+        loader, sampler, _, val_sketch, val_photo = load_data(cfg, rank, world_size, device)
 
-    # ---------------------------------------------------------------- networks and optimizers
-    G = build_generator(cfg)
-    D = build_discriminator(cfg)
-    if check_sync_bn(cfg, world_size, device):  # statistics over the global batch, not each GPU's
-        G, D = (nn.SyncBatchNorm.convert_sync_batchnorm(net) for net in (G, D))
-    G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
-    opt_g, opt_d = make_optimizers(G, D, cfg, device)
-    # The perceptual loss's frozen VGG19, from the user's file (never downloaded); in no checkpoint.
-    perceptual = VGGFeatures(cfg.vgg_weights).to(device) if cfg.lambda_perceptual > 0 else None
-    log0(f"generator {sum(p.numel() for p in G.parameters()):,} parameters, "
-         f"discriminator {sum(p.numel() for p in D.parameters()):,}")
+        # ---------------------------------------------------------------- networks and optimizers
+        G = build_generator(cfg)
+        D = build_discriminator(cfg)
+        if check_sync_bn(cfg, world_size, device):  # statistics over the global batch, not a GPU's
+            G, D = (nn.SyncBatchNorm.convert_sync_batchnorm(net) for net in (G, D))
+        G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
+        opt_g, opt_d = make_optimizers(G, D, cfg, device)
+        # The perceptual loss's frozen VGG19, from the user's file (never downloaded); in no
+        # checkpoint.
+        perceptual = VGGFeatures(cfg.vgg_weights).to(device) if cfg.lambda_perceptual > 0 else None
+        log0(f"generator {sum(p.numel() for p in G.parameters()):,} parameters, "
+             f"discriminator {sum(p.numel() for p in D.parameters()):,}")
 
-    # ---------------------------------------------------------------- resume
-    start_epoch, start_batch, step = 0, 0, 0
-    if cfg.resume and last_path.exists():
-        start_epoch, start_batch, step = resume(last_path, cfg, G, D, opt_g, opt_d, scaler, device,
-                                                world_size, log=log0)
-        log0(f"resumed from {last_path} at epoch {start_epoch} batch {start_batch} (step {step})")
-    elif cfg.resume:
-        log0(f"no checkpoint at {last_path}: starting from scratch")
-    if start_epoch >= cfg.epochs:
-        log0(f"the run has already trained {start_epoch} of {cfg.epochs} epochs; "
-             f"raise --epochs to go on")
-    if world_size > 1:  # same weights everywhere, but each rank its own dropout masks
-        torch.manual_seed(cfg.seed + RANK_SEED_STRIDE * rank + step)
-        check_same_start(step, last_path, device)
-    G_train, D_train = wrap_for_training(G, D, cfg, device)
-    save = partial(save_checkpoint, last_path, generator=G, discriminator=D, opt_g=opt_g,
-                   opt_d=opt_d, scaler=scaler, config=cfg, world_size=world_size)
+        # ---------------------------------------------------------------- resume
+        if resuming:
+            restore(last_path, G, D, opt_g, opt_d, scaler, device)
+            log0(f"resumed from {last_path} at epoch {start_epoch} batch {start_batch} (step "
+                 f"{step})")
+        if start_epoch >= cfg.epochs:
+            log0(f"the run has already trained {start_epoch} of {cfg.epochs} epochs; "
+                 f"raise --epochs to go on")
+        if world_size > 1:  # same weights everywhere, but each rank its own dropout masks
+            torch.manual_seed(cfg.seed + RANK_SEED_STRIDE * rank + step)
+            check_same_start(step, last_path, device)
+        G_train, D_train = wrap_for_training(G, D, cfg, device)
+        save = partial(save_checkpoint, last_path, generator=G, discriminator=D, opt_g=opt_g,
+                       opt_d=opt_d, scaler=scaler, config=cfg, world_size=world_size)
 
-    # ---------------------------------------------------------------- training loop
-    log = RunLog(run_dir, rank == 0)
-    stop = StopFlag(device).install()
-    meter = LossMeter(device, cfg.batch_size * world_size)
-    last_record, val_l1s = {}, []
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            lr = set_lr((opt_g, opt_d), cfg.lr * lr_factor(epoch, cfg))
-            first_batch = start_batch if epoch == start_epoch else 0
-            sampler.epoch, sampler.start = epoch, first_batch * cfg.batch_size
-            G.train()
-            D.train()
-            bar = tqdm(loader, desc=f"epoch {epoch}", total=batches_per_epoch, initial=first_batch,
-                       leave=False, dynamic_ncols=True, file=sys.stderr, disable=rank != 0)
-            meter.restart()  # the last epoch's validation and checkpoint are no training steps
-            for batch, (sketch, photo) in enumerate(bar, start=first_batch):
-                sketch = to_float(sketch.to(device, non_blocking=True, memory_format=memory_format))
-                photo = to_float(photo.to(device, non_blocking=True, memory_format=memory_format))
-                if cfg.sketch_aug or cfg.hints:
-                    aug_rng.manual_seed(step_seed(cfg.seed, rank, step))  # resumes exactly
-                if cfg.sketch_aug:  # edge maps -> hand-drawing look; the photo moves with the shoe
-                    sketch, photo = sketch_augment(sketch, photo, aug_rng, cfg.sketch_aug_strength)
-                hints = sample_hints(photo, aug_rng, cfg.hint_p, cfg.hint_max,
-                                     patch_side(cfg.hint_patch, cfg.image_size),
-                                     cfg.hint_on_shoe) if cfg.hints else None
-                if cfg.compile and cfg.compile_mode == "reduce-overhead":
-                    torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step begins
-                losses = gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch=sketch,
-                                  photo=photo, lambda_l1=cfg.lambda_l1, autocast=autocast,
-                                  gan_loss=cfg.gan_loss, lambda_gp=cfg.lambda_gp,
-                                  n_critic=cfg.n_critic, perceptual=perceptual,
-                                  lambda_perceptual=cfg.lambda_perceptual, hints=hints)
-                meter.add(losses)
-                step += 1
-                last_in_epoch = batch == batches_per_epoch - 1
-                if step % cfg.log_every == 0 or last_in_epoch:
-                    last_record = meter.record(epoch, step, lr)
-                    check_losses(last_record, scaler, last_path)
-                    on_rank0(lambda: log.write(last_record), device)
-                    bar.set_postfix({k: f"{last_record[k]:.3f}" for k in LOSS_KEYS})
-                if not last_in_epoch:  # the epoch's last step saves below, after validation
-                    stopping = stop.agreed(check_now=step % cfg.log_every == 0)
-                    if stopping or (cfg.save_every and step % cfg.save_every == 0):
-                        on_rank0(lambda: save(epoch=epoch, batch=batch + 1, step=step), device)
-                        meter.restart()  # a checkpoint is no training step either
-                    if stopping:
-                        leave_together()
-                        log0(f"\nstopped at epoch {epoch} batch {batch + 1} (step {step}); saved "
-                             f"{last_path}; continue with --resume")
-                        raise SystemExit(130)
-            bar.close()
+        # ---------------------------------------------------------------- training loop
+        val_l1s = []
+        with running(cfg, device, loader, sampler, save, scaler, world_size, OUTPUTS) as run:
+            for epoch in range(start_epoch, cfg.epochs):
+                lr = set_lr((opt_g, opt_d), cfg.lr * lr_factor(epoch, cfg))
+                first_batch = start_batch if epoch == start_epoch else 0
+                for batch, (sketch, photo) in epoch_batches(run, epoch, first_batch, (G, D)):
+                    sketch = to_float(sketch.to(device, non_blocking=True,
+                                                memory_format=memory_format))
+                    photo = to_float(photo.to(device, non_blocking=True,
+                                              memory_format=memory_format))
+                    if cfg.sketch_aug or cfg.hints:
+                        aug_rng.manual_seed(step_seed(cfg.seed, rank, step))  # resumes exactly
+                    if cfg.sketch_aug:  # edge maps -> hand-drawn; the photo moves with the shoe
+                        sketch, photo = sketch_augment(sketch, photo, aug_rng,
+                                                       cfg.sketch_aug_strength)
+                    hints = sample_hints(photo, aug_rng, cfg.hint_p, cfg.hint_max,
+                                         patch_side(cfg.hint_patch, cfg.image_size),
+                                         cfg.hint_on_shoe) if cfg.hints else None
+                    if cfg.compile and cfg.compile_mode == "reduce-overhead":
+                        torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a step begins
+                    run.meter.add(gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch=sketch,
+                                           photo=photo, lambda_l1=cfg.lambda_l1, autocast=autocast,
+                                           gan_loss=cfg.gan_loss, lambda_gp=cfg.lambda_gp,
+                                           n_critic=cfg.n_critic, perceptual=perceptual,
+                                           lambda_perceptual=cfg.lambda_perceptual, hints=hints))
+                    step += 1
+                    after_step(run, epoch, batch, step, lr)
 
-            # ------------------------------------------------------------ end of epoch
-            val_fake, val_l1, val_psnr = validate(G, val_sketch, val_photo, cfg, autocast, device,
-                                                  memory_format)
-            val_l1s.append(val_l1)
-            grid_path, n = samples_dir / f"epoch_{epoch:03d}.png", cfg.n_samples
-
-            def write_epoch():
-                log.write({"epoch": epoch, "step": step, "val_l1": val_l1, "val_psnr": val_psnr})
-                save_grid(grid_path, val_sketch[:n], val_fake[:n], val_photo[:n])
-                plot_curves(run_dir / "log.jsonl", run_dir / "curves.png")
-                log.image("val/sketch_generated_real", grid_path, step)
-                save(epoch=epoch + 1, batch=0, step=step)
-
-            on_rank0(write_epoch, device)
-            log0(f"epoch {epoch} done; saved {last_path}, {grid_path} and {run_dir / 'curves.png'}")
-            if stop.agreed(check_now=True):  # Ctrl-C in the last step or validation: saved complete
-                leave_together()
-                log0(f"stopped after epoch {epoch}; continue with --resume")
-                raise SystemExit(130)
+                # -------------------------------------------------------- end of epoch
+                val_fake = validate(G, val_sketch, cfg, autocast, device, memory_format)
+                val_l1s.append(end_epoch(run, epoch, step, val_sketch, val_fake, val_photo))
+        return {**run.last_record, "val_l1": val_l1s, "step": step}
     finally:
-        log.close()
-        stop.restore()
-        release_workers(loader)
-        if sys.exc_info()[0] is None:  # a clean end (an agreed stop or error left together above)
-            leave_together()
         if dist.is_initialized():  # torchrun with one process joined a group too
             dist.destroy_process_group()
-    return {**last_record, "val_l1": val_l1s, "step": step}
 
 
 if __name__ == "__main__":

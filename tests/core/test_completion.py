@@ -2,6 +2,7 @@
 resume, one-line errors, and `complete` at the sketch's size. Tiny sizes: 16×16 halves."""
 
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -279,3 +280,80 @@ def test_a_completion_checkpoint_with_wrong_contents_or_too_large_is_one_line(tm
     torch.save({"kind": ["completion"], "generator": {}, "config": cfg}, tmp_path / "kind.pt")
     with pytest.raises(ValueError, match="kind.pt: not a checkpoint of this project"):
         evaluate.load_model(tmp_path / "kind.pt")
+
+
+# ---------------------------------------------------------------- train.py's loop and run folders
+
+def test_a_second_run_is_refused_a_refused_resume_writes_nothing_and_overwrite_starts_over(
+        tmp_path, pairs_dir, capsys):
+    cfg = tiny(tmp_path, pairs_dir)
+    completion.main(cfg)
+    run_dir, samples_dir = tmp_path / "models/test", tmp_path / "samples/test"
+
+    def files():
+        return {path: (path.read_bytes(), path.stat().st_mtime_ns)
+                for folder in (run_dir, samples_dir) for path in sorted(folder.rglob("*"))
+                if path.is_file()}
+
+    before = files()
+    capsys.readouterr()
+    assert completion.cli(["train", *[f"--{k}={v}" for k, v in cfg.to_dict().items()
+                                      if not isinstance(v, bool)]]) == 2
+    assert capsys.readouterr().err == (
+        f"completion.py: error: {run_dir}: holds a run saved at epoch 1 batch 0 (step 4); "
+        f"continue it with --resume, start another with another --name, or start this one over "
+        f"with --overwrite\n")
+    with pytest.raises(ValueError, match=r"last\.pt: cannot resume.*direction=AtoB \(now BtoA\)"):
+        completion.main(CompletionConfig(**{**cfg.to_dict(), "resume": True, "epochs": 2,
+                                            "direction": "BtoA"}))
+    assert files() == before
+    held = save.lock_run_dir(run_dir)  # as another training would (a second open file)
+    with pytest.raises(OSError, match=r"models/test: in use by another training \(pid \d+\)"):
+        completion.main(CompletionConfig(**{**cfg.to_dict(), "resume": True, "epochs": 2}))
+    save.unlock(held)
+    completion.main(CompletionConfig(**{**cfg.to_dict(), "overwrite": True, "log_every": 1}))
+    steps = [r["step"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
+             if "loss_d" in r]
+    assert steps == [1, 2, 3, 4]  # the new run's alone
+
+
+def test_ctrl_c_with_loader_workers_leaves_none_alive(tmp_path, pairs_dir, monkeypatch):
+    calls, real_step = [], completion.completion_step
+
+    def step(*args, **kwargs):  # Ctrl-C as the second step begins
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(completion, "completion_step", step)
+    with pytest.raises(SystemExit) as stopped:
+        completion.main(tiny(tmp_path, pairs_dir, num_workers=2))
+    assert stopped.value.code == 130
+    assert multiprocessing.active_children() == []  # ended at once, not by the collector
+    ckpt = torch.load(tmp_path / "models/test/last.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (0, 2, 2)
+
+
+def test_a_nan_loss_stops_with_train_pys_line_and_fp16_skips_it_instead(tmp_path, pairs_dir,
+                                                                        monkeypatch, capsys):
+    calls, real_loss = [], completion.generator_loss
+
+    def turning_nan(gan_loss, logits):  # G's perceptual loss goes NaN from the second step on
+        calls.append(1)
+        return real_loss(gan_loss, logits) * (float("nan") if len(calls) >= 2 else 1.0)
+
+    monkeypatch.setattr(completion, "generator_loss", turning_nan)
+    cfg = tiny(tmp_path, pairs_dir, log_every=1, precision="fp32")
+    assert completion.cli(["train", *[f"--{k}={v}" for k, v in cfg.to_dict().items()
+                                      if not isinstance(v, bool)]]) == 2
+    last = tmp_path / "models/test/last.pt"
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"completion.py: error: loss is NaN or Inf by step 2 (epoch 0); the last good checkpoint "
+        f"is {last}")
+    # under fp16 the GradScaler skips such a step, and the run goes on, as train.py's does
+    calls.clear()
+    fp16 = completion.main(tiny(tmp_path / "fp16", pairs_dir, log_every=1, precision="fp16"))
+    assert fp16["step"] == 4
+    assert "step 2: non-finite fp16 loss; the GradScaler skipped those updates" in \
+        capsys.readouterr().out

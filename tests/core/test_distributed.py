@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+import save
 import train
 from config import Config
 from conftest import tiny_config
@@ -51,16 +52,21 @@ def failing_worker(rank: int, port: int, cfg_dict: dict, out_dir: str) -> None:
                    "barriers": len(barriers)}, f)
 
 
-def test_a_write_failing_on_rank_0_stops_every_rank_with_its_error(tmp_path, pairs_dir):
-    cfg = tiny_config(tmp_path, pairs_dir, batch_size=2)
-    context = mp.start_processes(failing_worker, args=(free_port(), cfg.to_dict(), str(tmp_path)),
-                                 nprocs=2, join=False, start_method="spawn")
-    deadline = time.time() + 120
+def join_or_fail(context, timeout: float = 120) -> None:
+    """Wait for every rank; one still in a collective after timeout seconds fails the test."""
+    deadline = time.time() + timeout
     while not context.join(timeout=1):
         if time.time() > deadline:
             for process in context.processes:
                 process.kill()
-            pytest.fail("a rank is still waiting in a collective 120 s after rank 0 failed")
+            pytest.fail(f"a rank is still waiting in a collective {timeout} s after the other left")
+
+
+def test_a_write_failing_on_rank_0_stops_every_rank_with_its_error(tmp_path, pairs_dir):
+    cfg = tiny_config(tmp_path, pairs_dir, batch_size=2)
+    join_or_fail(mp.start_processes(failing_worker, args=(free_port(), cfg.to_dict(),
+                                                          str(tmp_path)),
+                                    nprocs=2, join=False, start_method="spawn"))
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for result in results:
         assert result["outcome"] == "OSError: [Errno 28] No space left on device", results
@@ -69,3 +75,54 @@ def test_a_write_failing_on_rank_0_stops_every_rank_with_its_error(tmp_path, pai
         assert result["barriers"] == 1, results
         assert result["ddp"] == {"device_ids": "None", "broadcast_buffers": "False",
                                  "gradient_as_bucket_view": "True"}
+
+
+def held_folder_worker(rank: int, port: int, cfg_dict: dict, out_dir: str) -> None:
+    """A torchrun-like process training a folder that another process holds."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    try:
+        train.main(Config(**cfg_dict))
+        outcome = "finished"
+    except Exception as e:  # noqa: BLE001 -- the test compares what each rank raised
+        outcome = f"{type(e).__name__}: {e}"
+    with open(f"{out_dir}/rank{rank}.json", "w") as f:
+        json.dump({"outcome": outcome, "group_left": not train.dist.is_initialized()}, f)
+
+
+def test_a_folder_another_training_holds_is_refused_on_every_rank(tmp_path, pairs_dir):
+    cfg = tiny_config(tmp_path, pairs_dir, batch_size=2)
+    run_dir = tmp_path / "models/test"
+    run_dir.mkdir(parents=True)
+    held = save.lock_run_dir(run_dir)  # this process holds it: the ranks are other processes
+    try:
+        join_or_fail(mp.start_processes(held_folder_worker, args=(free_port(), cfg.to_dict(),
+                                                                  str(tmp_path)),
+                                        nprocs=2, join=False, start_method="spawn"))
+    finally:
+        save.unlock(held)
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for result in results:  # rank 0 found it; rank 1 learnt it from rank 0
+        assert result == {"outcome": f"OSError: {run_dir}: in use by another training (pid "
+                                     f"{os.getpid()}); wait for it to end, or use another --name",
+                          "group_left": True}, results
+    assert sorted(p.name for p in run_dir.iterdir()) == [save.LOCK_NAME]  # nothing written
+
+
+def test_an_error_before_training_still_leaves_the_process_group(tmp_path, pairs_dir,
+                                                                monkeypatch):
+    # the data check fails before the loop: the group is left all the same (a second main() in
+    # the process, or a test after this one, would find it joined)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    try:
+        with pytest.raises(FileNotFoundError, match="nowhere: no such folder"):
+            train.main(tiny_config(tmp_path, tmp_path / "nowhere"))
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():  # the other tests of this process run without one
+            torch.distributed.destroy_process_group()

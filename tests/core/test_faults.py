@@ -185,7 +185,14 @@ def test_kill_9_mid_epoch_loses_at_most_one_checkpoint_interval(tmp_path, pairs_
     process = run_train(tmp_path, pairs_dir, "--epochs=100", "--batch_size=1", "--save_every=3",
                         "--log_every=1", wait=False)
     wait_for_step(run_dir, 21, process)  # 16 steps per epoch: well into the second epoch
-    process.send_signal(signal.SIGKILL)
+    # a second training of the folder, while the first runs: refused in one line, nothing touched
+    second = run_train(tmp_path, pairs_dir, "--epochs=1", "--batch_size=1", "--resume")
+    assert second.returncode == 2, second.stdout[-2000:]
+    assert second.stderr.splitlines() == [
+        f"train.py: error: {run_dir}: in use by another training (pid {process.pid}); wait for "
+        f"it to end, or use another --name"]
+    assert process.poll() is None  # the first goes on
+    process.send_signal(signal.SIGKILL)  # ...and its end, a crash, lets go of the folder
     process.wait(timeout=30)
     last_logged = max(r["step"] for r in read_log(run_dir) if "loss_d" in r)
     # intact, not half written
