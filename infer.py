@@ -56,6 +56,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 if __name__ == "__main__":
     # Read once when torch loads OpenMP: idle threads sleep instead of spinning. On a CPU shared
@@ -304,7 +305,7 @@ def generate(tuner: Tuner, batch: list, seed: int = 0) -> list:
     return [put_back(to_image(photo), prepared) for photo, prepared in zip(fake_photos, batch)]
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("inputs", nargs="+", help="sketch images or folders of them")
     parser.add_argument("-o", "--out", default="out",
@@ -342,9 +343,16 @@ def main(argv=None) -> int:
     parser.add_argument("--color", metavar="COLOUR",
                         help="one colour hint inside the drawing (#b22222, #f00 or a name), for a "
                              "model trained with --hints")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, a usage error refused as argparse refuses one (exit 2); args.colour is
+    --color's (r, g, b) or None, args.fit whether plain sketches are fitted."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        colour = parse_colour(args.color) if args.color is not None else None
+        args.colour = parse_colour(args.color) if args.color is not None else None
     except ValueError as e:
         parser.error(f"--color: {e}")
     if args.onnx and (args.checkpoint or args.pretrained or args.native):
@@ -356,117 +364,147 @@ def main(argv=None) -> int:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
     if not args.out.strip():
         parser.error("-o/--out: an empty folder name (-o . is the current folder)")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    fit, paper = args.fit is not False and not args.native, not args.eval
-    out_dir = Path(args.out)
-    files, problems = collect_inputs(args.inputs)
-    once = {}  # a file named twice (sketches/ sketches/a.png) is made once
-    for path in files:
-        once.setdefault(path.resolve(), path)
-    files = list(once.values())
-    targets = output_paths(files, out_dir)
-    prepared_dir = Path(args.save_prepared) if args.save_prepared else None
-    if prepared_dir and prepared_dir.resolve() == out_dir.resolve():
+    if args.save_prepared and Path(args.save_prepared).resolve() == Path(args.out).resolve():
         parser.error("--save_prepared: give another folder than -o (the photos go there under "
                      "the same names)")
-    prepared_targets = {path: prepared_dir / target.name
-                        for path, target in targets.items()} if prepared_dir else {}
-    # nothing lost: checked before any download, load or generation
-    for kind, option, paths in (("photo", "-o", targets),
-                                ("prepared sketch", "--save_prepared", prepared_targets)):
+    args.fit = args.fit is not False and not args.native
+    return args
+
+
+class Outputs(NamedTuple):
+    files: list  # the inputs, each file once
+    problems: list  # 'path: problem' for each path that names nothing usable
+    photos: dict  # input -> the path of its photo
+    prepared: dict  # input -> the path of its prepared sketch (--save_prepared), or {}
+
+
+def plan_outputs(args: argparse.Namespace) -> Outputs:
+    """The inputs args names, a file named twice (sketches/ sketches/a.png) once, and where each
+    one's photo and prepared sketch go."""
+    files, problems = collect_inputs(args.inputs)
+    once = {}
+    for path in files:
+        once.setdefault(path.resolve(), path)
+    photos = output_paths(list(once.values()), Path(args.out))
+    prepared = ({path: Path(args.save_prepared) / target.name for path, target in photos.items()}
+                if args.save_prepared else {})
+    return Outputs(list(photos), problems, photos, prepared)
+
+
+def check_outputs(args: argparse.Namespace, outputs: Outputs) -> None:
+    """A ValueError naming the file or folder if an output would be written over an input or its
+    folder takes no new file: nothing is lost, and it is said before any download, load or work."""
+    for kind, option, paths in (("photo", "-o", outputs.photos),
+                                ("prepared sketch", "--save_prepared", outputs.prepared)):
         overwritten = overwritten_input(paths)
         if overwritten:
-            print(f"infer.py: error: {overwritten}: its {kind} would be written over an input; "
-                  f"choose another {option} (outputs never replace inputs)", file=sys.stderr)
-            return 2
-    for folder in (out_dir, prepared_dir) if prepared_dir else (out_dir,):
+            raise ValueError(f"{overwritten}: its {kind} would be written over an input; choose "
+                             f"another {option} (outputs never replace inputs)")
+    for folder in map(Path, filter(None, (args.out, args.save_prepared))):
         try:
             check_writable(folder)
         except OSError as e:
-            print(f"infer.py: error: {folder}: cannot write there ({e.strerror or e})",
-                  file=sys.stderr)
-            return 2
+            raise ValueError(f"{folder}: cannot write there ({e.strerror or e})") from None
+
+
+def load_runner(args: argparse.Namespace, n_images: int) -> tuple:
+    """(runner, cfg, hints_image): runner(sketches, seeds) -> photos is the --onnx file's session
+    or the checkpoint's generator at the setting tune.py picks for this machine and n_images;
+    hints_image is --hints' (colours, painted) or None. OSError or ValueError naming a bad file."""
+    device, paper = pick_device(args.device), not args.eval
+    if args.onnx:
+        runner = OnnxGenerator(args.onnx)
+        cfg, source = runner.cfg, args.onnx
+        if runner.paper != paper:
+            raise ValueError(f"{args.onnx}: exported in {'paper' if not paper else 'eval'} "
+                             f"mode; export the other (python -m tools.export CHECKPOINT "
+                             f"--mode {'paper' if paper else 'eval'})")
+    else:
+        source = chosen_checkpoint(args)
+        generator, cfg = load_generator(source)
+        runner = Tuner(generator.to(device), paper=paper, device=device, precision=args.precision,
+                       n_images=n_images, tune=args.tune, tune_threads=args.threads == 0)
+    if (args.hints or args.colour is not None) and not cfg.hints:
+        raise ValueError(f"{source}: this model was trained without colour hints "
+                         "(no hint channels); --hints and --color need one trained with --hints")
+    hints_image = read_hints_image(args.hints) if args.hints else None
+    return runner, cfg, hints_image
+
+
+def prepare_input(path: Path, cfg: Config, args: argparse.Namespace, hints_image=None):
+    """The sketch.Prepared input of one file, with its colour hints; a ValueError 'path: problem'
+    for one that will not do. A sketch without a drawing to fit is named on stderr."""
     try:
-        device = pick_device(args.device)
-        if args.onnx:
-            onnx_generator = OnnxGenerator(args.onnx)
-            cfg = onnx_generator.cfg
-            if onnx_generator.paper != paper:
-                raise ValueError(f"{args.onnx}: exported in {'paper' if not paper else 'eval'} "
-                                 f"mode; export the other (python -m tools.export CHECKPOINT "
-                                 f"--mode {'paper' if paper else 'eval'})")
-        else:
-            source = chosen_checkpoint(args)
-            generator, cfg = load_generator(source)
-            generator.to(device)
-        if (args.hints or colour is not None) and not cfg.hints:
-            raise ValueError(f"{args.onnx or source}: this model was trained without colour hints "
-                             "(no hint channels); --hints and --color need one trained with "
-                             "--hints")
-        hints_image = read_hints_image(args.hints) if args.hints else None
-    except (OSError, ValueError) as e:
-        print(f"infer.py: error: {e}", file=sys.stderr)
-        return 2
-    for problem in problems:
+        prepared = prepare_sketch(path, cfg.image_size, cfg.direction, fit=args.fit,
+                                  native_multiple=2**cfg.num_downs if args.native else 0)
+    except (OSError, ValueError, MemoryError) as e:
+        raise ValueError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
+    try:
+        prepared.hints = hint_channels(prepared, cfg, hints_image, args.colour, args.hints)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    if prepared.blank:  # not an error: the photo is still made, from the whole sketch
+        print(f"infer.py: {path}: no drawing found (no strokes stand out from the paper); "
+              "made from the whole sketch, unfitted", file=sys.stderr)
+    return prepared
+
+
+def saved(image, target: Path) -> bool:
+    """Write image at target (write_image); False, said on stderr, where it cannot."""
+    try:
+        write_image(image, target)
+    except OSError as e:
+        print(f"infer.py: error: {target}: cannot write ({e})", file=sys.stderr)
+        return False
+    return True
+
+
+def run_batch(runner, group: list, photos: dict, seed: int) -> int:
+    """Generate and write the photos of [(path, Prepared)] together; how many were written. After
+    a failure (out of memory included) one at a time: only an input that fails alone is lost."""
+    try:
+        made = generate(runner, [prepared for _, prepared in group], seed)
+    except (RuntimeError, MemoryError, ValueError) as e:
+        if len(group) > 1:
+            return sum(run_batch(runner, [item], photos, seed) for item in group)
+        print(f"infer.py: error: {group[0][0]}: generating it failed: {first_line(e)}",
+              file=sys.stderr)
+        return 0
+    written = 0
+    for (path, _), photo in zip(group, made):
+        if saved(photo, photos[path]):
+            written += 1
+            print(f"{path} -> {photos[path]}")
+    return written
+
+
+def make_photos(runner, cfg: Config, args: argparse.Namespace, outputs: Outputs,
+                hints_image=None) -> int:
+    """Prepare every input, run same-size ones --batch_size (or as many as fit in memory) at a
+    time and write their photos; each failure is named on its own line on stderr and the rest are
+    still made. Returns the exit code: 2 if any input failed."""
+    for problem in outputs.problems:
         print(f"infer.py: error: {problem}", file=sys.stderr)
-    failed, written = len(problems), 0
-    # the fastest correct setting for this machine, model and batch (tune.py)
-    tuner = onnx_generator if args.onnx else Tuner(
-        generator, paper=paper, device=device, precision=args.precision, n_images=len(files),
-        tune=args.tune, tune_threads=args.threads == 0)
-    batch_size = args.batch_size
-    pending = {}  # tensor shape -> [(path, Prepared)], run when batch_size have gathered
+    failed, written = len(outputs.problems), 0
+    pending, needs, limits = {}, {}, {}  # per tensor shape: inputs, bytes for one, per call
 
     def run(group):
         nonlocal failed, written
-        try:
-            photos = generate(tuner, [prepared for _, prepared in group], args.seed)
-        except (RuntimeError, MemoryError, ValueError) as e:  # out of memory included
-            if len(group) > 1:  # one at a time: only an input that fails alone is lost
-                for item in group:
-                    run([item])
-                return
-            print(f"infer.py: error: {group[0][0]}: generating it failed: {first_line(e)}",
-                  file=sys.stderr)
-            failed += 1
-            return
-        for (path, _), photo in zip(group, photos):
-            target = targets[path]
-            try:
-                write_image(photo, target)
-            except OSError as e:
-                print(f"infer.py: error: {target}: cannot write ({e})", file=sys.stderr)
-                failed += 1
-                continue
-            written += 1
-            print(f"{path} -> {target}")
+        made = run_batch(runner, group, outputs.photos, args.seed)
+        failed, written = failed + len(group) - made, written + made
 
-    multiple = 2**cfg.num_downs if args.native else 0
-    needs, limits = {}, {}  # per tensor shape: bytes to generate one, inputs per call
-    for path in files:
+    for path in outputs.files:
         try:
-            prepared = prepare_sketch(path, cfg.image_size, cfg.direction, fit=fit,
-                                      native_multiple=multiple)
-        except (OSError, ValueError, MemoryError) as e:
-            message = str(e) if str(path) in str(e) else f"{path}: {e}"
-            print(f"infer.py: error: {message}", file=sys.stderr)
-            failed += 1
-            continue
-        try:
-            prepared.hints = hint_channels(prepared, cfg, hints_image, colour, args.hints)
+            prepared = prepare_input(path, cfg, args, hints_image)
         except ValueError as e:
-            print(f"infer.py: error: {path}: {e}", file=sys.stderr)
+            print(f"infer.py: error: {e}", file=sys.stderr)
             failed += 1
             continue
-        if prepared.blank:  # not an error: the photo is still made, from the whole sketch
-            print(f"infer.py: {path}: no drawing found (no strokes stand out from the paper); "
-                  "made from the whole sketch, unfitted", file=sys.stderr)
         shape = tuple(prepared.sketch.shape)
         if shape not in needs:
             needs[shape] = activation_bytes(cfg, shape)
         if shape not in pending:  # inputs per call: as many as fit in memory now
-            limits[shape] = batch_limit(needs[shape], batch_size)
+            limits[shape] = batch_limit(needs[shape], args.batch_size)
         if not limits[shape]:
             print(f"infer.py: error: {path}: generating it at {shape[2]}×{shape[1]} takes up to "
                   f"{size_text(needs[shape])} of memory, more than the "
@@ -475,15 +513,10 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             failed += 1
             continue
-        if prepared_dir:
-            target = prepared_targets[path]
-            try:
-                write_image(to_image(prepared.sketch if prepared.hints is None
-                                     else overlay(prepared.sketch, prepared.hints)),
-                            target)
-            except OSError as e:
-                print(f"infer.py: error: {target}: cannot write ({e})", file=sys.stderr)
-                failed += 1
+        if outputs.prepared and not saved(to_image(
+                prepared.sketch if prepared.hints is None
+                else overlay(prepared.sketch, prepared.hints)), outputs.prepared[path]):
+            failed += 1
         group = pending.setdefault(shape, [])
         group.append((path, prepared))
         if len(group) >= limits[shape]:
@@ -491,9 +524,23 @@ def main(argv=None) -> int:
     for group in pending.values():
         run(group)
     if failed:  # the bad ones are named on stderr, one line each; the count goes with the outputs
-        made = f"{written} written to {out_dir}" if written else "nothing was written"
-        print(f"{failed} of {len(files) + len(problems)} inputs failed; {made}")
+        made = f"{written} written to {Path(args.out)}" if written else "nothing was written"
+        print(f"{failed} of {len(outputs.files) + len(outputs.problems)} inputs failed; {made}")
     return 2 if failed else 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    outputs = plan_outputs(args)
+    try:
+        check_outputs(args, outputs)
+        runner, cfg, hints_image = load_runner(args, len(outputs.files))
+    except (OSError, ValueError) as e:
+        print(f"infer.py: error: {e}", file=sys.stderr)
+        return 2
+    return make_photos(runner, cfg, args, outputs, hints_image)
 
 
 if __name__ == "__main__":
