@@ -450,6 +450,11 @@ def test_the_summary_counts_what_was_written(tmp_path, capsys):
                                                         f"{tmp_path / 'out'}")
     assert make_photos(tmp_path, Recorder(), tmp_path / "b.png", "--no-fit") == 2
     assert capsys.readouterr().out.splitlines()[-1] == "1 of 1 inputs failed; nothing was written"
+    (tmp_path / "given" / "a.png").mkdir(parents=True)  # a's prepared sketch cannot be saved
+    assert make_photos(tmp_path, Recorder(), tmp_path / "a.png", "--no-fit", "--save_prepared",
+                       tmp_path / "given") == 2  # its photo is written, the input still failed
+    assert capsys.readouterr().out.splitlines()[-1] == (f"1 of 1 inputs failed; 1 written to "
+                                                        f"{tmp_path / 'out'}")
 
 
 def test_no_drawing_is_named_the_photo_still_made_and_save_prepared_shows_the_input(
