@@ -417,8 +417,9 @@ def test_a_run_that_would_write_over_an_input_is_refused_before_any_work(tmp_pat
         link.symlink_to(sketches / "a.png") if how == "symlink" else link.hardlink_to(
             sketches / "a.png")
     before = {p.name: p.read_bytes() for p in sketches.iterdir()}
-    assert refused(tmp_path, capsys, sketches, "-o", out) == [f"infer.py: error: {sketches / 'a.png'}: its photo would be written over an "
-                     f"input; choose another -o (outputs never replace inputs)"]
+    assert refused(tmp_path, capsys, sketches, "-o", out) == [
+        f"infer.py: error: {sketches / 'a.png'}: its photo would be written over an input; "
+        "choose another -o (outputs never replace inputs)"]
     assert {p.name: p.read_bytes() for p in sketches.iterdir()} == before
 
 
