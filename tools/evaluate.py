@@ -1,5 +1,4 @@
-r"""Measure what a generator makes: L1, PSNR, SSIM and edge F1 per image, FID and KID given
-Inception weights.
+r"""Score a generator: L1, PSNR, SSIM, edge F1 and ΔE per image, FID and KID over the set.
 
     python -m tools.evaluate --checkpoint models/edges2shoes/generator.pt \
         --data data/edges2shoes/val
@@ -13,8 +12,9 @@ Inception weights.
     # a model trained with --hints: each photo's own colours at 5 patches, beside none
     python -m tools.evaluate --checkpoint models/h/generator.pt --data ... --hints 5
     # unpaired: edge F1 only (against clean originals of the same names)
-    python -m tools.evaluate --checkpoint ... --sketches hand-sketches/sketches
-    python -m tools.evaluate --checkpoint ... --sketches pencil/ --references hand-sketches/sketches
+    python -m tools.evaluate --checkpoint ... --sketches data/hand-sketches/sketches
+    python -m tools.evaluate --checkpoint ... --sketches pencil/ \
+        --references data/hand-sketches/sketches
     # + FID, KID vs photos
     python -m tools.evaluate --checkpoint ... --sketches DIR --photos DIR --inception FILE
 

@@ -1,7 +1,7 @@
-"""Export the generator in both test-time modes: an ONNX file and a torch.export program each,
-checked against the eager generator.
+"""Export the generator in both test-time modes as ONNX and torch.export files, checked by eager.
 
-    python -m tools.export models/NAME/generator.pt       # -> models/NAME/generator.{paper,eval}.{onnx,pt2}
+    # -> models/NAME/generator.{paper,eval}.{onnx,pt2}
+    python -m tools.export models/NAME/generator.pt
     python -m tools.export models/NAME/generator.pt --mode eval --out exported/
     python infer.py sketch.png --onnx models/NAME/generator.paper.onnx   # run it with onnxruntime
 

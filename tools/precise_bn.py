@@ -1,18 +1,15 @@
-"""Precise batch norm: recompute a trained generator's running statistics over training images, so
-that eval mode (--eval) is worth using.
+"""Precise batch norm: recompute a generator's running statistics so that --eval is worth using.
 
-    python -m tools.precise_bn models/NAME/generator.pt          # -> models/NAME/generator_precise_bn.pt
+    python -m tools.precise_bn models/NAME/generator.pt   # -> models/NAME/generator_precise_bn.pt
     python -m tools.precise_bn models/NAME/generator.pt --data data/edges2shoes/train --images 1000
     python infer.py sketch.png --eval --checkpoint models/NAME/generator_precise_bn.pt
 
 Training leaves running statistics that are an exponential average (momentum 0.1) of batch
-statistics taken while the weights were still moving. Here they are replaced by the plain average,
-over --images training sketches run in batches of the training batch size with the final weights (in
-train mode, dropout on, as in training; nothing else changes). On the README's small CPU recipe model
-and the 100 real val pairs, eval mode went from L1 0.251 to 0.188 (paper mode: 0.189); statistics
-averaged over batches of one were worse (0.194), so the batch size matters. Paper mode never reads
-these statistics: its photos are unchanged. The new file holds the generator and config as
-generator.pt does, plus what was averaged.
+statistics taken while the weights were still moving. Here they are replaced by the plain average
+over --images training sketches, run in batches of the training batch size with the final weights
+(train mode, dropout on, as in training; nothing else changes): eval mode then scores as paper mode
+does, which never reads these statistics (docs/reproduction.md, "What eval mode costs"). The new
+file holds the generator and config as generator.pt does, plus what was averaged.
 """
 
 import argparse
