@@ -2,6 +2,7 @@
 once, every link resolves and every command shown answers --help."""
 
 import dataclasses
+import functools
 import json
 import re
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from conftest import ROOT
 from config import Config
+from test_layout import CORE, imported_modules
 
 README = (ROOT / "README.md").read_text()
 
@@ -58,10 +60,6 @@ def test_ci_runs_exactly_the_readme_test_command_in_a_virtual_environment_it_mak
 
 PAGES = [ROOT / "README.md", ROOT / "tools" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)")  # [text](target) and ![alt](image)
-# python train.py, python -m tools.data download: a script or tool, then perhaps its subcommand
-COMMAND = re.compile(r"\bpython (-m tools\.\w+|\w+\.py)(?: ([a-z]+)(?=[\s`'\"]|$))?", re.MULTILINE)
-
-
 def without_code(text: str) -> str:
     """The prose of a page: a link inside a code block, inline code or a comment is no link."""
     text = re.sub(r"```.*?```|<!--.*?-->", "", text, flags=re.DOTALL)
@@ -92,49 +90,210 @@ def test_every_relative_link_and_image_of_the_docs_resolves():
     assert checked > 20
 
 
-def shown_commands() -> list:
-    """Every distinct python command the README, tools/README and docs show, as argv lists."""
-    commands = set()
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+HEREDOC = re.compile(r"<<-?\s*'?(\w+)'?(.*?)\n.*?^\1$", re.DOTALL | re.MULTILINE)
+
+
+def shell_commands(script: str) -> list:
+    """The simple commands of a shell script as word lists: quotes removed, lines continued with a
+    backslash joined, comments and here-document bodies dropped, split at newlines, ;, &, |."""
+    script = HEREDOC.sub(r"\2", script).replace("\\\n", " ")
+    commands, words, word, quote, i = [], [], None, None, 0
+    while i < len(script):
+        char = script[i]
+        if quote:  # inside quotes everything is the word's, up to the closing quote
+            quote, word = (None, word) if char == quote else (quote, word + char)
+        elif char in "'\"":
+            quote, word = char, word or ""
+        elif char == "\\":  # an escaped character is the word's
+            word, i = (word or "") + script[i + 1:i + 2], i + 1
+        elif char == "#" and word is None:  # a comment, to the end of the line
+            i = script.find("\n", i) - 1 if "\n" in script[i:] else len(script)
+        elif char in " \t\n;&|":
+            if word is not None:
+                words, word = words + [word], None
+            if char not in " \t" and words:
+                commands, words = commands + [words], []
+        else:
+            word = (word or "") + char
+        i += 1
+    return commands + [words + ([word] if word is not None else [])]
+
+
+def python_commands(script: str) -> list:
+    """[target, *args] of each `python SCRIPT.py`, `python -m tools.X` and `torchrun ... train.py`
+    command of a shell script (target: 'infer.py' or '-m tools.data'), with the variables assigned
+    earlier in the script expanded ($R, ${R}) and split into words as the shell splits them."""
+    variables, found = {}, []
+    for words in shell_commands(script):
+        words = [w for w in words if w not in ("export", "do", "then", "time")]
+        expanded = []
+        for word in words:
+            new = re.sub(r"\$\{?(\w+)\}?", lambda m: variables.get(m[1], m[0]), word)
+            assignment = re.match(r"[A-Za-z_]\w*=", word)
+            expanded += [new] if assignment or new == word else new.split()
+        if expanded and all(re.match(r"[A-Za-z_]\w*=", word) for word in expanded):
+            variables.update(word.split("=", 1) for word in expanded)
+        for k, word in enumerate(expanded):
+            rest = expanded[k + 1:]
+            if word == "torchrun":
+                rest = rest[next((j for j, w in enumerate(rest) if w.endswith(".py")), len(rest)):]
+            elif word not in ("python", "python3"):
+                continue
+            if rest[:1] == ["-m"] and rest[1:2] and rest[1].startswith("tools."):
+                found.append([f"-m {rest[1]}", *rest[2:]])
+            elif rest and rest[0].endswith(".py") and (ROOT / rest[0]).is_file():
+                found.append(rest)
+            break
+    return found
+
+
+def shown_commands() -> dict:
+    """{page: [[target, *args], ...]}: every python command of the shell blocks and of the inline
+    code of README.md, tools/README.md and docs/."""
+    shown = {}
     for page in PAGES:
-        for target, sub in COMMAND.findall(page.read_text()):
-            commands.add((target, sub))
-    return sorted([*target.split(), *([sub] if sub else [])] for target, sub in commands)
+        text = page.read_text()
+        blocks = [code for language, code in FENCE.findall(text) if language in ("", "bash", "sh")]
+        spans = re.findall(r"`([^`]+)`", FENCE.sub("", text))
+        shown[page.relative_to(ROOT)] = [
+            *(argv for block in blocks for argv in python_commands(block)),
+            *(argv for span in spans if re.search(r"\b(python|torchrun) ", span)
+              for argv in python_commands(span.replace("\n", " ")))]
+    return shown
 
 
-# runs each command's --help in this one fresh interpreter as `python ...` would (runpy, as
-# __main__), so torch is imported once: one process per command costs ~4 s of CPU each
-HELP_RUNNER = """
-import contextlib, io, json, runpy, sys, warnings
+# Builds each command's argparse parser in this one fresh interpreter as `python ...` would (runpy,
+# as __main__, torch imported once), catches it at parse_args and parses the documented arguments
+# with it: the flags it names, what it leaves over and the errors it raises.
+PARSER_RUNNER = """
+import argparse, json, runpy, sys, warnings
 warnings.simplefilter("ignore")
-results = {}
-for argv in json.loads(sys.argv[1]):
-    out, code = io.StringIO(), None
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-            if argv[0] == "-m":
-                sys.argv = [argv[1], *argv[2:], "--help"]
-                runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+
+
+class Built(Exception):
+    pass
+
+
+def caught(parser, *args, **kwargs):
+    raise Built(parser)
+
+
+def error(parser, message):
+    raise ValueError(message)
+
+
+argparse.ArgumentParser.parse_args, argparse.ArgumentParser.error = caught, error
+parsers = {}
+
+
+def build(target, argv):
+    key = " ".join([target, *argv])
+    if key not in parsers:
+        sys.argv = [target.split()[-1], *argv]
+        try:
+            if target.startswith("-m "):
+                runpy.run_module(target[3:], run_name="__main__", alter_sys=True)
             else:
-                sys.argv = [*argv, "--help"]
-                runpy.run_path(argv[0], run_name="__main__")
+                runpy.run_path(target, run_name="__main__")
+        except Built as built:
+            parsers[key] = built.args[0]
+        except BaseException:
+            parsers[key] = None
+    return parsers[key]
+
+
+def options(parser):
+    return {option for action in parser._actions for option in action.option_strings}
+
+
+def subparsers(parser):
+    return next((a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
+                {})
+
+
+results = []
+for target, *args in json.loads(sys.argv[1]):
+    parser, command = build(target, []), target
+    if parser is None and args:  # a command chosen by its first word (completion.py train)
+        parser, command, args = build(target, args[:1]), f"{target} {args[0]}", args[1:]
+    if parser is None:
+        results.append({"command": command, "error": "no argparse parser"})
+        continue
+    named = options(parser) | {"-h", "--help"}
+    sub = subparsers(parser).get(args[0]) if args else None
+    if sub is not None:
+        command, named = f"{command} {args[0]}", named | options(sub)
+    flags = [arg.strip("[]").split("=")[0] for arg in args if arg.strip("[")[:1] == "-"]
+    try:
+        extra, problem = parser.parse_known_args([arg.strip("[]") for arg in args])[1], ""
+    except ValueError as e:
+        extra, problem = [], str(e)
     except SystemExit as e:
-        code = e.code
-    except BaseException as e:
-        code = f"{type(e).__name__}: {e}"
-    results[" ".join(argv)] = [code, out.getvalue()[:200]]
+        extra, problem = [], f"exit {e.code}"
+    results.append({"command": command, "unknown": [f for f in flags if f not in named],
+                    "extra": extra, "problem": problem,
+                    "descriptions": [p.description or "" for p in (parser, sub) if p is not None]})
+    parser.format_help()
+    for each in subparsers(parser).values():
+        each.format_help()
 print(json.dumps(results))
 """
 
 
-def test_every_command_the_docs_show_answers_help():
-    commands = shown_commands()
-    names = {" ".join(argv) for argv in commands}
-    assert {"train.py", "infer.py", "-m tools.demo", "-m tools.app", "-m tools.data download",
-            "-m tools.evaluate", "completion.py train"} <= names, names
-    result = subprocess.run([sys.executable, "-c", HELP_RUNNER, json.dumps(commands)], cwd=ROOT,
+@functools.cache
+def parsed_commands() -> tuple:
+    """(page, argv, what PARSER_RUNNER found) of every python command the docs show."""
+    shown = shown_commands()
+    argvs = [argv for commands in shown.values() for argv in commands]
+    result = subprocess.run([sys.executable, "-c", PARSER_RUNNER, json.dumps(argvs)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    answers = json.loads(result.stdout.splitlines()[-1])
-    for name, (code, shown) in answers.items():
-        assert code in (0, None) and shown.startswith("usage:"), \
-            f"python {name} --help: exit {code}, printed {shown!r}"
+    found = iter(json.loads(result.stdout.splitlines()[-1]))
+    return tuple((page, argv, next(found)) for page, commands in shown.items() for argv in commands)
+
+
+def test_every_command_the_docs_show_parses_with_the_flags_its_parser_names():
+    checked = parsed_commands()
+    assert {"train.py", "infer.py", "-m tools.demo", "-m tools.app", "-m tools.data download",
+            "-m tools.data subset", "-m tools.evaluate", "completion.py train",
+            "-m tools.variants"} <= {found["command"] for _, _, found in checked}
+    for page, argv, found in checked:
+        where = f"{page}: python {' '.join(argv)}"
+        assert "error" not in found, f"{where}: {found.get('error')}"
+        assert not found["unknown"], f"{where}: {found['command']} has no {found['unknown']}"
+        assert not found["extra"], f"{where}: unrecognized arguments {found['extra']}"
+        problem = found["problem"]
+        # allowed: --help itself, a loop variable for a number ($N), a command named bare in prose
+        assert (problem in ("", "exit 0") or re.search(r"invalid \w+ value: '\$\w+'", problem)
+                or " ".join(argv) == found["command"] and "required" in problem), \
+            f"{where}: {problem}"
+
+
+def test_every_command_describes_itself_in_a_whole_sentence():
+    for page, argv, found in parsed_commands():
+        top, *sub = found["descriptions"]
+        for description in [top, *filter(None, sub)]:
+            assert description.endswith("."), \
+                f"python {found['command']} --help: description {description!r} is cut short"
+
+
+def test_the_layout_table_names_every_core_module():
+    table = README[README.index("## Layout"):README.index("## Docs")]
+    assert set(re.findall(r"^\| `(\w+)\.py` \|", table, re.MULTILINE)) == set(CORE)
+
+
+def test_tools_readme_names_the_core_modules_the_tools_import():
+    text = (ROOT / "tools" / "README.md").read_text()
+    named = re.search(r"between them they import every core module: (.*?)\. ", text, re.DOTALL)
+    imported = set().union(*map(imported_modules, (ROOT / "tools").glob("*.py"))) & set(CORE)
+    assert set(re.findall(r"`(\w+)`", named[1])) == imported == set(CORE)
+
+
+def test_every_page_that_reads_the_hand_sketches_says_where_they_come_from():
+    section = (ROOT / "docs" / "sketches.md").read_text().split("## The hand sketches")[1]
+    assert "zoeyangdw/FG-SBIR" in section.split("\n## ")[0] and "NNN-k.jpg" in section
+    for page, commands in shown_commands().items():
+        if any("data/hand-sketches" in word for argv in commands for word in argv):
+            assert page.name == "sketches.md" or "sketches.md#the-hand-sketches" in (
+                ROOT / page).read_text(), f"{page}: reads data/hand-sketches without saying how"
