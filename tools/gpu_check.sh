@@ -27,7 +27,7 @@
 #
 # The plan for a lease of 15 minutes, all of it counted (start, transfers, waits): three calls of
 # the device tool back to back (it keeps the machine 30 s after a call; a cold start costs 1-2 min).
-#   once, here:  mkdir -p data && cp -r ../shared/data/edges2shoes-1k data/   (31 MB, git-ignored)
+#   once, here:  python -m tools.data subset data/edges2shoes data/edges2shoes-1k   (31 MB, ignored)
 #   1. command "bash tools/gpu_check.sh tests", timeout_s 330, no carry                   ~3-4 min
 #   2. command "bash tools/gpu_check.sh bench", timeout_s 300, carry ["data/edges2shoes-1k"] ~3 min
 #   3. command "TRAIN_S=240 bash tools/gpu_check.sh train", timeout_s 420, the same carry  ~5 min
@@ -106,8 +106,8 @@ EOF
 
 need_data() {  # the pairs travel only when carried: fail in seconds, not after the other work
     if [ ! -d "$DATA/train" ] || [ ! -d "$DATA/val" ]; then
-        echo "gpu_check: no $DATA/train and $DATA/val; copy ../shared/data/edges2shoes-1k to" \
-            "data/ and name data/edges2shoes-1k in the device tool's carry" | tee -a "$LOG" >&2
+        echo "gpu_check: no $DATA/train and $DATA/val; make them (python -m tools.data subset" \
+            "data/edges2shoes $DATA) and name $DATA in the device tool's carry" | tee -a "$LOG" >&2
         return 2
     fi
 }
