@@ -106,8 +106,9 @@ EOF
 
 need_data() {  # the pairs travel only when carried: fail in seconds, not after the other work
     if [ ! -d "$DATA/train" ] || [ ! -d "$DATA/val" ]; then
-        echo "gpu_check: no $DATA/train and $DATA/val; make them (python -m tools.data subset" \
-            "data/edges2shoes $DATA) and name $DATA in the device tool's carry" | tee -a "$LOG" >&2
+        echo "gpu_check: no $DATA/train and $DATA/val; python -m tools.data subset makes" \
+            "data/edges2shoes-1k: name data/edges2shoes-1k in the device tool's carry" \
+            | tee -a "$LOG" >&2
         return 2
     fi
 }
