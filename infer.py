@@ -1,52 +1,30 @@
 """Turn sketches into photos with a trained generator.
 
-    # -> out/sketch.png, newest models/*/generator.pt (named on stderr)
-    python infer.py sketch.jpg
+    python infer.py sketch.jpg        # -> out/sketch.png, newest models/*/generator.pt (on stderr)
     python infer.py sketches/ more.png -o results --checkpoint models/edges2shoes/generator.pt
-    # deterministic: no dropout, running statistics
-    python infer.py sketch.jpg --eval
+    python infer.py sketch.jpg --eval                    # deterministic: no dropout
     python infer.py sketch.jpg --pretrained edges2shoes  # the authors' weights, downloaded once
     python infer.py sketches/ --precision fp32           # no bf16, even where the tuner picks it
-    # a file of python -m tools.export, run by onnxruntime
-    python infer.py sketch.jpg --onnx models/NAME/generator.paper.onnx
-    # the sketch as it is: padded to square, resized
-    python infer.py sketch.jpg --no-fit
-    python infer.py wide.png --native                  # run at the sketch's own resolution
+    python infer.py sketch.jpg --onnx models/NAME/generator.paper.onnx  # tools.export's file
+    python infer.py sketch.jpg --no-fit                  # the sketch as it is: padded, resized
+    python infer.py wide.png --native                    # at the sketch's own resolution
     python infer.py photo.jpg --save_prepared prepared/  # + what the generator was given
-    # a model trained with --hints: colour where painted, or one colour inside the drawing
-    python infer.py sketch.png --hints painted.png
+    python infer.py sketch.png --hints painted.png       # colour where painted (--hints model)
     python infer.py sketch.png --color "#b22222"
 
-Inputs: a plain sketch of any size (pen, pencil, marker or coloured ink on paper, a scan or a photo
-of it, JPEG or PNG), or an edges2shoes-style pair twice as wide as high, of which the input half is
-used. One PNG per input, of the input's own size (for a pair: of its input half), named after it:
-OUT/NAME.png, and NAME-2.png, NAME-3.png... for inputs that share a name, in the order given.
-Nothing is lost: a run whose output would replace an input is refused, and the output folder is
-tried for writing before any work.
-Fitting (default for plain sketches, not pairs): the drawing is found on the canvas (the strokes
-that stand out from the paper, specks ignored; see sketch.py), cropped with the margin edges2shoes
-shoes have, padded to square, redrawn with one-pixel centre lines like the training edges, and the
-photo goes back at the drawing's place and size on white. A sketch with no drawing to find is named
-on stderr and made unfitted. --save_prepared DIR shows what the generator was given.
---no-fit: the whole sketch is padded with white to a square and resized to the model's
-resolution; the padding is cropped from the photo, which is resized back to the sketch's size.
---native: no padding and no resizing to the training size: the fully convolutional generator runs at
-the sketch's resolution rounded to a multiple of 2**num_downs. The model learned one scale, so at
-another its innermost layers see a different share of the shoe: expect other textures, blotches or
-repeated parts on large inputs; the training size is the one it was judged at.
-By default the generator runs as in the paper at test time (dropout on, each image normalized by
-its own statistics), so each seed draws a slightly different photo: a photo depends on its sketch
-and --seed alone, not on the other inputs or the batch. --eval makes it deterministic. Same-size
-inputs run --batch_size at a time in either mode, the way tune.py picks for this machine (a job
-big enough to pay for the tuning is timed once, the winner cached; --precision and --tune
-override).
-A file that cannot be read is named on its own line on stderr; the others are still made, and the
-exit code is 2 at the end.
-Colour hints (a model trained with --hints, hints.py): --hints FILE is an image of the sketch's
-size (for a pair: its input half's) whose painted pixels (non-transparent ones, or non-white ones
-where it has no alpha) give the colour there; --color puts one hint patch inside the drawing, away
-from its strokes. Hints go through the sketch's own fitting, padding and resizing; --save_prepared
-shows them over the sketch.
+Inputs: plain sketches of any size (pen, pencil, marker or ink on paper, scanned or photographed) or
+edges2shoes-style pairs, whose input half is used. One PNG per input, of its size: OUT/NAME.png
+(NAME-2.png, ... for inputs that share a name, in the order given); a run whose output would replace
+an input is refused, and the output folder is tried before any work. A plain sketch's drawing is
+found, cropped with the shoes' margin, redrawn with one-pixel lines like the training edges, and its
+photo put back at its place (docs/sketches.md); --no-fit pads the whole sketch to a square instead;
+--native runs it at its own resolution rounded to a multiple of 2**num_downs (another scale than
+trained: other textures). The generator runs as in the paper at test time (dropout on, each image's
+own statistics), so a photo depends on its sketch and --seed alone; --eval is deterministic.
+Same-size inputs run --batch_size at a time, as tune.py picks for this machine. A file that cannot
+be made is named on its own line on stderr, the others are still made, and the exit code is 2.
+Colour hints (hints.py): --hints FILE paints them (its non-transparent, or non-white, pixels) at the
+sketch's size; --color puts one patch inside the drawing.
 """
 
 import argparse
@@ -59,10 +37,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 if __name__ == "__main__":
-    # Read once when torch loads OpenMP: idle threads sleep instead of spinning. On a CPU shared
-    # with other processes a spinning thread starves the working one: the 2-thread generator ran 2×
-    # (256×256) to 70× (64×64) slower (bench.py infer). An OMP_WAIT_POLICY set in the environment
-    # wins.
+    # read once when torch loads OpenMP: idle threads sleep instead of spinning, which on a shared
+    # CPU starved the working one (2× to 70× slower: tools.bench infer); the environment's wins
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
@@ -81,10 +57,8 @@ from sketch import prepare_sketch, put_back  # noqa: E402
 from tune import PRECISIONS, Tuner  # noqa: E402
 
 
-# what --eval costs, measured (README, "Inference modes")
-EVAL_HELP = ("eval mode: no dropout, running statistics; deterministic, but on the small CPU "
-             "recipe model L1 0.251 against paper mode's 0.189 on 100 val pairs, unless the "
-             "statistics are recomputed by tools.precise_bn (0.187)")
+EVAL_HELP = ("eval mode: no dropout, running statistics; deterministic, but worse than paper mode "
+             "unless tools.precise_bn recomputed them (docs/reproduction.md measures it)")
 
 
 def find_checkpoint(models_dir: str = "models") -> Path:
@@ -92,9 +66,8 @@ def find_checkpoint(models_dir: str = "models") -> Path:
     training."""
     found = sorted(Path(models_dir).glob("*/generator.pt"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise FileNotFoundError(f"{models_dir}/: no */generator.pt; train first "
-                                "(python train.py --demo) "
-                                f"or pass --checkpoint")
+        raise FileNotFoundError(f"{models_dir}/: no */generator.pt; train first (python train.py "
+                                "--demo) or pass --checkpoint")
     return found[-1]
 
 
@@ -308,41 +281,32 @@ def generate(tuner: Tuner, batch: list, seed: int = 0) -> list:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("inputs", nargs="+", help="sketch images or folders of them")
-    parser.add_argument("-o", "--out", default="out",
-                        help="folder for the photos, one INPUT_NAME.png each; inputs that share a "
-                             "name get NAME-2.png, NAME-3.png... in the order given; a run that "
-                             "would write over an input is refused")
+    parser.add_argument("-o", "--out", default="out", help="folder for the photos, NAME.png each "
+                        "(NAME-2.png... for inputs that share a name); never over an input")
     add_checkpoint_flags(parser)
     parser.add_argument("--eval", **SWITCH, help=EVAL_HELP)
     parser.add_argument("--seed", type=int, default=0,
                         help="seed for the dropout noise in paper mode")
-    parser.add_argument("--fit", **{**SWITCH, "default": None},
-                        help="crop a plain sketch to its drawing, "
-                             "redraw its lines like the training edges, "
-                             "put the photo back in place (default: on; off with --native)")
-    parser.add_argument("--native", **SWITCH,
-                        help="run at the sketch's own resolution "
-                             "rounded to a multiple of 2**num_downs, "
-                             "not at the training size (another scale than trained: other quality)")
-    parser.add_argument("--save_prepared", metavar="DIR",
-                        help="also write what the generator was given (the fitted or padded "
-                             "sketch, at the model's size) to DIR/NAME.png")
-    parser.add_argument("--batch_size", type=int, default=8,
-                        help="same-size inputs per generator call (either mode: paper mode "
-                             "normalizes each image by its own statistics)")
+    parser.add_argument("--fit", **{**SWITCH, "default": None}, help="crop a plain sketch to its "
+                        "drawing, redraw its lines like the training edges, put the photo back in "
+                        "place (default: on; off with --native)")
+    parser.add_argument("--native", **SWITCH, help="run at the sketch's own resolution rounded "
+                        "to a multiple of 2**num_downs (another scale than trained: other quality)")
+    parser.add_argument("--save_prepared", metavar="DIR", help="also write what the generator "
+                        "was given (the fitted or padded sketch) to DIR/NAME.png")
+    parser.add_argument("--batch_size", type=int, default=8, help="same-size inputs per "
+                        "generator call (paper mode normalizes each image by its own statistics)")
     add_device_flag(parser)
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads (0: torch's default, one per core, or the tuner's pick)")
     add_tuning_flags(parser)
     parser.add_argument("--onnx", help="run this file of tools.export with onnxruntime instead of "
                                        "a checkpoint (its mode must match --eval)")
-    parser.add_argument("--hints", metavar="FILE",
-                        help="colour hints for a model trained with --hints: an image of the "
-                             "sketch's size whose painted pixels (non-transparent, or non-white "
-                             "without alpha) give the colour there")
-    parser.add_argument("--color", metavar="COLOUR",
-                        help="one colour hint inside the drawing (#b22222, #f00 or a name), for a "
-                             "model trained with --hints")
+    parser.add_argument("--hints", metavar="FILE", help="for a model trained with --hints: an "
+                        "image of the sketch's size whose painted pixels (non-transparent, or "
+                        "non-white without alpha) give the colour there")
+    parser.add_argument("--color", metavar="COLOUR", help="for a model trained with --hints: one "
+                        "colour hint inside the drawing (#b22222, #f00 or a name)")
     return parser
 
 
@@ -372,9 +336,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 class Outputs(NamedTuple):
-    files: list  # the inputs, each file once
     problems: list  # 'path: problem' for each path that names nothing usable
-    photos: dict  # input -> the path of its photo
+    photos: dict  # each input file, once, in order -> the path of its photo
     prepared: dict  # input -> the path of its prepared sketch (--save_prepared), or {}
 
 
@@ -388,7 +351,7 @@ def plan_outputs(args: argparse.Namespace) -> Outputs:
     photos = output_paths(list(once.values()), Path(args.out))
     prepared = ({path: Path(args.save_prepared) / target.name for path, target in photos.items()}
                 if args.save_prepared else {})
-    return Outputs(list(photos), problems, photos, prepared)
+    return Outputs(problems, photos, prepared)
 
 
 def check_outputs(args: argparse.Namespace, outputs: Outputs) -> None:
@@ -493,7 +456,7 @@ def make_photos(runner, cfg: Config, args: argparse.Namespace, outputs: Outputs,
         made = run_batch(runner, group, outputs.photos, args.seed)
         failed, written = failed + len(group) - made, written + made
 
-    for path in outputs.files:
+    for path in outputs.photos:
         try:
             prepared = prepare_input(path, cfg, args, hints_image)
         except ValueError as e:
@@ -525,7 +488,7 @@ def make_photos(runner, cfg: Config, args: argparse.Namespace, outputs: Outputs,
         run(group)
     if failed:  # the bad ones are named on stderr, one line each; the count goes with the outputs
         made = f"{written} written to {Path(args.out)}" if written else "nothing was written"
-        print(f"{failed} of {len(outputs.files) + len(outputs.problems)} inputs failed; {made}")
+        print(f"{failed} of {len(outputs.photos) + len(outputs.problems)} inputs failed; {made}")
     return 2 if failed else 0
 
 
@@ -536,7 +499,7 @@ def main(argv=None) -> int:
     outputs = plan_outputs(args)
     try:
         check_outputs(args, outputs)
-        runner, cfg, hints_image = load_runner(args, len(outputs.files))
+        runner, cfg, hints_image = load_runner(args, len(outputs.photos))
     except (OSError, ValueError) as e:
         print(f"infer.py: error: {e}", file=sys.stderr)
         return 2

@@ -1,70 +1,43 @@
 r"""Score a generator: L1, PSNR, SSIM, edge F1 and ΔE per image, FID and KID over the set.
 
-    python -m tools.evaluate --checkpoint models/edges2shoes/generator.pt \
-        --data data/edges2shoes/val
     python -m tools.evaluate --checkpoint models/a/generator.pt --data data/edges2shoes/val \
-        --compare models/b/generator.pt
-    python -m tools.evaluate --checkpoint ... --data ... \
-        --inception pt_inception-2015-12-05-6726825d.pth  # + FID, KID
+        --compare models/b/generator.pt                # a second checkpoint beside the first
     python -m tools.evaluate --pretrained edges2shoes --data data/edges2shoes/val  # their weights
-    # a contextual-completion checkpoint (completion.py), + the VGG16 cosine similarity
+    python -m tools.evaluate --checkpoint ... --data ... --inception FILE  # + FID, KID
     python -m tools.evaluate --checkpoint models/c/completer.pt --data ... --vgg16 vgg16.pth
-    # a model trained with --hints: each photo's own colours at 5 patches, beside none
     python -m tools.evaluate --checkpoint models/h/generator.pt --data ... --hints 5
-    # unpaired: edge F1 only (against clean originals of the same names)
-    python -m tools.evaluate --checkpoint ... --sketches data/hand-sketches/sketches
     python -m tools.evaluate --checkpoint ... --sketches pencil/ \
-        --references data/hand-sketches/sketches
-    # + FID, KID vs photos
-    python -m tools.evaluate --checkpoint ... --sketches DIR --photos DIR --inception FILE
+        --references data/hand-sketches/sketches        # unpaired: edge F1 only
 
 Prints a table of means and writes results/<run>/results.json (every image's scores and the means)
-and results/<run>/index.html (sketch | generated | real thumbnails with scores, worst L1 first;
-click a column header to sort; opens from disk). By default the generator runs as in the paper at
-test time (dropout on, per-image batch statistics) with --seed fixing the noise; --eval runs it
-deterministically in eval mode. A completion checkpoint (completion.py's completer.pt or
-last.pt) is scored the same way; its networks always run in eval mode, and --seed fixes the random
-starts of its search.
+and index.html (sketch | generated | real thumbnails with scores, worst first, sortable, opens from
+disk). The generator runs as in the paper at test time (dropout on, per-image statistics, pair k's
+noise seeded by --seed + k); --eval runs eval mode. A completion checkpoint (completion.py) is
+scored the same way, its networks in eval mode and --seed fixing its search's starts.
 
-Per image, images in [-1, 1] as the generator makes them:
-    l1       mean |fake - real| on the [-1, 1] scale, the scale of the training L1 and
-             log.jsonl's val_l1
-    psnr     dB on the [0, 1] scale (peak 1.0); identical images are capped at PSNR_CAP_DB = 100 dB
-    ssim     Wang et al. 2004 on [0, 1] (data range 1): 11×11 Gaussian window σ=1.5, K1=0.01,
-             K2=0.03, 'valid' filtering (no padding), computed per RGB channel and averaged over the
-             channels
-    edge_f1  edges of the generated photo (edges.detect_edges) against the sketch's dark pixels, F1
-             with a match tolerance of 2 pixels: a photo that ignores the sketch's lines scores low
-    delta_e  colour error: mean CIE76 ΔE (Euclidean distance in CIE Lab, D65 white, from sRGB) of
-             generated and real photo over the shoe's pixels (hints.shoe_mask of the real photo:
-             all but the white background reaching the border; all pixels if it finds none)
-    delta_e_mean  CIE76 ΔE between the shoe's mean Lab colour in the generated and the real
-             photo (same pixels): the colour cast alone, without the shading and texture errors
-             that no colour hint can fix
---hints N (a model trained with colour hints): each real photo gives N hint patches (hints.py's
-training sampler with exactly N, seeded by --seed and the pair's index); the model is scored with
-none and with N side by side. A checkpoint without hint channels is scored without.
-    vgg_cos  only with --vgg16 FILE (torchvision's vgg16 state dict): the cosine similarity of the
-             generated and the real photo's VGG16 features without fc2 (losses.VGG16Features), the
-             measure of Lu et al.'s completion reimplementation
-Over the set: FID and KID on Inception v3 pool features (2048 per image), only with --inception
-FILE: pytorch-fid's pt_inception-2015-12-05 weights (then its TF-compatible pooling is used, so FIDs
-compare with published ones) or torchvision's inception_v3 state dict. Nothing is ever downloaded.
+Per image, on images in [-1, 1] as the generator makes them:
+    l1       mean |fake - real| on the [-1, 1] scale, the training L1's and log.jsonl's val_l1
+    psnr     dB on the [0, 1] scale (peak 1.0); identical images capped at PSNR_CAP_DB = 100 dB
+    ssim     Wang et al. 2004 on [0, 1]: 11×11 Gaussian window σ=1.5, K1=0.01, K2=0.03, 'valid'
+             filtering, per RGB channel, averaged over the channels
+    edge_f1  F1 of the generated photo's edges (edges.detect_edges) against the sketch's dark
+             pixels within 2 pixels: a photo that ignores the sketch's lines scores low
+    delta_e  mean CIE76 ΔE (CIE Lab distance, D65, from sRGB) of generated and real photo over the
+             shoe's pixels (hints.shoe_mask of the real photo; all pixels if it finds none)
+    delta_e_mean  ΔE of the shoe's mean Lab colours: the colour cast alone
+    vgg_cos  with --vgg16 FILE (torchvision's vgg16 state dict): the cosine similarity of their
+             VGG16 features without fc2 (losses.VGG16Features), Lu et al.'s completion measure
+--hints N (a model trained with colour hints): scored given no hints and given N patches sampled
+from each real photo (hints.py's training sampler, seeded by --seed and the pair's index).
+Over the set, with --inception FILE: FID and KID on Inception v3 pool features; pytorch-fid's
+pt_inception-2015-12-05 weights (pooled as TF does, so FIDs compare with published ones) or
+torchvision's inception_v3 state dict. Nothing is ever downloaded.
+Unpaired sketches (--sketches DIR): each prepared and put back as infer.py does (--fit / --no-fit),
+edge_f1 scored in the drawing's own frame against its strokes as sketch.ink_mask finds them, thinned
+(the same frame and reference either way); --references DIR: other drawings of the same stems (the
+clean scans of variants); --photos DIR: the real photos FID and KID compare with.
 
-Unpaired sketches (--sketches DIR: plain drawings, no photo traced from them, so no pixel metrics):
-each is prepared as infer.py prepares a sketch (--fit / --no-fit) and its photo put back as infer.py
-puts it back; edge_f1 is then scored in the drawing's own frame (the square around it with the
-shoes' margin, at the model's size) against the drawing's strokes as infer.py finds them, thinned
-to one-pixel lines: the same frame and reference with or without fitting. --references DIR scores
-against other drawings of the same file stems and sizes (the clean scans of pencil or photographed
-copies). FID and KID compare the generated photos with the real photos of --photos DIR (padded
-white to square, resized to the model's size). The page shows sketch | generated, worst edge F1
-first.
-
-From Python:
-    from tools.evaluate import evaluate
-    # {"images": [...], "mean": {...}}
-    result = evaluate(G, cfg, "data/edges2shoes/val", paper=False)
+From Python: evaluate(G, cfg, "data/edges2shoes/val", paper=False) -> {"images", "mean", ...}.
 """
 
 import argparse
@@ -601,11 +574,6 @@ click a blue column header to sort.</p>
 
 # ------------------------------------------------------------------------------------- command line
 
-def default_data_dir(cfg) -> Path:
-    """The validation folder of the run's data, as train.py picks it."""
-    return train_val_folders(cfg.data_dir)[1]
-
-
 def print_table(results: list) -> None:
     """Means side by side, one column per checkpoint."""
     rows = [("images", "", [str(len(r["images"])) for r in results])]
@@ -799,7 +767,7 @@ def main(argv=None) -> int:
         inception = load_inception(args.inception, device) if args.inception else None
         vgg16 = VGG16Features(args.vgg16).to(device) if args.vgg16 else None
         run_name = f"pretrained_{args.pretrained}" if args.pretrained else runs[0][0].parent.name
-        measures = Measures(Path(args.sketches or args.data or default_data_dir(cfg)),
+        measures = Measures(Path(args.sketches or args.data or train_val_folders(cfg.data_dir)[1]),
                             Path(args.out or Path("results") / run_name), device, inception,
                             vgg16, real_features=[])
         if args.photos:  # unpaired: the real photos' features once, before the generators run
