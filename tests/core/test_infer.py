@@ -13,9 +13,8 @@ from PIL import Image, ImageDraw, ImageOps
 
 import config
 import save
-from conftest import ROOT, make_pairs, tiny_config
-from discriminator import build_discriminator
-from generator import build_generator, translate
+from conftest import ROOT, make_pairs, save_run, tiny_config
+from generator import translate
 import infer
 from dataset import to_image, to_tensor
 from sketch import SHOE_MARGIN, fit_sketch, normalise_strokes, prepare_sketch, put_back
@@ -23,19 +22,8 @@ from sketch import SHOE_MARGIN, fit_sketch, normalise_strokes, prepare_sketch, p
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    """A briefly trained tiny generator saved as last.pt + generator.pt; returns (path,
-    generator)."""
-    cfg = tiny_config(tmp_path, tmp_path)
-    torch.manual_seed(0)
-    G, D = build_generator(cfg), build_discriminator(cfg)
-    G.train()
-    G(torch.randn(4, 3, 64, 64))  # move the running statistics away from their initial values
-    opt = torch.optim.Adam(G.parameters())
-    path = tmp_path / "models/test/last.pt"
-    save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt, opt_d=opt,
-                         scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1, batch=0,
-                         step=4, config=cfg)
-    return path, G
+    """A tiny generator, its statistics moved, saved as last.pt + generator.pt: (path, G)."""
+    return save_run(tmp_path / "models/test/last.pt", tiny_config(tmp_path, tmp_path), warm=True)
 
 
 def run_infer(*args):

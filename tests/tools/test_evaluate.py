@@ -16,10 +16,9 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from tools import evaluate
 import save
-from conftest import ROOT, make_pairs, tiny_config
+from conftest import ROOT, make_pairs, save_run, tiny_config
 from config import Config
-from discriminator import build_discriminator
-from generator import build_generator, translate
+from generator import translate
 
 
 @pytest.fixture(autouse=True)
@@ -209,17 +208,8 @@ def test_edge_f1_rewards_following_the_sketch():
 def checkpoints(tmp_path):
     """Two tiny generators with different weights, saved as models/{a,b}/generator.pt."""
     cfg = tiny_config(tmp_path, tmp_path)
-    paths = []
-    for k, run in enumerate(("a", "b")):
-        torch.manual_seed(k)
-        G, D = build_generator(cfg), build_discriminator(cfg)
-        opt = torch.optim.Adam(G.parameters())
-        path = tmp_path / f"models/{run}/last.pt"
-        save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt, opt_d=opt,
-                             scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1, batch=0,
-                             step=4, config=cfg)
-        paths.append(path.parent / "generator.pt")
-    return paths
+    return [save_run(tmp_path / f"models/{run}/last.pt", cfg, seed=k)[0].with_name("generator.pt")
+            for k, run in enumerate("ab")]
 
 
 def test_evaluate_scores_what_the_generator_makes(tmp_path, checkpoints):

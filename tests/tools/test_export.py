@@ -6,30 +6,17 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import infer
-import save
-from conftest import make_pairs, tiny_config
-from discriminator import build_discriminator
-from generator import build_generator
+from conftest import make_pairs, save_run, tiny_config
 from tools import export
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
     cfg = tiny_config(tmp_path, tmp_path, ngf=4, num_downs=6)
-    torch.manual_seed(0)
-    G, D = build_generator(cfg), build_discriminator(cfg)
-    G.train()
-    G(torch.randn(4, 3, 64, 64))  # running statistics away from (0, 1)
-    opt = torch.optim.Adam(G.parameters())
-    path = tmp_path / "models/test/last.pt"
-    save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt, opt_d=opt,
-                         scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1, batch=0,
-                         step=4, config=cfg)
-    return path.parent / "generator.pt"
+    return save_run(tmp_path / "models/test/last.pt", cfg, warm=True)[0].with_name("generator.pt")
 
 
 def need(*modules):
