@@ -782,7 +782,7 @@ def main(argv=None) -> int:
         results = [run_job(args, k, job, measures) for k, job in enumerate(plan_jobs(args, runs))]
         write_report(args, runs, results, measures)
     except (OSError, ValueError) as e:
-        print(f"evaluate.py: error: {first_line(e)}", file=sys.stderr)
+        print(f"evaluate.py: error: {first_line(e, 400)}", file=sys.stderr)
         return 2
     return 0
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from config import add_device_flag, first_line, pick_device
+from config import SWITCH, add_device_flag, first_line, pick_device
 from dataset import PairDataset, train_val_folders
 from save import atomic_save, load_checkpoint, load_generator
 
@@ -66,10 +66,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="file to write (default: generator_precise_bn.pt beside "
                                       "the checkpoint)")
     parser.add_argument("--seed", type=int, default=0, help="which images, and their dropout")
+    parser.add_argument("--replace", **SWITCH, help="write over an existing --out file")
     add_device_flag(parser)
     args = parser.parse_args(argv)
+    checkpoint = Path(args.checkpoint)
+    out = Path(args.out) if args.out else checkpoint.with_name("generator_precise_bn.pt")
     try:
-        checkpoint = Path(args.checkpoint)
+        if out.exists() and not args.replace:  # nothing in a run folder is replaced unasked
+            raise ValueError(f"{out} exists; pass --replace to write over it")
         generator, cfg = load_generator(checkpoint)
         if cfg.hints:  # its statistics would depend on how many hints the images were given
             raise ValueError(f"{checkpoint}: a model trained with colour hints is not supported; "
@@ -87,12 +91,11 @@ def main(argv=None) -> int:
                 data_dir, cfg, args.images, batch_size, device, args.seed))
         if seen == 0:
             raise ValueError(f"{data_dir}: fewer than {batch_size} pairs")
-        out = Path(args.out) if args.out else checkpoint.with_name("generator_precise_bn.pt")
         atomic_save({"generator": generator.cpu().state_dict(), "config": cfg.to_dict(),
                      "step": step, "precise_bn": {"images": seen, "batch_size": batch_size,
                                                   "data": str(data_dir)}}, out)
     except (OSError, ValueError) as e:
-        print(f"precise_bn.py: error: {first_line(e)}", file=sys.stderr)
+        print(f"precise_bn.py: error: {first_line(e, 400)}", file=sys.stderr)
         return 2
     print(f"running statistics of {checkpoint} recomputed over {seen} images of {data_dir} "
           f"(batches of {batch_size}) -> {out}")

@@ -88,6 +88,15 @@ def test_without_onnx_only_the_torch_export_programs_are_written(checkpoint, mon
     assert sorted(p.name for p in checkpoint.parent.glob("generator.*.*")) == ["generator.eval.pt2"]
 
 
+def test_a_file_of_an_earlier_export_is_replaced_only_when_asked(checkpoint, capsys):
+    earlier = checkpoint.with_name("generator.eval.pt2")
+    earlier.write_bytes(b"earlier")
+    assert export.main([str(checkpoint), "--mode", "eval"]) == 2
+    assert capsys.readouterr().err == (f"export.py: error: {earlier} exists; pass --replace to "
+                                       "write over it\n")
+    assert earlier.read_bytes() == b"earlier"
+
+
 def test_bench_without_onnxruntime_times_no_onnxruntime_rows(tmp_path, monkeypatch, capsys):
     from tools import bench
     monkeypatch.setitem(sys.modules, "onnxruntime", None)

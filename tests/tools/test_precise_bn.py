@@ -40,9 +40,16 @@ def test_cli_writes_a_new_checkpoint_whose_paper_mode_is_unchanged(tmp_path, cap
     assert torch.equal(translate(fixed, sketch, seeds=[1, 2]), translate(G, sketch, seeds=[1, 2]))
     assert not torch.allclose(translate(fixed, sketch, paper=False),
                               translate(G, sketch, paper=False))
-    # bad input: one line
+    # bad input, or a file already there: one line
+    written = (path.parent / "generator_precise_bn.pt").read_bytes()
     assert precise_bn.main([str(tmp_path / "nope.pt")]) == 2
-    assert precise_bn.main([str(generator_pt), "--images", "2"]) == 2
+    assert precise_bn.main([str(generator_pt), "--images", "2", "--replace"]) == 2
+    assert precise_bn.main([str(generator_pt), "--images", "8", "--seed", "1"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors == [f"precise_bn.py: error: {tmp_path / 'nope.pt'}: no such checkpoint",
-                      "precise_bn.py: error: --images 2 is less than one batch of 4"]
+                      "precise_bn.py: error: --images 2 is less than one batch of 4",
+                      f"precise_bn.py: error: {path.parent / 'generator_precise_bn.pt'} exists; "
+                      "pass --replace to write over it"]
+    assert (path.parent / "generator_precise_bn.pt").read_bytes() == written
+    assert precise_bn.main([str(generator_pt), "--images", "8", "--seed", "1", "--replace"]) == 0
+    assert (path.parent / "generator_precise_bn.pt").read_bytes() != written
