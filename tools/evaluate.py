@@ -7,7 +7,7 @@ r"""Score a generator: L1, PSNR, SSIM, edge F1 and ΔE per image, FID and KID ov
     python -m tools.evaluate --checkpoint models/c/completer.pt --data ... --vgg16 vgg16.pth
     python -m tools.evaluate --checkpoint models/h/generator.pt --data ... --hints 5
     python -m tools.evaluate --checkpoint ... --sketches pencil/ \
-        --references data/hand-sketches/sketches        # unpaired: edge F1 only
+        --references data/hand-sketches/sketches  # unpaired, edge F1 only (docs/sketches.md)
 
 Prints a table of means and writes results/<run>/results.json (every image's scores and the means)
 and index.html (sketch | generated | real thumbnails with scores, worst first, sortable, opens from
