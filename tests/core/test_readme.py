@@ -1,5 +1,6 @@
 """README, docs and config.py stay true to the code: the first commands, every field documented
-once, every link resolves and every command shown answers --help."""
+once, every link resolves, every command shown parses with its own parser's flags, and the tables
+name the modules there are."""
 
 import dataclasses
 import functools
@@ -61,6 +62,8 @@ def test_ci_runs_exactly_the_readme_test_command_in_a_virtual_environment_it_mak
 
 PAGES = [ROOT / "README.md", ROOT / "tools" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)[^)]*\)")  # [text](target) and ![alt](image)
+
+
 def without_code(text: str) -> str:
     """The prose of a page: a link inside a code block, inline code or a comment is no link."""
     text = re.sub(r"```.*?```|<!--.*?-->", "", text, flags=re.DOTALL)
