@@ -134,7 +134,8 @@ class Config:
         # building more layers than this takes seconds even on the meta device (save.check_fits)
         for name, most in (("num_downs", MAX_NUM_DOWNS), ("resnet_blocks", MAX_RESNET_BLOCKS)):
             if getattr(self, name) > most:
-                raise ValueError(f"config: {name} must be at most {most}, got {getattr(self, name)}")
+                raise ValueError(f"config: {name} must be at most {most}, "
+                                 f"got {getattr(self, name)}")
         if self.direction not in ("AtoB", "BtoA"):
             raise ValueError(f"config: direction must be AtoB or BtoA, got {self.direction!r}")
         if self.compile_mode not in ("default", "reduce-overhead", "max-autotune"):
@@ -248,7 +249,8 @@ SYSTEMS = {
 
 
 def first_line(error: BaseException, limit: int = 120) -> str:
-    """The first line of an error's message (its type's name if it has none), for one-line reports."""
+    """The first line of an error's message (its type's name if it has none), for one-line
+    reports."""
     text = str(error).strip()
     return text.splitlines()[0][:limit] if text else type(error).__name__
 

@@ -1,52 +1,30 @@
 """Turn sketches into photos with a trained generator.
 
-    # -> out/sketch.png, newest models/*/generator.pt (named on stderr)
-    python infer.py sketch.jpg
+    python infer.py sketch.jpg        # -> out/sketch.png, newest models/*/generator.pt (on stderr)
     python infer.py sketches/ more.png -o results --checkpoint models/edges2shoes/generator.pt
-    # deterministic: no dropout, running statistics
-    python infer.py sketch.jpg --eval
+    python infer.py sketch.jpg --eval                    # deterministic: no dropout
     python infer.py sketch.jpg --pretrained edges2shoes  # the authors' weights, downloaded once
     python infer.py sketches/ --precision fp32           # no bf16, even where the tuner picks it
-    # a file of python -m tools.export, run by onnxruntime
-    python infer.py sketch.jpg --onnx models/NAME/generator.paper.onnx
-    # the sketch as it is: padded to square, resized
-    python infer.py sketch.jpg --no-fit
-    python infer.py wide.png --native                  # run at the sketch's own resolution
+    python infer.py sketch.jpg --onnx models/NAME/generator.paper.onnx  # tools.export's file
+    python infer.py sketch.jpg --no-fit                  # the sketch as it is: padded, resized
+    python infer.py wide.png --native                    # at the sketch's own resolution
     python infer.py photo.jpg --save_prepared prepared/  # + what the generator was given
-    # a model trained with --hints: colour where painted, or one colour inside the drawing
-    python infer.py sketch.png --hints painted.png
+    python infer.py sketch.png --hints painted.png       # colour where painted (--hints model)
     python infer.py sketch.png --color "#b22222"
 
-Inputs: a plain sketch of any size (pen, pencil, marker or coloured ink on paper, a scan or a photo
-of it, JPEG or PNG), or an edges2shoes-style pair twice as wide as high, of which the input half is
-used. One PNG per input, of the input's own size (for a pair: of its input half), named after it:
-OUT/NAME.png, and NAME-2.png, NAME-3.png... for inputs that share a name, in the order given.
-Nothing is lost: a run whose output would replace an input is refused, and the output folder is
-tried for writing before any work.
-Fitting (default for plain sketches, not pairs): the drawing is found on the canvas (the strokes
-that stand out from the paper, specks ignored; see sketch.py), cropped with the margin edges2shoes
-shoes have, padded to square, redrawn with one-pixel centre lines like the training edges, and the
-photo goes back at the drawing's place and size on white. A sketch with no drawing to find is named
-on stderr and made unfitted. --save_prepared DIR shows what the generator was given.
---no-fit: the whole sketch is padded with white to a square and resized to the model's
-resolution; the padding is cropped from the photo, which is resized back to the sketch's size.
---native: no padding and no resizing to the training size: the fully convolutional generator runs at
-the sketch's resolution rounded to a multiple of 2**num_downs. The model learned one scale, so at
-another its innermost layers see a different share of the shoe: expect other textures, blotches or
-repeated parts on large inputs; the training size is the one it was judged at.
-By default the generator runs as in the paper at test time (dropout on, each image normalized by
-its own statistics), so each seed draws a slightly different photo: a photo depends on its sketch
-and --seed alone, not on the other inputs or the batch. --eval makes it deterministic. Same-size
-inputs run --batch_size at a time in either mode, the way tune.py picks for this machine (a job
-big enough to pay for the tuning is timed once, the winner cached; --precision and --tune
-override).
-A file that cannot be read is named on its own line on stderr; the others are still made, and the
-exit code is 2 at the end.
-Colour hints (a model trained with --hints, hints.py): --hints FILE is an image of the sketch's
-size (for a pair: its input half's) whose painted pixels (non-transparent ones, or non-white ones
-where it has no alpha) give the colour there; --color puts one hint patch inside the drawing, away
-from its strokes. Hints go through the sketch's own fitting, padding and resizing; --save_prepared
-shows them over the sketch.
+Inputs: plain sketches of any size (pen, pencil, marker or ink on paper, scanned or photographed) or
+edges2shoes-style pairs, whose input half is used. One PNG per input, of its size: OUT/NAME.png
+(NAME-2.png, ... for inputs that share a name, in the order given); a run whose output would replace
+an input is refused, and the output folder is tried before any work. A plain sketch's drawing is
+found, cropped with the shoes' margin, redrawn with one-pixel lines like the training edges, and its
+photo put back at its place (docs/sketches.md); --no-fit pads the whole sketch to a square instead;
+--native runs it at its own resolution rounded to a multiple of 2**num_downs (another scale than
+trained: other textures). The generator runs as in the paper at test time (dropout on, each image's
+own statistics), so a photo depends on its sketch and --seed alone; --eval is deterministic.
+Same-size inputs run --batch_size at a time, as tune.py picks for this machine. A file that cannot
+be made is named on its own line on stderr, the others are still made, and the exit code is 2.
+Colour hints (hints.py): --hints FILE paints them (its non-transparent, or non-white, pixels) at the
+sketch's size; --color puts one patch inside the drawing.
 """
 
 import argparse
@@ -56,12 +34,11 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 if __name__ == "__main__":
-    # Read once when torch loads OpenMP: idle threads sleep instead of spinning. On a CPU shared
-    # with other processes a spinning thread starves the working one: the 2-thread generator ran 2×
-    # (256×256) to 70× (64×64) slower (bench.py infer). An OMP_WAIT_POLICY set in the environment
-    # wins.
+    # read once when torch loads OpenMP: idle threads sleep instead of spinning, which on a shared
+    # CPU starved the working one (2× to 70× slower: tools.bench infer); the environment's wins
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
@@ -80,10 +57,8 @@ from sketch import prepare_sketch, put_back  # noqa: E402
 from tune import PRECISIONS, Tuner  # noqa: E402
 
 
-# what --eval costs, measured (README, "Inference modes")
-EVAL_HELP = ("eval mode: no dropout, running statistics; deterministic, but on the small CPU "
-             "recipe model L1 0.251 against paper mode's 0.189 on 100 val pairs, unless the "
-             "statistics are recomputed by tools.precise_bn (0.187)")
+EVAL_HELP = ("eval mode: no dropout, running statistics; deterministic, but worse than paper mode "
+             "unless tools.precise_bn recomputed them (docs/reproduction.md measures it)")
 
 
 def find_checkpoint(models_dir: str = "models") -> Path:
@@ -91,9 +66,8 @@ def find_checkpoint(models_dir: str = "models") -> Path:
     training."""
     found = sorted(Path(models_dir).glob("*/generator.pt"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise FileNotFoundError(f"{models_dir}/: no */generator.pt; train first "
-                                "(python train.py --demo) "
-                                f"or pass --checkpoint")
+        raise FileNotFoundError(f"{models_dir}/: no */generator.pt; train first (python train.py "
+                                "--demo) or pass --checkpoint")
     return found[-1]
 
 
@@ -304,47 +278,45 @@ def generate(tuner: Tuner, batch: list, seed: int = 0) -> list:
     return [put_back(to_image(photo), prepared) for photo, prepared in zip(fake_photos, batch)]
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("inputs", nargs="+", help="sketch images or folders of them")
-    parser.add_argument("-o", "--out", default="out",
-                        help="folder for the photos, one INPUT_NAME.png each; inputs that share a "
-                             "name get NAME-2.png, NAME-3.png... in the order given; a run that "
-                             "would write over an input is refused")
+    parser.add_argument("-o", "--out", default="out", help="folder for the photos, NAME.png each "
+                        "(NAME-2.png... for inputs that share a name); never over an input")
     add_checkpoint_flags(parser)
     parser.add_argument("--eval", **SWITCH, help=EVAL_HELP)
     parser.add_argument("--seed", type=int, default=0,
                         help="seed for the dropout noise in paper mode")
-    parser.add_argument("--fit", **{**SWITCH, "default": None},
-                        help="crop a plain sketch to its drawing, "
-                             "redraw its lines like the training edges, "
-                             "put the photo back in place (default: on; off with --native)")
-    parser.add_argument("--native", **SWITCH,
-                        help="run at the sketch's own resolution "
-                             "rounded to a multiple of 2**num_downs, "
-                             "not at the training size (another scale than trained: other quality)")
-    parser.add_argument("--save_prepared", metavar="DIR",
-                        help="also write what the generator was given (the fitted or padded "
-                             "sketch, at the model's size) to DIR/NAME.png")
-    parser.add_argument("--batch_size", type=int, default=8,
-                        help="same-size inputs per generator call (either mode: paper mode "
-                             "normalizes each image by its own statistics)")
+    parser.add_argument("--fit", **{**SWITCH, "default": None}, help="crop a plain sketch to its "
+                        "drawing, redraw its lines like the training edges, put the photo back in "
+                        "place (default: on; off with --native)")
+    parser.add_argument("--native", **SWITCH, help="run at the sketch's own resolution rounded "
+                        "to a multiple of 2**num_downs (another scale than trained: other quality)")
+    parser.add_argument("--save_prepared", metavar="DIR", help="also write what the generator "
+                        "was given (the fitted or padded sketch) to DIR/NAME.png")
+    parser.add_argument("--batch_size", type=int, default=8, help="same-size inputs per "
+                        "generator call (paper mode normalizes each image by its own statistics)")
     add_device_flag(parser)
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads (0: torch's default, one per core, or the tuner's pick)")
     add_tuning_flags(parser)
     parser.add_argument("--onnx", help="run this file of tools.export with onnxruntime instead of "
                                        "a checkpoint (its mode must match --eval)")
-    parser.add_argument("--hints", metavar="FILE",
-                        help="colour hints for a model trained with --hints: an image of the "
-                             "sketch's size whose painted pixels (non-transparent, or non-white "
-                             "without alpha) give the colour there")
-    parser.add_argument("--color", metavar="COLOUR",
-                        help="one colour hint inside the drawing (#b22222, #f00 or a name), for a "
-                             "model trained with --hints")
+    parser.add_argument("--hints", metavar="FILE", help="for a model trained with --hints: an "
+                        "image of the sketch's size whose painted pixels (non-transparent, or "
+                        "non-white without alpha) give the colour there")
+    parser.add_argument("--color", metavar="COLOUR", help="for a model trained with --hints: one "
+                        "colour hint inside the drawing (#b22222, #f00 or a name)")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, a usage error refused as argparse refuses one (exit 2); args.colour is
+    --color's (r, g, b) or None, args.fit whether plain sketches are fitted."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        colour = parse_colour(args.color) if args.color is not None else None
+        args.colour = parse_colour(args.color) if args.color is not None else None
     except ValueError as e:
         parser.error(f"--color: {e}")
     if args.onnx and (args.checkpoint or args.pretrained or args.native):
@@ -356,117 +328,146 @@ def main(argv=None) -> int:
         parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
     if not args.out.strip():
         parser.error("-o/--out: an empty folder name (-o . is the current folder)")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    fit, paper = args.fit is not False and not args.native, not args.eval
-    out_dir = Path(args.out)
-    files, problems = collect_inputs(args.inputs)
-    once = {}  # a file named twice (sketches/ sketches/a.png) is made once
-    for path in files:
-        once.setdefault(path.resolve(), path)
-    files = list(once.values())
-    targets = output_paths(files, out_dir)
-    prepared_dir = Path(args.save_prepared) if args.save_prepared else None
-    if prepared_dir and prepared_dir.resolve() == out_dir.resolve():
+    if args.save_prepared and Path(args.save_prepared).resolve() == Path(args.out).resolve():
         parser.error("--save_prepared: give another folder than -o (the photos go there under "
                      "the same names)")
-    prepared_targets = {path: prepared_dir / target.name
-                        for path, target in targets.items()} if prepared_dir else {}
-    # nothing lost: checked before any download, load or generation
-    for kind, option, paths in (("photo", "-o", targets),
-                                ("prepared sketch", "--save_prepared", prepared_targets)):
+    args.fit = args.fit is not False and not args.native
+    return args
+
+
+class Outputs(NamedTuple):
+    problems: list  # 'path: problem' for each path that names nothing usable
+    photos: dict  # each input file, once, in order -> the path of its photo
+    prepared: dict  # input -> the path of its prepared sketch (--save_prepared), or {}
+
+
+def plan_outputs(args: argparse.Namespace) -> Outputs:
+    """The inputs args names, a file named twice (sketches/ sketches/a.png) once, and where each
+    one's photo and prepared sketch go."""
+    files, problems = collect_inputs(args.inputs)
+    once = {}
+    for path in files:
+        once.setdefault(path.resolve(), path)
+    photos = output_paths(list(once.values()), Path(args.out))
+    prepared = ({path: Path(args.save_prepared) / target.name for path, target in photos.items()}
+                if args.save_prepared else {})
+    return Outputs(problems, photos, prepared)
+
+
+def check_outputs(args: argparse.Namespace, outputs: Outputs) -> None:
+    """A ValueError naming the file or folder if an output would be written over an input or its
+    folder takes no new file: nothing is lost, and it is said before any download, load or work."""
+    for kind, option, paths in (("photo", "-o", outputs.photos),
+                                ("prepared sketch", "--save_prepared", outputs.prepared)):
         overwritten = overwritten_input(paths)
         if overwritten:
-            print(f"infer.py: error: {overwritten}: its {kind} would be written over an input; "
-                  f"choose another {option} (outputs never replace inputs)", file=sys.stderr)
-            return 2
-    for folder in (out_dir, prepared_dir) if prepared_dir else (out_dir,):
+            raise ValueError(f"{overwritten}: its {kind} would be written over an input; choose "
+                             f"another {option} (outputs never replace inputs)")
+    for folder in map(Path, filter(None, (args.out, args.save_prepared))):
         try:
             check_writable(folder)
         except OSError as e:
-            print(f"infer.py: error: {folder}: cannot write there ({e.strerror or e})",
-                  file=sys.stderr)
-            return 2
+            raise ValueError(f"{folder}: cannot write there ({e.strerror or e})") from None
+
+
+def load_runner(args: argparse.Namespace, n_images: int) -> tuple:
+    """(runner, cfg, hints_image): runner(sketches, seeds) -> photos is the --onnx file's session
+    or the checkpoint's generator at the setting tune.py picks for this machine and n_images;
+    hints_image is --hints' (colours, painted) or None. OSError or ValueError naming a bad file."""
+    device, paper = pick_device(args.device), not args.eval
+    if args.onnx:
+        runner = OnnxGenerator(args.onnx)
+        cfg, source = runner.cfg, args.onnx
+        if runner.paper != paper:
+            raise ValueError(f"{args.onnx}: exported in {'paper' if not paper else 'eval'} "
+                             f"mode; export the other (python -m tools.export CHECKPOINT "
+                             f"--mode {'paper' if paper else 'eval'})")
+    else:
+        source = chosen_checkpoint(args)
+        generator, cfg = load_generator(source)
+        runner = Tuner(generator.to(device), paper=paper, device=device, precision=args.precision,
+                       n_images=n_images, tune=args.tune, tune_threads=args.threads == 0)
+    if (args.hints or args.colour is not None) and not cfg.hints:
+        raise ValueError(f"{source}: this model was trained without colour hints "
+                         "(no hint channels); --hints and --color need one trained with --hints")
+    hints_image = read_hints_image(args.hints) if args.hints else None
+    return runner, cfg, hints_image
+
+
+def prepare_input(path: Path, cfg: Config, args: argparse.Namespace, hints_image=None):
+    """The sketch.Prepared input of one file, with its colour hints; a ValueError 'path: problem'
+    for one that will not do. A sketch without a drawing to fit is named on stderr."""
     try:
-        device = pick_device(args.device)
-        if args.onnx:
-            onnx_generator = OnnxGenerator(args.onnx)
-            cfg = onnx_generator.cfg
-            if onnx_generator.paper != paper:
-                raise ValueError(f"{args.onnx}: exported in {'paper' if not paper else 'eval'} "
-                                 f"mode; export the other (python -m tools.export CHECKPOINT "
-                                 f"--mode {'paper' if paper else 'eval'})")
-        else:
-            source = chosen_checkpoint(args)
-            generator, cfg = load_generator(source)
-            generator.to(device)
-        if (args.hints or colour is not None) and not cfg.hints:
-            raise ValueError(f"{args.onnx or source}: this model was trained without colour hints "
-                             "(no hint channels); --hints and --color need one trained with "
-                             "--hints")
-        hints_image = read_hints_image(args.hints) if args.hints else None
-    except (OSError, ValueError) as e:
-        print(f"infer.py: error: {e}", file=sys.stderr)
-        return 2
-    for problem in problems:
+        prepared = prepare_sketch(path, cfg.image_size, cfg.direction, fit=args.fit,
+                                  native_multiple=2**cfg.num_downs if args.native else 0)
+    except (OSError, ValueError, MemoryError) as e:
+        raise ValueError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
+    try:
+        prepared.hints = hint_channels(prepared, cfg, hints_image, args.colour, args.hints)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    if prepared.blank:  # not an error: the photo is still made, from the whole sketch
+        print(f"infer.py: {path}: no drawing found (no strokes stand out from the paper); "
+              "made from the whole sketch, unfitted", file=sys.stderr)
+    return prepared
+
+
+def saved(image, target: Path) -> bool:
+    """Write image at target (write_image); False, said on stderr, where it cannot."""
+    try:
+        write_image(image, target)
+    except OSError as e:
+        print(f"infer.py: error: {target}: cannot write ({e})", file=sys.stderr)
+        return False
+    return True
+
+
+def run_batch(runner, group: list, photos: dict, seed: int) -> int:
+    """Generate and write the photos of [(path, Prepared)] together; how many were written. After
+    a failure (out of memory included) one at a time: only an input that fails alone is lost."""
+    try:
+        made = generate(runner, [prepared for _, prepared in group], seed)
+    except (RuntimeError, MemoryError, ValueError) as e:
+        if len(group) > 1:
+            return sum(run_batch(runner, [item], photos, seed) for item in group)
+        print(f"infer.py: error: {group[0][0]}: generating it failed: {first_line(e)}",
+              file=sys.stderr)
+        return 0
+    written = 0
+    for (path, _), photo in zip(group, made):
+        if saved(photo, photos[path]):
+            written += 1
+            print(f"{path} -> {photos[path]}")
+    return written
+
+
+def make_photos(runner, cfg: Config, args: argparse.Namespace, outputs: Outputs,
+                hints_image=None) -> int:
+    """Prepare every input, run same-size ones --batch_size (or as many as fit in memory) at a
+    time and write their photos; each failure is named on its own line on stderr and the rest are
+    still made. Returns the exit code: 2 if any input failed."""
+    for problem in outputs.problems:
         print(f"infer.py: error: {problem}", file=sys.stderr)
-    failed, written = len(problems), 0
-    # the fastest correct setting for this machine, model and batch (tune.py)
-    tuner = onnx_generator if args.onnx else Tuner(
-        generator, paper=paper, device=device, precision=args.precision, n_images=len(files),
-        tune=args.tune, tune_threads=args.threads == 0)
-    batch_size = args.batch_size
-    pending = {}  # tensor shape -> [(path, Prepared)], run when batch_size have gathered
+    failed, written = len(outputs.problems), 0
+    pending, needs, limits = {}, {}, {}  # per tensor shape: inputs, bytes for one, per call
 
     def run(group):
         nonlocal failed, written
-        try:
-            photos = generate(tuner, [prepared for _, prepared in group], args.seed)
-        except (RuntimeError, MemoryError, ValueError) as e:  # out of memory included
-            if len(group) > 1:  # one at a time: only an input that fails alone is lost
-                for item in group:
-                    run([item])
-                return
-            print(f"infer.py: error: {group[0][0]}: generating it failed: {first_line(e)}",
-                  file=sys.stderr)
-            failed += 1
-            return
-        for (path, _), photo in zip(group, photos):
-            target = targets[path]
-            try:
-                write_image(photo, target)
-            except OSError as e:
-                print(f"infer.py: error: {target}: cannot write ({e})", file=sys.stderr)
-                failed += 1
-                continue
-            written += 1
-            print(f"{path} -> {target}")
+        made = run_batch(runner, group, outputs.photos, args.seed)
+        failed, written = failed + len(group) - made, written + made
 
-    multiple = 2**cfg.num_downs if args.native else 0
-    needs, limits = {}, {}  # per tensor shape: bytes to generate one, inputs per call
-    for path in files:
+    for path in outputs.photos:
         try:
-            prepared = prepare_sketch(path, cfg.image_size, cfg.direction, fit=fit,
-                                      native_multiple=multiple)
-        except (OSError, ValueError, MemoryError) as e:
-            message = str(e) if str(path) in str(e) else f"{path}: {e}"
-            print(f"infer.py: error: {message}", file=sys.stderr)
-            failed += 1
-            continue
-        try:
-            prepared.hints = hint_channels(prepared, cfg, hints_image, colour, args.hints)
+            prepared = prepare_input(path, cfg, args, hints_image)
         except ValueError as e:
-            print(f"infer.py: error: {path}: {e}", file=sys.stderr)
+            print(f"infer.py: error: {e}", file=sys.stderr)
             failed += 1
             continue
-        if prepared.blank:  # not an error: the photo is still made, from the whole sketch
-            print(f"infer.py: {path}: no drawing found (no strokes stand out from the paper); "
-                  "made from the whole sketch, unfitted", file=sys.stderr)
         shape = tuple(prepared.sketch.shape)
         if shape not in needs:
             needs[shape] = activation_bytes(cfg, shape)
         if shape not in pending:  # inputs per call: as many as fit in memory now
-            limits[shape] = batch_limit(needs[shape], batch_size)
+            limits[shape] = batch_limit(needs[shape], args.batch_size)
         if not limits[shape]:
             print(f"infer.py: error: {path}: generating it at {shape[2]}×{shape[1]} takes up to "
                   f"{size_text(needs[shape])} of memory, more than the "
@@ -475,15 +476,10 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             failed += 1
             continue
-        if prepared_dir:
-            target = prepared_targets[path]
-            try:
-                write_image(to_image(prepared.sketch if prepared.hints is None
-                                     else overlay(prepared.sketch, prepared.hints)),
-                            target)
-            except OSError as e:
-                print(f"infer.py: error: {target}: cannot write ({e})", file=sys.stderr)
-                failed += 1
+        if outputs.prepared and not saved(to_image(
+                prepared.sketch if prepared.hints is None
+                else overlay(prepared.sketch, prepared.hints)), outputs.prepared[path]):
+            failed += 1
         group = pending.setdefault(shape, [])
         group.append((path, prepared))
         if len(group) >= limits[shape]:
@@ -491,9 +487,23 @@ def main(argv=None) -> int:
     for group in pending.values():
         run(group)
     if failed:  # the bad ones are named on stderr, one line each; the count goes with the outputs
-        made = f"{written} written to {out_dir}" if written else "nothing was written"
-        print(f"{failed} of {len(files) + len(problems)} inputs failed; {made}")
+        made = f"{written} written to {Path(args.out)}" if written else "nothing was written"
+        print(f"{failed} of {len(outputs.photos) + len(outputs.problems)} inputs failed; {made}")
     return 2 if failed else 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    outputs = plan_outputs(args)
+    try:
+        check_outputs(args, outputs)
+        runner, cfg, hints_image = load_runner(args, len(outputs.photos))
+    except (OSError, ValueError) as e:
+        print(f"infer.py: error: {e}", file=sys.stderr)
+        return 2
+    return make_photos(runner, cfg, args, outputs, hints_image)
 
 
 if __name__ == "__main__":

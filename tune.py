@@ -330,7 +330,8 @@ class Tuner:
 def training_precision(make_step, native=None, rounds: int = 3) -> str:
     """train.py --precision auto on a CPU: "bf16" where the CPU has native bf16 and a training step
     under bf16 autocast beats fp32 by MARGIN (median of rounds interleaved steps, after one warm-up
-    each), else "fp32" without timing anything. make_step(precision) -> a function doing one step."""
+    each), else "fp32" without timing anything. make_step(precision) -> a function doing one
+    step."""
     if not (native_bf16() if native is None else native):
         return "fp32"
     steps = {precision: make_step(precision) for precision in ("fp32", "bf16")}

@@ -74,6 +74,24 @@ def tiny_config(tmp_path, data_dir, **overrides) -> Config:
     return Config(**{**values, **overrides})
 
 
+def save_run(path, cfg, seed: int = 0, warm: bool = False) -> tuple:
+    """(path, generator): a run's last.pt at path, and generator.pt beside it, of fresh networks
+    seeded by seed; warm: the running statistics moved off (0, 1) by one train-mode batch first."""
+    import torch
+    import save
+    from discriminator import build_discriminator
+    from generator import build_generator
+    torch.manual_seed(seed)
+    generator, discriminator = build_generator(cfg), build_discriminator(cfg)
+    if warm:
+        generator.train()(torch.randn(4, 3, cfg.image_size, cfg.image_size))
+    opt = torch.optim.Adam(generator.parameters())
+    save.save_checkpoint(path, generator=generator, discriminator=discriminator, opt_g=opt,
+                         opt_d=opt, scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1,
+                         batch=0, step=4, config=cfg)
+    return path, generator
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Kill loader workers a failed or interrupted test left alive: they ignore SIGTERM (train.py's
     shutdown), so pytest's exit would wait on them forever."""

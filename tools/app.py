@@ -930,7 +930,8 @@ async function generate() {
     download.classList.remove("off");
     document.getElementById("placeholder").hidden = true;
     app.shown = version;
-    say(`${photo.naturalWidth}×${photo.naturalHeight} photo in ${Math.round(performance.now() - started)} ms`);
+    const ms = Math.round(performance.now() - started);
+    say(`${photo.naturalWidth}×${photo.naturalHeight} photo in ${ms} ms`);
     // then what the generator was given, so that a bad photo can be understood
     const given = await fetch("generate?given", {method: "POST",
                                                  headers: {"Content-Type": type},

@@ -2,6 +2,8 @@
 
     # official set -> data/edges2shoes/{train,val}
     python -m tools.data download edges2shoes
+    # its train pairs 1..1000 and val pairs 1..100 -> data/edges2shoes-1k, hard-linked
+    python -m tools.data subset data/edges2shoes data/edges2shoes-1k --train 1000 --val 100
     # product photos -> edge map | photo pairs
     python -m tools.data pairs my_photos/ data/my_shoes
     # A/x.png + B/x.jpg -> mine/x.png, A left, B right
@@ -13,6 +15,7 @@
 import argparse
 import os
 import random
+import re
 import shutil
 import sys
 import tarfile
@@ -118,6 +121,61 @@ def download(name: str, root="data", url_base: str = URL_BASE, keep_archive: boo
         archive.unlink()
     print(f"{name}: {split_counts(target)} in {target}"
           + (f" (archive kept: {archive})" if keep_archive else ""))
+    return target
+
+
+def numbered_pairs(folder) -> list:
+    """The official pairs N_AB.jpg of a folder, by number (2 before 10); other files left out."""
+    numbers = {path: re.fullmatch(r"(\d+)_AB", path.stem) for path in list_images(folder)}
+    return sorted((path for path, number in numbers.items() if number),
+                  key=lambda path: int(numbers[path][1]))
+
+
+def subset(source, target, counts: dict, link: bool = True, replace: bool = False) -> Path:
+    """target/SPLIT/: the first counts[SPLIT] official pairs of source/SPLIT/ by number (train 1000:
+    1_AB.jpg to 1000_AB.jpg), hard-linked (copied with link=False or where the file system cannot
+    link). An existing target is refused unless replace, and replaced only once the new one is
+    whole."""
+    source, target = Path(source), Path(target)
+    if min(counts.values()) < 1:
+        raise ValueError(f"each split needs at least 1 pair, got {counts}")
+    inside = source.resolve().is_relative_to(target.resolve())
+    if inside or target.resolve().is_relative_to(source.resolve()):
+        raise ValueError(f"{target}: the subset must lie outside {source} and not hold it")
+    if (target.exists() or target.is_symlink()) and not replace:
+        raise ValueError(f"{target} already exists; pass --replace to make it anew")
+    chosen = {split: numbered_pairs(source / split)[:n] for split, n in counts.items()}
+    for split, pairs in chosen.items():
+        if len(pairs) < counts[split]:
+            raise ValueError(f"{source / split}: {len(pairs)} numbered pairs (N_AB.jpg), fewer "
+                             f"than the {counts[split]} asked for")
+    staging = target.with_name(f".{target.name}.subset")  # renamed to target once complete
+    shutil.rmtree(staging, ignore_errors=True)  # left by a run that was killed
+    copied = 0
+    try:
+        for split, pairs in chosen.items():
+            (staging / split).mkdir(parents=True)
+            for path in pairs:
+                try:
+                    if link:
+                        os.link(path, staging / split / path.name)
+                        continue
+                except OSError:  # another file system, or one without hard links
+                    pass
+                shutil.copy2(path, staging / split / path.name)
+                copied += 1
+        if target.is_symlink() or target.is_file():
+            target.unlink()  # a link is removed itself, never what it points to
+        elif target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    numbers = [f"{split} {len(pairs)} pairs ({pairs[0].name} to {pairs[-1].name})"
+               for split, pairs in chosen.items()]
+    total = sum(map(len, chosen.values()))
+    print(f"{target}: {', '.join(numbers)} from {source}; {total - copied} hard-linked, "
+          f"{copied} copied")
     return target
 
 
@@ -287,6 +345,15 @@ def main(argv=None) -> int:
     join.add_argument("a_dir", help="left halves (the model's input with direction AtoB)")
     join.add_argument("b_dir", help="right halves, resized to A's size where they differ")
     join.add_argument("out_dir")
+    part = commands.add_parser("subset", help="the first official pairs of a data set (by "
+                                              "number) -> a smaller one", **options)
+    part.add_argument("source", help="a data folder with train/ and val/, e.g. data/edges2shoes")
+    part.add_argument("target", help="the new data folder, e.g. data/edges2shoes-1k")
+    part.add_argument("--train", type=int, default=1000, help="train pairs: 1_AB.jpg to N_AB.jpg")
+    part.add_argument("--val", type=int, default=100, help="val pairs: 1_AB.jpg to N_AB.jpg")
+    part.add_argument("--link", **{**SWITCH, "default": True},
+                      help="hard-link the files (no space used); --no-link copies them")
+    part.add_argument("--replace", **SWITCH, help="replace an existing TARGET")
     scan = commands.add_parser("check", help="decode every file: counts, sizes and bad files of "
                                              "a data folder",
                                **options)
@@ -303,6 +370,9 @@ def main(argv=None) -> int:
                             args.batch, args.device)
         elif args.command == "combine":
             combine(args.a_dir, args.b_dir, args.out_dir)
+        elif args.command == "subset":
+            subset(args.source, args.target, {"train": args.train, "val": args.val}, args.link,
+                   args.replace)
         else:
             bad = check(args.folder, args.workers)["bad"]
             if bad and not args.skip_bad:

@@ -1,5 +1,4 @@
-"""Built-in demo data: procedurally drawn shoes paired with their edge maps, in the edges2shoes
-layout.
+"""Built-in demo data: procedurally drawn shoes paired with their edge maps, as edges2shoes is.
 
 Each file root/{train,val}/{i}_AB.jpg is one size x 2size image: the sketch (black lines on white,
 made by edges.photo_to_sketch) on the left, the photo on the right, as in edges2shoes. It lets you

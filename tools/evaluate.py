@@ -1,70 +1,43 @@
-r"""Measure what a generator makes: L1, PSNR, SSIM and edge F1 per image, FID and KID given
-Inception weights.
+r"""Score a generator: L1, PSNR, SSIM, edge F1 and ΔE per image, FID and KID over the set.
 
-    python -m tools.evaluate --checkpoint models/edges2shoes/generator.pt \
-        --data data/edges2shoes/val
     python -m tools.evaluate --checkpoint models/a/generator.pt --data data/edges2shoes/val \
-        --compare models/b/generator.pt
-    python -m tools.evaluate --checkpoint ... --data ... \
-        --inception pt_inception-2015-12-05-6726825d.pth  # + FID, KID
+        --compare models/b/generator.pt                # a second checkpoint beside the first
     python -m tools.evaluate --pretrained edges2shoes --data data/edges2shoes/val  # their weights
-    # a contextual-completion checkpoint (completion.py), + the VGG16 cosine similarity
+    python -m tools.evaluate --checkpoint ... --data ... --inception FILE  # + FID, KID
     python -m tools.evaluate --checkpoint models/c/completer.pt --data ... --vgg16 vgg16.pth
-    # a model trained with --hints: each photo's own colours at 5 patches, beside none
     python -m tools.evaluate --checkpoint models/h/generator.pt --data ... --hints 5
-    # unpaired: edge F1 only (against clean originals of the same names)
-    python -m tools.evaluate --checkpoint ... --sketches hand-sketches/sketches
-    python -m tools.evaluate --checkpoint ... --sketches pencil/ --references hand-sketches/sketches
-    # + FID, KID vs photos
-    python -m tools.evaluate --checkpoint ... --sketches DIR --photos DIR --inception FILE
+    python -m tools.evaluate --checkpoint ... --sketches pencil/ \
+        --references data/hand-sketches/sketches  # unpaired, edge F1 only (docs/sketches.md)
 
 Prints a table of means and writes results/<run>/results.json (every image's scores and the means)
-and results/<run>/index.html (sketch | generated | real thumbnails with scores, worst L1 first;
-click a column header to sort; opens from disk). By default the generator runs as in the paper at
-test time (dropout on, per-image batch statistics) with --seed fixing the noise; --eval runs it
-deterministically in eval mode. A completion checkpoint (completion.py's completer.pt or
-last.pt) is scored the same way; its networks always run in eval mode, and --seed fixes the random
-starts of its search.
+and index.html (sketch | generated | real thumbnails with scores, worst first, sortable, opens from
+disk). The generator runs as in the paper at test time (dropout on, per-image statistics, pair k's
+noise seeded by --seed + k); --eval runs eval mode. A completion checkpoint (completion.py) is
+scored the same way, its networks in eval mode and --seed fixing its search's starts.
 
-Per image, images in [-1, 1] as the generator makes them:
-    l1       mean |fake - real| on the [-1, 1] scale, the scale of the training L1 and
-             log.jsonl's val_l1
-    psnr     dB on the [0, 1] scale (peak 1.0); identical images are capped at PSNR_CAP_DB = 100 dB
-    ssim     Wang et al. 2004 on [0, 1] (data range 1): 11×11 Gaussian window σ=1.5, K1=0.01,
-             K2=0.03, 'valid' filtering (no padding), computed per RGB channel and averaged over the
-             channels
-    edge_f1  edges of the generated photo (edges.detect_edges) against the sketch's dark pixels, F1
-             with a match tolerance of 2 pixels: a photo that ignores the sketch's lines scores low
-    delta_e  colour error: mean CIE76 ΔE (Euclidean distance in CIE Lab, D65 white, from sRGB) of
-             generated and real photo over the shoe's pixels (hints.shoe_mask of the real photo:
-             all but the white background reaching the border; all pixels if it finds none)
-    delta_e_mean  CIE76 ΔE between the shoe's mean Lab colour in the generated and the real
-             photo (same pixels): the colour cast alone, without the shading and texture errors
-             that no colour hint can fix
---hints N (a model trained with colour hints): each real photo gives N hint patches (hints.py's
-training sampler with exactly N, seeded by --seed and the pair's index); the model is scored with
-none and with N side by side. A checkpoint without hint channels is scored without.
-    vgg_cos  only with --vgg16 FILE (torchvision's vgg16 state dict): the cosine similarity of the
-             generated and the real photo's VGG16 features without fc2 (losses.VGG16Features), the
-             measure of Lu et al.'s completion reimplementation
-Over the set: FID and KID on Inception v3 pool features (2048 per image), only with --inception
-FILE: pytorch-fid's pt_inception-2015-12-05 weights (then its TF-compatible pooling is used, so FIDs
-compare with published ones) or torchvision's inception_v3 state dict. Nothing is ever downloaded.
+Per image, on images in [-1, 1] as the generator makes them:
+    l1       mean |fake - real| on the [-1, 1] scale, the training L1's and log.jsonl's val_l1
+    psnr     dB on the [0, 1] scale (peak 1.0); identical images capped at PSNR_CAP_DB = 100 dB
+    ssim     Wang et al. 2004 on [0, 1]: 11×11 Gaussian window σ=1.5, K1=0.01, K2=0.03, 'valid'
+             filtering, per RGB channel, averaged over the channels
+    edge_f1  F1 of the generated photo's edges (edges.detect_edges) against the sketch's dark
+             pixels within 2 pixels: a photo that ignores the sketch's lines scores low
+    delta_e  mean CIE76 ΔE (CIE Lab distance, D65, from sRGB) of generated and real photo over the
+             shoe's pixels (hints.shoe_mask of the real photo; all pixels if it finds none)
+    delta_e_mean  ΔE of the shoe's mean Lab colours: the colour cast alone
+    vgg_cos  with --vgg16 FILE (torchvision's vgg16 state dict): the cosine similarity of their
+             VGG16 features without fc2 (losses.VGG16Features), Lu et al.'s completion measure
+--hints N (a model trained with colour hints): scored given no hints and given N patches sampled
+from each real photo (hints.py's training sampler, seeded by --seed and the pair's index).
+Over the set, with --inception FILE: FID and KID on Inception v3 pool features; pytorch-fid's
+pt_inception-2015-12-05 weights (pooled as TF does, so FIDs compare with published ones) or
+torchvision's inception_v3 state dict. Nothing is ever downloaded.
+Unpaired sketches (--sketches DIR): each prepared and put back as infer.py does (--fit / --no-fit),
+edge_f1 scored in the drawing's own frame against its strokes as sketch.ink_mask finds them, thinned
+(the same frame and reference either way); --references DIR: other drawings of the same stems (the
+clean scans of variants); --photos DIR: the real photos FID and KID compare with.
 
-Unpaired sketches (--sketches DIR: plain drawings, no photo traced from them, so no pixel metrics):
-each is prepared as infer.py prepares a sketch (--fit / --no-fit) and its photo put back as infer.py
-puts it back; edge_f1 is then scored in the drawing's own frame (the square around it with the
-shoes' margin, at the model's size) against the drawing's strokes as infer.py finds them, thinned
-to one-pixel lines: the same frame and reference with or without fitting. --references DIR scores
-against other drawings of the same file stems and sizes (the clean scans of pencil or photographed
-copies). FID and KID compare the generated photos with the real photos of --photos DIR (padded
-white to square, resized to the model's size). The page shows sketch | generated, worst edge F1
-first.
-
-From Python:
-    from tools.evaluate import evaluate
-    # {"images": [...], "mean": {...}}
-    result = evaluate(G, cfg, "data/edges2shoes/val", paper=False)
+From Python: evaluate(G, cfg, "data/edges2shoes/val", paper=False) -> {"images", "mean", ...}.
 """
 
 import argparse
@@ -74,6 +47,7 @@ import math
 import sys
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 
 import torch
@@ -600,11 +574,6 @@ click a blue column header to sort.</p>
 
 # ------------------------------------------------------------------------------------- command line
 
-def default_data_dir(cfg) -> Path:
-    """The validation folder of the run's data, as train.py picks it."""
-    return train_val_folders(cfg.data_dir)[1]
-
-
 def print_table(results: list) -> None:
     """Means side by side, one column per checkpoint."""
     rows = [("images", "", [str(len(r["images"])) for r in results])]
@@ -629,7 +598,7 @@ def load_model(path) -> tuple:
     return load_generator(path)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_checkpoint_flags(parser, required=True)
     parser.add_argument("--data",
@@ -660,122 +629,160 @@ def main(argv=None) -> int:
                              "patches sampled from each real photo (seeded), beside none")
     add_device_flag(parser)
     add_tuning_flags(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """A ValueError for flags that do not go together, before any file is read."""
     if args.hints is not None and args.hints < 1:
-        parser.error(f"--hints must be at least 1 (0 hints is the plain evaluation), got "
-                     f"{args.hints}")
+        raise ValueError(f"--hints must be at least 1 (0 hints is the plain evaluation), got "
+                         f"{args.hints}")
+    if args.sketches and args.data:
+        raise ValueError("give either --data (pairs) or --sketches (unpaired sketches), not both")
+    if args.photos and not args.sketches:
+        raise ValueError("--photos goes with --sketches (with --data the pairs hold the real "
+                         "photos)")
+    if args.sketches and args.inception and not args.photos:
+        raise ValueError("--inception with --sketches needs --photos, the real photos to "
+                         "compare with")
+    for flag, given in (("--vgg16 compares with", args.vgg16),
+                        ("--hints samples hints from", args.hints)):
+        if given and args.sketches:
+            raise ValueError(f"{flag} the real photos of --data pairs; unpaired --sketches have "
+                             "none")
+
+
+def load_runs(args: argparse.Namespace) -> list:
+    """[(path, (model, cfg))] of the checkpoint and --compare, every file checked before any long
+    work; a ValueError for two that cannot be compared or --hints without a hint model."""
+    first = chosen_checkpoint(args)
+    paths = [first] + ([Path(args.compare)] if args.compare else [])
+    runs = [(path, load_model(path)) for path in paths]
+    (_, (_, a)), (_, (_, b)) = runs[0], runs[-1]
+    if (a.image_size, a.direction) != (b.image_size, b.direction):
+        raise ValueError(f"cannot compare: {paths[0]} has image_size {a.image_size} and "
+                         f"direction {a.direction}, {paths[-1]} {b.image_size} and {b.direction}")
+    if args.hints and not any(getattr(cfg, "hints", False) for _, (_, cfg) in runs):
+        raise ValueError(f"--hints: trained without colour hints (no hint channels), give a "
+                         f"model trained with --hints: {paths[0]}")
+    return runs
+
+
+def plan_jobs(args: argparse.Namespace, runs: list) -> list:
+    """[(path, (model, cfg), hints, label)]: each checkpoint, and with --hints a hint model once
+    more, given that many hints; labelled by run folder and file (whole paths where those clash)."""
+    names = [f"{path.parent.name}/{path.name}" for path, _ in runs]
+    if len(set(names)) < len(names):
+        names = [str(path) for path, _ in runs]
+    jobs = []
+    for (path, run), name in zip(runs, names):
+        hinted = args.hints and getattr(run[1], "hints", False)
+        jobs += [(path, run, n, f"{name} ({n} hints)" if hinted else name)
+                 for n in ((0, args.hints) if hinted else (0,))]
+    return jobs
+
+
+class Measures(NamedTuple):
+    """What every job shares: where it goes and the set-level measures."""
+    data_dir: Path
+    out_dir: Path
+    device: torch.device
+    inception: nn.Module | None  # FID and KID's features, or None
+    vgg16: nn.Module | None  # vgg_cos's features, or None
+    real_features: list  # Inception features of the real photos, filled by the first job
+
+
+def run_job(args: argparse.Namespace, k: int, job: tuple, measures: Measures) -> dict:
+    """evaluate() or evaluate_sketches() of job k of plan_jobs, thumbnails saved and FID and KID
+    added where Inception weights are given."""
+    path, (generator, cfg), n_hints, label = job
+    inception, fake_features = measures.inception, []
+
+    def on_batch(names, sketch, fake_photo, photo):
+        firsts = {"sketch": sketch, **({"real": photo} if photo is not None else {})}
+        save_thumbnails(measures.out_dir, names, {f"fake{k}": fake_photo,
+                                                  **(firsts if k == 0 else {})})
+        if inception is not None:
+            fake_features.append(inception_features(inception, fake_photo))
+            if k == 0 and photo is not None:  # the real photos are the same for every job
+                measures.real_features.append(inception_features(inception, photo))
+
+    # a completion's networks run in eval mode; --seed fixes its search's random starts
+    completion = isinstance(generator, Completer)
+    if completion:
+        torch.manual_seed(args.seed)
+    common = dict(paper=not args.eval and not completion, seed=args.seed,
+                  batch_size=args.batch_size, device=measures.device, on_batch=on_batch,
+                  progress=True, precision=args.precision, tune=args.tune)
+    if args.sketches:
+        result = evaluate_sketches(generator, cfg, measures.data_dir, fit=args.fit,
+                                   references=args.references, **common)
+    else:
+        result = evaluate(generator, cfg, measures.data_dir, vgg16=measures.vgg16, hints=n_hints,
+                          **common)
+    result = {"label": label, "checkpoint": str(path), "hints": n_hints, **result}
+    if inception is not None:
+        fake, real = torch.cat(fake_features), torch.cat(measures.real_features)
+        result["fid"] = fid_from_features(fake, real)
+        result["kid"], result["kid_std"] = kid_from_features(fake, real, seed=args.seed)
+    generator.cpu()  # free the device for the next checkpoint
+    return result
+
+
+def write_report(args: argparse.Namespace, runs: list, results: list, measures: Measures) -> None:
+    """Print the table of means and write results.json and index.html under measures.out_dir."""
+    mode = "eval mode" if args.eval else f"paper mode (dropout on, seed {args.seed})"
+    if any(isinstance(model, Completer) for _, (model, _) in runs):
+        mode += f"; completion in eval mode (search seed {args.seed})"
+    kind = "unpaired sketches" if args.sketches else "pairs"
+    print(f"{len(results[0]['images'])} {kind} from {measures.data_dir}, {mode}")
+    print_table(results)
+    if measures.inception is not None and 0 < sum(map(len, measures.real_features)) < 2048:
+        print("note: FID on fewer than 2048 images is biased upward; compare FIDs only at "
+              "equal image counts")
+    report = {"data": str(measures.data_dir), "mode": "eval" if args.eval else "paper",
+              "seed": args.seed, **results[0]}
+    if args.photos:
+        report["photos"] = str(args.photos)
+    others = [r for r in results[1:] if r["checkpoint"] != results[0]["checkpoint"]]
+    if others:
+        report["compare"] = others[0]
+    if args.hints:
+        report["with_hints"] = [r for r in results if r["hints"]]
+    out_dir = measures.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    labels = " vs ".join(result["label"] for result in results)
+    write_html(results, out_dir, title=f"{labels} on {measures.data_dir}", notes=(mode,))
+    print(f"wrote {out_dir / 'results.json'} and {out_dir / 'index.html'}")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
+        check_args(args)
         device = pick_device(args.device)
-        first = chosen_checkpoint(args)
-        paths = [first] + ([Path(args.compare)] if args.compare else [])
-        runs = [load_model(path) for path in paths]  # every file checked before any long work
-        configs = [cfg for _, cfg in runs]
-        if any((c.image_size, c.direction) != (configs[0].image_size, configs[0].direction)
-               for c in configs):
-            first, last = configs[0], configs[-1]
-            raise ValueError(f"cannot compare: {paths[0]} has image_size {first.image_size} "
-                             f"and direction {first.direction}, {paths[-1]} {last.image_size} and "
-                             f"{last.direction}")
-        if args.sketches and args.data:
-            raise ValueError("give either --data (pairs) or --sketches (unpaired "
-                             "sketches), not both")
-        if args.photos and not args.sketches:
-            raise ValueError("--photos goes with --sketches (with --data the pairs hold the "
-                             "real photos)")
-        if args.sketches and args.inception and not args.photos:
-            raise ValueError("--inception with --sketches needs --photos, the real photos to "
-                             "compare with")
-        if args.vgg16 and args.sketches:
-            raise ValueError("--vgg16 compares with the real photos of --data pairs; unpaired "
-                             "--sketches have none")
-        hinted = [getattr(cfg, "hints", False) for cfg in configs]
-        if args.hints and not any(hinted):
-            raise ValueError(f"--hints: trained without colour hints (no hint channels), give "
-                             f"a model trained with --hints: {paths[0]}")
-        if args.hints and args.sketches:
-            raise ValueError("--hints samples hints from the real photos of --data pairs; "
-                             "unpaired --sketches have none")
+        runs = load_runs(args)
+        cfg = runs[0][1][1]
         inception = load_inception(args.inception, device) if args.inception else None
         vgg16 = VGG16Features(args.vgg16).to(device) if args.vgg16 else None
-        data_dir = Path(args.sketches or args.data or default_data_dir(configs[0]))
-        # unpaired: the real photos' features once, before the generators run
-        photos = load_photos(args.photos, configs[0].image_size) if args.photos else None
-        run_name = f"pretrained_{args.pretrained}" if args.pretrained else paths[0].parent.name
-        out_dir = Path(args.out) if args.out else Path("results") / run_name
+        run_name = f"pretrained_{args.pretrained}" if args.pretrained else runs[0][0].parent.name
+        measures = Measures(Path(args.sketches or args.data or train_val_folders(cfg.data_dir)[1]),
+                            Path(args.out or Path("results") / run_name), device, inception,
+                            vgg16, real_features=[])
+        if args.photos:  # unpaired: the real photos' features once, before the generators run
+            photos = load_photos(args.photos, cfg.image_size)
+            if inception is not None:
+                measures.real_features.extend(
+                    inception_features(inception, photos[i:i + args.batch_size])
+                    for i in range(0, len(photos), args.batch_size))
         if inception is None:
             print("FID/KID skipped: no --inception weights file given (they need Inception "
                   "v3 weights, which evaluate.py never downloads)")
-        names = [f"{p.parent.name}/{p.name}" for p in paths]
-        if len(set(names)) < len(names):
-            names = [str(p) for p in paths]
-        # each checkpoint, and with --hints a hint model once more, given that many hints
-        jobs = [(path, run, n, f"{name} ({n} hints)" if args.hints and hint else name)
-                for path, run, name, hint in zip(paths, runs, names, hinted)
-                for n in ((0, args.hints) if args.hints and hint else (0,))]
-        labels = [label for *_, label in jobs]
-        results, real_features = [], []
-        if inception is not None and photos is not None:
-            real_features = [inception_features(inception, photos[i:i + args.batch_size])
-                             for i in range(0, len(photos), args.batch_size)]
-        for k, (path, (generator, cfg), n_hints, _) in enumerate(jobs):
-            fake_features = []
-
-            def on_batch(names, sketch, fake_photo, photo, k=k, fake_features=fake_features):
-                firsts = {"sketch": sketch,
-                          **({"real": photo} if photo is not None else {})} if k == 0 else {}
-                save_thumbnails(out_dir, names, {f"fake{k}": fake_photo, **firsts})
-                if inception is not None:
-                    fake_features.append(inception_features(inception, fake_photo))
-                    # the real photos are the same for every checkpoint
-                    if k == 0 and photo is not None:
-                        real_features.append(inception_features(inception, photo))
-
-            # a completion's networks run in eval mode; --seed fixes its search's random starts
-            paper = not args.eval and not isinstance(generator, Completer)
-            if isinstance(generator, Completer):
-                torch.manual_seed(args.seed)
-            common = dict(paper=paper, seed=args.seed, batch_size=args.batch_size,
-                          device=device, on_batch=on_batch, progress=True,
-                          precision=args.precision, tune=args.tune)
-            if args.sketches:
-                result = evaluate_sketches(generator, cfg, data_dir, fit=args.fit,
-                                           references=args.references, **common)
-            else:
-                result = evaluate(generator, cfg, data_dir, vgg16=vgg16, hints=n_hints, **common)
-            result = {"label": labels[k], "checkpoint": str(path), "hints": n_hints, **result}
-            if inception is not None:
-                fake, real = torch.cat(fake_features), torch.cat(real_features)
-                result["fid"] = fid_from_features(fake, real)
-                result["kid"], result["kid_std"] = kid_from_features(fake, real, seed=args.seed)
-            results.append(result)
-            generator.cpu()  # free the device for the next checkpoint
-        mode = "eval mode" if args.eval else f"paper mode (dropout on, seed {args.seed})"
-        if any(isinstance(generator, Completer) for generator, _ in runs):
-            mode += f"; completion in eval mode (search seed {args.seed})"
-        kind = "unpaired sketches" if args.sketches else "pairs"
-        print(f"{len(results[0]['images'])} {kind} from {data_dir}, {mode}")
-        print_table(results)
-        if (inception is not None and len(real_features)
-                and sum(len(f) for f in real_features) < 2048):
-            print("note: FID on fewer than 2048 images is biased upward; compare FIDs only at "
-                  "equal image counts")
-        report = {"data": str(data_dir), "mode": "eval" if args.eval else "paper",
-                  "seed": args.seed, **results[0]}
-        if photos is not None:
-            report["photos"] = str(args.photos)
-        others = [r for r in results[1:] if r["checkpoint"] != results[0]["checkpoint"]]
-        if others:
-            report["compare"] = others[0]
-        if args.hints:
-            report["with_hints"] = [r for r in results if r["hints"]]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "results.json").write_text(json.dumps(report, indent=1) + "\n")
-        write_html(results, out_dir, title=f"{' vs '.join(labels)} on {data_dir}", notes=(mode,))
-        print(f"wrote {out_dir / 'results.json'} and {out_dir / 'index.html'}")
+        results = [run_job(args, k, job, measures) for k, job in enumerate(plan_jobs(args, runs))]
+        write_report(args, runs, results, measures)
     except (OSError, ValueError) as e:
-        print(f"evaluate.py: error: "
-              f"{first_line(e)}",
-              file=sys.stderr)
+        print(f"evaluate.py: error: {first_line(e, 400)}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,7 +1,7 @@
-"""Export the generator in both test-time modes: an ONNX file and a torch.export program each,
-checked against the eager generator.
+"""Export the generator in both test-time modes as ONNX and torch.export files, checked by eager.
 
-    python -m tools.export models/NAME/generator.pt       # -> models/NAME/generator.{paper,eval}.{onnx,pt2}
+    # -> models/NAME/generator.{paper,eval}.{onnx,pt2}
+    python -m tools.export models/NAME/generator.pt
     python -m tools.export models/NAME/generator.pt --mode eval --out exported/
     python infer.py sketch.png --onnx models/NAME/generator.paper.onnx   # run it with onnxruntime
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from config import first_line
+from config import SWITCH, first_line
 from generator import draw_masks, fold_batchnorm, mask_shapes, paper_mode, translate
 from save import atomic_write, load_generator
 
@@ -99,49 +99,53 @@ def main(argv=None) -> int:
     parser.add_argument("--mode", choices=MODES, nargs="+", default=list(MODES),
                         help="test-time modes to export")
     parser.add_argument("--out", help="folder for the files (default: beside the checkpoint)")
+    parser.add_argument("--replace", **SWITCH, help="write over files an earlier export made")
     args = parser.parse_args(argv)
-    try:
-        checkpoint = Path(args.checkpoint)
-        generator, cfg = load_generator(checkpoint)
-        if cfg.hints:  # infer.py --onnx has no way to give them
-            raise ValueError(f"{checkpoint}: a model trained with colour hints (7 input "
-                             "channels) is not exported; run it with infer.py")
-        out_dir = Path(args.out) if args.out else checkpoint.parent
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except (OSError, ValueError) as e:
-        print(f"export.py: error: {first_line(e)}", file=sys.stderr)
-        return 2
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401
-        have_onnx = True
+        kinds = {"torch.export": "pt2", "onnx": "onnx"}
     except ImportError as e:
         print(f"export.py: {e.name} is not installed (pip install onnx onnxscript onnxruntime): "
               "writing the torch.export programs only")
-        have_onnx = False
+        kinds = {"torch.export": "pt2"}
+    checkpoint = Path(args.checkpoint)
+    out_dir = Path(args.out) if args.out else checkpoint.parent
+    paths = {mode: {kind: out_dir / f"{checkpoint.stem}.{mode}.{ending}"
+                    for kind, ending in kinds.items()} for mode in args.mode}
+    try:
+        there = [path for files in paths.values() for path in files.values() if path.exists()]
+        if there and not args.replace:  # nothing in a run folder is replaced unasked
+            raise ValueError(f"{there[0]} exists; pass --replace to write over it")
+        generator, cfg = load_generator(checkpoint)
+        if cfg.hints:  # infer.py --onnx has no way to give them
+            raise ValueError(f"{checkpoint}: a model trained with colour hints (7 input "
+                             "channels) is not exported; run it with infer.py")
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as e:
+        print(f"export.py: error: {first_line(e, 400)}", file=sys.stderr)
+        return 2
     failed = 0
     for mode in args.mode:
         paper = mode == "paper"
         model, example, rates = example_inputs(generator, paper, cfg.image_size)
         program = export_program(model, example)
-        paths = {"torch.export": out_dir / f"{checkpoint.stem}.{mode}.pt2",
-                 "onnx": out_dir / f"{checkpoint.stem}.{mode}.onnx"}
-        atomic_write(paths["torch.export"], lambda f: torch.export.save(program, f))
+        atomic_write(paths[mode]["torch.export"], lambda f: torch.export.save(program, f))
         # the check: another batch size than exported with, against the eager generator
         _, check, _ = example_inputs(generator, paper, cfg.image_size, seeds=(3, 4, 5))
         expected = translate(generator, check[0], paper=paper, seeds=(3, 4, 5))
-        made = {"torch.export": torch.export.load(paths["torch.export"]).module()(*check)}
-        if have_onnx:
+        made = {"torch.export": torch.export.load(paths[mode]["torch.export"]).module()(*check)}
+        if "onnx" in kinds:
             metadata = {"pix2pix_mode": mode, "pix2pix_config": json.dumps(cfg.to_dict()),
                         "pix2pix_dropout": json.dumps(rates)}
-            export_onnx(program, example, paths["onnx"], metadata)
-            made["onnx"] = onnx_output(paths["onnx"], check)
+            export_onnx(program, example, paths[mode]["onnx"], metadata)
+            made["onnx"] = onnx_output(paths[mode]["onnx"], check)
         for kind, output in made.items():
             error = (output - expected).abs().max().item()
             verdict = "ok" if error <= TOLERANCE else f"FAILED (over {TOLERANCE:g})"
             failed += error > TOLERANCE
-            print(f"{mode:5s} {kind:12s} {paths[kind]} | max |exported - eager| {error:.2e} "
+            print(f"{mode:5s} {kind:12s} {paths[mode][kind]} | max |exported - eager| {error:.2e} "
                   f"{verdict}")
     return 1 if failed else 0
 

@@ -1,18 +1,15 @@
-"""Precise batch norm: recompute a trained generator's running statistics over training images, so
-that eval mode (--eval) is worth using.
+"""Precise batch norm: recompute a generator's running statistics so that --eval is worth using.
 
-    python -m tools.precise_bn models/NAME/generator.pt          # -> models/NAME/generator_precise_bn.pt
+    python -m tools.precise_bn models/NAME/generator.pt   # -> models/NAME/generator_precise_bn.pt
     python -m tools.precise_bn models/NAME/generator.pt --data data/edges2shoes/train --images 1000
     python infer.py sketch.png --eval --checkpoint models/NAME/generator_precise_bn.pt
 
 Training leaves running statistics that are an exponential average (momentum 0.1) of batch
-statistics taken while the weights were still moving. Here they are replaced by the plain average,
-over --images training sketches run in batches of the training batch size with the final weights (in
-train mode, dropout on, as in training; nothing else changes). On the README's small CPU recipe model
-and the 100 real val pairs, eval mode went from L1 0.251 to 0.188 (paper mode: 0.189); statistics
-averaged over batches of one were worse (0.194), so the batch size matters. Paper mode never reads
-these statistics: its photos are unchanged. The new file holds the generator and config as
-generator.pt does, plus what was averaged.
+statistics taken while the weights were still moving. Here they are replaced by the plain average
+over --images training sketches, run in batches of the training batch size with the final weights
+(train mode, dropout on, as in training; nothing else changes): eval mode then scores as paper mode
+does, which never reads these statistics (docs/reproduction.md, "What eval mode costs"). The new
+file holds the generator and config as generator.pt does, plus what was averaged.
 """
 
 import argparse
@@ -22,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from config import add_device_flag, first_line, pick_device
+from config import SWITCH, add_device_flag, first_line, pick_device
 from dataset import PairDataset, train_val_folders
 from save import atomic_save, load_checkpoint, load_generator
 
@@ -69,10 +66,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="file to write (default: generator_precise_bn.pt beside "
                                       "the checkpoint)")
     parser.add_argument("--seed", type=int, default=0, help="which images, and their dropout")
+    parser.add_argument("--replace", **SWITCH, help="write over an existing --out file")
     add_device_flag(parser)
     args = parser.parse_args(argv)
+    checkpoint = Path(args.checkpoint)
+    out = Path(args.out) if args.out else checkpoint.with_name("generator_precise_bn.pt")
     try:
-        checkpoint = Path(args.checkpoint)
+        if out.exists() and not args.replace:  # nothing in a run folder is replaced unasked
+            raise ValueError(f"{out} exists; pass --replace to write over it")
         generator, cfg = load_generator(checkpoint)
         if cfg.hints:  # its statistics would depend on how many hints the images were given
             raise ValueError(f"{checkpoint}: a model trained with colour hints is not supported; "
@@ -90,12 +91,11 @@ def main(argv=None) -> int:
                 data_dir, cfg, args.images, batch_size, device, args.seed))
         if seen == 0:
             raise ValueError(f"{data_dir}: fewer than {batch_size} pairs")
-        out = Path(args.out) if args.out else checkpoint.with_name("generator_precise_bn.pt")
         atomic_save({"generator": generator.cpu().state_dict(), "config": cfg.to_dict(),
                      "step": step, "precise_bn": {"images": seen, "batch_size": batch_size,
                                                   "data": str(data_dir)}}, out)
     except (OSError, ValueError) as e:
-        print(f"precise_bn.py: error: {first_line(e)}", file=sys.stderr)
+        print(f"precise_bn.py: error: {first_line(e, 400)}", file=sys.stderr)
         return 2
     print(f"running statistics of {checkpoint} recomputed over {seen} images of {data_dir} "
           f"(batches of {batch_size}) -> {out}")

@@ -1,14 +1,16 @@
-"""Clean sketches brought the way people bring them: light pencil, a phone photo of the paper, a
-thick marker drawn small on a big canvas, blue ballpoint. For measuring how much of the fitted
-quality survives (tools.evaluate --sketches KIND --references ...).
+"""Clean sketches made the way people bring them: pencil, a phone photo, a marker, blue ballpoint.
 
-    python -m tools.variants ../shared/data/hand-sketches/sketches variants/ --count 60
+Light pencil, a phone photo of the paper, a thick marker drawn small on a big canvas and blue
+ballpoint, for measuring how much of the fitted quality survives (tools.evaluate --sketches KIND
+--references ...); the clean ones: the hand sketches of docs/sketches.md ("The hand sketches").
+
+    python -m tools.variants data/hand-sketches/sketches variants/ --count 60
     # -> variants/{pencil,photo,marker,blue}/NAME and variants/marker_reference/NAME: the clean
     #    drawing placed as the marker one is (the other kinds keep the original's geometry)
     python -m tools.evaluate --checkpoint G.pt --sketches variants/pencil \
-        --references ../shared/data/hand-sketches/sketches
+        --references data/hand-sketches/sketches
     # all of it: variants, then edge F1 of every kind (and the clean scans), fitted and not
-    python -m tools.variants ../shared/data/hand-sketches/sketches variants/ --count 60 \
+    python -m tools.variants data/hand-sketches/sketches variants/ --count 60 \
         --checkpoint models/shoes1k_l100/generator.pt
 
 Every variant is drawn from the clean sketch's darkness (1 - gray), so its strokes are the same

@@ -13,30 +13,17 @@ from PIL import Image, ImageDraw, ImageOps
 
 import config
 import save
-from conftest import ROOT, make_pairs, tiny_config
-from discriminator import build_discriminator
-from generator import build_generator, translate
+from conftest import ROOT, make_pairs, save_run, tiny_config
+from generator import translate
 import infer
-import tune
 from dataset import to_image, to_tensor
-from sketch import SHOE_MARGIN, fit_sketch, normalise_strokes, prepare_sketch, put_back
+from sketch import SHOE_MARGIN, fit_sketch, prepare_sketch, put_back
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    """A briefly trained tiny generator saved as last.pt + generator.pt; returns (path,
-    generator)."""
-    cfg = tiny_config(tmp_path, tmp_path)
-    torch.manual_seed(0)
-    G, D = build_generator(cfg), build_discriminator(cfg)
-    G.train()
-    G(torch.randn(4, 3, 64, 64))  # move the running statistics away from their initial values
-    opt = torch.optim.Adam(G.parameters())
-    path = tmp_path / "models/test/last.pt"
-    save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt, opt_d=opt,
-                         scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1, batch=0,
-                         step=4, config=cfg)
-    return path, G
+    """A tiny generator, its statistics moved, saved as last.pt + generator.pt: (path, G)."""
+    return save_run(tmp_path / "models/test/last.pt", tiny_config(tmp_path, tmp_path), warm=True)
 
 
 def run_infer(*args):
@@ -191,41 +178,41 @@ def test_bad_files_in_a_folder_are_named_and_the_rest_are_made(tmp_path, checkpo
     assert "3 of 5 inputs failed" in result.stdout
 
 
-# --- sizes, --native, batching and fitting, with the generator swapped in-process -----------------
+# --- sizes, --native, batching and fitting: infer's steps after loading, with a stand-in runner --
 
-class Recorder(torch.nn.Module):
-    """A stand-in generator that returns its input (an image-to-itself "photo") and records input
+class Recorder:
+    """A stand-in runner that returns its input (an image-to-itself "photo") and records input
     shapes."""
 
     def __init__(self):
-        super().__init__()
         self.shapes = []
 
-    def forward(self, sketch):
+    def __call__(self, sketch, seeds):
         self.shapes.append(tuple(sketch.shape))
         return sketch
 
 
-def run_main(monkeypatch, tmp_path, generator, *args, **config):
-    """infer.main in-process with generator in place of the checkpoint's; returns (exit code,
-    generator)."""
-    cfg = tiny_config(tmp_path, tmp_path, **config)
-    monkeypatch.setattr(infer, "load_generator", lambda path: (generator, cfg))
-    monkeypatch.setattr(tune, "fold_batchnorm", lambda model: model)  # the recorder itself
-    return infer.main([*map(str, args), "-o", str(tmp_path / "out"), "--checkpoint",
-                       "any.pt"]), generator
+def make_photos(tmp_path, runner, *argv, **config) -> int:
+    """infer.main's steps after loading the model, runner in its place and a tiny config: the exit
+    code. Without -o the photos go to tmp_path/out."""
+    argv = [*map(str, argv), *([] if "-o" in argv else ["-o", str(tmp_path / "out")])]
+    args = infer.parse_args(argv)
+    outputs = infer.plan_outputs(args)
+    infer.check_outputs(args, outputs)
+    return infer.make_photos(runner, tiny_config(tmp_path, tmp_path, **config), args, outputs)
 
 
 def gray(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L")).astype(int)
 
 
-def test_any_size_comes_back_at_its_size_with_content_in_place(tmp_path, monkeypatch):
+def test_any_size_comes_back_at_its_size_with_content_in_place(tmp_path):
     sketch = Image.new("L", (300, 180), 255)
     ImageDraw.Draw(sketch).ellipse((20, 40, 100, 140), fill=0)  # a dark blob on the left
     sketch.save(tmp_path / "wide.png")
-    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "wide.png", "--no-fit")
-    assert code == 0 and recorder.shapes == [(1, 3, 64, 64)]  # run at the model's size
+    recorder = Recorder()
+    assert make_photos(tmp_path, recorder, tmp_path / "wide.png", "--no-fit") == 0
+    assert recorder.shapes == [(1, 3, 64, 64)]  # run at the model's size
     photo = gray(tmp_path / "out/wide.png")
     assert photo.shape == (180, 300)
     # blob left, nothing right
@@ -233,42 +220,37 @@ def test_any_size_comes_back_at_its_size_with_content_in_place(tmp_path, monkeyp
     assert photo[20:160, 10:110].mean() < photo[:, 110:].mean() - 100
 
 
-def test_a_boolean_flag_never_swallows_the_sketch_after_it(tmp_path, monkeypatch):
-    Image.new("L", (64, 64), 255).save(tmp_path / "s.png")
-    for flags in (["--eval"], ["--fit"], ["--no-fit", "--eval"], ["--native", "--no-eval"]):
-        recorder = Recorder()
-        code, _ = run_main(monkeypatch, tmp_path, recorder, *flags, tmp_path / "s.png")
-        assert code == 0 and len(recorder.shapes) == 1, flags
-        assert (tmp_path / "out/s.png").is_file()
-        (tmp_path / "out/s.png").unlink()
+def test_a_boolean_flag_never_swallows_the_sketch_after_it():
+    for flags, fit in ((["--eval"], True), (["--fit"], True), (["--no-fit", "--eval"], False),
+                       (["--native", "--no-eval"], False)):  # --native: the whole sketch
+        args = infer.parse_args([*flags, "s.png"])
+        assert args.inputs == ["s.png"] and args.fit is fit, flags
     # the old spelling `--fit false` is a usage error, not a silent "fit on"
     with pytest.raises(SystemExit, match="2"):
-        run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "s.png", "--fit", "false")
+        infer.parse_args(["s.png", "--fit", "false"])
 
 
-def test_native_runs_at_the_input_size_rounded_to_the_unet_multiple(tmp_path, monkeypatch,
-                                                                    checkpoint):
+def test_native_runs_at_the_input_size_rounded_to_the_unet_multiple(tmp_path, checkpoint):
     path, _ = checkpoint
     sketch = Image.new("RGB", (200, 120), "white")
     ImageDraw.Draw(sketch).rectangle((30, 20, 170, 100), outline="black", width=2)
     sketch.save(tmp_path / "s.png")
-    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "s.png", "--native",
-                              "--eval", image_size=128, num_downs=7)
-    assert code == 0 and recorder.shapes == [(1, 3, 128, 256)]  # 200×120 -> 256×128 for 2**7
+    recorder = Recorder()
+    assert make_photos(tmp_path, recorder, tmp_path / "s.png", "--native", "--eval",
+                       image_size=128, num_downs=7) == 0
+    assert recorder.shapes == [(1, 3, 128, 256)]  # 200×120 -> 256×128 for 2**7
     assert gray(tmp_path / "out/s.png").shape == (120, 200)
     # The real UNet (num_downs 6: multiples of 64) runs at 192×128 and comes back at 200×120.
-    monkeypatch.undo()
     assert infer.main([str(tmp_path / "s.png"), "-o", str(tmp_path / "real"), "--checkpoint",
                        str(path), "--native"]) == 0
     assert gray(tmp_path / "real/s.png").shape == (120, 200)
     # argparse's usage error: --native means the whole sketch
     with pytest.raises(SystemExit, match="2"):
-        infer.main([str(tmp_path / "s.png"), "--native", "--fit", "--checkpoint",
-                    str(path)])
+        infer.parse_args(["s.png", "--native", "--fit"])
 
 
 @pytest.mark.parametrize("mode", [["--eval"], ["--seed", "3"]])  # eval mode, paper mode
-def test_same_size_inputs_are_batched_with_the_same_result(tmp_path, monkeypatch, checkpoint, mode):
+def test_same_size_inputs_are_batched_with_the_same_result(tmp_path, checkpoint, mode):
     path, _ = checkpoint
     make_pairs(tmp_path / "in", 3, size=64)
     # another size: its own batch
@@ -283,11 +265,10 @@ def test_same_size_inputs_are_batched_with_the_same_result(tmp_path, monkeypatch
                         for name in ("1_AB", "2_AB", "3_AB", "other")])
     for one, batched in zip(*outputs):
         assert np.abs(one - batched).max() <= 1
-    generator, cfg = save.load_generator(path)
     recorder = Recorder()
-    code, _ = run_main(monkeypatch, tmp_path, recorder, tmp_path / "in", *mode, "--native",
-                       "--batch_size", "2")
-    assert code == 0 and sorted(recorder.shapes) == [(1, 3, 64, 64), (1, 3, 64, 128),
+    assert make_photos(tmp_path, recorder, tmp_path / "in", *mode, "--native",
+                       "--batch_size", "2") == 0
+    assert sorted(recorder.shapes) == [(1, 3, 64, 64), (1, 3, 64, 128),
                                                      (2, 3, 64, 64)]
 
 
@@ -324,7 +305,7 @@ def dark_box(image, below=250):
     return cols.min(), rows.min(), cols.max() + 1, rows.max() + 1
 
 
-def test_fit_puts_a_small_off_centre_drawing_back_at_its_place_and_size(tmp_path, monkeypatch):
+def test_fit_puts_a_small_off_centre_drawing_back_at_its_place_and_size(tmp_path):
     sketch = Image.new("L", (320, 240), 255)
     draw = ImageDraw.Draw(sketch)
     draw.rectangle((200, 150, 290, 200), outline=0, width=4)  # small, bottom right
@@ -335,9 +316,9 @@ def test_fit_puts_a_small_off_centre_drawing_back_at_its_place_and_size(tmp_path
     prepared = prepare_sketch(tmp_path / "small.png", 128)
     x0, y0, side, _ = prepared.region
     assert 90 < side < 100 and abs(x0 + side / 2 - 245.5) <= 1 and abs(y0 + side / 2 - 175.5) <= 1
-    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "small.png",
-                              image_size=128)
-    assert code == 0 and recorder.shapes == [(1, 3, 128, 128)]
+    recorder = Recorder()
+    assert make_photos(tmp_path, recorder, tmp_path / "small.png", image_size=128) == 0
+    assert recorder.shapes == [(1, 3, 128, 128)]
     photo = Image.open(tmp_path / "out/small.png")
     assert photo.size == (320, 240)
     assert all(abs(a - b) <= 2
@@ -349,15 +330,7 @@ def test_fit_puts_a_small_off_centre_drawing_back_at_its_place_and_size(tmp_path
     assert 128 * (1 - 2 * SHOE_MARGIN) - 8 <= right - left <= 128
 
 
-def test_stroke_normalisation_turns_a_5_pixel_stroke_into_a_thin_one():
-    ink = torch.zeros(1, 1, 256, 256, dtype=torch.bool)
-    ink[..., 40:220, 100:105] = True  # a vertical stroke 5 pixels wide
-    ink[..., 150:155, 40:220] = True  # and a horizontal one
-    lines = normalise_strokes(ink)[0, 0]
-    assert lines[50:140, :].sum(dim=1).eq(1).all()  # one pixel per row along the vertical stroke
-    assert lines[:, 120:210].sum(dim=0).eq(1).all()
-    assert lines[40:220, 100:105].any(dim=1)[10:-10].all(), "the stroke keeps its length"
-    # A 5-pixel stroke drawn in a sketch comes out of the fit 1-2 pixels wide at the training size.
+def test_a_5_pixel_stroke_comes_out_of_the_fit_1_to_2_pixels_wide():
     sketch = Image.new("L", (256, 256), 255)
     ImageDraw.Draw(sketch).line((40, 30, 40, 230), fill=0, width=5)
     ImageDraw.Draw(sketch).line((40, 230, 220, 230), fill=0, width=5)
@@ -366,28 +339,13 @@ def test_stroke_normalisation_turns_a_5_pixel_stroke_into_a_thin_one():
     assert dark[20:200].float().mean() <= 2 and dark[20:200].min() >= 1
 
 
-def test_a_blank_sketch_is_not_fitted(tmp_path):
-    Image.new("L", (100, 40), 255).save(tmp_path / "blank.png")
-    prepared = prepare_sketch(tmp_path / "blank.png", 64)
-    # padded, as with --no-fit
-    assert prepared.region == (0, -30, 100, 100) and prepared.size == (100, 40)
-    assert put_back(Image.new("RGB", (64, 64), "red"), prepared).size == (100, 40)
-
-
 # --- nothing lost: output names, inputs never overwritten, the folder tried first -----------------
 
-def run_main_at(monkeypatch, tmp_path, generator, *args) -> int:
-    """infer.main in-process with generator in place of the checkpoint's; args give -o
-    themselves. Loading counts into generator.loads."""
-    cfg = tiny_config(tmp_path, tmp_path)
-    generator.loads = 0
-
-    def load(path):
-        generator.loads += 1
-        return generator, cfg
-    monkeypatch.setattr(infer, "load_generator", load)
-    monkeypatch.setattr(tune, "fold_batchnorm", lambda model: model)  # the stand-in itself
-    return infer.main([*map(str, args), "--checkpoint", "any.pt", "--no-fit"])
+def refused(tmp_path, capsys, *argv) -> list:
+    """infer.main's stderr lines for a run refused with exit code 2 before it loads anything: its
+    checkpoint does not exist, so a later refusal would name that."""
+    assert infer.main([*map(str, argv), "--checkpoint", str(tmp_path / "nowhere.pt")]) == 2
+    return capsys.readouterr().err.strip().splitlines()
 
 
 def grey_sketch(path, level: int) -> None:
@@ -402,9 +360,9 @@ def test_inputs_that_share_a_name_each_get_their_own_photo(tmp_path, monkeypatch
         grey_sketch(Path(path), level)
     # a folder and a file in it, by another spelling: each file once
     recorder = Recorder()
-    code = run_main_at(monkeypatch, tmp_path, recorder, "a/Shoe.png", "b", "c",
-                       tmp_path / "b/shoe.png", "-o", "out")
-    assert code == 0 and sum(shape[0] for shape in recorder.shapes) == 5
+    assert make_photos(tmp_path, recorder, "a/Shoe.png", "b", "c", tmp_path / "b/shoe.png",
+                       "-o", "out", "--no-fit") == 0
+    assert sum(shape[0] for shape in recorder.shapes) == 5
     made = dict(line.split(" -> ") for line in capsys.readouterr().out.splitlines())
     # the first of a name keeps it, then -2, -3... skipping names taken (case-blind)
     assert made == {"a/Shoe.png": "out/Shoe.png", "b/shoe.jpg": "out/shoe-3.png",
@@ -417,8 +375,7 @@ def test_inputs_that_share_a_name_each_get_their_own_photo(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("how", ["same-folder", "dot-path", "symlink", "hard-link"])
-def test_a_run_that_would_write_over_an_input_is_refused_before_any_work(tmp_path, monkeypatch,
-                                                                         capsys, how):
+def test_a_run_that_would_write_over_an_input_is_refused_before_any_work(tmp_path, capsys, how):
     sketches = tmp_path / "sketches"
     grey_sketch(sketches / "a.png", 0)
     grey_sketch(sketches / "b.jpg", 0)
@@ -432,60 +389,55 @@ def test_a_run_that_would_write_over_an_input_is_refused_before_any_work(tmp_pat
         link.symlink_to(sketches / "a.png") if how == "symlink" else link.hardlink_to(
             sketches / "a.png")
     before = {p.name: p.read_bytes() for p in sketches.iterdir()}
-    recorder = Recorder()
-    assert run_main_at(monkeypatch, tmp_path, recorder, sketches, "-o", out) == 2
-    assert recorder.loads == 0 and recorder.shapes == []  # refused before loading anything
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"infer.py: error: {sketches / 'a.png'}: its photo would be written over an "
-                     f"input; choose another -o (outputs never replace inputs)"]
+    assert refused(tmp_path, capsys, sketches, "-o", out) == [
+        f"infer.py: error: {sketches / 'a.png'}: its photo would be written over an input; "
+        "choose another -o (outputs never replace inputs)"]
     assert {p.name: p.read_bytes() for p in sketches.iterdir()} == before
 
 
-def test_an_empty_out_is_a_usage_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # where "" would have written
-    grey_sketch(tmp_path / "a.png", 0)
+def test_an_empty_out_is_a_usage_error(capsys):
     with pytest.raises(SystemExit, match="2"):
-        run_main_at(monkeypatch, tmp_path, Recorder(), tmp_path / "a.png", "-o", "")
+        infer.parse_args(["a.png", "-o", ""])
     assert "-o/--out: an empty folder name" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("how", ["under-a-file", "no-new-files"])
-def test_an_unwritable_out_is_found_before_any_work(tmp_path, monkeypatch, capsys, how):
+def test_an_unwritable_out_is_found_before_any_work(tmp_path, capsys, how):
     grey_sketch(tmp_path / "a.png", 0)
     (tmp_path / "file").write_text("")
     if how == "no-new-files" and not Path("/proc/self").is_dir():
         pytest.skip("no /proc: no folder that refuses new files even to root")
     out = tmp_path / "file" / "out" if how == "under-a-file" else Path("/proc/self")
-    recorder = Recorder()
-    assert run_main_at(monkeypatch, tmp_path, recorder, tmp_path / "a.png", "-o", out) == 2
-    assert recorder.loads == 0
-    lines = capsys.readouterr().err.strip().splitlines()
+    lines = refused(tmp_path, capsys, tmp_path / "a.png", "-o", out)
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"infer.py: error: {out}: cannot write there ("), lines
 
 
-def test_the_summary_counts_what_was_written(tmp_path, monkeypatch, capsys):
+def test_the_summary_counts_what_was_written(tmp_path, capsys):
     for name in ("a", "b"):
         grey_sketch(tmp_path / f"{name}.png", 0)
     (tmp_path / "out" / "b.png").mkdir(parents=True)  # b's photo cannot be saved
-    assert run_main_at(monkeypatch, tmp_path, Recorder(), tmp_path / "a.png", tmp_path / "b.png",
-                       "-o", tmp_path / "out") == 2
+    assert make_photos(tmp_path, Recorder(), tmp_path / "a.png", tmp_path / "b.png",
+                       "--no-fit") == 2
     assert capsys.readouterr().out.splitlines()[-1] == (f"1 of 2 inputs failed; 1 written to "
                                                         f"{tmp_path / 'out'}")
-    assert run_main_at(monkeypatch, tmp_path, Recorder(), tmp_path / "b.png",
-                       "-o", tmp_path / "out") == 2
+    assert make_photos(tmp_path, Recorder(), tmp_path / "b.png", "--no-fit") == 2
     assert capsys.readouterr().out.splitlines()[-1] == "1 of 1 inputs failed; nothing was written"
+    (tmp_path / "given" / "a.png").mkdir(parents=True)  # a's prepared sketch cannot be saved
+    assert make_photos(tmp_path, Recorder(), tmp_path / "a.png", "--no-fit", "--save_prepared",
+                       tmp_path / "given") == 2  # its photo is written, the input still failed
+    assert capsys.readouterr().out.splitlines()[-1] == (f"1 of 1 inputs failed; 1 written to "
+                                                        f"{tmp_path / 'out'}")
 
 
 def test_no_drawing_is_named_the_photo_still_made_and_save_prepared_shows_the_input(
-        tmp_path, monkeypatch, capsys):
+        tmp_path, capsys):
     Image.new("L", (90, 60), 255).save(tmp_path / "blank.png")
     sketch = Image.new("L", (90, 60), 255)
     ImageDraw.Draw(sketch).ellipse((20, 10, 70, 50), outline=170, width=2)  # light pencil
     sketch.save(tmp_path / "pencil.png")
-    code, _ = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "blank.png",
-                       tmp_path / "pencil.png", "--save_prepared", tmp_path / "given")
-    assert code == 0
+    assert make_photos(tmp_path, Recorder(), tmp_path / "blank.png", tmp_path / "pencil.png",
+                       "--save_prepared", tmp_path / "given") == 0
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "blank.png: no drawing found" in lines[0], lines
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["blank.png", "pencil.png"]
@@ -495,13 +447,12 @@ def test_no_drawing_is_named_the_photo_still_made_and_save_prepared_shows_the_in
         assert given.shape == (64, 64, 3) and np.array_equal(given, np.asarray(expected))
     assert prepare_sketch(tmp_path / "pencil.png", 64).fitted
     # the prepared sketches never replace an input, nor share the photos' folder
-    assert run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "pencil.png",
-                    "--save_prepared", tmp_path)[0] == 2
-    assert "pencil.png: its prepared sketch would be written over an input" in \
-        capsys.readouterr().err
+    assert refused(tmp_path, capsys, tmp_path / "pencil.png", "-o", tmp_path / "out",
+                   "--save_prepared", tmp_path) == [
+        f"infer.py: error: {tmp_path / 'pencil.png'}: its prepared sketch would be written over "
+        "an input; choose another --save_prepared (outputs never replace inputs)"]
     with pytest.raises(SystemExit):
-        run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "pencil.png", "--save_prepared",
-                 tmp_path / "out")
+        infer.parse_args(["pencil.png", "-o", "out", "--save_prepared", "out/."])
 
 
 # --- checkpoints with wrong contents, memory, links in -o ----------------------------------------
@@ -595,10 +546,9 @@ def test_native_inputs_too_large_for_the_memory_are_refused_one_by_one(tmp_path,
     assert infer.activation_bytes(cfg, (3, 640, 640)) == pytest.approx(100 * one, rel=0.02)
     # room for two of the small ones at once, not for the big one
     monkeypatch.setattr(config, "available_memory", lambda: int(2.5 * one))
-    code, recorder = run_main(monkeypatch, tmp_path, Recorder(), tmp_path / "a.png",
-                              tmp_path / "big.png", tmp_path / "b.png", tmp_path / "c.png",
-                              "--native", "--eval")
-    assert code == 2
+    recorder = Recorder()
+    assert make_photos(tmp_path, recorder, tmp_path / "a.png", tmp_path / "big.png",
+                       tmp_path / "b.png", tmp_path / "c.png", "--native", "--eval") == 2
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
     assert recorder.shapes == [(2, 3, 64, 64), (1, 3, 64, 64)]  # batches of what fits
     assert capsys.readouterr().err.splitlines() == [
@@ -608,15 +558,14 @@ def test_native_inputs_too_large_for_the_memory_are_refused_one_by_one(tmp_path,
         f"size)"]
 
 
-class RunsOutOfMemory(torch.nn.Module):
-    """A stand-in generator that fails as torch's CPU allocator does on any batch holding a black
+class RunsOutOfMemory:
+    """A stand-in runner that fails as torch's CPU allocator does on any batch holding a black
     sketch, and returns its input otherwise."""
 
     def __init__(self, error):
-        super().__init__()
         self.error, self.shapes = error, []
 
-    def forward(self, sketch):
+    def __call__(self, sketch, seeds):
         self.shapes.append(tuple(sketch.shape))
         if (sketch.flatten(1).mean(1) < -0.9).any():
             raise self.error
@@ -627,14 +576,12 @@ class RunsOutOfMemory(torch.nn.Module):
     RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
                  "memory: you tried to allocate 68719476736 bytes. Error code 12"),
     MemoryError()])
-def test_a_failure_while_generating_one_input_is_its_own_line(tmp_path, monkeypatch, capsys,
-                                                              error):
+def test_a_failure_while_generating_one_input_is_its_own_line(tmp_path, capsys, error):
     for name, level in (("a", 255), ("black", 0), ("b", 200)):
         grey_sketch(tmp_path / f"{name}.png", level)
     generator = RunsOutOfMemory(error)
-    code = run_main_at(monkeypatch, tmp_path, generator, tmp_path / "a.png", tmp_path / "black.png",
-                       tmp_path / "b.png", "-o", tmp_path / "out", "--eval")
-    assert code == 2
+    assert make_photos(tmp_path, generator, tmp_path / "a.png", tmp_path / "black.png",
+                       tmp_path / "b.png", "--eval", "--no-fit") == 2
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
     assert generator.shapes == [(3, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64), (1, 3, 64, 64)]
     out = capsys.readouterr()
@@ -643,8 +590,7 @@ def test_a_failure_while_generating_one_input_is_its_own_line(tmp_path, monkeypa
     assert out.out.splitlines()[-1] == f"1 of 3 inputs failed; 2 written to {tmp_path / 'out'}"
 
 
-def test_links_in_the_output_folder_are_replaced_never_written_through(tmp_path, monkeypatch,
-                                                                        capsys):
+def test_links_in_the_output_folder_are_replaced_never_written_through(tmp_path, capsys):
     for name in ("a", "b"):
         grey_sketch(tmp_path / "in" / f"{name}.png", 100)
     precious = tmp_path / "elsewhere/precious"
@@ -655,9 +601,8 @@ def test_links_in_the_output_folder_are_replaced_never_written_through(tmp_path,
         folder.mkdir()
         (folder / "a.png").symlink_to("../elsewhere/precious")  # to a file outside
         (folder / "b.png").symlink_to("../nowhere/b.png")  # dangling
-    code = run_main_at(monkeypatch, tmp_path, Recorder(), tmp_path / "in", "-o", out,
-                       "--save_prepared", given)
-    assert code == 0
+    assert make_photos(tmp_path, Recorder(), tmp_path / "in", "-o", out, "--save_prepared", given,
+                       "--no-fit") == 0
     assert precious.read_bytes() == b"precious" and not (tmp_path / "nowhere").exists()
     for folder in (out, given):
         assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.png"]  # no temporary

@@ -181,7 +181,8 @@ def test_resnet_generator_folds_and_samples_like_the_unet(norm):
     torch.testing.assert_close(translate(fast, sketch, paper=False),
                                translate(G, sketch, paper=False), atol=1e-5, rtol=1e-4)
     batched = translate(G, sketch, paper=True, seeds=[0, 1])  # paper mode: per-image norm, noise
-    singles = torch.cat([translate(G, s[None], paper=True, seeds=[k]) for k, s in enumerate(sketch)])
+    singles = torch.cat([translate(G, s[None], paper=True, seeds=[k])
+                         for k, s in enumerate(sketch)])
     assert torch.allclose(batched, singles, atol=1e-6)
 
 

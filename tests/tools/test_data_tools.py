@@ -278,6 +278,70 @@ def test_combine_pairs_by_name_resizes_b_and_reports_the_unmatched(tmp_path, cap
     assert main(["combine", str(a_dir), str(tmp_path / "nothing"), str(tmp_path / "AB")]) == 2
 
 
+# ---------------------------------------------------------------- a subset of the official pairs
+
+@pytest.fixture
+def official(tmp_path):
+    """full/{train,val}: pairs 1_AB.png to 12_AB.png and 1 to 5, and an image not numbered so."""
+    make_pairs(tmp_path / "full" / "train", 12, size=16)
+    make_pairs(tmp_path / "full" / "val", 5, size=16)
+    Image.new("RGB", (16, 8)).save(tmp_path / "full" / "train" / "extra.png")
+    return tmp_path / "full"
+
+
+def numbers(folder) -> list:
+    return sorted(int(path.name.split("_")[0]) for path in folder.iterdir())
+
+
+def test_subset_takes_the_first_pairs_by_number_hard_linked_or_copied(tmp_path, official, capsys):
+    small, copy = tmp_path / "small", tmp_path / "copy"
+    assert main(["subset", str(official), str(small), "--train", "10", "--val", "3"]) == 0
+    # by number: 10_AB.png is the tenth, not the second (as sorted by name)
+    assert numbers(small / "train") == list(range(1, 11)) and numbers(small / "val") == [1, 2, 3]
+    assert (small / "train/10_AB.png").samefile(official / "train/10_AB.png")  # one file
+    assert capsys.readouterr().out == (f"{small}: train 10 pairs (1_AB.png to 10_AB.png), val 3 "
+                                       f"pairs (1_AB.png to 3_AB.png) from {official}; 13 "
+                                       f"hard-linked, 0 copied\n")
+    assert main(["subset", str(official), str(copy), "--train=1", "--val=1", "--no-link"]) == 0
+    assert not (copy / "val/1_AB.png").samefile(official / "val/1_AB.png")
+    assert (copy / "val/1_AB.png").read_bytes() == (official / "val/1_AB.png").read_bytes()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["copy", "full", "small"]
+
+
+def test_subset_replaces_an_existing_folder_only_when_told(tmp_path, official, capsys):
+    small, elsewhere = tmp_path / "small", tmp_path / "elsewhere"
+    (small / "train").mkdir(parents=True)
+    (small / "train" / "mine.png").write_bytes(b"keep")
+    assert main(["subset", str(official), str(small), "--train", "2", "--val", "1"]) == 2
+    assert capsys.readouterr().err == (f"tools.data: error: {small} already exists; pass "
+                                       f"--replace to make it anew\n")
+    assert (small / "train" / "mine.png").read_bytes() == b"keep"
+    (elsewhere / "val").mkdir(parents=True)
+    (tmp_path / "linked").symlink_to(elsewhere)
+    for target in (small, tmp_path / "linked"):  # a link is replaced, what it points to kept
+        assert main(["subset", str(official), str(target), "--train", "2", "--val", "1",
+                     "--replace"]) == 0
+        assert numbers(target / "train") == [1, 2] and not target.is_symlink()
+    assert (elsewhere / "val").is_dir()
+
+
+@pytest.mark.parametrize("command, expected", [
+    ("full small --train 13", "full/train: 12 numbered pairs (N_AB.jpg), fewer than the 13 asked"),
+    ("full small --val 0", "each split needs at least 1 pair, got {'train': 1000, 'val': 0}"),
+    ("full full/train/small --val 1", "full/train/small: the subset must lie outside"),
+    ("full/train full --val 1", "full: the subset must lie outside full/train"),
+    ("nowhere small --val 1", "nowhere/train: no such folder"),
+])
+def test_subset_mistakes_are_one_line_and_leave_nothing(tmp_path, official, capsys, monkeypatch,
+                                                        command, expected):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["subset", *command.split()]) == 2
+    error = capsys.readouterr().err.splitlines()
+    assert len(error) == 1 and error[0].startswith("tools.data: error: ") and expected in error[0]
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 # ---------------------------------------------------------------- check a data folder
 
 def test_check_counts_splits_sizes_and_bad_files(tmp_path, capsys):

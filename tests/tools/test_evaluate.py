@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +16,9 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from tools import evaluate
 import save
-from conftest import ROOT, make_pairs, tiny_config
-from discriminator import build_discriminator
-from generator import build_generator, translate
+from conftest import ROOT, make_pairs, save_run, tiny_config
+from config import Config
+from generator import translate
 
 
 @pytest.fixture(autouse=True)
@@ -207,17 +208,8 @@ def test_edge_f1_rewards_following_the_sketch():
 def checkpoints(tmp_path):
     """Two tiny generators with different weights, saved as models/{a,b}/generator.pt."""
     cfg = tiny_config(tmp_path, tmp_path)
-    paths = []
-    for k, run in enumerate(("a", "b")):
-        torch.manual_seed(k)
-        G, D = build_generator(cfg), build_discriminator(cfg)
-        opt = torch.optim.Adam(G.parameters())
-        path = tmp_path / f"models/{run}/last.pt"
-        save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt, opt_d=opt,
-                             scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1, batch=0,
-                             step=4, config=cfg)
-        paths.append(path.parent / "generator.pt")
-    return paths
+    return [save_run(tmp_path / f"models/{run}/last.pt", cfg, seed=k)[0].with_name("generator.pt")
+            for k, run in enumerate("ab")]
 
 
 def test_evaluate_scores_what_the_generator_makes(tmp_path, checkpoints):
@@ -462,13 +454,31 @@ def test_unpaired_fid_and_kid_use_the_photos_folder(tmp_path, checkpoints, monke
     assert evaluate.load_photos(photos, 64).shape == (3, 3, 64, 64)
 
 
-@pytest.mark.parametrize("problem", ["both", "inception_without_photos", "photos_without_sketches"])
-def test_unpaired_flag_mistakes_are_one_line_and_exit_2(tmp_path, checkpoints, capsys, problem):
-    sketches, data = plain_sketches(tmp_path / "sketches"), make_pairs(tmp_path / "val", 1, size=64)
-    extra = {"both": ["--sketches", sketches, "--data", data],
-             "inception_without_photos": ["--sketches", sketches, "--inception", "x.pth"],
-             "photos_without_sketches": ["--data", data, "--photos", sketches]}[problem]
-    args = ["--checkpoint", checkpoints[0], "--out", tmp_path / "out", *extra]
-    assert evaluate.main([str(a) for a in args]) == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("evaluate.py: error:"), lines
+@pytest.mark.parametrize("flags, expected", [
+    ("--sketches s --data d", "give either --data (pairs) or --sketches"),
+    ("--sketches s --inception x.pth", "--inception with --sketches needs --photos"),
+    ("--data d --photos p", "--photos goes with --sketches"),
+    ("--sketches s --vgg16 v.pth", "--vgg16 compares with the real photos of --data pairs"),
+    ("--sketches s --hints 2", "--hints samples hints from the real photos of --data pairs"),
+    ("--data d --hints 0", "--hints must be at least 1"),
+])
+def test_flags_that_do_not_go_together_are_refused_before_any_file_is_read(tmp_path, capsys,
+                                                                           flags, expected):
+    args = evaluate.build_parser().parse_args(["--checkpoint", "g.pt", *flags.split()])
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        evaluate.check_args(args)
+    # one line, before the checkpoint (which does not exist) is read
+    assert evaluate.main(["--checkpoint", str(tmp_path / "nowhere.pt"), *flags.split()]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("evaluate.py: error: ") and expected in lines[0]
+
+
+def test_each_checkpoint_is_one_job_and_a_hint_model_one_more_with_hints():
+    args = evaluate.build_parser().parse_args(["--checkpoint", "g.pt", "--hints", "5"])
+    a, b = Path("models/a/generator.pt"), Path("old/a/generator.pt")
+    runs = [(a, (None, Config(hints=True))), (b, (None, Config()))]
+    # the same run folder and file name: whole paths tell them apart
+    assert [job[2:] for job in evaluate.plan_jobs(args, runs)] == [
+        (0, f"{a} (0 hints)"), (5, f"{a} (5 hints)"), (0, str(b))]
+    args.hints = None
+    assert [job[2:] for job in evaluate.plan_jobs(args, runs[:1])] == [(0, "a/generator.pt")]

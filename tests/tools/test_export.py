@@ -6,30 +6,17 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import infer
-import save
-from conftest import make_pairs, tiny_config
-from discriminator import build_discriminator
-from generator import build_generator
+from conftest import make_pairs, save_run, tiny_config
 from tools import export
 
 
 @pytest.fixture
 def checkpoint(tmp_path):
     cfg = tiny_config(tmp_path, tmp_path, ngf=4, num_downs=6)
-    torch.manual_seed(0)
-    G, D = build_generator(cfg), build_discriminator(cfg)
-    G.train()
-    G(torch.randn(4, 3, 64, 64))  # running statistics away from (0, 1)
-    opt = torch.optim.Adam(G.parameters())
-    path = tmp_path / "models/test/last.pt"
-    save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt, opt_d=opt,
-                         scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1, batch=0,
-                         step=4, config=cfg)
-    return path.parent / "generator.pt"
+    return save_run(tmp_path / "models/test/last.pt", cfg, warm=True)[0].with_name("generator.pt")
 
 
 def need(*modules):
@@ -99,6 +86,15 @@ def test_without_onnx_only_the_torch_export_programs_are_written(checkpoint, mon
     assert out[0] == ("export.py: onnx is not installed (pip install onnx onnxscript "
                       "onnxruntime): writing the torch.export programs only")
     assert sorted(p.name for p in checkpoint.parent.glob("generator.*.*")) == ["generator.eval.pt2"]
+
+
+def test_a_file_of_an_earlier_export_is_replaced_only_when_asked(checkpoint, capsys):
+    earlier = checkpoint.with_name("generator.eval.pt2")
+    earlier.write_bytes(b"earlier")
+    assert export.main([str(checkpoint), "--mode", "eval"]) == 2
+    assert capsys.readouterr().err == (f"export.py: error: {earlier} exists; pass --replace to "
+                                       "write over it\n")
+    assert earlier.read_bytes() == b"earlier"
 
 
 def test_bench_without_onnxruntime_times_no_onnxruntime_rows(tmp_path, monkeypatch, capsys):

@@ -5,8 +5,7 @@ import torch
 import torch.nn as nn
 
 import save
-from conftest import make_pairs, tiny_config
-from discriminator import build_discriminator
+from conftest import make_pairs, save_run, tiny_config
 from generator import build_generator, translate
 from tools import precise_bn
 
@@ -29,13 +28,7 @@ def test_running_statistics_are_the_average_of_the_batch_statistics(tmp_path):
 def test_cli_writes_a_new_checkpoint_whose_paper_mode_is_unchanged(tmp_path, capsys):
     make_pairs(tmp_path / "data/train", 8, size=64, seed=1)
     cfg = tiny_config(tmp_path, tmp_path / "data")
-    torch.manual_seed(0)
-    G, D = build_generator(cfg), build_discriminator(cfg)
-    opt = torch.optim.Adam(G.parameters())
-    path = tmp_path / "models/test/last.pt"
-    save.save_checkpoint(path, generator=G, discriminator=D, opt_g=opt, opt_d=opt,
-                         scaler=torch.amp.GradScaler("cpu", enabled=False), epoch=1, batch=0,
-                         step=4, config=cfg)
+    path, G = save_run(tmp_path / "models/test/last.pt", cfg)
     generator_pt = path.parent / "generator.pt"
     assert precise_bn.main([str(generator_pt), "--images", "8"]) == 0
     assert "over 8 images" in capsys.readouterr().out
@@ -47,9 +40,16 @@ def test_cli_writes_a_new_checkpoint_whose_paper_mode_is_unchanged(tmp_path, cap
     assert torch.equal(translate(fixed, sketch, seeds=[1, 2]), translate(G, sketch, seeds=[1, 2]))
     assert not torch.allclose(translate(fixed, sketch, paper=False),
                               translate(G, sketch, paper=False))
-    # bad input: one line
+    # bad input, or a file already there: one line
+    written = (path.parent / "generator_precise_bn.pt").read_bytes()
     assert precise_bn.main([str(tmp_path / "nope.pt")]) == 2
-    assert precise_bn.main([str(generator_pt), "--images", "2"]) == 2
+    assert precise_bn.main([str(generator_pt), "--images", "2", "--replace"]) == 2
+    assert precise_bn.main([str(generator_pt), "--images", "8", "--seed", "1"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert errors == [f"precise_bn.py: error: {tmp_path / 'nope.pt'}: no such checkpoint",
-                      "precise_bn.py: error: --images 2 is less than one batch of 4"]
+                      "precise_bn.py: error: --images 2 is less than one batch of 4",
+                      f"precise_bn.py: error: {path.parent / 'generator_precise_bn.pt'} exists; "
+                      "pass --replace to write over it"]
+    assert (path.parent / "generator_precise_bn.pt").read_bytes() == written
+    assert precise_bn.main([str(generator_pt), "--images", "8", "--seed", "1", "--replace"]) == 0
+    assert (path.parent / "generator_precise_bn.pt").read_bytes() != written
