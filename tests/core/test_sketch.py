@@ -105,6 +105,18 @@ def test_pencil_phone_photo_and_blue_ink_fit_as_the_clean_scan(tmp_path, clean_f
     assert dilated_iou(lines_of(prepared), lines_of(clean_fit)) > 0.8
 
 
+def test_a_16_bit_scan_fits_as_its_8_bit_twin(tmp_path):
+    # grey strokes at 100 of 255 (25700 of 65535) were clipped to white: no drawing found
+    ink = ink_of(clean_drawing()) > 0.5
+    Image.fromarray(np.where(ink, 100, 255).astype(np.uint8)).save(tmp_path / "8.png")
+    values = np.where(ink, 100 * 257, 65535).astype("<u2")
+    Image.frombytes("I;16", ink.shape[::-1], values.tobytes()).save(tmp_path / "16.png")
+    assert Image.open(tmp_path / "16.png").mode == "I;16"
+    deep, twin = (prepare_sketch(tmp_path / name, SIZE) for name in ("16.png", "8.png"))
+    assert deep.fitted and not deep.blank and deep.region == twin.region
+    assert torch.equal(deep.sketch, twin.sketch)
+
+
 def test_a_thick_marker_drawn_small_fits_as_the_same_drawing_in_pen(tmp_path, clean_fit):
     marker(clean_drawing()).save(tmp_path / "marker.png")
     prepared = prepare_sketch(tmp_path / "marker.png", SIZE)
