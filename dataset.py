@@ -12,6 +12,7 @@ direction AtoB the left half is the model's input ("sketch") and the right its t
 Getting, making and checking data sets is tools/data.py's work (python -m tools.data --help).
 """
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -58,17 +59,24 @@ def list_images(folder, required: bool = True) -> list:
     return files
 
 
+@contextlib.contextmanager
+def quiet_pil():
+    """PIL's warnings about a file kept off the terminal (a corrupt EXIF block, and its bomb
+    warning, which the pixel cap makes moot): a file is decoded, or refused in one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        yield
+
+
 def read_header(path, pair: bool = True, min_side: int = MIN_SIDE) -> tuple:
     """((width, height) or None, what is wrong with the file or ''), reading only the header."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
             return None, "empty file (0 bytes)"
-        with warnings.catch_warnings():
-            # refused below, with the file's name
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path, formats=FORMATS) as img:
-                w, h = img.size
+        with quiet_pil(), Image.open(path, formats=FORMATS) as img:  # too large: refused below
+            w, h = img.size
     except Image.DecompressionBombError:  # PIL refuses outright above twice its limit
         return None, f"too large (more than {2 * MAX_PIXELS} pixels)"
     except (OSError, ValueError) as e:
@@ -101,14 +109,13 @@ def describe_bad(bad, n_files: int, shown: int = 3) -> str:
 def open_image(path, min_side: int = MIN_SIDE) -> Image.Image:
     """The one way an image someone gives is opened (a sketch, a hints file, a sketch pad upload, a
     data pair): its header checked first (read_header: one of FORMATS, at most MAX_PIXELS, sides
-    of at least min_side), then opened by PIL, not yet decoded, without its bomb warning (the cap
-    has refused such a file already). ValueError 'path: problem'. Decode it through eight_bit."""
+    of at least min_side), then opened by PIL, not yet decoded. ValueError 'path: problem'. Decode
+    it under quiet_pil, through eight_bit."""
     problem = read_header(path, pair=False, min_side=min_side)[1]
     if problem:
         raise ValueError(f"{path}: {problem}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with quiet_pil():
             return Image.open(path, formats=FORMATS)
     except (OSError, ValueError) as e:  # changed since its header was read
         raise ValueError(f"{path}: not a readable image ({type(e).__name__})") from None
@@ -151,7 +158,7 @@ def open_rgb(path, max_side: int = 0) -> tuple:
     filter reduces by a whole factor."""
     img = open_image(path)
     try:
-        with img:
+        with img, quiet_pil():
             size = img.size
             if img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
                 size = size[::-1]  # exif_transpose turns it a quarter

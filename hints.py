@@ -28,7 +28,7 @@ from PIL import Image, ImageColor, ImageOps
 from scipy import ndimage
 
 from config import HINT_CHANNELS
-from dataset import eight_bit, open_image
+from dataset import eight_bit, open_image, quiet_pil
 
 WHITE = 0.8  # on [-1, 1] (gray 230): a photo's pixel brighter than this in every channel may be
 # background (edges2shoes' is 255: 57% of the pixels at any threshold 230..250); a sketch's pixel
@@ -211,7 +211,7 @@ def read_hints_image(path) -> tuple:
     cannot be read."""
     img = open_image(path, min_side=1)  # a size unlike the sketch's is said by the caller
     try:
-        with img:
+        with img, quiet_pil():
             img = eight_bit(ImageOps.exif_transpose(img))
             has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
             rgba = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))

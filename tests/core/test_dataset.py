@@ -198,3 +198,8 @@ def test_the_one_opener_checks_the_header_and_prints_no_warning(tmp_path, recwar
         with pytest.raises(ValueError, match=f"{name}: {says}"):
             dataset.open_image(tmp_path / name)
     assert not recwarn.list
+    # a corrupt EXIF block: PIL warns (two lines, a site-packages path) and decodes the pixels
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "exif.jpg", exif=b"Exif\0\0MM\0*\0\0\0\x08"
+                                                                   b"\0\x05\x01\x12\0\x03")
+    assert np.asarray(load_rgb(tmp_path / "exif.jpg"))[5, 5, 0] > 240
+    assert not recwarn.list
