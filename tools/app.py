@@ -50,7 +50,6 @@ import html
 import io
 import ipaddress
 import json
-import math
 import os
 import re
 import socket
@@ -290,6 +289,8 @@ def parse_body(body: bytes) -> tuple:
         request = json.loads(body)
     except ValueError as e:
         raise ValueError(f"the JSON body does not parse ({first_line(e, 80)})") from None
+    except RecursionError:  # json's decoder recurses once per level
+        raise ValueError("the JSON body is nested too deeply (it needs three levels)") from None
     if not isinstance(request, dict) or not isinstance(request.get("sketch"), str):
         raise ValueError('a JSON body needs "sketch": the image as a data: URL')
     points = request.get("hints", [])
@@ -299,15 +300,22 @@ def parse_body(body: bytes) -> tuple:
         raise ValueError(f"{len(points)} hints, more than {MAX_HINTS}")
     dots = []
     for k, point in enumerate(points):
-        where = [point.get(axis) if isinstance(point, dict) else None for axis in ("x", "y")]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                   for v in where):
+        if not isinstance(point, dict):
             raise ValueError(f'hint {k}: needs numbers "x" and "y" (sketch pixels) and a "color"')
+        where = [point.get("x"), point.get("y")]
+        # compared before any float(): JSON's integers have no bound (1 and 400 zeros overflow a
+        # float), and NaN, Infinity and true are JSON numbers to Python too
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and abs(v) <= sys.float_info.max for v in where):
+            raise ValueError(f'hint {k}: "x" and "y" must be numbers of sketch pixels (finite)')
+        if not isinstance(point.get("color"), str):
+            raise ValueError(f'hint {k}: "color" must be text such as "#b22222"')
         try:
-            dots.append((*map(float, where), parse_colour(str(point.get("color")))))
+            dots.append((*map(float, where), parse_colour(point["color"])))
         except ValueError as e:
             raise ValueError(f"hint {k}: {e}") from None
-    return decode_body(request["sketch"].encode()), dots
+    # a lone surrogate (\ud800) has no UTF-8: replaced, it fails as the bytes it then is
+    return decode_body(request["sketch"].encode(errors="replace")), dots
 
 
 @dataclass
