@@ -442,8 +442,89 @@ def test_exactly_one_host_header(eval_url, capsys):
                                                   b"Host: 127.0.0.1\r\n\r\n"))
     assert status == 403 and "'evil.example' refused" in text
     for data in (b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
-                 f"GET http://localhost:{port}/ HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()):
+                 f"GET http://localhost:{port}/ HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+                 .encode()):
         assert status_and_text(exchange(port, data))[0] == 200
+    no_traceback(capsys.readouterr())
+
+
+def raw_request(target: str, *headers: str, body: bytes = b"") -> bytes:
+    """A request as sent: a POST with a body (its Content-Length added), else a GET."""
+    method = "POST" if body else "GET"
+    lines = [f"{method} {target} HTTP/1.1", *headers]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+HOST_CASES = [  # (target, headers, status, what the one line says); PORT is the server's
+    # the Host header is checked with an absolute target too, which must agree with it (RFC 9112)
+    ("http://127.0.0.1:PORT/generate", ["Host: evil.com", "Origin: http://evil.com"], 403,
+     "Host 'evil.com' refused"),
+    ("http://127.0.0.1:PORT/generate", ["Host: localhost:PORT"], 400,
+     "the target's host '127.0.0.1:PORT' and the Host header 'localhost:PORT' differ"),
+    ("http://127.0.0.1:PORT/", ["Host: 127.0.0.1"], 400, "differ"),
+    ("http://evil.com/generate", ["Host: evil.com"], 403, "Host 'evil.com' refused"),
+    ("https://127.0.0.1:PORT/", ["Host: 127.0.0.1:PORT"], 400, "malformed request target"),
+    ("http://me@127.0.0.1:PORT/", ["Host: 127.0.0.1:PORT"], 400, "malformed request target"),
+    ("http://[::1/", ["Host: 127.0.0.1"], 400, "malformed request target"),
+    ("*", ["Host: 127.0.0.1"], 400, "malformed request target"),
+    ("HTTP://127.0.0.1:PORT", ["Host: 127.0.0.1:PORT"], 200, ""),  # the scheme is case-blind
+    # a path, not a host (http.server makes it /evil.com/)
+    ("//evil.com/", ["Host: 127.0.0.1"], 404, "not found: /evil.com/"),
+    # strict Host: a bracketed IPv6 literal or a name, then an optional :port, nothing else
+    ("/", ["Host: [::1]evil.com"], 400, "malformed Host header '[::1]evil.com'"),
+    ("/", ["Host: [::1]:evil.com"], 400, "malformed Host header"),
+    ("/", ["Host: [::1"], 400, "malformed Host header"),
+    ("/", ["Host: [::1]:"], 400, "malformed Host header"),
+    ("/", ["Host: [evil.com]"], 400, "malformed Host header"),
+    ("/", ["Host: [1.2.3.4]"], 400, "malformed Host header"),
+    ("/", ["Host: [12345::1]:PORT"], 400, "malformed Host header"),
+    ("/", ["Host: ::1"], 400, "malformed Host header"),
+    ("/", ["Host: localhost:80:80"], 400, "malformed Host header"),
+    ("/", ["Host: localhost:99999"], 400, "malformed Host header"),
+    ("/", ["Host: localhost:8o"], 400, "malformed Host header"),
+    ("/", ["Host: me@localhost"], 400, "malformed Host header"),
+    ("/", ["Host: %6cocalhost"], 400, "malformed Host header"),
+    ("/", ["Host: local_host"], 400, "malformed Host header"),
+    ("/", ["Host: [::1]:PORT"], 200, ""),
+    ("/", ["Host: LocalHost:PORT"], 200, ""),
+    # a POST's one Origin names this server as the request addressed it
+    ("/generate", ["Host: 127.0.0.1:PORT", "Origin: http://127.0.0.1:PORT",
+                   "Origin: http://evil.com"], 400, "2 Origin headers (one at most)"),
+    ("/generate", ["Host: 127.0.0.1:PORT", "Origin: http://evil.com",
+                   "Origin: http://127.0.0.1:PORT"], 400, "2 Origin headers"),
+    ("/", ["Host: 127.0.0.1:PORT", "Origin: http://127.0.0.1:PORT", "Origin: null"], 400,
+     "2 Origin headers"),
+    ("/generate", ["Host: 127.0.0.1:PORT", "Origin: http://127.0.0.1:1"], 403, "cross-origin"),
+    ("/generate", ["Host: 127.0.0.1:PORT", "Origin: null"], 403, "cross-origin"),
+    ("/generate", ["Host: 127.0.0.1:PORT", "Origin: https://127.0.0.1:PORT"], 403,
+     "cross-origin"),
+    ("/generate", ["Host: 127.0.0.1:PORT", "Origin: http://127.0.0.1:PORT/"], 403,
+     "cross-origin"),
+    ("/generate", ["Host: 127.0.0.1:PORT", "Origin: http://[::1]evil.com:PORT"], 403,
+     "cross-origin"),
+    ("/generate", ["Host: evil.com:PORT", "Origin: http://evil.com:PORT"], 403, "refused"),
+    ("/generate", ["Host: 127.0.0.1:PORT", "Origin: http://127.0.0.1:PORT"], 200, ""),
+    ("/generate", ["Host: 127.0.0.1:PORT", "Origin: HTTP://127.0.0.1:PORT"], 200, ""),
+    ("/generate", ["Host: localhost", "Origin: http://localhost:80"], 200, ""),
+]
+
+
+@pytest.mark.parametrize("target, headers, status, says", HOST_CASES)
+def test_the_host_the_target_and_the_origin_are_checked_as_one(eval_url, capsys, target,
+                                                                headers, status, says):
+    port = port_of(eval_url)
+    target, headers = target.replace("PORT", str(port)), [
+        header.replace("PORT", str(port)) for header in headers]
+    post = target.endswith("/generate")
+    data = raw_request(target, *headers, body=png(sketch_image()) if post else b"")
+    answer = exchange(port, data)
+    got = int(answer.split(b" ", 2)[1])
+    assert got == status, answer[:300]
+    if status != 200:
+        text = status_and_text(answer)[1]
+        assert says.replace("PORT", str(port)) in text and text.count("\n") == 1, text
     no_traceback(capsys.readouterr())
 
 
@@ -563,7 +644,7 @@ def test_every_method_checks_the_host(eval_url):
             status, _, text = request(eval_url, method, path, body, {"Host": host})
             assert status == 403, (method, path, host)
             assert method == "HEAD" or b"refused" in text
-        for host in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST", "::1"):
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST", "[::1]"):
             assert request(eval_url, method, path, body, {"Host": host})[0] == 200, (method, host)
 
 
