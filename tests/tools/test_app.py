@@ -48,6 +48,7 @@ from tools import app  # noqa: E402
 import infer  # noqa: E402
 import save  # noqa: E402
 import tune  # noqa: E402
+import dataset  # noqa: E402
 from dataset import to_image  # noqa: E402
 from generator import build_generator  # noqa: E402
 from infer import find_checkpoint  # noqa: E402
@@ -132,6 +133,12 @@ def request(url, method="GET", path="/", body=None, headers=None) -> tuple:
 def png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_bytes(image: Image.Image, kind: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=kind)
     return buffer.getvalue()
 
 
@@ -259,6 +266,24 @@ def test_the_page_shows_what_the_generator_was_given(eval_url, tiny, tmp_path):
         request(eval_url)[2].decode()
 
 
+def test_a_16_bit_upload_is_given_as_its_8_bit_twin(eval_url):
+    # grey strokes at 100 of 255 were clipped to white: ?given showed a blank page
+    ink = np.asarray(sketch_image())[..., 3] > 0
+    twin = png(Image.fromarray(np.where(ink, 100, 255).astype(np.uint8)))
+    deep = png(Image.frombytes("I;16", ink.shape[::-1],
+                               np.where(ink, 100 * 257, 65535).astype("<u2").tobytes()))
+    assert Image.open(io.BytesIO(deep)).mode == "I;16"
+    given = [request(eval_url, "POST", "/generate?given", body) for body in (deep, twin)]
+    assert given[0][0] == given[1][0] == 200 and given[0][2] == given[1][2]
+    assert pixels(given[0][2]).min() < 230  # the strokes are there (a blank page: 255)
+
+
+def test_the_formats_said_are_the_formats_taken():
+    said = " ".join(app.__doc__.split()).lower()
+    assert "png, jpeg, bmp, webp or tiff (dataset.formats" in said
+    assert sorted(dataset.FORMATS) == ["BMP", "JPEG", "PNG", "TIFF", "WEBP"]
+
+
 def png_claiming(width: int, height: int) -> bytes:
     """A PNG header that claims a huge image (with no pixel data behind it)."""
     def chunk(kind, data):
@@ -278,6 +303,8 @@ def png_claiming(width: int, height: int) -> bytes:
     (png_claiming(5000, 5000), 400, "too large (5000×5000, more than 16777216 pixels for the "
                                     "sketch pad"),
     (png(Image.new("RGB", (8, 8), "white")), 400, "too small"),
+    # not one of dataset.FORMATS, however well PIL reads it
+    (image_bytes(sketch_image(), "GIF"), 400, "upload: not a readable image"),
     (b"", 400, "empty file"),
 ])
 def test_bad_bodies_get_400_with_a_message(eval_url, body, status, message):
@@ -988,3 +1015,12 @@ def test_strokes_drawn_in_chromium_give_infer_eval_photo(eval_url, tiny, tmp_pat
         assert np.array_equal(pixels(browser.image(CANVAS_PNG)),
                               pixels(request(eval_url, path="/examples/0.png")[2]))
         assert not browser.evaluate("document.getElementById('status').classList.contains('error')")
+        # Upload takes any image the browser shows, a GIF too (POST /generate refuses one): the
+        # page sends its canvas, a PNG
+        sketch_image().save(tmp_path / "upload.gif")
+        document = browser.send("DOM.getDocument")["root"]["nodeId"]
+        node = browser.send("DOM.querySelector", nodeId=document, selector="#upload")["nodeId"]
+        browser.send("DOM.setFileInputFiles", files=[str(tmp_path / "upload.gif")], nodeId=node)
+        browser.wait_for(SHOWN + str(len(SHOE_STROKES) + 3))
+        assert not browser.evaluate("document.getElementById('status').classList.contains('error')")
+        assert (pixels(browser.image(CANVAS_PNG)) < 128).all(axis=2).sum() > 100
