@@ -18,8 +18,9 @@
     python infer.py sketch.png --color "#b22222"
 
 Inputs: a plain sketch of any size (pen, pencil, marker or coloured ink on paper, a scan or a photo
-of it, JPEG or PNG), or an edges2shoes-style pair twice as wide as high, of which the input half is
-used. One PNG per input, of the input's own size (for a pair: of its input half), named after it:
+of it: PNG, JPEG, BMP, WebP or TIFF, 8 or 16 bits a channel), or an edges2shoes-style pair twice as
+wide as high, of which the input half is used.
+One PNG per input, of the input's own size (for a pair: of its input half), named after it:
 OUT/NAME.png, and NAME-2.png, NAME-3.png... for inputs that share a name, in the order given.
 Nothing is lost: a run whose output would replace an input is refused, and the output folder is
 tried for writing before any work.
@@ -340,8 +341,9 @@ def main(argv=None) -> int:
                              "sketch's size whose painted pixels (non-transparent, or non-white "
                              "without alpha) give the colour there")
     parser.add_argument("--color", metavar="COLOUR",
-                        help="one colour hint inside the drawing (#b22222, #f00 or a name), for a "
-                             "model trained with --hints")
+                        help="one colour hint inside the drawing (#b22222, #f00, rgb(178, 34, 34), "
+                             "hsl(0, 68%%, 42%%) or a name such as red; opaque), for a model "
+                             "trained with --hints")
     args = parser.parse_args(argv)
     try:
         colour = parse_colour(args.color) if args.color is not None else None

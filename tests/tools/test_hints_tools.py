@@ -211,8 +211,8 @@ def test_bad_hint_requests_get_400_and_one_line(urls, data, message, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("colour", ["rgb(999,0,0)", "rgb(200%,0%,0%)", "#12345600", "hsl(0,150%,9%)",
-                                    "rgb(\u0661,0,0)", "#12"])
+@pytest.mark.parametrize("colour", ["rgb(999,0,0)", "rgb(200%,0%,0%)", "#12345600",
+                                    "hsl(0,150%,9%)", "rgb(\u0661,0,0)", "#12"])
 def test_infer_and_the_sketch_pad_refuse_a_colour_alike(urls, colour, tmp_path, capsys):
     with pytest.raises(ValueError) as error:
         hints.parse_colour(colour)
