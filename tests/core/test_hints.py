@@ -66,6 +66,24 @@ def test_a_patch_is_a_square_filled_with_the_photos_mean_over_it():
                        photo[mask.expand(-1, 3, -1, -1)])
 
 
+def test_a_patch_is_centred_on_the_pixel_it_was_drawn_at():
+    # one shoe pixel per image, away from the border: every patch is drawn at it, and must lie
+    # centred there ((side - 1) // 2 before it, side // 2 after); 1×1 patches cannot tell
+    batch, size, max_side = 64, 32, 7
+    photo = torch.ones(batch, 3, size, size)
+    where = torch.randint(max_side, size - max_side, (batch, 2), generator=rng(9))
+    photo[torch.arange(batch), :, where[:, 0], where[:, 1]] = -1
+    given = hints.sample_hints(photo, rng(10), max_side=max_side, count=1)
+    sides = set()
+    for hint, (y, x) in zip(given, where.tolist()):
+        rows, cols = torch.nonzero(hint[3], as_tuple=True)
+        side = int(rows.max() - rows.min()) + 1
+        sides.add(side)
+        assert (int(rows.min()), int(cols.min())) == (y - (side - 1) // 2, x - (side - 1) // 2)
+        assert (int(rows.max()), int(cols.max())) == (y + side // 2, x + side // 2)
+    assert sides == set(range(1, max_side + 1))  # odd and even sides alike
+
+
 def test_patches_land_on_the_shoe_not_the_background():
     photo = shoe_photos(batch=16)
     on = hints.sample_hints(photo, rng(3), max_side=1, count=20)[:, 3]
