@@ -132,7 +132,8 @@ class ShoeApp:
         # one generation at a time: the runner's thread count and masks are per call
         self.lock = threading.Lock()
         self.budget_s = budget_s
-        self.slots = threading.BoundedSemaphore(max_generations)  # requests under way
+        self.max_generations = max_generations
+        self.under_way, self.count_lock = 0, threading.Lock()  # requests holding a slot
         self.examples = make_examples(self.cfg)  # PNG bytes
         # tune and warm up now, on an example at the model's size, not on the first stroke
         example = Image.open(io.BytesIO(self.examples[0])).convert("RGB")
@@ -167,7 +168,7 @@ class ShoeApp:
         budget. The work runs on a thread of its own, so that the answer comes within the budget
         whichever stage is slow: past it the work ends in the background, keeping its slot."""
         deadline = time.monotonic() + self.budget_s
-        if not self.slots.acquire(blocking=False):
+        if not self.take_slot():
             raise Busy("busy: other sketches are being made; try again")
         result = futures.Future()
 
@@ -177,15 +178,26 @@ class ShoeApp:
             except Exception as e:
                 result.set_exception(e)
             finally:
-                self.slots.release()
+                self.give_slot()
         try:
             threading.Thread(target=work, name="generate", daemon=True).start()
         except RuntimeError:  # no thread to be had: the slot would never come back
-            self.slots.release()
+            self.give_slot()
             raise
         if not futures.wait([result], timeout=max(deadline - time.monotonic(), 0)).done:
             raise self.late()
         return result.result()
+
+    def take_slot(self) -> bool:
+        """One of max_generations slots for a request, if one is free."""
+        with self.count_lock:
+            free = self.under_way < self.max_generations
+            self.under_way += free
+        return free
+
+    def give_slot(self) -> None:
+        with self.count_lock:
+            self.under_way -= 1
 
     def late(self) -> "Busy":
         return Busy(f"busy: no photo within {self.budget_s:g} s; try again")
