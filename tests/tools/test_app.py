@@ -108,6 +108,16 @@ def serving(checkpoint, paper: bool, host: str = "127.0.0.1", **options):
         del SERVERS[url]
 
 
+@pytest.fixture(autouse=True)
+def settled():
+    """Each test ends once the servers have closed its connections: a connection's log line is
+    written by then, inside the test that made it (a client may read its answer before the line
+    is written, which then landed in the next test's capture, or between tests)."""
+    yield
+    for server in list(SERVERS.values()):
+        wait_until(lambda: server.open_connections == 0, "the test's connections closed")
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("app"))

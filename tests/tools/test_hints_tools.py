@@ -4,8 +4,6 @@
 import base64
 import json
 import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +19,9 @@ import infer  # noqa: E402
 import save  # noqa: E402
 from generator import build_generator  # noqa: E402
 from sketch import prepare_sketch  # noqa: E402
-from tools import app, evaluate  # noqa: E402
+from tools import evaluate  # noqa: E402
 from test_app import (CHROMIUM, PHOTO_PNG, SHOE_STROKES, SHOWN, Chromium, pixels,  # noqa: E402
-                      png, request)
+                      png, request, serving, settled)  # noqa: F401 (settled: autouse)
 
 
 def checkpoint(folder, hints: bool) -> Path:
@@ -112,22 +110,11 @@ def test_evaluate_hints_scores_with_none_and_with_n_side_by_side(tmp_path, capsy
 
 # --- the sketch pad's hint requests -------------------------------------------------------------
 
-@contextmanager
-def serving(path):
-    server = app.make_server(path, "127.0.0.1", 0, paper=False, device="cpu", tune=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture(scope="module")
 def urls(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hints_app")
-    with serving(checkpoint(folder, True)) as hinted, serving(checkpoint(folder, False)) as plain:
+    with serving(checkpoint(folder, True), paper=False, tune=False) as hinted, \
+            serving(checkpoint(folder, False), paper=False, tune=False) as plain:
         yield hinted, plain
 
 
