@@ -391,7 +391,7 @@ def parse_target(text: str) -> Target | None:
     if text.startswith("/"):
         authority, rest = None, text
     elif text[:7].lower() == "http://":
-        end = min([k for k in map(text.find, "/?#", (7, 7, 7)) if k >= 0] or [len(text)])
+        end = min((k for k in (text.find(c, 7) for c in "/?#") if k >= 0), default=len(text))
         authority, rest = parse_authority(text[7:end]), text[end:]
         if authority is None:
             return None
@@ -527,7 +527,7 @@ class Handler(BaseHTTPRequestHandler):
         assert target is not None
         self.target = target
         self.host = parse_authority(self.headers["Host"].strip(" \t"))  # checked just above
-        for host, port in filter(None, (self.host, target.authority)):
+        for host, _ in filter(None, (self.host, target.authority)):
             if not self.server.host_allowed(host):
                 self.text(403, f"Host {printable(host, 80)!r} refused: this server answers to "
                                f"localhost and IP addresses (--allow_host NAME admits a name)")
