@@ -12,6 +12,7 @@ direction AtoB the left half is the model's input ("sketch") and the right its t
 Getting, making and checking data sets is tools/data.py's work (python -m tools.data --help).
 """
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -58,17 +59,24 @@ def list_images(folder, required: bool = True) -> list:
     return files
 
 
-def read_header(path, pair: bool = True) -> tuple:
+@contextlib.contextmanager
+def quiet_pil():
+    """PIL's warnings about a file kept off the terminal (a corrupt EXIF block, and its bomb
+    warning, which the pixel cap makes moot): a file is decoded, or refused in one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        yield
+
+
+def read_header(path, pair: bool = True, min_side: int = MIN_SIDE) -> tuple:
     """((width, height) or None, what is wrong with the file or ''), reading only the header."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
             return None, "empty file (0 bytes)"
-        with warnings.catch_warnings():
-            # refused below, with the file's name
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path, formats=FORMATS) as img:
-                w, h = img.size
+        with quiet_pil(), Image.open(path, formats=FORMATS) as img:  # too large: refused below
+            w, h = img.size
     except Image.DecompressionBombError:  # PIL refuses outright above twice its limit
         return None, f"too large (more than {2 * MAX_PIXELS} pixels)"
     except (OSError, ValueError) as e:
@@ -77,7 +85,7 @@ def read_header(path, pair: bool = True) -> tuple:
         return (w, h), f"too large ({w}×{h}, more than {MAX_PIXELS} pixels)"
     if pair and w != 2 * h:
         return (w, h), f"expected a side-by-side pair twice as wide as high, got {w}×{h}"
-    if min(w // 2 if pair else w, h) < MIN_SIDE:
+    if min(w // 2 if pair else w, h) < min_side:
         return (w, h), f"too small ({w}×{h})"
     return (w, h), ""
 
@@ -98,6 +106,46 @@ def describe_bad(bad, n_files: int, shown: int = 3) -> str:
     return f"{len(bad)} of {n_files} files are not usable pairs: {named}{more}"
 
 
+def open_image(path, min_side: int = MIN_SIDE) -> Image.Image:
+    """The one way an image someone gives is opened (a sketch, a hints file, a sketch pad upload, a
+    data pair): its header checked first (read_header: one of FORMATS, at most MAX_PIXELS, sides
+    of at least min_side), then opened by PIL, not yet decoded. ValueError 'path: problem'. Decode
+    it under quiet_pil, through eight_bit."""
+    problem = read_header(path, pair=False, min_side=min_side)[1]
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    try:
+        with quiet_pil():
+            return Image.open(path, formats=FORMATS)
+    except (OSError, ValueError) as e:  # changed since its header was read
+        raise ValueError(f"{path}: not a readable image ({type(e).__name__})") from None
+
+
+def eight_bit(img: Image.Image) -> Image.Image:
+    """img with 8 bits a channel, other modes as they are: 16-bit grey (PIL's I;16 modes, and I,
+    its mode for 16-bit grey TIFFs and older versions' PNGs) keeps its high byte, as PIL reads
+    16-bit RGB PNGs (PIL's own conversion clips it: any grey above 255 of 65535 turned white), its
+    transparent grey (tRNS) transparent. ValueError for float pixels and integers beyond 16 bits:
+    they have no scale to read them by."""
+    if img.mode == "F":
+        raise ValueError("32-bit float pixels (mode F) have no 8-bit scale; save it with 8 or 16 "
+                         "bits a channel")
+    if img.mode != "I" and not img.mode.startswith("I;16"):
+        return img
+    if img.mode == "I":
+        low, high = img.getextrema()
+        if low < 0 or high > 65535:
+            raise ValueError(f"32-bit integer pixels ({low} to {high}) go beyond 16 bits and have "
+                             f"no 8-bit scale; save it with 8 or 16 bits a channel")
+    values = np.asarray(img)
+    grey = Image.fromarray((values >> 8).astype(np.uint8))
+    transparent = img.info.get("transparency")
+    if isinstance(transparent, int):
+        alpha = np.where(values == transparent, 0, 255).astype(np.uint8)
+        return Image.merge("LA", (grey, Image.fromarray(alpha)))
+    return grey
+
+
 def load_rgb(path) -> Image.Image:
     """Decode any common image as RGB; transparency becomes white, as on a sheet of paper."""
     return open_rgb(path)[0]
@@ -108,11 +156,9 @@ def open_rgb(path, max_side: int = 0) -> tuple:
     copy whose longer side is at most max_side instead, so that a 12-megapixel photo costs about
     what a small image costs: JPEGs decode at 1/2, 1/4 or 1/8 scale (almost free), then a box
     filter reduces by a whole factor."""
-    problem = read_header(path, pair=False)[1]
-    if problem:
-        raise ValueError(f"{path}: {problem}")
+    img = open_image(path)
     try:
-        with Image.open(path, formats=FORMATS) as img:
+        with img, quiet_pil():
             size = img.size
             if img.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
                 size = size[::-1]  # exif_transpose turns it a quarter
@@ -120,13 +166,14 @@ def open_rgb(path, max_side: int = 0) -> tuple:
             if factor > 1 and img.format == "JPEG":
                 img.draft(img.mode, (math.ceil(img.width / factor), math.ceil(img.height / factor)))
             img = ImageOps.exif_transpose(img)
+            img = eight_bit(img)
             if max_side and max(img.size) > max_side and img.mode in ("L", "LA", "RGB", "RGBA"):
                 img = img.reduce(math.ceil(max(img.size) / max_side))  # before any conversion
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
                 white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(white, rgba)
-            img = img.convert("RGB")  # grayscale, CMYK, palette, 16-bit -> 8-bit RGB
+            img = img.convert("RGB")  # grayscale, CMYK, palette -> 8-bit RGB
     except (OSError, Image.DecompressionBombError, ValueError) as e:
         raise ValueError(f"{path}: cannot decode image ({e})") from None
     if max_side and max(img.size) > max_side:

@@ -18,7 +18,9 @@ fitting (its crop, padding and scale) to the generator's frame; colour_patch put
 the drawing.
 """
 
+import colorsys
 import math
+import re
 
 import numpy as np
 import torch
@@ -26,6 +28,7 @@ from PIL import Image, ImageColor, ImageOps
 from scipy import ndimage
 
 from config import HINT_CHANNELS
+from dataset import eight_bit, open_image, quiet_pil
 
 WHITE = 0.8  # on [-1, 1] (gray 230): a photo's pixel brighter than this in every channel may be
 # background (edges2shoes' is 255: 57% of the pixels at any threshold 230..250); a sketch's pixel
@@ -133,24 +136,83 @@ def sample_hints(photo: torch.Tensor, generator: torch.Generator, p: float = 0.1
 
 # --- hints a person gives -----------------------------------------------------------------------
 
+# a colour as CSS and PIL write it, parsed here (PIL's getrgb takes rgb(999,0,0) and 200%, skips
+# alpha and reads any Unicode digit): ASCII hex digits, functions of plain decimal numbers
+HEX_COLOUR = re.compile(r"#([0-9a-f]{3,4}|[0-9a-f]{6}|[0-9a-f]{8})")
+COLOUR_FUNCTION = re.compile(r"(rgba?|hsla?|hs[bv])\(([0-9.%, ]*)\)")
+COLOUR_NUMBER = re.compile(r"([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(%?)")
+COMPONENTS = {"rgb": ("red", "green", "blue"), "hsl": ("hue", "saturation", "lightness"),
+              "hsv": ("hue", "saturation", "value"), "hsb": ("hue", "saturation", "brightness")}
+COLOUR_FORMS = ("give #rrggbb such as #b22222, #rgb, rgb(178, 34, 34), rgb(70%, 13%, 13%), "
+                "hsl(0, 68%, 42%) or a name such as red")
+
+
 def parse_colour(text: str) -> tuple:
-    """(r, g, b) 0..255 of '#b22222', '#f00' or a CSS colour name; ValueError with one line
-    otherwise."""
-    try:
-        rgb = ImageColor.getrgb(text.strip())
-    except (ValueError, AttributeError):
-        raise ValueError(f"{text!r} is not a colour (give #rrggbb such as #b22222, #rgb, or a "
-                         "name such as red)") from None
-    return tuple(rgb[:3])
+    """(r, g, b) 0..255 of a colour: a CSS name, #rgb or #rrggbb (#rgba, #rrggbbaa when opaque),
+    rgb(r, g, b) of 0..255 or of 0%..100%, hsl(h, s%, l%), hsv(h, s%, v%) or hsb() with a hue of
+    0..360, their rgba() and hsla() with an alpha of 1 or 100%; ValueError with one line otherwise,
+    naming a component out of range or an alpha that is not opaque."""
+    colour = text.strip().lower() if isinstance(text, str) else ""
+    if colour in ImageColor.colormap:  # CSS's names: PIL's table holds their #rrggbb
+        return tuple(ImageColor.getrgb(colour)[:3])
+    if HEX_COLOUR.fullmatch(colour):
+        digits = colour[1:] if len(colour) > 5 else "".join(2 * digit for digit in colour[1:])
+        values = bytes.fromhex(digits)
+        if len(values) == 4 and values[3] != 255:
+            raise ValueError(f"{text!r}: alpha {digits[6:]} of ff: not opaque (a hint is an "
+                             "opaque colour: #rrggbb, or #rrggbbff)")
+        return tuple(values[:3])
+    function = COLOUR_FUNCTION.fullmatch(colour)
+    numbers = [COLOUR_NUMBER.fullmatch(part.strip()) for part in function[2].split(",")] \
+        if function else []
+    if function and len(numbers) == 3 + function[1].endswith("a") and all(numbers):
+        rgb = colour_function(text, function[1][:3],
+                              [(float(number[1]), number[2]) for number in numbers])
+        if rgb is not None:
+            return rgb
+    raise ValueError(f"{text!r} is not a colour ({COLOUR_FORMS})")
+
+
+def colour_function(text: str, kind: str, values: list) -> tuple | None:
+    """(r, g, b) of rgb(), hsl() or hsv() values [(number, '%' or '')], rounded as PIL rounds;
+    None for a mix of units they do not take; ValueError for a value out of range or an alpha (a
+    fourth value) that is not opaque."""
+    units = [unit for _, unit in values[:3]]
+    if kind == "rgb" and len(set(units)) == 1:  # all percentages or all numbers, as in CSS
+        limits = [(100, "%") if units[0] else (255, "")] * 3
+    elif kind != "rgb" and units == ["", "%", "%"]:  # a hue in degrees, then two percentages
+        limits = [(360, ""), (100, "%"), (100, "%")]
+    else:
+        return None
+    if len(values) == 4:
+        limits.append((100, "%") if values[3][1] else (1, ""))
+    for name, (value, unit), (most, _) in zip((*COMPONENTS[kind], "alpha"), values, limits):
+        if value > most:
+            raise ValueError(f"{text!r}: {name} {value:g}{unit} is out of range (0{unit} to "
+                             f"{most}{unit})")
+    if len(values) == 4 and values[3][0] != limits[3][0]:
+        alpha, unit = values[3]
+        raise ValueError(f"{text!r}: alpha {alpha:g}{unit} of {limits[3][0]}{unit}: not opaque "
+                         "(a hint is an opaque colour)")
+    first, second, third = (value / most for (value, _), (most, _) in zip(values[:3], limits))
+    if kind == "rgb":
+        rgb = (first, second, third)
+    elif kind == "hsl":
+        rgb = colorsys.hls_to_rgb(first, third, second)
+    else:
+        rgb = colorsys.hsv_to_rgb(first, second, third)
+    return tuple(int(channel * 255 + 0.5) for channel in rgb)
 
 
 def read_hints_image(path) -> tuple:
     """(colours uint8 (H, W, 3), painted bool (H, W)) of a hints image: its non-transparent pixels
-    where it has alpha, else its pixels that are not white paper; ValueError with one line if it
+    where it has alpha, else its pixels that are not white paper; opened as every image given is
+    (dataset.open_image: its formats, its cap, 16 bits scaled); ValueError with one line if it
     cannot be read."""
+    img = open_image(path, min_side=1)  # a size unlike the sketch's is said by the caller
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
+        with img, quiet_pil():
+            img = eight_bit(ImageOps.exif_transpose(img))
             has_alpha = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
             rgba = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as e:

@@ -12,10 +12,11 @@
     python infer.py sketch.png --hints painted.png       # colour where painted (--hints model)
     python infer.py sketch.png --color "#b22222"
 
-Inputs: plain sketches of any size (pen, pencil, marker or ink on paper, scanned or photographed) or
-edges2shoes-style pairs, whose input half is used. One PNG per input, of its size: OUT/NAME.png
-(NAME-2.png, ... for inputs that share a name, in the order given); a run whose output would replace
-an input is refused, and the output folder is tried before any work. A plain sketch's drawing is
+Inputs: plain sketches of any size (pen, pencil, marker or ink on paper, scanned or photographed;
+PNG, JPEG, BMP, WebP or TIFF, 8 or 16 bits a channel) or edges2shoes-style pairs, whose input half
+is used. One PNG per input, of its size: OUT/NAME.png (NAME-2.png, ... for inputs that share a
+name, in the order given); a run whose output would replace an input is refused, and the output
+folder is tried before any work. A plain sketch's drawing is
 found, cropped with the shoes' margin, redrawn with one-pixel lines like the training edges, and its
 photo put back at its place (docs/sketches.md); --no-fit pads the whole sketch to a square instead;
 --native runs it at its own resolution rounded to a multiple of 2**num_downs (another scale than
@@ -305,8 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hints", metavar="FILE", help="for a model trained with --hints: an "
                         "image of the sketch's size whose painted pixels (non-transparent, or "
                         "non-white without alpha) give the colour there")
-    parser.add_argument("--color", metavar="COLOUR", help="for a model trained with --hints: one "
-                        "colour hint inside the drawing (#b22222, #f00 or a name)")
+    parser.add_argument("--color", metavar="COLOUR",
+                        help="one colour hint inside the drawing (#b22222, #f00, rgb(178, 34, 34), "
+                             "hsl(0, 68%%, 42%%) or a name such as red; opaque), for a model "
+                             "trained with --hints")
     return parser
 
 

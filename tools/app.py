@@ -8,8 +8,10 @@ side.
 One page, no build step and no network: pen, eraser, undo, clear, example sketches and upload on the
 left; the photo, refreshed 300 ms after each stroke, and its download on the right. The API
 behind it:
-    POST /generate   body: a PNG (or any image PIL reads, or a data: URL) -> image/png at the
-                     upload's size
+    POST /generate   body: an image file, PNG, JPEG, BMP, WebP or TIFF (dataset.FORMATS, 8 or
+                     16 bits a channel; a GIF is refused), or its base64 data: URL -> image/png
+                     at the upload's size (the page's Upload button takes any image the browser
+                     shows: it sends the canvas, a PNG)
     POST /generate?given   the same body -> image/png of what the generator is given: the sketch
                      fitted (or padded) at the model's size, shown under the photo
     POST /generate   body: JSON {"sketch": "data:image/png;base64,...", "hints": [{"x": 120,
@@ -28,13 +30,16 @@ for batches of one image. Where infer.py runs another setting (another cache, --
 BF16_BOUND_DB (45 dB PSNR) where bf16 is picked, fp32 rounding (a grey level) otherwise.
 
 Safe on loopback: only this machine's pages can use it. Every request needs exactly one Host
-header (400 otherwise), and it must be localhost or a loopback address (403: a DNS-rebinding page
-sends its own host name), a POST's Origin this page's. --host beyond loopback (0.0.0.0: every
+header, host[:port] with an IPv6 address in brackets (400 otherwise), and it must be localhost or
+a loopback address (403: a DNS-rebinding page sends its own host name); an absolute target
+(http://host/path) must name such a host too, the Host header's (400); a POST's Origin, one at
+most, must be this server at that host and port (403). --host beyond loopback (0.0.0.0: every
 interface) serves anyone who can connect and says so at start; it then answers to IP addresses too,
 and --allow_host NAME admits a host name.
 
 Nothing holds it for long and every request gets an answer, one line of text for an error:
-    400  a malformed request line, header or body; not exactly one Host header
+    400  a malformed request line, target, header or body; not exactly one Host header, or two
+         Origin headers
     408  the request line, headers and body not all in within REQUEST_TIMEOUT_S
     413  a body over MAX_BODY_BYTES (refused before it is read)
     503  over MAX_CONNECTIONS connections open (at once, Retry-After: 1); no photo within
@@ -50,7 +55,6 @@ import html
 import io
 import ipaddress
 import json
-import math
 import os
 import re
 import socket
@@ -62,7 +66,6 @@ from concurrent import futures
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 if __name__ == "__main__":
     # idle OpenMP threads sleep between requests (see infer.py)
@@ -129,7 +132,8 @@ class ShoeApp:
         # one generation at a time: the runner's thread count and masks are per call
         self.lock = threading.Lock()
         self.budget_s = budget_s
-        self.slots = threading.BoundedSemaphore(max_generations)  # requests under way
+        self.max_generations = max_generations
+        self.under_way, self.count_lock = 0, threading.Lock()  # requests holding a slot
         self.examples = make_examples(self.cfg)  # PNG bytes
         # tune and warm up now, on an example at the model's size, not on the first stroke
         example = Image.open(io.BytesIO(self.examples[0])).convert("RGB")
@@ -164,7 +168,7 @@ class ShoeApp:
         budget. The work runs on a thread of its own, so that the answer comes within the budget
         whichever stage is slow: past it the work ends in the background, keeping its slot."""
         deadline = time.monotonic() + self.budget_s
-        if not self.slots.acquire(blocking=False):
+        if not self.take_slot():
             raise Busy("busy: other sketches are being made; try again")
         result = futures.Future()
 
@@ -174,15 +178,26 @@ class ShoeApp:
             except Exception as e:
                 result.set_exception(e)
             finally:
-                self.slots.release()
+                self.give_slot()
         try:
             threading.Thread(target=work, name="generate", daemon=True).start()
         except RuntimeError:  # no thread to be had: the slot would never come back
-            self.slots.release()
+            self.give_slot()
             raise
         if not futures.wait([result], timeout=max(deadline - time.monotonic(), 0)).done:
             raise self.late()
         return result.result()
+
+    def take_slot(self) -> bool:
+        """One of max_generations slots for a request, if one is free."""
+        with self.count_lock:
+            free = self.under_way < self.max_generations
+            self.under_way += free
+        return free
+
+    def give_slot(self) -> None:
+        with self.count_lock:
+            self.under_way -= 1
 
     def late(self) -> "Busy":
         return Busy(f"busy: no photo within {self.budget_s:g} s; try again")
@@ -290,6 +305,8 @@ def parse_body(body: bytes) -> tuple:
         request = json.loads(body)
     except ValueError as e:
         raise ValueError(f"the JSON body does not parse ({first_line(e, 80)})") from None
+    except RecursionError:  # json's decoder recurses once per level
+        raise ValueError("the JSON body is nested too deeply (it needs three levels)") from None
     if not isinstance(request, dict) or not isinstance(request.get("sketch"), str):
         raise ValueError('a JSON body needs "sketch": the image as a data: URL')
     points = request.get("hints", [])
@@ -299,15 +316,22 @@ def parse_body(body: bytes) -> tuple:
         raise ValueError(f"{len(points)} hints, more than {MAX_HINTS}")
     dots = []
     for k, point in enumerate(points):
-        where = [point.get(axis) if isinstance(point, dict) else None for axis in ("x", "y")]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                   for v in where):
+        if not isinstance(point, dict):
             raise ValueError(f'hint {k}: needs numbers "x" and "y" (sketch pixels) and a "color"')
+        where = [point.get("x"), point.get("y")]
+        # compared before any float(): JSON's integers have no bound (1 and 400 zeros overflow a
+        # float), and NaN, Infinity and true are JSON numbers to Python too
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and abs(v) <= sys.float_info.max for v in where):
+            raise ValueError(f'hint {k}: "x" and "y" must be numbers of sketch pixels (finite)')
+        if not isinstance(point.get("color"), str):
+            raise ValueError(f'hint {k}: "color" must be text such as "#b22222"')
         try:
-            dots.append((*map(float, where), parse_colour(str(point.get("color")))))
+            dots.append((*map(float, where), parse_colour(point["color"])))
         except ValueError as e:
             raise ValueError(f"hint {k}: {e}") from None
-    return decode_body(request["sketch"].encode()), dots
+    # a lone surrogate (\ud800) has no UTF-8: replaced, it fails as the bytes it then is
+    return decode_body(request["sketch"].encode(errors="replace")), dots
 
 
 @dataclass
@@ -321,24 +345,67 @@ class Upload:
 
 def parse_upload(body: bytes, query: str) -> Upload:
     """The one place a POST /generate's body and query are read and checked: the body is an image
-    file (any PIL reads) or a base64 data: URL of one, or JSON with hints (parse_body); ValueError
-    says what is wrong."""
+    file (of dataset.FORMATS, opened by dataset.open_image as every image given is) or a base64
+    data: URL of one, or JSON with hints (parse_body); ValueError says what is wrong."""
     image, hints = parse_body(body)
     return Upload(image, given=query == "given", hints=hints)
 
 
-# RFC 9110's token (a header name), a Host value (host[:port], an IPv6 address in brackets) and a
-# Content-Length (ASCII digits: str.isdigit() also takes '²', which int() refuses)
+# RFC 9110's token (a header name) and a Content-Length (ASCII digits: str.isdigit() also takes
+# '²', which int() refuses)
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-HOST = re.compile(r"[0-9A-Za-z._~%!$&'()*+,;=:\[\]-]+")
 DIGITS = re.compile(r"[0-9]+")
+# a Host header or an absolute target's authority, as this server takes it: an IPv6 literal in
+# brackets, or a name or IPv4 address (letters, digits, dots and hyphens); then an optional :port
+AUTHORITY = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|([0-9A-Za-z.-]+))(?::([0-9]{1,5}))?")
+
+
+def parse_authority(text: str):
+    """(host, port or None) of 'host[:port]', the host lowercase and without brackets
+    ('[::1]:8000' -> ('::1', 8000)); None for anything else ('[::1]evil.com', 'a:b:c', '::1')."""
+    match = AUTHORITY.fullmatch(text)
+    if not match or match[3] and int(match[3]) > 65535:
+        return None
+    if match[1] is not None:
+        try:
+            ipaddress.IPv6Address(match[1])
+        except ValueError:
+            return None
+    return (match[1] or match[2]).lower(), int(match[3]) if match[3] else None
+
+
+@dataclass
+class Target:
+    """A request target: its authority (host, port) when in absolute form (http://host/path),
+    else None; its path and its query."""
+
+    authority: tuple | None
+    path: str
+    query: str
+
+
+def parse_target(text: str) -> Target | None:
+    """The origin form (/path?query) or absolute form (http://host[:port]/path?query) of a request
+    target; None for any other (https:, a user name, '*'). An origin-form path that starts with
+    '//' is a path, not a host (urlsplit would read one there)."""
+    if text.startswith("/"):
+        authority, rest = None, text
+    elif text[:7].lower() == "http://":
+        end = min((k for k in (text.find(c, 7) for c in "/?#") if k >= 0), default=len(text))
+        authority, rest = parse_authority(text[7:end]), text[end:]
+        if authority is None:
+            return None
+    else:
+        return None
+    path, _, query = rest.split("#", 1)[0].partition("?")
+    return Target(authority, path or "/", query)
 
 
 def header_problem(headers) -> str:
     """What is malformed in a request's headers, '' if nothing: a line that is not 'Name: value',
     control characters (folded lines included), not exactly one Host (HTTP/1.1 asks for one, and a
-    second one could name another host than the one checked), a Content-Length that is not one
-    number."""
+    second one could name another host than the one checked) or one that is not host[:port], more
+    than one Origin, a Content-Length that is not one number."""
     if headers.defects:
         return "malformed header line (expected 'Name: value')"
     for name, value in headers.items():
@@ -347,14 +414,24 @@ def header_problem(headers) -> str:
     hosts = headers.get_all("Host", [])
     if len(hosts) != 1:
         return f"exactly one Host header is required, got {len(hosts)}"
-    if not HOST.fullmatch(hosts[0].strip(" \t")):
+    if parse_authority(hosts[0].strip(" \t")) is None:
         return f"malformed Host header {printable(hosts[0], 80)!r}"
+    origins = headers.get_all("Origin", [])
+    if len(origins) > 1:  # a second could say another origin than the one checked
+        return f"{len(origins)} Origin headers (one at most)"
     lengths = headers.get_all("Content-Length", [])
     if len(lengths) > 1:
         return f"{len(lengths)} Content-Length headers (one at most)"
     if lengths and not DIGITS.fullmatch(lengths[0].strip(" \t")):
         return f"bad Content-Length {printable(lengths[0], 40)!r}: not a number of bytes"
     return ""
+
+
+def authority_text(authority: tuple) -> str:
+    """'host[:port]' of (host, port), IPv6 addresses in brackets."""
+    host, port = authority
+    host = f"[{host}]" if ":" in host else host
+    return host if port is None else f"{host}:{port}"
 
 
 class DeadlineReader(io.RawIOBase):
@@ -435,22 +512,29 @@ class Handler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         """http.server's parsing, then the checks every method gets: well-formed headers and
-        target, exactly one Host (400), a host this server answers to (403: DNS rebinding)."""
+        target (400), a Host this server answers to and, for an absolute target (http://host/),
+        a host it answers to that is the Host header's (403 and 400: RFC 9112 has the client send
+        them alike; a rebinding page's browser sends its own host name)."""
         if not super().parse_request():
             return False
         problem = header_problem(self.headers)
-        try:
-            self.target = urlsplit(self.path)
-        except ValueError:
+        target = parse_target(self.path)
+        if target is None:
             problem = problem or f"malformed request target {printable(self.path, 80)!r}"
         if problem:
             self.text(400, problem)
             return False
-        # an absolute target (http://host/path) names the host instead of the header (RFC 9112)
-        host = self.target.netloc if self.target.netloc else self.headers["Host"]
-        if not self.server.host_allowed(host):
-            self.text(403, f"Host {printable(host, 80)!r} refused: this server answers to "
-                           f"localhost and IP addresses (--allow_host NAME admits a name)")
+        assert target is not None
+        self.target = target
+        self.host = parse_authority(self.headers["Host"].strip(" \t"))  # checked just above
+        for host, _ in filter(None, (self.host, target.authority)):
+            if not self.server.host_allowed(host):
+                self.text(403, f"Host {printable(host, 80)!r} refused: this server answers to "
+                               f"localhost and IP addresses (--allow_host NAME admits a name)")
+                return False
+        if target.authority and target.authority != self.host:
+            self.text(400, f"the target's host {authority_text(target.authority)!r} and the Host "
+                           f"header {authority_text(self.host)!r} differ")
             return False
         return True
 
@@ -509,10 +593,16 @@ class Handler(BaseHTTPRequestHandler):
         return body
 
     def same_origin(self) -> bool:
-        """Refuse a POST that another web page makes the browser send (its Origin differs); the
-        Host was checked for every request in parse_request."""
-        host, origin = self.headers.get("Host"), self.headers.get("Origin")
-        return origin is None or origin.split("://", 1)[-1] == host
+        """Refuse a POST that another web page makes the browser send: its one Origin must be
+        http:// and a host this server answers to, at the host and port the request was sent to
+        (the Host header, checked in parse_request; the port 80 when none is said)."""
+        origin = self.headers.get("Origin")
+        if origin is None:  # not from a browser's page (curl, a script): Host has been checked
+            return True
+        parsed = parse_authority(origin[7:]) if origin[:7].lower() == "http://" else None
+        if parsed is None or not self.server.host_allowed(parsed[0]):
+            return False
+        return (parsed[0], parsed[1] or 80) == (self.host[0], self.host[1] or 80)
 
     def text(self, code: int, message: str, headers=None):
         """A short plain-text error for the client."""
@@ -597,14 +687,6 @@ def printable(text: str, limit: int = 200) -> str:
     return "".join(c if c.isprintable() else "?" for c in str(text)[:limit])
 
 
-def host_name(header: str) -> str:
-    """The host of a Host header, lowercase, without port or brackets: '[::1]:8000' -> '::1'."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:].split("]", 1)[0]
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
 def is_address(host: str) -> bool:
     """Whether host is an IPv4 or IPv6 address, not a name."""
     try:
@@ -639,10 +721,9 @@ class AppServer(ThreadingHTTPServer):
         self.open_connections, self.count_lock = 0, threading.Lock()
         super().__init__((host, port), Handler)
 
-    def host_allowed(self, header: str) -> bool:
-        """Whether a Host header names this server: an allowed name, a loopback address, or any
-        IP address when serving beyond loopback."""
-        name = host_name(header)
+    def host_allowed(self, name: str) -> bool:
+        """Whether a host (parse_authority's, lowercase) names this server: an allowed name, a
+        loopback address, or any IP address when serving beyond loopback."""
         return (name in self.allowed_names or is_loopback(name)
                 or is_address(name) and not self.loopback)
 

@@ -2,12 +2,15 @@
 message."""
 
 import random
+import struct
+import zlib
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import dataset
 from dataset import EpochSampler, PairDataset, load_rgb
 
 
@@ -117,3 +120,86 @@ def test_epoch_sampler_reshuffles_per_epoch_and_resumes_mid_epoch():
     assert full != list(EpochSampler(20, seed=3, epoch=2))
     assert full == list(EpochSampler(20, seed=3, epoch=1))
     assert list(EpochSampler(20, seed=3, epoch=1, start=8)) == full[8:]
+
+
+# --- 16-bit and other wide pixels: scaled to 8 bits by the one opener --------------------------
+
+PAPER_16, STROKE_16 = 65535, 100 * 257  # white paper and a grey 100 (of 255) stroke, in 16 bits
+
+
+def grey_16(path, mode="I;16", paper=PAPER_16, stroke=STROKE_16, size=(64, 48)):
+    """A 16-bit grey image: paper with a grey rectangle outline; PNG for I;16, TIFF otherwise (PIL
+    keeps I;16B and I there)."""
+    values = np.full(size[::-1], paper, np.int64)
+    values[10:38, 12] = values[10:38, 50] = values[10, 12:51] = values[37, 12:51] = stroke
+    if mode == "F":
+        img = Image.fromarray(values.astype(np.float32))
+    elif mode == "I":
+        img = Image.fromarray(values.astype(np.int32))
+    else:
+        img = Image.frombytes(mode, size, values.astype(">u2" if mode == "I;16B" else "<u2")
+                              .tobytes())
+    img.save(path)
+    assert Image.open(path).mode == mode  # what PIL reads back: the case under test
+    return path
+
+
+def png_16_bit_rgb(path, colour=(STROKE_16, 0, PAPER_16), size=(20, 16)):
+    """A 16-bit-per-channel RGB PNG, written by hand (PIL cannot write one)."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    row = b"\0" + np.tile(np.array(colour, ">u2"), size[0]).tobytes()
+    ihdr = struct.pack(">IIBBBBB", *size, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(row * size[1])) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("mode, name", [("I;16", "g.png"), ("I;16B", "g.tif"), ("I", "g.tif")])
+def test_16_bit_grey_keeps_its_high_byte(tmp_path, mode, name):
+    # a grey stroke at 100 of 255 was clipped to white: a blank page
+    rgb = np.asarray(load_rgb(grey_16(tmp_path / name, mode)))
+    assert rgb.shape == (48, 64, 3) and rgb[10, 20].tolist() == [100] * 3
+    assert rgb[20, 20].tolist() == [255] * 3 and rgb[20, 12].tolist() == [100] * 3
+
+
+def test_16_bit_rgb_is_read_as_pil_reads_it_the_high_byte_as_grey_is(tmp_path):
+    assert np.asarray(load_rgb(png_16_bit_rgb(tmp_path / "c.png")))[0, 0].tolist() == [100, 0,
+                                                                                         255]
+
+
+def test_a_16_bit_grey_png_with_a_transparent_grey_becomes_white_there(tmp_path):
+    path = grey_16(tmp_path / "t.png", paper=1234)
+    img = Image.open(path)
+    img.info["transparency"] = 1234
+    img.save(path, transparency=1234)
+    rgb = np.asarray(load_rgb(path))
+    assert rgb[20, 20].tolist() == [255] * 3 and rgb[10, 20].tolist() == [100] * 3
+
+
+@pytest.mark.parametrize("mode, paper, says", [
+    ("F", 1.0, "32-bit float pixels (mode F)"),
+    ("I", 70000, "32-bit integer pixels (25700 to 70000)"),
+])
+def test_pixels_without_an_8_bit_scale_are_refused_in_one_line(tmp_path, mode, paper, says):
+    path = grey_16(tmp_path / "w.tif", mode, paper=paper)
+    with pytest.raises(ValueError) as error:
+        load_rgb(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and says in message and "\n" not in message
+
+
+def test_the_one_opener_checks_the_header_and_prints_no_warning(tmp_path, recwarn):
+    Image.new("RGB", (64, 32)).save(tmp_path / "pair.gif")
+    for name, says in (("pair.gif", "not a readable image"), ("bomb.png", "too large")):
+        if name == "bomb.png":
+            Image.new("1", (10_000, 10_000)).save(tmp_path / name)  # 100 Mpx
+        with pytest.raises(ValueError, match=f"{name}: {says}"):
+            dataset.open_image(tmp_path / name)
+    assert not recwarn.list
+    # a corrupt EXIF block: PIL warns (two lines, a site-packages path) and decodes the pixels
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "exif.jpg", exif=b"Exif\0\0MM\0*\0\0\0\x08"
+                                                                   b"\0\x05\x01\x12\0\x03")
+    assert np.asarray(load_rgb(tmp_path / "exif.jpg"))[5, 5, 0] > 240
+    assert not recwarn.list

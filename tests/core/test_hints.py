@@ -4,6 +4,7 @@ drawing) and infer.py's one-line refusals."""
 
 import math
 import os
+import re
 import signal
 
 import numpy as np
@@ -63,6 +64,24 @@ def test_a_patch_is_a_square_filled_with_the_photos_mean_over_it():
     mask = given[:, 3:] > 0
     assert torch.equal(given[:, :3][mask.expand(-1, 3, -1, -1)],
                        photo[mask.expand(-1, 3, -1, -1)])
+
+
+def test_a_patch_is_centred_on_the_pixel_it_was_drawn_at():
+    # one shoe pixel per image, away from the border: every patch is drawn at it, and must lie
+    # centred there ((side - 1) // 2 before it, side // 2 after); 1×1 patches cannot tell
+    batch, size, max_side = 64, 32, 7
+    photo = torch.ones(batch, 3, size, size)
+    where = torch.randint(max_side, size - max_side, (batch, 2), generator=rng(9))
+    photo[torch.arange(batch), :, where[:, 0], where[:, 1]] = -1
+    given = hints.sample_hints(photo, rng(10), max_side=max_side, count=1)
+    sides = set()
+    for hint, (y, x) in zip(given, where.tolist()):
+        rows, cols = torch.nonzero(hint[3], as_tuple=True)
+        side = int(rows.max() - rows.min()) + 1
+        sides.add(side)
+        assert (int(rows.min()), int(cols.min())) == (y - (side - 1) // 2, x - (side - 1) // 2)
+        assert (int(rows.max()), int(cols.max())) == (y + side // 2, x + side // 2)
+    assert sides == set(range(1, max_side + 1))  # odd and even sides alike
 
 
 def test_patches_land_on_the_shoe_not_the_background():
@@ -316,6 +335,61 @@ def test_colour_names_and_codes_parse_and_others_are_refused():
             hints.parse_colour(bad)
 
 
+@pytest.mark.parametrize("text, rgb", [
+    (" FireBrick ", (178, 34, 34)), ("#B22222", (178, 34, 34)), ("#b22222ff", (178, 34, 34)),
+    ("#f00f", (255, 0, 0)), ("rgb(178, 34, 34)", (178, 34, 34)), ("rgb(255,0,0)", (255, 0, 0)),
+    ("rgb(100%, 0%, 50%)", (255, 0, 128)), ("rgba(178, 34, 34, 1)", (178, 34, 34)),
+    ("rgb(12.4, 0, 0)", (12, 0, 0)), ("hsl(0, 100%, 50%)", (255, 0, 0)),
+    ("hsl(120, 100%, 25%)", (0, 128, 0)), ("hsla(240, 100%, 50%, 100%)", (0, 0, 255)),
+    ("hsv(0, 100%, 100%)", (255, 0, 0)), ("hsb(360, 0%, 0%)", (0, 0, 0)),
+])
+def test_the_colour_forms_it_takes(text, rgb):
+    assert hints.parse_colour(text) == rgb
+
+
+@pytest.mark.parametrize("text, says", [
+    # PIL's getrgb took these: rgb(999,0,0) as (999, 0, 0), 200% as 510, alpha ignored
+    ("rgb(999,0,0)", "red 999 is out of range (0 to 255)"),
+    ("rgb(200%,0%,0%)", "red 200% is out of range (0% to 100%)"),
+    ("rgb(0, 0, 256)", "blue 256 is out of range (0 to 255)"),
+    ("hsl(0, 150%, 50%)", "saturation 150% is out of range (0% to 100%)"),
+    ("hsl(400, 50%, 50%)", "hue 400 is out of range (0 to 360)"),
+    ("hsv(10, 50%, 101%)", "value 101% is out of range (0% to 100%)"),
+    ("#12345600", "alpha 00 of ff: not opaque"),
+    ("#f008", "alpha 88 of ff: not opaque"),
+    ("rgba(1, 2, 3, 0.5)", "alpha 0.5 of 1: not opaque"),
+    ("rgba(1, 2, 3, 255)", "alpha 255 is out of range (0 to 1)"),
+    ("rgb(100%, 0, 0)", "is not a colour"),  # percentages and numbers mixed
+    ("rgb(1, 2)", "is not a colour"), ("rgb(-1, 0, 0)", "is not a colour"),
+    ("hsl(0, 50, 50)", "is not a colour"), ("rgb(\u0661, 0, 0)", "is not a colour"),
+    ("rgb(1e3, 0, 0)", "is not a colour"), ("red\nblue", "is not a colour"),
+    ("#" + "f" * 200, "is not a colour"),
+])
+def test_out_of_range_and_transparent_colours_are_refused_in_one_line(text, says):
+    with pytest.raises(ValueError) as error:
+        hints.parse_colour(text)
+    message = str(error.value)
+    assert message.startswith(repr(text)[:40]) and says in message and "\n" not in message, message
+
+
+def test_a_hints_file_goes_through_the_one_opener(tmp_path, recwarn):
+    # a GIF: refused as a sketch, it was taken as hints
+    Image.new("RGB", (300, 200), "red").save(tmp_path / "h.gif")
+    # 100 Mpx: decoded whole, after a two-line DecompressionBombWarning
+    Image.new("1", (10_000, 10_000)).save(tmp_path / "huge.png")
+    for name, says in (("h.gif", "not a readable image"), ("huge.png", "too large (10000×10000")):
+        with pytest.raises(ValueError, match=re.escape(f"{tmp_path / name}: {says}")):
+            hints.read_hints_image(tmp_path / name)
+    assert not recwarn.list
+    # 16 bits: grey strokes at 100 of 255 were clipped to white, so 0 pixels painted
+    values = np.full((200, 300), 65535, "<u2")
+    values[50, 100:110] = 100 * 257
+    Image.frombytes("I;16", (300, 200), values.tobytes()).save(tmp_path / "deep.png")
+    colours, painted = hints.read_hints_image(tmp_path / "deep.png")
+    assert painted.sum() == 10 and painted[50, 100:110].all()
+    assert (colours[50, 100] == 100).all() and colours.shape == (200, 300, 3)
+
+
 @pytest.fixture
 def hint_checkpoint(tmp_path):
     """A tiny generator.pt trained with hints (random weights) and one without."""
@@ -364,7 +438,9 @@ def test_infer_gives_the_generator_the_hints_at_the_fitted_pixels(tmp_path, hint
     ("plain --hints h.png", "trained without colour hints"),
     ("hints --color #12345", "--color: '#12345' is not a colour"),
     ("hints --hints small.png", "small.png is 20×10, the sketch 300×200"),
-    ("hints --hints notes.png", "notes.png: cannot read as an image"),
+    ("hints --hints notes.png", "notes.png: not a readable image"),
+    ("hints --color rgb(999,0,0)", "--color: 'rgb(999,0,0)': red 999 is out of range"),
+    ("hints --color #12345600", "--color: '#12345600': alpha 00 of ff: not opaque"),
 ])
 def test_bad_hints_give_one_line(tmp_path, hint_checkpoint, capsys, monkeypatch, flags,
                                  expected):

@@ -105,6 +105,18 @@ def test_pencil_phone_photo_and_blue_ink_fit_as_the_clean_scan(tmp_path, clean_f
     assert dilated_iou(lines_of(prepared), lines_of(clean_fit)) > 0.8
 
 
+def test_a_16_bit_scan_fits_as_its_8_bit_twin(tmp_path):
+    # grey strokes at 100 of 255 (25700 of 65535) were clipped to white: no drawing found
+    ink = ink_of(clean_drawing()) > 0.5
+    Image.fromarray(np.where(ink, 100, 255).astype(np.uint8)).save(tmp_path / "8.png")
+    values = np.where(ink, 100 * 257, 65535).astype("<u2")
+    Image.frombytes("I;16", ink.shape[::-1], values.tobytes()).save(tmp_path / "16.png")
+    assert Image.open(tmp_path / "16.png").mode == "I;16"
+    deep, twin = (prepare_sketch(tmp_path / name, SIZE) for name in ("16.png", "8.png"))
+    assert deep.fitted and not deep.blank and deep.region == twin.region
+    assert torch.equal(deep.sketch, twin.sketch)
+
+
 def test_a_thick_marker_drawn_small_fits_as_the_same_drawing_in_pen(tmp_path, clean_fit):
     marker(clean_drawing()).save(tmp_path / "marker.png")
     prepared = prepare_sketch(tmp_path / "marker.png", SIZE)
@@ -165,12 +177,15 @@ def test_preparation_cost_does_not_grow_with_the_image(tmp_path, clean_fit, monk
     big = Image.new("RGB", (4000, 3000), (200, 195, 185))  # gray paper
     big.paste((30, 30, 30), (1000, 500), mask=ImageOps.invert(clean_drawing(2000, width=12)))
     big.save(tmp_path / "big.jpg", quality=90)
-    seen = []
-    ink_mask = sketch.ink_mask
+    seen, decoded = [], []
+    ink_mask, exif_transpose = sketch.ink_mask, ImageOps.exif_transpose
     monkeypatch.setattr(sketch, "ink_mask", lambda img: seen.append(img.size) or ink_mask(img))
-    start, cpu = time.perf_counter(), time.process_time()
+    monkeypatch.setattr(ImageOps, "exif_transpose",  # what the JPEG decodes to (after draft)
+                        lambda img: decoded.append(img.size) or exif_transpose(img))
+    cpu = time.process_time()
     prepared = prepare_sketch(tmp_path / "big.jpg", SIZE)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    cpu = time.process_time() - cpu
+    assert decoded == [(1000, 750)]  # decoded at 1/4 scale: a sixteenth of the pixels
     assert max(seen[0]) <= sketch.WORK_SIDE and prepared.fitted
     # in the photo's own pixels, where the clean drawing's frame lies, scaled and moved
     x0, y0, side, _ = prepared.region
@@ -179,8 +194,9 @@ def test_preparation_cost_does_not_grow_with_the_image(tmp_path, clean_fit, monk
     scale = 2000 / 360
     assert abs(x0 + side / 2 - (1000 + cx * scale)) < 30, prepared.region
     assert abs(y0 + side / 2 - (500 + cy * scale)) < 30 and abs(side - clean_side * scale) < 60
-    # about 0.1 s of CPU on a 2-core Zen 3; generous for a loaded machine
-    assert cpu < 1.0 and wall < 5.0, (cpu, wall)
+    # about 0.1 s of CPU on a 2-core Zen 3; process time, not wall time: other processes on the
+    # machine do not count
+    assert cpu < 2.0, cpu
 
 
 def test_put_back_into_a_view_of_the_input(tmp_path):

@@ -4,8 +4,6 @@
 import base64
 import json
 import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +14,14 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import make_pairs, tiny_config  # noqa: E402
 
+import hints  # noqa: E402
+import infer  # noqa: E402
 import save  # noqa: E402
 from generator import build_generator  # noqa: E402
 from sketch import prepare_sketch  # noqa: E402
-from tools import app, evaluate  # noqa: E402
+from tools import evaluate  # noqa: E402
 from test_app import (CHROMIUM, PHOTO_PNG, SHOE_STROKES, SHOWN, Chromium, pixels,  # noqa: E402
-                      png, request)
+                      png, request, serving, settled)  # noqa: F401 (settled: autouse)
 
 
 def checkpoint(folder, hints: bool) -> Path:
@@ -110,22 +110,11 @@ def test_evaluate_hints_scores_with_none_and_with_n_side_by_side(tmp_path, capsy
 
 # --- the sketch pad's hint requests -------------------------------------------------------------
 
-@contextmanager
-def serving(path):
-    server = app.make_server(path, "127.0.0.1", 0, paper=False, device="cpu", tune=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture(scope="module")
 def urls(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hints_app")
-    with serving(checkpoint(folder, True)) as hinted, serving(checkpoint(folder, False)) as plain:
+    with serving(checkpoint(folder, True), paper=False, tune=False) as hinted, \
+            serving(checkpoint(folder, False), paper=False, tune=False) as plain:
         yield hinted, plain
 
 
@@ -133,6 +122,13 @@ def drawing(size=256) -> bytes:
     img = Image.new("RGB", (size, size), "white")
     ImageDraw.Draw(img).rectangle((60, 80, 200, 180), outline="black", width=2)
     return png(img)
+
+
+def raw_hint(x: bytes) -> bytes:
+    """A JSON body whose one hint has this x, as written (JSON that json.dumps would not write)."""
+    url = "data:image/png;base64," + base64.b64encode(drawing()).decode()
+    return b'{"sketch": "' + url.encode() + b'", "hints": [{"x": ' + x + b', "y": 10, "color": ' \
+        b'"red"}]}'
 
 
 def body(hints, sketch=None) -> bytes:
@@ -163,17 +159,62 @@ def test_hint_dots_reach_the_generator_where_they_were_drawn(urls, tmp_path):
     (b'{"sketch": 1}', 'needs "sketch"'),
     (b"{nope", "does not parse"),
     (body({"x": 1}), '"hints" must be a list'),
-    (body([{"x": 10, "y": "a", "color": "red"}]), 'hint 0: needs numbers "x" and "y"'),
+    (body([{"x": 10, "y": "a", "color": "red"}]), 'hint 0: "x" and "y" must be numbers'),
     (body([{"x": 10, "y": 10, "color": "red"}, {"x": 1, "y": 2, "color": "#12"}]),
      "hint 1: '#12' is not a colour"),
     (body([{"x": 300, "y": 10, "color": "red"}]), "hint 0 at (300, 10) lies outside the 256×256"),
     (body([{"x": 1, "y": 1, "color": "red"}] * 2001), "2001 hints, more than 2000"),
     (json.dumps({"sketch": "data:image/png;base64,@@", "hints": []}).encode(), "not valid base64"),
+    # json.loads recursed into a RecursionError: a 500
+    (b'{"a": ' * 2000 + b"1" + b"}" * 2000, "nested too deeply"),
+    (b'{"sketch": "x", "hints": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    # a 401-digit coordinate: math.isfinite(10**400) raised OverflowError, a 500
+    (raw_hint(b"1" + b"0" * 400), 'hint 0: "x" and "y" must be numbers of sketch pixels'),
+    (raw_hint(b"-1" + b"0" * 400), 'hint 0: "x" and "y" must be numbers of sketch pixels'),
+    (raw_hint(b"NaN"), 'hint 0: "x" and "y" must be numbers of sketch pixels'),
+    (raw_hint(b"Infinity"), 'hint 0: "x" and "y" must be numbers of sketch pixels'),
+    (raw_hint(b"-Infinity"), 'hint 0: "x" and "y" must be numbers of sketch pixels'),
+    (raw_hint(b"1e400"), 'hint 0: "x" and "y" must be numbers of sketch pixels'),
+    (raw_hint(b"true"), 'hint 0: "x" and "y" must be numbers of sketch pixels'),
+    (raw_hint(b'"12"'), 'hint 0: "x" and "y" must be numbers of sketch pixels'),
+    (raw_hint(b"null"), 'hint 0: "x" and "y" must be numbers of sketch pixels'),
+    (raw_hint(b"[1]"), 'hint 0: "x" and "y" must be numbers of sketch pixels'),
+    (raw_hint(b"1" + b"0" * 5000), "does not parse"),  # past int()'s 4,300 digits
+    (raw_hint(b"1e15"), "hint 0 at (1e+15, 10) lies outside the 256×256 sketch"),
+    (raw_hint(b"-0.5"), "hint 0 at (-0.5, 10) lies outside the 256×256 sketch"),
+    (body([{"x": 1, "y": 1, "color": 123}]), 'hint 0: "color" must be text such as "#b22222"'),
+    (body([{"x": 1, "y": 1}]), 'hint 0: "color" must be text such as "#b22222"'),
+    (body([{"x": 1, "y": 1, "color": "rgb(999,0,0)"}]), "hint 0: 'rgb(999,0,0)': red 999 is out"),
+    (body([{"x": 1, "y": 1, "color": "#12345600"}]), "hint 0: '#12345600': alpha 00 of ff: not "),
+    (body(["red"]), 'hint 0: needs numbers "x" and "y" (sketch pixels) and a "color"'),
+    (json.dumps({"sketch": "data:image/png;base64,\ud800", "hints": []}).encode(),
+     "not valid base64"),
+    (json.dumps({"sketch": "\ud800", "hints": []}).encode(), "upload: not a readable image"),
 ])
-def test_bad_hint_requests_get_400_and_one_line(urls, data, message):
+def test_bad_hint_requests_get_400_and_one_line(urls, data, message, capsys):
     status, kind, text = request(urls[0], "POST", "/generate", data)
     assert status == 400 and kind.startswith("text/plain") and message in text.decode(), text
     assert len(text.decode().strip().splitlines()) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("colour", ["rgb(999,0,0)", "rgb(200%,0%,0%)", "#12345600",
+                                    "hsl(0,150%,9%)", "rgb(\u0661,0,0)", "#12"])
+def test_infer_and_the_sketch_pad_refuse_a_colour_alike(urls, colour, tmp_path, capsys):
+    with pytest.raises(ValueError) as error:
+        hints.parse_colour(colour)
+    says = str(error.value)
+    status, _, text = request(urls[0], "POST", "/generate",
+                              body([{"x": 100, "y": 100, "color": colour}]))
+    assert (status, text.decode()) == (400, f"hint 0: {says}\n")
+    with pytest.raises(SystemExit):
+        infer.main(["s.png", "-o", str(tmp_path), "--checkpoint", "x.pt", "--color", colour])
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: --color: {says}")
+    # and the same colour from both when it is one: the dot's pixels in ?given
+    assert hints.parse_colour("rgb(100%, 50%, 0%)") == (255, 128, 0)
+    given = pixels(request(urls[0], "POST", "/generate?given",
+                           body([{"x": 100, "y": 150, "color": "rgb(100%, 50%, 0%)"}]))[2])
+    assert (given == [255, 128, 0]).all(axis=2).sum() >= 4
 
 
 def test_a_model_without_hints_refuses_them_in_one_line(urls):
