@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import config
 import save
 import train
-from conftest import ROOT, as_flags, tiny_config
+from conftest import ROOT, as_flags, save_run, tiny_config
 
 
 def snapshot(*folders) -> dict:
@@ -261,3 +262,40 @@ def test_a_legacy_file_declaring_gigabytes_fails_fast_in_one_line(tmp_path):
                                          r"damaged PyTorch file"):
         save.safe_load(path, "file")
     assert time.perf_counter() - start < 10  # measured: 2 ms
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_checkpoint_that_is_a_folder_a_pipe_or_a_device_is_one_line_at_once(tmp_path):
+    os.mkfifo(tmp_path / "pipe.pt")  # opening it to read would wait for a writer forever
+    (tmp_path / "folder.pt").mkdir()
+    for path, kind in ((tmp_path / "pipe.pt", "a named pipe"), (tmp_path / "folder.pt", "a folder"),
+                       (Path(os.devnull), "a device")):
+        with pytest.raises(FileNotFoundError, match=rf"^{re.escape(str(path))}: not a checkpoint "
+                                                    rf"file but {kind}$"):
+            save.load_generator(path)
+
+
+def test_a_checkpoint_larger_than_the_memory_available_is_refused_unless_it_is_mapped(
+        tmp_path, pairs_dir, monkeypatch):
+    # a sparse file can declare gigabytes that cost no disk: reading it would allocate them all
+    _, generator = save_run(tmp_path / "run/last.pt", tiny_config(tmp_path, pairs_dir))  # 1.8 MiB
+    padded = {**torch.load(tmp_path / "run/generator.pt", weights_only=True),
+              "extra": torch.zeros(2**20)}  # 4 MiB more, of no use to a generator
+    path, legacy = tmp_path / "padded.pt", tmp_path / "legacy.pt"
+    torch.save(padded, path)
+    torch.save(padded, legacy, _use_new_zipfile_serialization=False)
+    monkeypatch.setattr(config, "available_memory", lambda: 3 * 2**20)  # pinned: 3 MiB free
+    for file in (path, legacy):  # read whole: a zip by what its records declare, else its size
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(file))}: not a loadable "
+                                             r"checkpoint: loading it takes 5\.\d MiB, more than "
+                                             r"the 3\.0 MiB of memory available here; refused "
+                                             r"unread$"):
+            save.load_checkpoint(file)
+    # a generator's tensors are mapped, and only they are read: the rest costs nothing
+    loaded, _ = save.load_generator(path)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
+                                                 generator.state_dict().values()))
+    with pytest.raises(ValueError, match="legacy.pt: not a loadable checkpoint: loading it takes"):
+        save.load_generator(legacy)  # the pre-zip format cannot be mapped: read whole, refused
+    monkeypatch.setattr(config, "available_memory", lambda: None)  # a machine that does not say
+    assert torch.equal(save.load_checkpoint(legacy)["extra"], padded["extra"])
