@@ -68,7 +68,7 @@ def test_a_second_run_of_a_saved_name_is_refused_and_overwrite_starts_it_over(
     ckpt = save.load_checkpoint(run_dir / "last.pt", keys=save.CHECKPOINT_KEYS)
     assert (ckpt["epoch"], ckpt["step"]) == (1, 4)
     assert logged_steps(run_dir) == [2, 4]
-    assert sorted(p.name for p in samples_dir.iterdir()) == ["epoch_000.png"]
+    assert sorted(p.name for p in samples_dir.glob("epoch_*")) == ["epoch_000.png"]
 
 
 def test_a_second_training_of_a_held_folder_is_refused_and_sweeps_nothing(tmp_path, pairs_dir,
@@ -264,6 +264,75 @@ def test_a_legacy_file_declaring_gigabytes_fails_fast_in_one_line(tmp_path):
     assert time.perf_counter() - start < 10  # measured: 2 ms
 
 
+# ---------------------------------------------------------------- the run folder, spelt otherwise
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a/", "ABSOLUTE"])
+def test_a_name_that_is_not_one_folder_name_is_refused_before_anything(tmp_path, pairs_dir, name):
+    # '' and '.' would make models/ itself the run folder, '..' its parent, an absolute name any
+    # folder at all (and samples/NAME the same folder as models/NAME)
+    name = str(tmp_path / "elsewhere") if name == "ABSOLUTE" else name
+    with pytest.raises(ValueError, match=rf"^config: name must be one folder name \(no '/', not "
+                                         rf"'', '\.' or '\.\.'\), as in models/NAME; got "
+                                         rf"{re.escape(repr(name))}$"):
+        train.main(tiny_config(tmp_path, pairs_dir, name=name))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing written
+
+
+@pytest.mark.parametrize("kept", ["generator.pt", "grids"])
+def test_an_earlier_runs_weights_or_grids_are_not_written_over_without_a_last_pt(
+        tmp_path, pairs_dir, monkeypatch, kept):
+    run_dir, samples_dir = tmp_path / "models/test", tmp_path / "samples/test"
+    if kept == "generator.pt":  # last.pt deleted to keep the weights only, for infer.py
+        save_run(run_dir / "last.pt", tiny_config(tmp_path, pairs_dir))[0].unlink()
+        refusal = (rf"^{re.escape(str(run_dir))}: holds generator\.pt of an earlier run but no "
+                   r"last\.pt to continue it; start another with another --name, or start this "
+                   r"one over with --overwrite$")
+        models_dir = tmp_path / "models"
+    else:  # another run of the name, in another models folder, wrote the same samples/test
+        samples_dir.mkdir(parents=True)
+        (samples_dir / "epoch_000.png").write_bytes(b"its grid")
+        refusal = (rf"^{re.escape(str(samples_dir))}: holds epoch_000\.png of an earlier run but "
+                   rf"{re.escape(str(tmp_path / 'other/test'))} has no last\.pt to continue it; "
+                   r"start another with another --name, or start this one over with --overwrite$")
+        models_dir = tmp_path / "other"
+    before = snapshot(tmp_path / "models", tmp_path / "samples")
+    steps = counted_steps(monkeypatch)
+    for resume in (False, True):  # --resume without a last.pt starts from scratch: the same
+        with pytest.raises(ValueError, match=refusal):
+            train.main(tiny_config(tmp_path, pairs_dir, models_dir=str(models_dir),
+                                   resume=resume))
+        assert snapshot(tmp_path / "models", tmp_path / "samples") == before and steps == []
+        assert not (tmp_path / "other").exists()
+    # the way on that the line gives: --overwrite passes the check (its deletion: tested above)
+    train.check_start(tiny_config(tmp_path, pairs_dir, models_dir=str(models_dir),
+                                  overwrite=True), models_dir / "test")
+
+
+@pytest.mark.parametrize("output", ["last.pt", "curves.png"])
+def test_an_output_that_is_a_folder_is_one_line_before_anything(tmp_path, pairs_dir, monkeypatch,
+                                                                output):
+    run_dir = tmp_path / "models/test"
+    (run_dir / output).mkdir(parents=True)  # it would fail at the epoch's end, or in --overwrite
+    steps = counted_steps(monkeypatch)
+    for overwrite in (False, True):
+        with pytest.raises(OSError, match=rf"^{re.escape(str(run_dir / output))}: a folder, where "
+                                          rf"the run writes its {re.escape(output)}; move it "
+                                          r"away or use another --name$"):
+            train.main(tiny_config(tmp_path, pairs_dir, overwrite=overwrite))
+        assert steps == [] and sorted(p.name for p in run_dir.iterdir()) == [output]
+
+
+def test_a_last_pt_that_does_not_load_is_not_sent_to_resume(tmp_path, pairs_dir):
+    run_dir = tmp_path / "models/test"
+    run_dir.mkdir(parents=True)
+    (run_dir / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(run_dir))}: holds a last\.pt that "
+                                         r"does not load \(not a PyTorch file \(its first bytes: "
+                                         r"b'garbage'\)\); start another with another --name, or "
+                                         r"start this one over with --overwrite$"):
+        train.main(tiny_config(tmp_path, pairs_dir))
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
 def test_a_checkpoint_that_is_a_folder_a_pipe_or_a_device_is_one_line_at_once(tmp_path):
     os.mkfifo(tmp_path / "pipe.pt")  # opening it to read would wait for a writer forever
@@ -273,6 +342,28 @@ def test_a_checkpoint_that_is_a_folder_a_pipe_or_a_device_is_one_line_at_once(tm
         with pytest.raises(FileNotFoundError, match=rf"^{re.escape(str(path))}: not a checkpoint "
                                                     rf"file but {kind}$"):
             save.load_generator(path)
+
+
+def test_the_samples_folder_is_held_too_and_may_be_the_models_folder(tmp_path, pairs_dir,
+                                                                     monkeypatch):
+    # two runs of one name in two models folders write one samples/NAME: the second is refused
+    samples_dir = tmp_path / "samples/test"
+    samples_dir.mkdir(parents=True)
+    held = save.lock_run_dir(samples_dir)
+    refusal = rf"^{re.escape(str(samples_dir))}: in use by another training \(pid {os.getpid()}\)"
+    with pytest.raises(OSError, match=refusal):
+        train.main(tiny_config(tmp_path, pairs_dir, models_dir=str(tmp_path / "other")))
+    assert not (tmp_path / "other").exists()
+    with monkeypatch.context() as patch:  # both started before either held it: the lock refuses
+        patch.setattr(train, "check_not_held", lambda folder: None)
+        with pytest.raises(OSError, match=refusal):
+            train.main(tiny_config(tmp_path, pairs_dir, models_dir=str(tmp_path / "other")))
+    save.unlock(held)
+    # one folder for both: held once, not refused by its own lock
+    both = str(tmp_path / "runs")
+    assert train.main(tiny_config(tmp_path, pairs_dir, models_dir=both, samples_dir=both,
+                                  image_size=32, num_downs=5, val_images=2))["step"] == 4
+    assert (tmp_path / "runs/test/epoch_000.png").is_file()
 
 
 def test_a_checkpoint_larger_than_the_memory_available_is_refused_unless_it_is_mapped(
