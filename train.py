@@ -14,6 +14,7 @@ holding models/<name>/.lock and samples/<name>/.lock meanwhile; a name with a sa
 main() reads top to bottom: setup, data, networks and optimizers, resume, the loop, the epoch's end.
 """
 
+import glob
 import json
 import math
 import os
@@ -357,13 +358,15 @@ class RunLog:
             self.tensorboard.close()
 
 
-def prepare_run_dir(run_dir: Path, cfg: Config) -> None:
-    """models/<name> with config.json, cleared of killed runs' half-written files (called under
-    the folder's lock: no live run owns one)."""
+def prepare_run_dir(run_dir: Path, cfg: Config, outputs: tuple) -> None:
+    """models/<name> with config.json, cleared of killed runs' half-written outputs (called under
+    the folder's lock: no live run owns one; the temporary files of a tool writing beside the
+    checkpoint, tools.export's, are not a run's and stay)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(str(cfg) + "\n")
-    for stale in run_dir.glob(".*.tmp"):
-        stale.unlink()
+    for name in outputs:
+        for stale in run_dir.glob(f".{glob.escape(name)}.*.tmp"):  # atomic_write's names
+            stale.unlink()
 
 
 def check_same_start(step: int, last_path: Path, device: torch.device) -> None:
@@ -603,7 +606,7 @@ def running(cfg, device, loader, sampler, save, scaler, world_size: int, outputs
             lock.append(lock_run_dir(samples_dir, lambda line: None))  # warned once, above
         if cfg.overwrite:
             start_over(run_dir, samples_dir, outputs)
-        prepare_run_dir(run_dir, cfg)
+        prepare_run_dir(run_dir, cfg, outputs)
 
     try:
         on_rank0(claim, device)

@@ -278,6 +278,20 @@ def test_a_name_that_is_not_one_folder_name_is_refused_before_anything(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing written
 
 
+def test_the_sweep_takes_a_killed_runs_temporary_files_and_no_tools(tmp_path, pairs_dir):
+    # tools.export and tools.precise_bn write beside the checkpoint, through temporary files of
+    # their own, while a training of the folder may start: its sweep must leave them be
+    run_dir = tmp_path / "models/test"
+    run_dir.mkdir(parents=True)
+    killed = [run_dir / f".{name}.a1b2c3.tmp" for name in train.OUTPUTS]
+    tools = [run_dir / ".generator_precise_bn.pt.d4e5f6.tmp",
+             run_dir / ".generator.eval.onnx.g7h8i9.tmp", run_dir / ".last.eval.pt2.j1k2l3.tmp"]
+    for path in killed + tools:
+        path.write_bytes(b"half")
+    train.prepare_run_dir(run_dir, tiny_config(tmp_path, pairs_dir), train.OUTPUTS)
+    assert [path.exists() for path in killed + tools] == [False] * len(killed) + [True] * 3
+
+
 @pytest.mark.parametrize("kept", ["generator.pt", "grids"])
 def test_an_earlier_runs_weights_or_grids_are_not_written_over_without_a_last_pt(
         tmp_path, pairs_dir, monkeypatch, kept):
