@@ -494,12 +494,18 @@ def validate(G: nn.Module, val_sketch, cfg: Config, autocast, device, memory_for
         return translate(G, with_hints(sketch) if cfg.hints else sketch).float().cpu()
 
 
+NAME_MAX = 255  # bytes in one folder name (ext4, XFS, APFS, NTFS's 255 UTF-16 units and more)
+
+
 def check_run_name(name: str) -> None:
     """A run's name is one folder name: '' or '.' would make models/ itself the run folder, '..'
     its parent, and an absolute name any folder (samples/NAME then being that folder too)."""
     if name in ("", ".", "..") or any(sep and sep in name for sep in ("/", os.sep, os.altsep)):
         raise ValueError(f"config: name must be one folder name (no '/', not '', '.' or '..'), "
                          f"as in models/NAME; got {name!r}")
+    if len(os.fsencode(name)) > NAME_MAX:
+        raise ValueError(f"config: name is {len(os.fsencode(name))} bytes long, more than the "
+                         f"{NAME_MAX} a folder name may have")
 
 
 def why(error: Exception, path: Path) -> str:

@@ -278,6 +278,12 @@ def test_a_name_that_is_not_one_folder_name_is_refused_before_anything(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing written
 
 
+def test_a_name_longer_than_a_folder_name_may_be_is_one_line(tmp_path, pairs_dir):
+    with pytest.raises(ValueError, match=r"^config: name is 256 bytes long, more than the 255 a "
+                                         r"folder name may have$"):
+        train.main(tiny_config(tmp_path, pairs_dir, name="é" * 128))  # 128 characters, 2 bytes each
+
+
 def test_the_sweep_takes_a_killed_runs_temporary_files_and_no_tools(tmp_path, pairs_dir):
     # tools.export and tools.precise_bn write beside the checkpoint, through temporary files of
     # their own, while a training of the folder may start: its sweep must leave them be
