@@ -527,10 +527,13 @@ def check_start(cfg, run_dir: Path, outputs: tuple = None, **family) -> None:
     samples_dir = Path(cfg.samples_dir) / cfg.name
     check_not_held(run_dir)
     check_not_held(samples_dir)
-    for path in (run_dir / name for name in outputs):  # os.replace and --overwrite would fail
+    for path in (run_dir / name for name in (*outputs, "config.json")):  # writes would fail
         if path.is_dir():
             raise OSError(f"{path}: a folder, where the run writes its {path.name}; move it away "
                           f"or use another --name")
+    if (run_dir / "tensorboard").exists() and not (run_dir / "tensorboard").is_dir():
+        raise OSError(f"{run_dir / 'tensorboard'}: a file, where the run writes its TensorBoard "
+                      f"events; move it away or use another --name")
     last_path = run_dir / "last.pt"
     if cfg.overwrite or (cfg.resume and last_path.exists()):
         return

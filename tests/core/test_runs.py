@@ -328,15 +328,21 @@ def test_an_earlier_runs_weights_or_grids_are_not_written_over_without_a_last_pt
                                   overwrite=True), models_dir / "test")
 
 
-@pytest.mark.parametrize("output", ["last.pt", "curves.png"])
-def test_an_output_that_is_a_folder_is_one_line_before_anything(tmp_path, pairs_dir, monkeypatch,
-                                                                output):
+@pytest.mark.parametrize("output", ["last.pt", "curves.png", "config.json", "tensorboard"])
+def test_an_output_of_the_wrong_kind_is_one_line_before_anything(tmp_path, pairs_dir, monkeypatch,
+                                                                 output):
+    # each would fail later: at the epoch's end, in --overwrite, or after config.json was written
     run_dir = tmp_path / "models/test"
-    (run_dir / output).mkdir(parents=True)  # it would fail at the epoch's end, or in --overwrite
+    run_dir.mkdir(parents=True)
+    if output == "tensorboard":  # a file where the events' folder goes
+        (run_dir / output).write_text("")
+        what = "a file, where the run writes its TensorBoard events"
+    else:
+        (run_dir / output).mkdir()
+        what = f"a folder, where the run writes its {output}"
     steps = counted_steps(monkeypatch)
     for overwrite in (False, True):
-        with pytest.raises(OSError, match=rf"^{re.escape(str(run_dir / output))}: a folder, where "
-                                          rf"the run writes its {re.escape(output)}; move it "
+        with pytest.raises(OSError, match=rf"^{re.escape(str(run_dir / output))}: {what}; move it "
                                           r"away or use another --name$"):
             train.main(tiny_config(tmp_path, pairs_dir, overwrite=overwrite))
         assert steps == [] and sorted(p.name for p in run_dir.iterdir()) == [output]
