@@ -503,7 +503,7 @@ def main(cfg: CompletionConfig) -> dict:
     run_dir = Path(cfg.models_dir) / cfg.name
     last_path = run_dir / "last.pt"
     family = dict(kind="completion", config_class=CompletionConfig)
-    check_start(cfg, run_dir, **family)  # nothing is written before the checks pass
+    check_start(cfg, run_dir, OUTPUTS, **family)  # nothing is written before the checks pass
     cfg = run_precision(cfg, device, last_path)  # auto: decided once, kept on resume
     amp_dtype, autocast, scaler = mixed_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed)

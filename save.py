@@ -23,6 +23,7 @@ import os
 import random
 import re
 import shutil
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -315,22 +316,23 @@ def zip_record_count(file) -> int:
     return count
 
 
-def check_archive(path, what: str = "checkpoint") -> None:
+def check_archive(path, what: str = "checkpoint") -> bool:
     """Refuse a PyTorch zip that would make torch.load inflate or allocate more than the file
     holds: torch.save stores its records uncompressed, and torch.load inflates a compressed one
-    (3.9 MB of zeros deflated to 4 GB took 16.7 s and 4.45 GB). One ValueError naming path; a
-    file that is no zip (the legacy format, or no PyTorch file at all) is left to torch.load."""
+    (3.9 MB of zeros deflated to 4 GB took 16.7 s and 4.45 GB). One ValueError naming path. True
+    for a zip that passed; False for a file that is no zip (the legacy format, or no PyTorch file
+    at all) or a damaged one, left to torch.load."""
     try:
         with open(path, "rb") as file:
             if file.read(4) != b"PK\x03\x04":
-                return
+                return False
             size, count = os.fstat(file.fileno()).st_size, zip_record_count(file)
             if count > MAX_RECORDS:
                 raise ValueError(f"{path}: not a loadable {what}: it declares {count:,} "
                                  f"records, more than the {MAX_RECORDS:,} a PyTorch file has")
             records = zipfile.ZipFile(file).infolist()
     except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile):
-        return  # missing, unreadable or damaged: torch.load names what it is
+        return False  # missing, unreadable or damaged: torch.load names what it is
     packed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
     if packed:
         raise ValueError(f"{path}: not a loadable {what}: its record {packed[0]} is "
@@ -340,13 +342,26 @@ def check_archive(path, what: str = "checkpoint") -> None:
         raise ValueError(f"{path}: not a loadable {what}: its records declare "
                          f"{size_text(declared)}, more than the file's {size_text(size)} can "
                          f"hold; refused unread")
+    return True
 
 
 def safe_load(path, what: str = "checkpoint", mmap: bool = False):
     """torch.load(weights_only=True) onto the CPU; any failure becomes one ValueError naming the
-    file, what it should have been and what it is. mmap: tensors mapped, read only when used.
-    A zip that would inflate or allocate more than it holds is refused unread (check_archive)."""
-    check_archive(path, what)
+    file, what it should have been and what it is. mmap: tensors mapped, read only when used (a
+    zip's; the legacy format is read whole). A zip that would inflate or allocate more than it
+    holds, and a file read whole that needs more memory than is available, are refused unread."""
+    mmap = check_archive(path, what) and mmap
+    if not mmap:  # it reads at most the file (a zip's records fit in it, checked), and a
+        # sparse file of gigabytes costs no disk
+        try:
+            need = os.stat(path).st_size
+        except OSError:
+            need = 0  # missing or unreadable: torch.load says so
+        available = memory_short(need)
+        if available is not None:
+            raise ValueError(f"{path}: not a loadable {what}: loading it takes "
+                             f"{size_text(need)}, more than the {size_text(available)} of memory "
+                             f"available here; refused unread")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated zip, random bytes, or a pickle that wants to run code
@@ -358,10 +373,21 @@ KINDS = {"pix2pix": "infer.py and tools.evaluate use it",
          "completion": "python completion.py complete and tools.evaluate use it"}
 
 
+def not_a_file(path: Path) -> str:
+    """What a path that exists but is no regular file is: a folder, a named pipe (whose reading
+    would wait for a writer), a device (/dev/zero: endless) or a socket."""
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"),
+             (stat.S_ISSOCK, "a socket"))
+    mode = path.stat().st_mode
+    return next((kind for test, kind in kinds if test(mode)), "a device")
+
+
 def read_checkpoint(path, mmap: bool = False):
     """safe_load of a checkpoint file that must exist."""
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            raise FileNotFoundError(f"{path}: not a checkpoint file but {not_a_file(path)}")
         raise FileNotFoundError(f"{path}: no such checkpoint")
     return safe_load(path, mmap=mmap)
 
@@ -586,8 +612,9 @@ def generator_fields(cfg: Config) -> str:
 
 
 def load_generator(path) -> tuple:
-    """Rebuild the generator from a checkpoint alone; returns (generator on CPU, config)."""
-    ckpt = load_checkpoint(path)
+    """Rebuild the generator from a checkpoint alone; returns (generator on CPU, config). Its
+    tensors are mapped: only the generator's are read, whatever else the file declares."""
+    ckpt = load_checkpoint(path, mmap=True)
     check_fits(path, lambda: [build_generator(ckpt["config"])], generator_fields(ckpt["config"]))
     generator = build_generator(ckpt["config"])
     try:

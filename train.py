@@ -8,11 +8,13 @@
 
 Every field of config.py is a flag. The run writes models/<name>/{config.json, log.jsonl,
 curves.png, last.pt, generator.pt} and samples/<name>/epoch_NNN.png (sketch | generated | real),
-holding models/<name>/.lock meanwhile; a name with a saved run needs --resume or --overwrite.
+holding models/<name>/.lock and samples/<name>/.lock meanwhile; a name with a saved run needs
+--resume or --overwrite.
 
 main() reads top to bottom: setup, data, networks and optimizers, resume, the loop, the epoch's end.
 """
 
+import glob
 import json
 import math
 import os
@@ -356,13 +358,15 @@ class RunLog:
             self.tensorboard.close()
 
 
-def prepare_run_dir(run_dir: Path, cfg: Config) -> None:
-    """models/<name> with config.json, cleared of killed runs' half-written files (called under
-    the folder's lock: no live run owns one)."""
+def prepare_run_dir(run_dir: Path, cfg: Config, outputs: tuple) -> None:
+    """models/<name> with config.json, cleared of killed runs' half-written outputs (called under
+    the folder's lock: no live run owns one; the temporary files of a tool writing beside the
+    checkpoint, tools.export's, are not a run's and stay)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(str(cfg) + "\n")
-    for stale in run_dir.glob(".*.tmp"):
-        stale.unlink()
+    for name in outputs:
+        for stale in run_dir.glob(f".{glob.escape(name)}.*.tmp"):  # atomic_write's names
+            stale.unlink()
 
 
 def check_same_start(step: int, last_path: Path, device: torch.device) -> None:
@@ -490,24 +494,70 @@ def validate(G: nn.Module, val_sketch, cfg: Config, autocast, device, memory_for
         return translate(G, with_hints(sketch) if cfg.hints else sketch).float().cpu()
 
 
-def check_start(cfg, run_dir: Path, **family) -> None:
-    """Refuse, before anything is written, a run that would lose or mix another's work: a folder
-    another training holds, or a saved run that neither --resume nor --overwrite names. family:
-    load_checkpoint's kind and config_class (completion.py's runs)."""
+NAME_MAX = 255  # bytes in one folder name (ext4, XFS, APFS, NTFS's 255 UTF-16 units and more)
+
+
+def check_run_name(name: str) -> None:
+    """A run's name is one folder name: '' or '.' would make models/ itself the run folder, '..'
+    its parent, and an absolute name any folder (samples/NAME then being that folder too)."""
+    if name in ("", ".", "..") or any(sep and sep in name for sep in ("/", os.sep, os.altsep)):
+        raise ValueError(f"config: name must be one folder name (no '/', not '', '.' or '..'), "
+                         f"as in models/NAME; got {name!r}")
+    if len(os.fsencode(name)) > NAME_MAX:
+        raise ValueError(f"config: name is {len(os.fsencode(name))} bytes long, more than the "
+                         f"{NAME_MAX} a folder name may have")
+
+
+def why(error: Exception, path: Path) -> str:
+    """A loader's one line without the file's name and the words that say it does not load."""
+    return str(error).removeprefix(f"{path}: ").removeprefix("not a loadable checkpoint: ")
+
+
+def check_start(cfg, run_dir: Path, outputs: tuple = None, **family) -> None:
+    """Refuse, before anything is written, a run that would lose or mix another's work: a name
+    that is no folder name, a folder another training holds, an output that is a folder, a saved
+    run that neither --resume nor --overwrite names, or an earlier run's weights or grids that a
+    run from scratch would write over. outputs: the family's (OUTPUTS, its weights file second);
+    family: load_checkpoint's kind and config_class (completion.py's runs)."""
+    outputs = outputs or OUTPUTS
+    check_run_name(cfg.name)
     if cfg.resume and cfg.overwrite:
         raise ValueError("config: resume and overwrite: --resume continues the saved run, "
                          "--overwrite starts it over; give one of them")
+    samples_dir = Path(cfg.samples_dir) / cfg.name
     check_not_held(run_dir)
+    check_not_held(samples_dir)
+    for path in (run_dir / name for name in (*outputs, "config.json")):  # writes would fail
+        if path.is_dir():
+            raise OSError(f"{path}: a folder, where the run writes its {path.name}; move it away "
+                          f"or use another --name")
+    if (run_dir / "tensorboard").exists() and not (run_dir / "tensorboard").is_dir():
+        raise OSError(f"{run_dir / 'tensorboard'}: a file, where the run writes its TensorBoard "
+                      f"events; move it away or use another --name")
     last_path = run_dir / "last.pt"
-    if cfg.resume or cfg.overwrite or not last_path.exists():
+    if cfg.overwrite or (cfg.resume and last_path.exists()):
         return
-    try:
-        ckpt = load_checkpoint(last_path, keys=CHECKPOINT_KEYS, mmap=True, **family)
-        saved = f"a run saved at epoch {ckpt['epoch']} batch {ckpt['batch']} (step {ckpt['step']})"
-    except ValueError:
-        saved = "a last.pt that does not load"
-    raise ValueError(f"{run_dir}: holds {saved}; continue it with --resume, start another with "
-                     f"another --name, or start this one over with --overwrite")
+    if last_path.exists():
+        try:
+            ckpt = load_checkpoint(last_path, keys=CHECKPOINT_KEYS, mmap=True, **family)
+        except ValueError as e:  # --resume would fail the same way: not offered
+            raise ValueError(f"{run_dir}: holds a last.pt that does not load "
+                             f"({why(e, last_path)}); start another with another --name, or "
+                             f"start this one over with --overwrite") from None
+        raise ValueError(f"{run_dir}: holds a run saved at epoch {ckpt['epoch']} batch "
+                         f"{ckpt['batch']} (step {ckpt['step']}); continue it with --resume, start "
+                         f"another with another --name, or start this one over with --overwrite")
+    # from scratch (--resume too: there is no last.pt): an earlier run's weights and grids would be
+    # written over; its log alone is no loss (a run killed before its first checkpoint)
+    weights, grids = run_dir / outputs[1], sorted(samples_dir.glob("epoch_*.png"))
+    if weights.exists():
+        raise ValueError(f"{run_dir}: holds {weights.name} of an earlier run but no last.pt to "
+                         f"continue it; start another with another --name, or start this one "
+                         f"over with --overwrite")
+    if grids:
+        raise ValueError(f"{samples_dir}: holds {grids[0].name} of an earlier run but {run_dir} "
+                         f"has no last.pt to continue it; start another with another --name, or "
+                         f"start this one over with --overwrite")
 
 
 def resume_position(cfg, last_path: Path, world_size: int, classes=PIX2PIX_RESUME,
@@ -550,9 +600,10 @@ class Run:
 @contextmanager
 def running(cfg, device, loader, sampler, save, scaler, world_size: int, outputs: tuple,
             log_class=RunLog, unlogged=()):
-    """A Run in a claimed run folder: every folder it writes checked writable, the folder locked
-    (refused where another training holds it), --overwrite's old outputs deleted, config.json
-    written. However the loop ends: the log closed, signals and loader workers let go, the lock."""
+    """A Run in a claimed run folder: every folder it writes checked writable, the folder and its
+    samples folder locked (refused where another training holds one), --overwrite's old outputs
+    deleted, config.json written. However the loop ends: the log closed, signals and loader
+    workers let go, the locks."""
     run_dir, samples_dir = Path(cfg.models_dir) / cfg.name, Path(cfg.samples_dir) / cfg.name
     lock, log, stop, clean = [], None, None, False
 
@@ -560,9 +611,11 @@ def running(cfg, device, loader, sampler, save, scaler, world_size: int, outputs
         tensorboard = [run_dir / "tensorboard"] if (run_dir / "tensorboard").is_dir() else []
         check_writable(run_dir, samples_dir, *tensorboard)  # else made in run_dir, checked here
         lock.append(lock_run_dir(run_dir, log0))
+        if samples_dir.resolve() != run_dir.resolve():  # two runs of one name, two models folders
+            lock.append(lock_run_dir(samples_dir, lambda line: None))  # warned once, above
         if cfg.overwrite:
             start_over(run_dir, samples_dir, outputs)
-        prepare_run_dir(run_dir, cfg)
+        prepare_run_dir(run_dir, cfg, outputs)
 
     try:
         on_rank0(claim, device)
@@ -579,8 +632,8 @@ def running(cfg, device, loader, sampler, save, scaler, world_size: int, outputs
         release_workers(loader)
         if clean:  # a clean end (an agreed stop or an error left together before raising)
             leave_together()
-        if lock:
-            unlock(lock[0])
+        for file in lock:
+            unlock(file)
 
 
 def epoch_batches(run: Run, epoch: int, first_batch: int, nets) -> enumerate:

@@ -315,6 +315,13 @@ def test_a_second_run_is_refused_a_refused_resume_writes_nothing_and_overwrite_s
     steps = [r["step"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
              if "loss_d" in r]
     assert steps == [1, 2, 3, 4]  # the new run's alone
+    # the family's weights file without a last.pt: not written over by a run from scratch
+    (run_dir / "last.pt").unlink()
+    with pytest.raises(ValueError, match=r"models/test: holds completer\.pt of an earlier run but "
+                                         r"no last\.pt to continue it; start another"):
+        completion.main(CompletionConfig(**{**cfg.to_dict(), "resume": True}))
+    with pytest.raises(ValueError, match=r"^config: name must be one folder name"):
+        completion.main(CompletionConfig(**{**cfg.to_dict(), "name": ".."}))
 
 
 def test_ctrl_c_with_loader_workers_leaves_none_alive(tmp_path, pairs_dir, monkeypatch):

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import config
 import save
 import train
-from conftest import ROOT, as_flags, tiny_config
+from conftest import ROOT, as_flags, save_run, tiny_config
 
 
 def snapshot(*folders) -> dict:
@@ -67,7 +68,7 @@ def test_a_second_run_of_a_saved_name_is_refused_and_overwrite_starts_it_over(
     ckpt = save.load_checkpoint(run_dir / "last.pt", keys=save.CHECKPOINT_KEYS)
     assert (ckpt["epoch"], ckpt["step"]) == (1, 4)
     assert logged_steps(run_dir) == [2, 4]
-    assert sorted(p.name for p in samples_dir.iterdir()) == ["epoch_000.png"]
+    assert sorted(p.name for p in samples_dir.glob("epoch_*")) == ["epoch_000.png"]
 
 
 def test_a_second_training_of_a_held_folder_is_refused_and_sweeps_nothing(tmp_path, pairs_dir,
@@ -261,3 +262,157 @@ def test_a_legacy_file_declaring_gigabytes_fails_fast_in_one_line(tmp_path):
                                          r"damaged PyTorch file"):
         save.safe_load(path, "file")
     assert time.perf_counter() - start < 10  # measured: 2 ms
+
+
+# ---------------------------------------------------------------- the run folder, spelt otherwise
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a/", "ABSOLUTE"])
+def test_a_name_that_is_not_one_folder_name_is_refused_before_anything(tmp_path, pairs_dir, name):
+    # '' and '.' would make models/ itself the run folder, '..' its parent, an absolute name any
+    # folder at all (and samples/NAME the same folder as models/NAME)
+    name = str(tmp_path / "elsewhere") if name == "ABSOLUTE" else name
+    with pytest.raises(ValueError, match=rf"^config: name must be one folder name \(no '/', not "
+                                         rf"'', '\.' or '\.\.'\), as in models/NAME; got "
+                                         rf"{re.escape(repr(name))}$"):
+        train.main(tiny_config(tmp_path, pairs_dir, name=name))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing written
+
+
+def test_a_name_longer_than_a_folder_name_may_be_is_one_line(tmp_path, pairs_dir):
+    with pytest.raises(ValueError, match=r"^config: name is 256 bytes long, more than the 255 a "
+                                         r"folder name may have$"):
+        train.main(tiny_config(tmp_path, pairs_dir, name="é" * 128))  # 128 characters, 2 bytes each
+
+
+def test_the_sweep_takes_a_killed_runs_temporary_files_and_no_tools(tmp_path, pairs_dir):
+    # tools.export and tools.precise_bn write beside the checkpoint, through temporary files of
+    # their own, while a training of the folder may start: its sweep must leave them be
+    run_dir = tmp_path / "models/test"
+    run_dir.mkdir(parents=True)
+    killed = [run_dir / f".{name}.a1b2c3.tmp" for name in train.OUTPUTS]
+    tools = [run_dir / ".generator_precise_bn.pt.d4e5f6.tmp",
+             run_dir / ".generator.eval.onnx.g7h8i9.tmp", run_dir / ".last.eval.pt2.j1k2l3.tmp"]
+    for path in killed + tools:
+        path.write_bytes(b"half")
+    train.prepare_run_dir(run_dir, tiny_config(tmp_path, pairs_dir), train.OUTPUTS)
+    assert [path.exists() for path in killed + tools] == [False] * len(killed) + [True] * 3
+
+
+@pytest.mark.parametrize("kept", ["generator.pt", "grids"])
+def test_an_earlier_runs_weights_or_grids_are_not_written_over_without_a_last_pt(
+        tmp_path, pairs_dir, monkeypatch, kept):
+    run_dir, samples_dir = tmp_path / "models/test", tmp_path / "samples/test"
+    if kept == "generator.pt":  # last.pt deleted to keep the weights only, for infer.py
+        save_run(run_dir / "last.pt", tiny_config(tmp_path, pairs_dir))[0].unlink()
+        refusal = (rf"^{re.escape(str(run_dir))}: holds generator\.pt of an earlier run but no "
+                   r"last\.pt to continue it; start another with another --name, or start this "
+                   r"one over with --overwrite$")
+        models_dir = tmp_path / "models"
+    else:  # another run of the name, in another models folder, wrote the same samples/test
+        samples_dir.mkdir(parents=True)
+        (samples_dir / "epoch_000.png").write_bytes(b"its grid")
+        refusal = (rf"^{re.escape(str(samples_dir))}: holds epoch_000\.png of an earlier run but "
+                   rf"{re.escape(str(tmp_path / 'other/test'))} has no last\.pt to continue it; "
+                   r"start another with another --name, or start this one over with --overwrite$")
+        models_dir = tmp_path / "other"
+    before = snapshot(tmp_path / "models", tmp_path / "samples")
+    steps = counted_steps(monkeypatch)
+    for resume in (False, True):  # --resume without a last.pt starts from scratch: the same
+        with pytest.raises(ValueError, match=refusal):
+            train.main(tiny_config(tmp_path, pairs_dir, models_dir=str(models_dir),
+                                   resume=resume))
+        assert snapshot(tmp_path / "models", tmp_path / "samples") == before and steps == []
+        assert not (tmp_path / "other").exists()
+    # the way on that the line gives: --overwrite passes the check (its deletion: tested above)
+    train.check_start(tiny_config(tmp_path, pairs_dir, models_dir=str(models_dir),
+                                  overwrite=True), models_dir / "test")
+
+
+@pytest.mark.parametrize("output", ["last.pt", "curves.png", "config.json", "tensorboard"])
+def test_an_output_of_the_wrong_kind_is_one_line_before_anything(tmp_path, pairs_dir, monkeypatch,
+                                                                 output):
+    # each would fail later: at the epoch's end, in --overwrite, or after config.json was written
+    run_dir = tmp_path / "models/test"
+    run_dir.mkdir(parents=True)
+    if output == "tensorboard":  # a file where the events' folder goes
+        (run_dir / output).write_text("")
+        what = "a file, where the run writes its TensorBoard events"
+    else:
+        (run_dir / output).mkdir()
+        what = f"a folder, where the run writes its {output}"
+    steps = counted_steps(monkeypatch)
+    for overwrite in (False, True):
+        with pytest.raises(OSError, match=rf"^{re.escape(str(run_dir / output))}: {what}; move it "
+                                          r"away or use another --name$"):
+            train.main(tiny_config(tmp_path, pairs_dir, overwrite=overwrite))
+        assert steps == [] and sorted(p.name for p in run_dir.iterdir()) == [output]
+
+
+def test_a_last_pt_that_does_not_load_is_not_sent_to_resume(tmp_path, pairs_dir):
+    run_dir = tmp_path / "models/test"
+    run_dir.mkdir(parents=True)
+    (run_dir / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(run_dir))}: holds a last\.pt that "
+                                         r"does not load \(not a PyTorch file \(its first bytes: "
+                                         r"b'garbage'\)\); start another with another --name, or "
+                                         r"start this one over with --overwrite$"):
+        train.main(tiny_config(tmp_path, pairs_dir))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_checkpoint_that_is_a_folder_a_pipe_or_a_device_is_one_line_at_once(tmp_path):
+    os.mkfifo(tmp_path / "pipe.pt")  # opening it to read would wait for a writer forever
+    (tmp_path / "folder.pt").mkdir()
+    for path, kind in ((tmp_path / "pipe.pt", "a named pipe"), (tmp_path / "folder.pt", "a folder"),
+                       (Path(os.devnull), "a device")):
+        with pytest.raises(FileNotFoundError, match=rf"^{re.escape(str(path))}: not a checkpoint "
+                                                    rf"file but {kind}$"):
+            save.load_generator(path)
+
+
+def test_the_samples_folder_is_held_too_and_may_be_the_models_folder(tmp_path, pairs_dir,
+                                                                     monkeypatch):
+    # two runs of one name in two models folders write one samples/NAME: the second is refused
+    samples_dir = tmp_path / "samples/test"
+    samples_dir.mkdir(parents=True)
+    held = save.lock_run_dir(samples_dir)
+    refusal = rf"^{re.escape(str(samples_dir))}: in use by another training \(pid {os.getpid()}\)"
+    with pytest.raises(OSError, match=refusal):
+        train.main(tiny_config(tmp_path, pairs_dir, models_dir=str(tmp_path / "other")))
+    assert not (tmp_path / "other").exists()
+    with monkeypatch.context() as patch:  # both started before either held it: the lock refuses
+        patch.setattr(train, "check_not_held", lambda folder: None)
+        with pytest.raises(OSError, match=refusal):
+            train.main(tiny_config(tmp_path, pairs_dir, models_dir=str(tmp_path / "other")))
+    save.unlock(held)
+    # one folder for both: held once, not refused by its own lock
+    both = str(tmp_path / "runs")
+    assert train.main(tiny_config(tmp_path, pairs_dir, models_dir=both, samples_dir=both,
+                                  image_size=32, num_downs=5, val_images=2))["step"] == 4
+    assert (tmp_path / "runs/test/epoch_000.png").is_file()
+
+
+def test_a_checkpoint_larger_than_the_memory_available_is_refused_unless_it_is_mapped(
+        tmp_path, pairs_dir, monkeypatch):
+    # a sparse file can declare gigabytes that cost no disk: reading it would allocate them all
+    _, generator = save_run(tmp_path / "run/last.pt", tiny_config(tmp_path, pairs_dir))  # 1.8 MiB
+    padded = {**torch.load(tmp_path / "run/generator.pt", weights_only=True),
+              "extra": torch.zeros(2**20)}  # 4 MiB more, of no use to a generator
+    path, legacy = tmp_path / "padded.pt", tmp_path / "legacy.pt"
+    torch.save(padded, path)
+    torch.save(padded, legacy, _use_new_zipfile_serialization=False)
+    monkeypatch.setattr(config, "available_memory", lambda: 3 * 2**20)  # pinned: 3 MiB free
+    for file in (path, legacy):  # read whole: a zip by what its records declare, else its size
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(file))}: not a loadable "
+                                             r"checkpoint: loading it takes 5\.\d MiB, more than "
+                                             r"the 3\.0 MiB of memory available here; refused "
+                                             r"unread$"):
+            save.load_checkpoint(file)
+    # a generator's tensors are mapped, and only they are read: the rest costs nothing
+    loaded, _ = save.load_generator(path)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
+                                                 generator.state_dict().values()))
+    with pytest.raises(ValueError, match="legacy.pt: not a loadable checkpoint: loading it takes"):
+        save.load_generator(legacy)  # the pre-zip format cannot be mapped: read whole, refused
+    monkeypatch.setattr(config, "available_memory", lambda: None)  # a machine that does not say
+    assert torch.equal(save.load_checkpoint(legacy)["extra"], padded["extra"])
