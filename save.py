@@ -190,12 +190,17 @@ def lock_run_dir(run_dir: Path, log=print):
         log(f"warning: this system has no fcntl.flock: nothing stops a second training from "
             f"writing into {run_dir} at the same time")
         return None
-    file = open(run_dir / LOCK_NAME, "a+")
+    path = run_dir / LOCK_NAME
+    try:  # never through a link: truncating it below would empty the file it points to
+        file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")
+    except OSError as e:
+        raise OSError(f"{path}: cannot open it as the run's lock file ("
+                      f"{'a link' if path.is_symlink() else e.strerror}); remove it") from None
     try:
         fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
         error = held(run_dir, file) if isinstance(e, BlockingIOError) else OSError(
-            f"{run_dir / LOCK_NAME}: cannot lock it ({e.strerror})")
+            f"{path}: cannot lock it ({e.strerror})")
         file.close()
         raise error from None
     file.truncate(0)

@@ -100,6 +100,17 @@ def test_a_second_training_of_a_held_folder_is_refused_and_sweeps_nothing(tmp_pa
     assert not in_flight.exists()  # no one held the folder: a dead run's temp file, swept
 
 
+def test_a_lock_file_that_is_a_link_is_refused_and_what_it_points_to_kept(tmp_path):
+    run_dir, elsewhere = tmp_path / "models/test", tmp_path / "notes.txt"
+    run_dir.mkdir(parents=True)
+    elsewhere.write_text("a user's file\n")
+    (run_dir / save.LOCK_NAME).symlink_to(elsewhere)
+    with pytest.raises(OSError, match=rf"^{re.escape(str(run_dir / save.LOCK_NAME))}: cannot open "
+                                      r"it as the run's lock file \(a link\); remove it$"):
+        save.lock_run_dir(run_dir)
+    assert elsewhere.read_text() == "a user's file\n"  # not truncated to a pid
+
+
 def test_without_fcntl_the_run_says_nothing_stops_a_second_one_and_trains(tmp_path, pairs_dir,
                                                                          monkeypatch, capsys):
     monkeypatch.setattr(save, "fcntl", None)  # as on Windows
