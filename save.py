@@ -125,6 +125,10 @@ def no_room(path: Path, error: OSError, tried: int) -> OSError:
     return full
 
 
+UMASK = os.umask(0o022)  # read once, at import (the only way to read it), and put back
+os.umask(UMASK)
+
+
 def atomic_write(path, write) -> None:
     """write(file) into a temporary file in the same folder, fsync, then rename it over path:
     readers see the old file or the new one, never a partial write (a full disk or a kill
@@ -144,6 +148,7 @@ def atomic_write(path, write) -> None:
                 raise watched.error from None  # the cause, not what torch.save made of it
             f.flush()
             os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~UMASK)  # as open() makes files; mkstemp gives 0600
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)

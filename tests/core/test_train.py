@@ -172,6 +172,13 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_an_atomic_write_has_the_mode_open_would_give(tmp_path, monkeypatch, umask):
+    monkeypatch.setattr(save, "UMASK", umask)  # read once at import: the process's own
+    save.atomic_save({"value": torch.tensor(1.0)}, tmp_path / "last.pt")
+    assert (tmp_path / "last.pt").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+
 def test_learning_rate_decays_linearly_like_the_reference():
     cfg = Config(epochs=10, epochs_decay=5)
     factors = [train.lr_factor(e, cfg) for e in range(10)]
