@@ -37,7 +37,7 @@ from dataset import (CachedLoader, EpochSampler, PairCache, PairDataset, ignore_
                      sketch_augment, to_float, train_val_folders)
 from discriminator import build_discriminator
 from generator import build_generator, seeded, translate
-from hints import patch_side, sample_hints, with_hints
+from hints import patch_side, training_hints, with_hints
 from losses import VGGFeatures, gradient_penalty, loss_d_of, loss_g_gan_of
 from save import (LOSS_KEYS, check_fits, generator_fields, plot_curves, psnr, resume,
                   save_checkpoint, save_grid, saved_config)
@@ -565,9 +565,9 @@ def main(cfg: Config) -> dict:
                     aug_rng.manual_seed(step_seed(cfg.seed, rank, step))  # resumes exactly
                 if cfg.sketch_aug:  # edge maps -> hand-drawing look; the photo moves with the shoe
                     sketch, photo = sketch_augment(sketch, photo, aug_rng, cfg.sketch_aug_strength)
-                hints = sample_hints(photo, aug_rng, cfg.hint_p, cfg.hint_max,
-                                     patch_side(cfg.hint_patch, cfg.image_size),
-                                     cfg.hint_on_shoe) if cfg.hints else None
+                photo, hints = training_hints(photo, aug_rng, cfg.hint_p, cfg.hint_max, patch_side(
+                    cfg.hint_patch, cfg.image_size), cfg.hint_on_shoe, cfg.hint_recolour) \
+                    if cfg.hints else (photo, None)
                 if cfg.compile and cfg.compile_mode == "reduce-overhead":
                     torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a new step begins
                 losses = gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch=sketch,
