@@ -65,8 +65,9 @@ class Config:
     hint_max: int = 32  # most hint patches in one training image (cuts the geometric tail: 1.4%)
     hint_patch: int = 9  # hint patch sides drawn from 1 to this, pixels at 256 (scaled with size)
     hint_on_shoe: bool = True  # hint patches centred on the shoe, not on the white background
-    hint_recolour: float = 0.0  # share of training images whose shoe is moved to a random colour
-    # (hints.recolour_shoes) before its hints are drawn, kept so only where it got a hint
+    hint_recolour: float = 0.5  # share of training images whose shoe is moved to a random colour
+    # (hints.recolour_shoes) before its hints are drawn, kept so only where it got a hint; a
+    # checkpoint older than this field trained with 0
     hint_global: bool = False  # the hints' mean colour also modulates G's bottleneck (FiLM; Zhang
     # et al. 2017's global hints): a unet only
 
@@ -215,6 +216,8 @@ class Config:
             raise ValueError(f"config: not a mapping of field names to values but a "
                              f"{type(d).__name__}")
         d = {k: v for k, v in d.items() if k not in RETIRED}
+        if "hint_recolour" not in d:  # saved before recolouring existed: trained without it
+            d["hint_recolour"] = 0.0
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)}, key=repr)
         if unknown:
             raise ValueError(f"config: unknown keys [{', '.join(map(short_repr, unknown))}]")

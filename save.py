@@ -42,13 +42,15 @@ CHECKPOINT_KEYS = ("generator", "discriminator", "opt_g", "opt_d", "scaler", "ep
 # Refused: the saved tensors would not fit the networks (shapes), the position in the epoch would
 # mean other images (batch_size), or G would learn another mapping (direction).
 FIXED_ON_RESUME = ("ngf", "ndf", "num_downs", "n_layers_d", "generator", "resnet_blocks", "norm_g",
-                   "upsample", "norm_d", "spectral_norm", "batch_size", "direction", "hints")
+                   "upsample", "norm_d", "spectral_norm", "batch_size", "direction", "hints",
+                   "hint_global")
 # Resumed with a one-line warning: the run goes on, but not as the unbroken run would have.
 INEXACT_ON_RESUME = ("data_dir", "image_size", "jitter", "load_size", "sketch_aug",
                      "sketch_aug_strength", "dropout", "dropout_blocks", "lambda_l1", "gan_loss",
                      "lambda_gp", "n_critic", "lambda_perceptual", "vgg_weights", "lr", "beta1",
                      "beta2", "epochs_decay", "sync_bn", "seed", "precision", "compile",
-                     "compile_mode", "hint_p", "hint_max", "hint_patch", "hint_on_shoe")
+                     "compile_mode", "hint_p", "hint_max", "hint_patch", "hint_on_shoe",
+                     "hint_recolour")
 # Silent: where the run's files go, how it loads, logs and checks (the loaders are exact, tests),
 # where and how fast it computes; epochs too, unless the learning rate decays (see resume_changes).
 FREE_ON_RESUME = ("num_workers", "cache", "cache_dir", "skip_bad", "epochs", "name", "models_dir",
@@ -64,7 +66,8 @@ UNUSED_WHEN = {"load_size": lambda c: not c.jitter,
                "dropout_blocks": lambda c: c.generator != "unet",
                "compile_mode": lambda c: not c.compile,
                **{name: lambda c: not c.hints
-                  for name in ("hint_p", "hint_max", "hint_patch", "hint_on_shoe")}}
+                  for name in ("hint_p", "hint_max", "hint_patch", "hint_on_shoe",
+                               "hint_recolour", "hint_global")}}
 
 
 class WatchedFile:

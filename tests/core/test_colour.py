@@ -108,7 +108,10 @@ def test_training_hints_come_from_the_recoloured_photo_which_only_hinted_images_
 
 
 def test_hint_recolour_and_hint_global_are_checked_fields():
-    assert Config().hint_recolour == 0 and not Config().hint_global
+    assert Config().hint_recolour == 0.5 and not Config().hint_global
+    # a checkpoint saved before the field trained without recolouring, and resumes so
+    assert Config.from_dict({"hints": True}).hint_recolour == 0
+    assert Config.from_dict(Config(hint_recolour=0.3).to_dict()).hint_recolour == 0.3
     for bad in ("-0.1", "1.5"):
         with pytest.raises(SystemExit):
             parse_args(["--hints", "--hint_recolour", bad])
