@@ -329,8 +329,10 @@ def drawing_inside(sketch: torch.Tensor) -> tuple:
         return ink, ink.copy()
     close = max(1, round(max(ink.shape) / 32))
     padded = np.pad(ink, close + 1)  # the closing's erosion must not eat a shape at the border
-    closed = ndimage.binary_closing(padded, iterations=close)[close + 1:-close - 1,
-                                                              close + 1:-close - 1]
+    # a square element: a cross's closing never bridges a gap in a straight stroke (the corners of
+    # its dilation do not reach past the stroke's ends)
+    closed = ndimage.binary_closing(padded, np.ones((3, 3)), iterations=close)[
+        close + 1:-close - 1, close + 1:-close - 1]
     return ink, ndimage.binary_fill_holes(closed) & ~ink
 
 

@@ -187,3 +187,14 @@ def test_transfer_follows_two_hints_of_two_colours():
     assert left[1] > right[1] + 10 and right[2] < left[2] - 10
     assert (left - red).norm() < (left - blue).norm()
     assert (right - blue).norm() < (right - red).norm()
+
+
+def test_drawing_inside_is_the_closed_outline_filled_without_its_strokes():
+    sketch = torch.ones(3, 64, 64)
+    sketch[:, 10:54, 10:12] = sketch[:, 10:54, 52:54] = sketch[:, 10:12, 10:54] = -1  # a box...
+    sketch[:, 52:54, 10:30] = sketch[:, 52:54, 32:54] = -1  # ...with a 2-pixel gap at the bottom
+    ink, inside = hints.drawing_inside(sketch)
+    assert inside[12:52, 12:52].all() and not (inside & ink).any()  # the gap closed, then filled
+    assert not inside[:10].any() and not inside[55:].any() and not inside[:, :10].any()
+    blank_ink, blank_inside = hints.drawing_inside(torch.ones(3, 16, 16))
+    assert not blank_ink.any() and not blank_inside.any()
