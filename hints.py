@@ -8,14 +8,18 @@ RGB because the input is a sketch, not the photo's lightness.
     hints = sample_hints(photo, generator, p=1/8, max_patches=32, max_side=5)  # (B, 4, H, W)
     fake_photo = G(with_hints(sketch, hints))          # a model trained with --hints
     fake_photo = G(with_hints(sketch))                 # the same model, no hints: zeros
+    photo, hints = training_hints(photo, generator, recolour=0.5)  # half the shoes recoloured
+    fake_photo, clipped = transfer_colour(fake_photo, hints)  # the shoe moved to the hints' colour
 
 Training (config.hints): each image gets n ~ geometric(p) patches (P(n) = p·(1-p)^n, so many
 images get none or few), sides uniform in 1..max_side, centred on the shoe (not the white
 background), each filled with the real photo's mean colour over it; all drawn on the device for the
-whole batch from one torch.Generator, which train.py reseeds from (seed, rank, step).
+whole batch from one torch.Generator, which train.py reseeds from (seed, rank, step). With
+recolour, a share of the shoes first gets a random colour in CIE Lab (shading kept), so that the
+hints drawn from it are the only source of its colour.
 Test time: hints_from_image maps a painted hints image (the sketch's size) through the sketch's
 fitting (its crop, padding and scale) to the generator's frame; colour_patch puts one hint inside
-the drawing.
+the drawing; transfer_colour moves the generated shoe's colour to the hints' after G.
 """
 
 import math
