@@ -65,6 +65,11 @@ class Config:
     hint_max: int = 32  # most hint patches in one training image (cuts the geometric tail: 1.4%)
     hint_patch: int = 9  # hint patch sides drawn from 1 to this, pixels at 256 (scaled with size)
     hint_on_shoe: bool = True  # hint patches centred on the shoe, not on the white background
+    hint_recolour: float = 0.5  # share of training images whose shoe is moved to a random colour
+    # (hints.recolour_shoes) before its hints are drawn, kept so only where it got a hint; a
+    # checkpoint older than this field trained with 0
+    hint_global: bool = False  # the hints' mean colour also modulates G's bottleneck (FiLM; Zhang
+    # et al. 2017's global hints): a unet only
 
     # --- model ---
     ngf: int = 64  # generator filters in the first layer
@@ -193,6 +198,8 @@ class Config:
                 f"config: sketch_aug_strength must lie in [0, 2], got {self.sketch_aug_strength}")
         if not 0 < self.hint_p <= 1:
             raise ValueError(f"config: hint_p must lie in (0, 1], got {self.hint_p}")
+        if not 0 <= self.hint_recolour <= 1:
+            raise ValueError(f"config: hint_recolour must lie in [0, 1], got {self.hint_recolour}")
         if self.num_downs < 5:
             raise ValueError("config: num_downs must be at least 5 (C64-C128-C256-C512-C512), got "
                              f"{self.num_downs}")
@@ -212,6 +219,8 @@ class Config:
             raise ValueError(f"config: not a mapping of field names to values but a "
                              f"{type(d).__name__}")
         d = {k: v for k, v in d.items() if k not in RETIRED}
+        if "hint_recolour" not in d:  # saved before recolouring existed: trained without it
+            d["hint_recolour"] = 0.0
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)}, key=repr)
         if unknown:
             raise ValueError(f"config: unknown keys [{', '.join(map(short_repr, unknown))}]")

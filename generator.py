@@ -121,7 +121,7 @@ class UNetGenerator(nn.Module):
             self.final = resize_convs(self.final)
         self.apply(init_weights)
 
-    def forward(self, sketch: torch.Tensor) -> torch.Tensor:
+    def forward(self, sketch: torch.Tensor, film: tuple = None) -> torch.Tensor:
         h = sketch  # (B, in_ch, H, W)
         skips = []
         for block in self.downs:
@@ -129,6 +129,8 @@ class UNetGenerator(nn.Module):
             skips.append(h)  # (B, widths[i], H / 2^(i+1), W / 2^(i+1))
         # the bottleneck (B, 8·ngf, H / 2^num_downs, W / 2^num_downs) feeds the decoder directly
         skips.pop()
+        if film is not None:  # (scale - 1, shift), each (B, 8·ngf): global colour hints
+            h = h * (1 + film[0][..., None, None]) + film[1][..., None, None]
         for block in self.ups:
             # upsample, then join the mirrored encoder output
             h = torch.cat([block(h), skips.pop()], dim=1)
@@ -435,13 +437,37 @@ def for_inference(generator: nn.Module, paper: bool = True,
     return folded.to(memory_format=torch.channels_last) if channels_last else folded
 
 
+def spread(hints: torch.Tensor) -> tuple:
+    """(colour (B, C, H, W), near (B, 1, H, W)) of sparse hints (B, C + 1, H, W): C channels of
+    colour·mask, then the mask. A normalized convolution (Knutsson & Westin 1993) with a Gaussian
+    (σ = 1/8 of the image's longer side) plus a constant of the same mass: every pixel gets the
+    colour of the hints near it, blending into the mean of all the hints far from them (0 with no
+    hint at all), and near in [0, 1], how much of that is the nearby hints'. In float32."""
+    height, width = hints.shape[2:]
+    channels = hints.shape[1]
+    sigma = max(height, width) / 8
+    radius = min(int(3 * sigma), max(height, width) - 1)
+    taps = torch.arange(-radius, radius + 1, device=hints.device, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).view(1, 1, -1, 1).repeat(channels, 1, 1, 1)  # sum 1
+    # sums of tiny weights: float32 under any autocast (none on the meta device)
+    with torch.autocast(hints.device.type, enabled=False) if \
+            torch.amp.is_autocast_available(hints.device.type) else contextlib.nullcontext():
+        hints = hints.float()
+        local = F.conv2d(hints, kernel, padding=(radius, 0), groups=channels)
+        local = F.conv2d(local, kernel.transpose(2, 3), padding=(0, radius), groups=channels)
+        total = local + hints.mean((2, 3), keepdim=True)  # the constant: the hints' mean
+        weight = total[:, -1:]
+        colour = total[:, :-1] / weight.clamp(min=1e-12)  # 0 / tiny = 0 with no hint at all
+        near = local[:, -1:] / weight.clamp(min=1e-12)
+    return colour, near
+
+
 class HintSpread(nn.Module):
-    """Colour hints made dense before G's first layer, with no parameters: a normalized convolution
-    (Knutsson & Westin 1993) of the sparse hints with a Gaussian (σ = 1/8 of the image's longer
-    side) plus a constant of the same mass. Every pixel reads the colour of the hints near it,
-    blending into the mean of all the hints far from them, and how near one is. A few dots then
-    reach the whole shoe at once; from the sparse dots alone, G has to learn to carry a colour
-    across the image, which a short training barely teaches.
+    """Colour hints made dense before G's first layer, with no parameters (spread): every pixel
+    reads the colour of the hints near it, blending into the mean of all the hints far from them,
+    and how near one is. A few dots then reach the whole shoe at once; from the sparse dots alone,
+    G has to learn to carry a colour across the image, which a short training barely teaches.
 
     (B, 3 + 4, H, W): sketch, hint RGB (0 where none), hint mask -> (B, 3 + 4 + 4, H, W): those,
     the spread colour (0 with no hint at all) and its local weight in [0, 1] (near 1 on a hint,
@@ -450,23 +476,7 @@ class HintSpread(nn.Module):
     channels = 4  # what it adds
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[2:]
-        sigma = max(height, width) / 8
-        radius = min(int(3 * sigma), max(height, width) - 1)
-        taps = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
-        kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-        kernel = (kernel / kernel.sum()).view(1, 1, -1, 1).repeat(HINT_CHANNELS, 1, 1, 1)  # sum 1
-        # sums of tiny weights: float32 under any autocast (none on the meta device)
-        with torch.autocast(x.device.type, enabled=False) if \
-                torch.amp.is_autocast_available(x.device.type) else contextlib.nullcontext():
-            hints = x[:, 3:3 + HINT_CHANNELS].float()  # colour·mask, mask
-            local = F.conv2d(hints, kernel, padding=(radius, 0), groups=HINT_CHANNELS)
-            local = F.conv2d(local, kernel.transpose(2, 3), padding=(0, radius),
-                             groups=HINT_CHANNELS)
-            total = local + hints.mean((2, 3), keepdim=True)  # the constant: the hints' mean
-            weight = total[:, 3:]
-            colour = total[:, :3] / weight.clamp(min=1e-12)  # 0 / tiny = 0 with no hint at all
-            near = local[:, 3:] / weight.clamp(min=1e-12)
+        colour, near = spread(x[:, 3:3 + HINT_CHANNELS])  # colour·mask, mask
         return torch.cat([x, colour.to(x.dtype), near.to(x.dtype)], dim=1)
 
 
@@ -474,13 +484,24 @@ class HintedGenerator(nn.Module):
     """A generator that reads colour hints (config.hints): HintSpread, then the network, whose
     first layer takes the sketch, the sparse hints and their spread form."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, global_width: int = 0):
         super().__init__()
         self.spread = HintSpread()
         self.net = net
+        # global hints (Zhang et al. 2017): the hints' mean colour and whether there is any, as a
+        # FiLM of the bottleneck's global_width channels; zero at first, so G starts as without
+        self.film = nn.Linear(HINT_CHANNELS, 2 * global_width) if global_width else None
+        if self.film is not None:
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self.spread(x))  # (B, 3 + 4, H, W) -> (B, 3, H, W)
+        if self.film is None:
+            return self.net(self.spread(x))  # (B, 3 + 4, H, W) -> (B, 3, H, W)
+        colour, mask = x[:, 3:6], x[:, 6:7]
+        count = mask.sum((2, 3))  # (B, 1)
+        given = torch.cat([colour.sum((2, 3)) / count.clamp(min=1), (count > 0).to(x.dtype)], 1)
+        return self.net(self.spread(x), film=self.film(given).chunk(2, dim=1))
 
 
 def build_generator(cfg: Config) -> torch.nn.Module:
@@ -495,4 +516,8 @@ def build_generator(cfg: Config) -> torch.nn.Module:
         net = UNetGenerator(in_ch=in_ch, out_ch=3, ngf=cfg.ngf, num_downs=cfg.num_downs,
                             dropout=cfg.dropout, dropout_blocks=cfg.dropout_blocks,
                             upsample=cfg.upsample)
-    return HintedGenerator(net) if cfg.hints else net
+    if not cfg.hints:
+        return net
+    if cfg.hint_global and cfg.generator != "unet":
+        raise ValueError("hint_global: only the unet generator has a bottleneck to modulate")
+    return HintedGenerator(net, cfg.ngf * min(2**(cfg.num_downs - 1), 8) if cfg.hint_global else 0)

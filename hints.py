@@ -8,14 +8,18 @@ RGB because the input is a sketch, not the photo's lightness.
     hints = sample_hints(photo, generator, p=1/8, max_patches=32, max_side=5)  # (B, 4, H, W)
     fake_photo = G(with_hints(sketch, hints))          # a model trained with --hints
     fake_photo = G(with_hints(sketch))                 # the same model, no hints: zeros
+    photo, hints = training_hints(photo, generator, recolour=0.5)  # half the shoes recoloured
+    fake_photo, clipped = transfer_colour(fake_photo, hints)  # the shoe moved to the hints' colour
 
 Training (config.hints): each image gets n ~ geometric(p) patches (P(n) = p·(1-p)^n, so many
 images get none or few), sides uniform in 1..max_side, centred on the shoe (not the white
 background), each filled with the real photo's mean colour over it; all drawn on the device for the
-whole batch from one torch.Generator, which train.py reseeds from (seed, rank, step).
+whole batch from one torch.Generator, which train.py reseeds from (seed, rank, step). With
+recolour, a share of the shoes first gets a random colour in CIE Lab (shading kept), so that the
+hints drawn from it are the only source of its colour.
 Test time: hints_from_image maps a painted hints image (the sketch's size) through the sketch's
 fitting (its crop, padding and scale) to the generator's frame; colour_patch puts one hint inside
-the drawing.
+the drawing; transfer_colour moves the generated shoe's colour to the hints' after G.
 """
 
 import colorsys
@@ -29,6 +33,7 @@ from scipy import ndimage
 
 from config import HINT_CHANNELS
 from dataset import eight_bit, open_image, quiet_pil
+from generator import spread
 
 WHITE = 0.8  # on [-1, 1] (gray 230): a photo's pixel brighter than this in every channel may be
 # background (edges2shoes' is 255: 57% of the pixels at any threshold 230..250); a sketch's pixel
@@ -83,12 +88,13 @@ def shoe_mask(photo: torch.Tensor, sweeps: int = SWEEPS) -> torch.Tensor:
 
 def sample_hints(photo: torch.Tensor, generator: torch.Generator, p: float = 0.125,
                  max_patches: int = 32, max_side: int = 9, on_shoe: bool = True,
-                 count: int = None) -> torch.Tensor:
+                 count: int = None, shoe: torch.Tensor = None) -> torch.Tensor:
     """Hints (B, 4, H, W) drawn from real photos (B, 3, H, W) in [-1, 1] on their device: per image
     n ~ geometric(p) patches, at most max_patches (count: exactly that many instead), each a square
     of side uniform in 1..max_side centred on a pixel of the shoe (on_shoe; anywhere in an image
     with no shoe) or anywhere, filled with the photo's mean colour over it; a later patch covers an
-    earlier one. Every draw comes from generator, so a reseeded generator redraws the same hints."""
+    earlier one. Every draw comes from generator, so a reseeded generator redraws the same hints.
+    shoe: the shoe's pixels (B, 1, H, W) if not shoe_mask(photo) (a recoloured photo's own)."""
     batch, _, height, width = photo.shape
     device = photo.device
     k = max_patches if count is None else count
@@ -102,7 +108,9 @@ def sample_hints(photo: torch.Tensor, generator: torch.Generator, p: float = 0.1
     else:
         n = torch.full((batch,), count, device=device)
     side = torch.randint(1, max_side + 1, (batch, k), generator=generator, device=device)
-    weights = shoe_mask(photo).flatten(1).float() if on_shoe else \
+    if on_shoe and shoe is None:
+        shoe = shoe_mask(photo)
+    weights = shoe.flatten(1).float() if on_shoe else \
         photo.new_ones(batch, height * width)
     weights[weights.sum(1) == 0] = 1  # no shoe: anywhere
     centre = torch.multinomial(weights, k, replacement=True, generator=generator)  # (B, K)
@@ -132,6 +140,114 @@ def sample_hints(photo: torch.Tensor, generator: torch.Generator, p: float = 0.1
     mask = (winner > 0)[:, None].float()
     hints = torch.cat([colour * mask, mask], dim=1).view(batch, HINT_CHANNELS, height, width)
     return hints.to(photo.dtype)
+
+
+# --- colour in CIE Lab --------------------------------------------------------------------------
+
+# sRGB (linear) -> CIE XYZ, D65 (IEC 61966-2-1), and the D65 white point
+SRGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375), (0.2126729, 0.7151522, 0.0721750),
+               (0.0193339, 0.1191920, 0.9503041))
+D65_WHITE = (0.95047, 1.0, 1.08883)
+LAB_DELTA = 6 / 29  # where CIE Lab's cube root meets its linear part
+
+
+def srgb_to_lab(images: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """CIE Lab (B, 3, H, W) of sRGB images (B, 3, H, W) in [-1, 1]: the sRGB curve undone, XYZ
+    under D65, then L* a* b* (L 0..100)."""
+    rgb = ((images.to(dtype) + 1) / 2).clamp(0, 1)
+    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    matrix = torch.tensor(SRGB_TO_XYZ, dtype=dtype, device=images.device)
+    white = torch.tensor(D65_WHITE, dtype=dtype, device=images.device).view(1, 3, 1, 1)
+    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear) / white
+    f = torch.where(xyz > LAB_DELTA**3, xyz.clamp(min=LAB_DELTA**3) ** (1 / 3),
+                    xyz / (3 * LAB_DELTA**2) + 4 / 29)
+    fx, fy, fz = f.unbind(1)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
+
+
+def lab_to_srgb(lab: torch.Tensor) -> tuple:
+    """(sRGB (B, 3, H, W) in [-1, 1], outside bool (B, 1, H, W)) of CIE Lab (B, 3, H, W): the
+    inverse of srgb_to_lab, each channel clipped to the sRGB gamut; outside marks the pixels that
+    needed it (by more than 1/255)."""
+    fy = (lab[:, 0] + 16) / 116
+    f = torch.stack([fy + lab[:, 1] / 500, fy, fy - lab[:, 2] / 200], dim=1)
+    xyz = torch.where(f > LAB_DELTA, f.clamp(min=0) ** 3, 3 * LAB_DELTA**2 * (f - 4 / 29))
+    white = torch.tensor(D65_WHITE, dtype=lab.dtype, device=lab.device).view(1, 3, 1, 1)
+    matrix = torch.linalg.inv(torch.tensor(SRGB_TO_XYZ, dtype=torch.float64)).to(lab.device,
+                                                                                  lab.dtype)
+    linear = torch.einsum("ij,bjhw->bihw", matrix, xyz * white)
+    clipped = linear.clamp(0, 1)
+    rgb = torch.where(clipped <= 0.0031308, clipped * 12.92,
+                      1.055 * clipped.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+    unclipped = torch.where(linear <= 0.0031308, linear * 12.92,
+                            1.055 * linear.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+    outside = ((unclipped < -1 / 255) | (unclipped > 1 + 1 / 255)).any(1, keepdim=True)
+    return rgb * 2 - 1, outside
+
+
+def weighted_median(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(B, C): per image and channel the weighted median of values (B, C, N) under weight (B, N)
+    >= 0 (the smallest value whose share of the weight reaches one half)."""
+    values, order = values.sort(dim=2)
+    cumulative = weight[:, None].expand_as(values).gather(2, order).cumsum(2)
+    below = (cumulative < cumulative[..., -1:] / 2).sum(2, keepdim=True)
+    return values.gather(2, below.clamp(max=values.shape[2] - 1))[..., 0]
+
+
+def move_colour(lab: torch.Tensor, target: torch.Tensor, region: torch.Tensor,
+                weight: torch.Tensor) -> torch.Tensor:
+    """lab (B, 3, H, W) with its region's pixels (bool (B, 1, H, W)) moved so that their weighted
+    median (weight (B, 1, H, W)) lands on target (Lab, (B, 3, H, W) or (B, 3, 1, 1)): every pixel
+    keeps its difference from the median, so shading and texture stay; the rest as it was."""
+    median = weighted_median(lab.flatten(2), (weight * region).flatten(1).to(lab.dtype))
+    return torch.where(region, lab + target - median[..., None, None], lab)
+
+
+def recolour_shoes(photo: torch.Tensor, generator: torch.Generator, p: float) -> tuple:
+    """(photos, chosen (B,) bool): each real photo (B, 3, H, W) in [-1, 1] chosen with probability
+    p gets its shoe (shoe_mask) moved in Lab to a random colour (uniform in the sRGB cube: any hue,
+    chroma and lightness, also for the many black and brown shoes, which have no hue to rotate),
+    its shading and texture kept, its background untouched. All on photo's device, from
+    generator."""
+    batch = photo.shape[0]
+    chosen = torch.rand(batch, generator=generator, device=photo.device) < p
+    target = torch.rand(batch, 3, 1, 1, generator=generator, device=photo.device) * 2 - 1
+    shoe = shoe_mask(photo)
+    lab = srgb_to_lab(photo, torch.float32)
+    moved, _ = lab_to_srgb(move_colour(lab, srgb_to_lab(target, torch.float32), shoe,
+                                       shoe.float()))
+    changed = shoe & chosen[:, None, None, None]
+    return torch.where(changed, moved.to(photo.dtype), photo), chosen
+
+
+def training_hints(photo: torch.Tensor, generator: torch.Generator, p: float = 0.125,
+                   max_patches: int = 32, max_side: int = 9, on_shoe: bool = True,
+                   recolour: float = 0.0) -> tuple:
+    """(photos, hints) for a training batch of real photos (B, 3, H, W): sample_hints, and with
+    recolour > 0 first recolour_shoes, the hints then taken from the recoloured photo (so that the
+    hints alone say its colour) and the photo kept recoloured only where it got a hint (images
+    without keep the data's look). recolour = 0 draws exactly what sample_hints draws."""
+    if recolour <= 0:
+        return photo, sample_hints(photo, generator, p, max_patches, max_side, on_shoe)
+    changed, chosen = recolour_shoes(photo, generator, recolour)
+    hints = sample_hints(changed, generator, p, max_patches, max_side, on_shoe,
+                         shoe=shoe_mask(photo))
+    hinted = hints[:, 3].flatten(1).amax(1) > 0
+    return torch.where((chosen & hinted)[:, None, None, None], changed, photo), hints
+
+
+def transfer_colour(photo: torch.Tensor, hints: torch.Tensor) -> tuple:
+    """(photos, outside) after G: the generated photos' (B, 3, H, W) shoes (shoe_mask) moved in
+    Lab to the hints' (B, 4, H, W) colours: every pixel keeps its difference from the shoe's
+    median, weighted by nearness to the hints (their spread), and takes the spread's colour as its
+    target, so one colour makes the whole shoe that colour with its shading and texture. outside
+    (B, 1, H, W): the pixels clipped to the sRGB gamut. An image without hints is unchanged."""
+    colour, near = spread(hints)
+    shoe = shoe_mask(photo) & (hints[:, 3:].flatten(1).amax(1) > 0)[:, None, None, None]
+    lab = srgb_to_lab(photo, torch.float32)
+    moved, outside = lab_to_srgb(move_colour(lab, srgb_to_lab(colour, torch.float32), shoe,
+                                             near + 1e-3))
+    return torch.where(shoe, moved.to(photo.dtype), photo), outside & shoe
 
 
 # --- hints a person gives -----------------------------------------------------------------------
@@ -270,20 +386,31 @@ def hints_from_image(colours: np.ndarray, painted: np.ndarray, region: tuple,
     return torch.from_numpy(hints).permute(2, 0, 1).contiguous()
 
 
+def drawing_inside(sketch: torch.Tensor) -> tuple:
+    """(ink, inside), bool numpy (H, W) of a sketch (3, H, W) in [-1, 1]: its strokes (any gray:
+    resized lines are faint), and the free pixels inside its closed shape (gaps of 1/32 of the
+    longer side closed, holes filled)."""
+    ink = (sketch.float().mean(0) < WHITE).cpu().numpy()
+    if not ink.any():
+        return ink, ink.copy()
+    close = max(1, round(max(ink.shape) / 32))
+    padded = np.pad(ink, close + 1)  # the closing's erosion must not eat a shape at the border
+    # a square element: a cross's closing never bridges a gap in a straight stroke (the corners of
+    # its dilation do not reach past the stroke's ends)
+    closed = ndimage.binary_closing(padded, np.ones((3, 3)), iterations=close)[
+        close + 1:-close - 1, close + 1:-close - 1]
+    return ink, ndimage.binary_fill_holes(closed) & ~ink
+
+
 def inside_point(sketch: torch.Tensor) -> tuple:
     """(y, x) of a point inside the drawing of a sketch (3, H, W) in [-1, 1], as far from its
     strokes as the drawing allows: the deepest point of its closed shape (gaps of a few pixels
     closed first); of an open drawing, the free pixel nearest the strokes' centroid; of no
     drawing, the centre."""
-    ink = (sketch.float().mean(0) < WHITE).cpu().numpy()  # resized lines are faint: any gray
+    ink, inside = drawing_inside(sketch)
     height, width = ink.shape
     if not ink.any():
         return height // 2, width // 2
-    close = max(1, round(max(height, width) / 32))
-    padded = np.pad(ink, close + 1)  # the closing's erosion must not eat a shape at the border
-    closed = ndimage.binary_closing(padded, iterations=close)[close + 1:-close - 1,
-                                                              close + 1:-close - 1]
-    inside = ndimage.binary_fill_holes(closed) & ~ink
     if inside.any():
         depth = ndimage.distance_transform_edt(~ink) * inside
         y, x = np.unravel_index(np.argmax(depth), depth.shape)

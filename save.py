@@ -61,12 +61,13 @@ PIX2PIX_RESUME = ResumeClasses(
     # the saved tensors would not fit the networks (shapes), the position in the epoch would mean
     # other images (batch_size), or G would learn another mapping (direction) or input (hints)
     refused=("ngf", "ndf", "num_downs", "n_layers_d", "generator", "resnet_blocks", "norm_g",
-             "upsample", "norm_d", "spectral_norm", "batch_size", "direction", "hints"),
+             "upsample", "norm_d", "spectral_norm", "batch_size", "direction", "hints",
+             "hint_global"),
     warned=("data_dir", "image_size", "jitter", "load_size", "sketch_aug", "sketch_aug_strength",
             "dropout", "dropout_blocks", "lambda_l1", "gan_loss", "lambda_gp", "n_critic",
             "lambda_perceptual", "vgg_weights", "lr", "beta1", "beta2", "epochs", "epochs_decay",
             "sync_bn", "seed", "precision", "compile", "compile_mode", "hint_p", "hint_max",
-            "hint_patch", "hint_on_shoe"),
+            "hint_patch", "hint_on_shoe", "hint_recolour"),
     # where the run's files go, how it loads, logs and checks (the loaders are exact, tests), where
     # and how fast it computes
     silent=("num_workers", "cache", "cache_dir", "skip_bad", "name", "models_dir", "samples_dir",
@@ -82,7 +83,8 @@ PIX2PIX_RESUME = ResumeClasses(
                  "compile_mode": lambda c: not c.compile,
                  "epochs": lambda c: c.epochs_decay == 0,  # more epochs move where decay starts
                  **{name: lambda c: not c.hints
-                    for name in ("hint_p", "hint_max", "hint_patch", "hint_on_shoe")}})
+                    for name in ("hint_p", "hint_max", "hint_patch", "hint_on_shoe",
+                                 "hint_recolour", "hint_global")}})
 
 
 class WatchedFile:

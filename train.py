@@ -41,7 +41,7 @@ from dataset import (CachedLoader, EpochSampler, PairCache, PairDataset, ignore_
                      sketch_augment, to_float, train_val_folders)
 from discriminator import build_discriminator
 from generator import build_generator, seeded, translate
-from hints import patch_side, sample_hints, with_hints
+from hints import patch_side, training_hints, with_hints
 from losses import VGGFeatures, gradient_penalty, loss_d_of, loss_g_gan_of
 from save import (CHECKPOINT_KEYS, LOSS_KEYS, PIX2PIX_RESUME, check_fits, check_not_held,
                   check_resume, check_writable, generator_fields, load_checkpoint, lock_run_dir,
@@ -775,9 +775,10 @@ def main(cfg: Config) -> dict:
                     if cfg.sketch_aug:  # edge maps -> hand-drawn; the photo moves with the shoe
                         sketch, photo = sketch_augment(sketch, photo, aug_rng,
                                                        cfg.sketch_aug_strength)
-                    hints = sample_hints(photo, aug_rng, cfg.hint_p, cfg.hint_max,
-                                         patch_side(cfg.hint_patch, cfg.image_size),
-                                         cfg.hint_on_shoe) if cfg.hints else None
+                    photo, hints = training_hints(
+                        photo, aug_rng, cfg.hint_p, cfg.hint_max,
+                        patch_side(cfg.hint_patch, cfg.image_size), cfg.hint_on_shoe,
+                        cfg.hint_recolour) if cfg.hints else (photo, None)
                     if cfg.compile and cfg.compile_mode == "reduce-overhead":
                         torch.compiler.cudagraph_mark_step_begin()  # CUDA graphs: a step begins
                     run.meter.add(gan_step(G_train, D_train, opt_g, opt_d, scaler, sketch=sketch,

@@ -209,17 +209,22 @@ def final_weights(cfg):
     return {f"{net}.{k}": v for net in ("generator", "discriminator") for k, v in ckpt[net].items()}
 
 
-def test_ctrl_c_mid_epoch_then_resume_draws_the_same_hints(tmp_path, pairs_dir, monkeypatch):
-    options = dict(epochs=1, hints=True, hint_p=0.3, precision="fp32")
+@pytest.mark.parametrize("recolour", [0.0, 0.7])
+def test_ctrl_c_mid_epoch_then_resume_draws_the_same_hints(tmp_path, pairs_dir, monkeypatch,
+                                                           recolour):
+    options = dict(epochs=1, hints=True, hint_p=0.3, precision="fp32", hint_recolour=recolour)
     drawn = {}
-    original = train.sample_hints
+    original = train.training_hints
+
+    recoloured = []
 
     def sample(photo, generator, *args):
-        given = original(photo, generator, *args)
-        drawn.setdefault(generator.initial_seed(), []).append(given)
-        return given
+        kept, given = original(photo, generator, *args)
+        recoloured.append(not torch.equal(kept, photo))
+        drawn.setdefault(generator.initial_seed(), []).append(torch.cat([kept, given], 1))
+        return kept, given
 
-    monkeypatch.setattr(train, "sample_hints", sample)
+    monkeypatch.setattr(train, "training_hints", sample)
     unbroken = train.main(tiny_config(tmp_path / "a", pairs_dir, **options))
     unbroken_hints, drawn = drawn, {}
     cfg = tiny_config(tmp_path / "b", pairs_dir, **options)
@@ -243,6 +248,7 @@ def test_ctrl_c_mid_epoch_then_resume_draws_the_same_hints(tmp_path, pairs_dir, 
     a, b = final_weights(tiny_config(tmp_path / "a", pairs_dir)), final_weights(cfg)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["val_l1"][-1] == unbroken["val_l1"][-1]
+    assert any(recoloured) == (recolour > 0)  # the photos G learns from were recoloured, or not
 
 
 # --- hints a person gives ------------------------------------------------------------------------

@@ -68,7 +68,8 @@ WHERE = {"pix2pix": dict(load_size=dict(jitter=True), sketch_aug_strength=dict(s
                          resnet_blocks=dict(generator="resnet"), norm_g=dict(generator="resnet"),
                          compile_mode=dict(compile=True), epochs=dict(epochs_decay=5),
                          **{name: dict(hints=True)
-                            for name in ("hint_p", "hint_max", "hint_patch", "hint_on_shoe")}),
+                            for name in ("hint_p", "hint_max", "hint_patch", "hint_on_shoe",
+                                         "hint_recolour", "hint_global")}),
          "completion": dict(load_size=dict(jitter=True))}
 
 
