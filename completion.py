@@ -46,12 +46,13 @@ from dataset import to_float, to_image  # noqa: E402
 from generator import init_weights as init_conv_weights  # noqa: E402
 from generator import seeded  # noqa: E402
 from infer import collect_inputs  # noqa: E402
+from loop import (RunLog, after_step, check_start, end_epoch, epoch_batches,  # noqa: E402
+                  resume_position, running)
 from save import (CHECKPOINT_KEYS, ResumeClasses, atomic_save, check_fits,  # noqa: E402
                   load_checkpoint, restore, rng_state)
 from sketch import prepare_sketch, put_back  # noqa: E402
-from train import (PRECISION_NAMES, RunLog, after_step, check_start, end_epoch,  # noqa: E402
-                   epoch_batches, load_data, make_optimizers, mixed_precision, pick_precision,
-                   resume_position, running)
+from train import (PRECISION_NAMES, load_data, make_optimizers, mixed_precision,  # noqa: E402
+                   pick_precision)
 
 METHODS = ("direct", "search")
 GAN_LOSSES = ("bce", "saturating", "softmax")

@@ -36,11 +36,6 @@ from config import Config, first_line, memory_short, short_repr
 from dataset import to_image
 from generator import build_generator
 
-try:
-    import fcntl  # POSIX: the lock that keeps a run folder to one training at a time
-except ImportError:  # Windows: no lock, and lock_run_dir says so
-    fcntl = None
-
 PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps means and JSON finite
 # Keys every resumable checkpoint has; "world_size" joined later and reads as 1 where it is missing.
 LOSS_KEYS = ("loss_d", "loss_g_gan", "loss_g_l1")  # the losses each log record of train.py holds
@@ -161,85 +156,6 @@ def atomic_write(path, write) -> None:
 def atomic_save(obj, path) -> None:
     """torch.save, atomically."""
     atomic_write(path, lambda f: torch.save(obj, f))
-
-
-# ---------------------------------------------------------------- the run folder: one writer
-
-LOCK_NAME = ".lock"  # in a run folder: locked by the one training that writes there, its pid in it
-
-
-def held(run_dir: Path, file) -> OSError:
-    """The refusal of a run folder whose lock file another training holds."""
-    file.seek(0)
-    pid = file.read().strip()
-    return OSError(f"{run_dir}: in use by another training{f' (pid {pid})' if pid else ''}; wait "
-                   f"for it to end, or use another --name")
-
-
-def check_not_held(run_dir: Path) -> None:
-    """Refuse a run folder that another training holds, writing nothing (lock_run_dir locks it)."""
-    if fcntl is None or not (run_dir / LOCK_NAME).is_file():
-        return
-    with open(run_dir / LOCK_NAME) as file:
-        try:
-            fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)  # let go of as the file closes
-        except BlockingIOError:
-            raise held(run_dir, file) from None
-
-
-def lock_run_dir(run_dir: Path, log=print):
-    """Hold run_dir for this process until unlock, or its end (a crash lets go of it too; its
-    loader workers, which share the file, end within seconds): a second training of the folder is
-    refused in one line. None where the system has no flock, said in one line."""
-    if fcntl is None:
-        log(f"warning: this system has no fcntl.flock: nothing stops a second training from "
-            f"writing into {run_dir} at the same time")
-        return None
-    path = run_dir / LOCK_NAME
-    try:  # never through a link: truncating it below would empty the file it points to
-        file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")
-    except OSError as e:
-        raise OSError(f"{path}: cannot open it as the run's lock file ("
-                      f"{'a link' if path.is_symlink() else e.strerror}); remove it") from None
-    try:
-        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        error = held(run_dir, file) if isinstance(e, BlockingIOError) else OSError(
-            f"{path}: cannot lock it ({e.strerror})")
-        file.close()
-        raise error from None
-    file.truncate(0)
-    file.write(f"{os.getpid()}\n")
-    file.flush()
-    return file
-
-
-def unlock(file) -> None:
-    """Let go of lock_run_dir's lock at once (loader workers that share the file included)."""
-    if file is not None:
-        fcntl.flock(file, fcntl.LOCK_UN)
-        file.close()
-
-
-def check_writable(*folders: Path) -> None:
-    """Make each folder and create a file in it as atomic_write does: a folder the run cannot
-    write is one OSError line before its first step, not after an epoch's work."""
-    for folder in folders:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")  # not .tmp: never swept
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise OSError(f"{folder}: the run cannot write there ({e.strerror or e})") from None
-
-
-def start_over(run_dir: Path, samples_dir: Path, outputs: tuple) -> None:
-    """--overwrite: delete what an earlier run of the name wrote: outputs (file names in run_dir),
-    its TensorBoard events and its sample grids. Anything else in the folders stays."""
-    for path in [*(run_dir / name for name in outputs), *samples_dir.glob("epoch_*.png"),
-                 *run_dir.glob("tensorboard/events.out.tfevents.*")]:
-        path.unlink(missing_ok=True)
 
 
 def save_checkpoint(path, *, generator, discriminator, opt_g, opt_d, scaler, epoch: int, batch: int,

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import save
+import loop
 import train
 from config import Config
 from conftest import tiny_config
@@ -41,7 +41,7 @@ def failing_worker(rank: int, port: int, cfg_dict: dict, out_dir: str) -> None:
 
     train.dist.barrier = barrier
     if rank == 0:
-        train.save_grid = disk_full
+        loop.save_grid = disk_full
     try:
         train.main(Config(**cfg_dict))
         outcome = "finished"
@@ -95,19 +95,19 @@ def test_a_folder_another_training_holds_is_refused_on_every_rank(tmp_path, pair
     cfg = tiny_config(tmp_path, pairs_dir, batch_size=2)
     run_dir = tmp_path / "models/test"
     run_dir.mkdir(parents=True)
-    held = save.lock_run_dir(run_dir)  # this process holds it: the ranks are other processes
+    held = loop.lock_run_dir(run_dir)  # this process holds it: the ranks are other processes
     try:
         join_or_fail(mp.start_processes(held_folder_worker, args=(free_port(), cfg.to_dict(),
                                                                   str(tmp_path)),
                                         nprocs=2, join=False, start_method="spawn"))
     finally:
-        save.unlock(held)
+        loop.unlock(held)
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for result in results:  # rank 0 found it; rank 1 learnt it from rank 0
         assert result == {"outcome": f"OSError: {run_dir}: in use by another training (pid "
                                      f"{os.getpid()}); wait for it to end, or use another --name",
                           "group_left": True}, results
-    assert sorted(p.name for p in run_dir.iterdir()) == [save.LOCK_NAME]  # nothing written
+    assert sorted(p.name for p in run_dir.iterdir()) == [loop.LOCK_NAME]  # nothing written
 
 
 def test_an_error_before_training_still_leaves_the_process_group(tmp_path, pairs_dir,

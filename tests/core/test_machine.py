@@ -16,6 +16,7 @@ from PIL import Image, ImageFont
 
 import config
 import dataset
+import loop
 import train
 import tune
 from conftest import make_pairs, tiny_config
@@ -249,19 +250,19 @@ def test_fp16_on_a_cpu_scales_the_loss_and_skips_a_non_finite_step(tmp_path):
         assert all(torch.equal(p, old[name]) for name, p in net.named_parameters())
     # train.py's loop: under an enabled scaler that is a line in the log, without one it stops
     record = {"epoch": 0, "step": 3, **dict(zip(LOSS_KEYS, losses.tolist()))}
-    train.check_losses(record, scaler, tmp_path / "last.pt")
+    loop.check_losses(record, scaler, tmp_path / "last.pt")
     with pytest.raises(FloatingPointError, match=r"loss is NaN or Inf by step 3 .*last\.pt"):
-        train.check_losses(record, torch.amp.GradScaler("cpu", enabled=False),
-                           tmp_path / "last.pt")
+        loop.check_losses(record, torch.amp.GradScaler("cpu", enabled=False),
+                          tmp_path / "last.pt")
 
 
 def test_check_losses_says_one_line_under_an_enabled_scaler(tmp_path, capsys):
     record = {"epoch": 0, "step": 7, "loss_d": math.inf, "loss_g_gan": 0.7, "loss_g_l1": 0.5}
-    train.check_losses(record, torch.amp.GradScaler("cpu", init_scale=4.0), tmp_path / "last.pt")
+    loop.check_losses(record, torch.amp.GradScaler("cpu", init_scale=4.0), tmp_path / "last.pt")
     assert capsys.readouterr().out == ("step 7: non-finite fp16 loss; the GradScaler skipped "
                                        "those updates\n")
     finite = {**record, "loss_d": 0.6}
-    train.check_losses(finite, torch.amp.GradScaler("cpu", enabled=False), tmp_path / "last.pt")
+    loop.check_losses(finite, torch.amp.GradScaler("cpu", enabled=False), tmp_path / "last.pt")
     assert capsys.readouterr().out == ""
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import dataset
+import loop
 import save
 import train
 import tune
@@ -502,7 +503,7 @@ def test_the_loop_times_training_steps_alone_and_marks_each_for_cuda_graphs(tmp_
     # wiring, compile itself left out (on this CPU it takes ~30 s even with its eager backend;
     # tests/test_cuda.py compiles for real): CUDA graphs need each step announced before it runs
     now, events = [0.0], []
-    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: now[0]))
     real_step, real_validate, real_save = train.gan_step, train.validate, train.save_checkpoint
     mark = torch.compiler.cudagraph_mark_step_begin
 
