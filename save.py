@@ -159,21 +159,25 @@ def atomic_save(obj, path) -> None:
 
 
 def save_checkpoint(path, *, generator, discriminator, opt_g, opt_d, scaler, epoch: int, batch: int,
-                    step: int, config: Config, world_size: int = 1) -> None:
-    """Everything needed to resume, of the unwrapped modules, plus generator.pt for inference."""
-    generator_state = generator.state_dict()
-    finite = [torch.isfinite(t).all() for t in generator_state.values() if t.is_floating_point()]
+                    step: int, config, world_size: int = 1, kind: str = None,
+                    weights=("generator.pt", ("generator",))) -> None:
+    """Everything needed to resume, of the unwrapped modules, plus the file beside it that
+    inference needs: weights = (its name, the nets it holds), with config and step. kind: the
+    family of a checkpoint other than pix2pix's (completion.py's)."""
+    nets = {"generator": generator.state_dict(), "discriminator": discriminator.state_dict()}
+    finite = [torch.isfinite(t).all() for t in nets["generator"].values() if t.is_floating_point()]
     if not torch.stack(finite).all():  # one host sync for the whole check, not one per tensor
         raise FloatingPointError(f"not saving {path}: the generator has NaN or Inf weights "
                                  f"at step {step}")
     device = next(generator.parameters()).device
-    atomic_save({"generator": generator_state, "discriminator": discriminator.state_dict(),
-                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                 "scaler": scaler.state_dict(),
-                 "epoch": epoch, "batch": batch, "step": step, "world_size": world_size,
-                 "rng": rng_state(device), "config": config.to_dict()}, path)
-    atomic_save({"generator": generator_state, "config": config.to_dict(), "step": step},
-                Path(path).parent / "generator.pt")
+    family = {"kind": kind} if kind else {}
+    atomic_save({**family, **nets, "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                 "scaler": scaler.state_dict(), "epoch": epoch, "batch": batch, "step": step,
+                 "world_size": world_size, "rng": rng_state(device), "config": config.to_dict()},
+                path)
+    name, held = weights
+    atomic_save({**family, **{net: nets[net] for net in held}, "config": config.to_dict(),
+                 "step": step}, Path(path).parent / name)
 
 
 def rng_state(device: torch.device) -> dict:
