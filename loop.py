@@ -189,6 +189,7 @@ def start_over(run_dir: Path, samples_dir: Path, outputs: tuple) -> None:
 
 
 NAME_MAX = 255  # bytes in one folder name (ext4, XFS, APFS, NTFS's 255 UTF-16 units and more)
+WAYS_ON = "start another with another --name, or start this one over with --overwrite"
 
 
 def check_run_name(name: str) -> None:
@@ -235,22 +236,19 @@ def check_start(cfg, run_dir: Path, outputs: tuple, **family) -> None:
             ckpt = load_checkpoint(last_path, keys=CHECKPOINT_KEYS, mmap=True, **family)
         except ValueError as e:  # --resume would fail the same way: not offered
             raise ValueError(f"{run_dir}: holds a last.pt that does not load "
-                             f"({why(e, last_path)}); start another with another --name, or "
-                             f"start this one over with --overwrite") from None
+                             f"({why(e, last_path)}); {WAYS_ON}") from None
         raise ValueError(f"{run_dir}: holds a run saved at epoch {ckpt['epoch']} batch "
-                         f"{ckpt['batch']} (step {ckpt['step']}); continue it with --resume, start "
-                         f"another with another --name, or start this one over with --overwrite")
+                         f"{ckpt['batch']} (step {ckpt['step']}); continue it with --resume, "
+                         f"{WAYS_ON}")
     # from scratch (--resume too: there is no last.pt): an earlier run's weights and grids would be
     # written over; its log alone is no loss (a run killed before its first checkpoint)
     weights, grids = run_dir / outputs[1], sorted(samples_dir.glob("epoch_*.png"))
     if weights.exists():
         raise ValueError(f"{run_dir}: holds {weights.name} of an earlier run but no last.pt to "
-                         f"continue it; start another with another --name, or start this one "
-                         f"over with --overwrite")
+                         f"continue it; {WAYS_ON}")
     if grids:
         raise ValueError(f"{samples_dir}: holds {grids[0].name} of an earlier run but {run_dir} "
-                         f"has no last.pt to continue it; start another with another --name, or "
-                         f"start this one over with --overwrite")
+                         f"has no last.pt to continue it; {WAYS_ON}")
 
 
 def resume_position(cfg, last_path: Path, world_size: int, classes=PIX2PIX_RESUME,

@@ -331,25 +331,19 @@ def checkpoint_kind(path) -> str:
     return kind
 
 
-def is_state_dict(value) -> bool:
-    """Whether value is what load_state_dict takes: names mapped to tensors."""
-    return isinstance(value, dict) and all(isinstance(k, str) and torch.is_tensor(v)
-                                           for k, v in value.items())
-
-
 def is_count(value, least: int = 0) -> bool:
     return type(value) is int and value >= least  # True is no count
 
 
+STATE_DICT = (lambda v: isinstance(v, dict) and all(isinstance(k, str) and torch.is_tensor(t)
+                                                    for k, t in v.items()),
+              "a state dict (parameter names mapped to tensors)")  # what load_state_dict takes
+OPTIMIZER = (lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
+             and isinstance(v.get("param_groups"), list), "an optimizer state")
 ENTRIES = {  # what each entry a checkpoint may hold must be: (test, what it is)
-    "generator": (is_state_dict, "a state dict (parameter names mapped to tensors)"),
-    "discriminator": (is_state_dict, "a state dict (parameter names mapped to tensors)"),
-    "opt_g": (lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
-              and isinstance(v.get("param_groups"), list), "an optimizer state"),
-    "opt_d": (lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
-              and isinstance(v.get("param_groups"), list), "an optimizer state"),
+    "generator": STATE_DICT, "discriminator": STATE_DICT, "opt_g": OPTIMIZER, "opt_d": OPTIMIZER,
     "scaler": (lambda v: isinstance(v, dict), "a GradScaler state"),
-    "epoch": (is_count, "a count"), "batch": (is_count, "a count"), "step": (is_count, "a count"),
+    **dict.fromkeys(("epoch", "batch", "step"), (is_count, "a count")),
     "world_size": (lambda v: is_count(v, 1), "a count of processes"),
     "rng": (lambda v: isinstance(v, dict) and torch.is_tensor(v.get("torch"))
             and isinstance(v.get("python"), tuple) and torch.is_tensor(v.get("cuda")),
@@ -447,7 +441,15 @@ def restore(path, G, D, opt_g, opt_d, scaler, device: torch.device, **family) ->
     """Weights, Adam moments, loss scale and random states from the checkpoint at path (checked
     by check_resume). The optimizers keep this run's settings (see load_optimizer)."""
     ckpt = load_checkpoint(path, keys=CHECKPOINT_KEYS, **family)
-    restore_states(path, ckpt, G, D, opt_g, opt_d, scaler)
+    try:
+        G.load_state_dict(ckpt["generator"])
+        D.load_state_dict(ckpt["discriminator"])
+        load_optimizer(opt_g, ckpt["opt_g"])
+        load_optimizer(opt_d, ckpt["opt_d"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+        raise ValueError(f"{path}: does not fit this run ({first_line(e)})") from None
+    if ckpt["scaler"] and scaler.is_enabled():  # empty when the run that saved it did not use fp16
+        scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"], device, path)
     del ckpt  # about 1.1 GB at full size: the run must not hold on to it
 
@@ -470,20 +472,6 @@ def batch_for_world_size(path, batch: int, saved_world_size: int, world_size: in
                          f"the epoch, not a whole number of steps of {world_size} × {batch_size} "
                          f"images; resume with {saved_world_size} process(es)")
     return seen // (batch_size * world_size)
-
-
-def restore_states(path, ckpt: dict, G, D, opt_g, opt_d, scaler) -> None:
-    """Load both nets, both optimizers and the scaler from ckpt; a misfit is one line naming
-    path."""
-    try:
-        G.load_state_dict(ckpt["generator"])
-        D.load_state_dict(ckpt["discriminator"])
-        load_optimizer(opt_g, ckpt["opt_g"])
-        load_optimizer(opt_d, ckpt["opt_d"])
-    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
-        raise ValueError(f"{path}: does not fit this run ({first_line(e)})") from None
-    if ckpt["scaler"] and scaler.is_enabled():  # empty when the run that saved it did not use fp16
-        scaler.load_state_dict(ckpt["scaler"])
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:

@@ -22,7 +22,7 @@ import tune
 from conftest import make_pairs, tiny_config
 from dataset import PairCache, PairDataset
 from generator import UNetGenerator
-from save import CHECKPOINT_KEYS, LOSS_KEYS, load_checkpoint, plot_curves
+from save import CHECKPOINT_KEYS, LOSS_KEYS, load_checkpoint, plot_curves, restore
 from tune import Tuner
 
 CPU = torch.device("cpu")
@@ -270,8 +270,14 @@ def test_train_main_in_fp16_on_a_cpu_trains_and_saves_the_scaler(tmp_path, pairs
     result = train.main(tiny_config(tmp_path, pairs_dir, **{**TINY, "batch_size": 4},
                                     precision="fp16"))
     assert result["step"] == 4 and "precision float16" in capsys.readouterr().out
-    saved = load_checkpoint(tmp_path / "models/test/last.pt", keys=CHECKPOINT_KEYS)["scaler"]
+    path = tmp_path / "models/test/last.pt"
+    ckpt = load_checkpoint(path, keys=CHECKPOINT_KEYS)
+    saved, cfg = ckpt["scaler"], ckpt["config"]
     assert saved and saved["scale"] > 0  # an enabled scaler's state, for an exact resume
+    G, D = train.build_generator(cfg), train.build_discriminator(cfg)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    restore(path, G, D, *train.make_optimizers(G, D, cfg, CPU), scaler, CPU)
+    assert scaler.state_dict() == saved  # resumed with the saved scale and growth tracker
 
 
 # ---------------------------------------------------------------- the tuner's cache folder

@@ -371,6 +371,20 @@ def test_a_last_pt_that_does_not_load_is_not_sent_to_resume(tmp_path, pairs_dir)
         train.main(tiny_config(tmp_path, pairs_dir))
 
 
+@pytest.mark.parametrize("entry, value, what", [
+    ("opt_d", {"state": {}}, "an optimizer state but a dict with 'state': a dict"),
+    ("scaler", [], "a GradScaler state but a list"), ("batch", True, "a count but a bool"),
+    ("world_size", 0, "a count of processes but 0"),
+    ("rng", {"torch": 1}, "the random states of a run but a dict with 'torch': an int")])
+def test_a_resumable_checkpoint_with_a_wrong_entry_is_one_line_naming_it(tmp_path, entry, value,
+                                                                         what):
+    path, _ = save_run(tmp_path / "last.pt", tiny_config(tmp_path, tmp_path))
+    torch.save({**torch.load(path, weights_only=True), entry: value}, path)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: its {entry} entry is not "
+                                         rf"{re.escape(what)}$"):
+        save.load_checkpoint(path, keys=save.CHECKPOINT_KEYS)
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
 def test_a_checkpoint_that_is_a_folder_a_pipe_or_a_device_is_one_line_at_once(tmp_path):
     os.mkfifo(tmp_path / "pipe.pt")  # opening it to read would wait for a writer forever
