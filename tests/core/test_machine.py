@@ -30,15 +30,9 @@ TINY = dict(image_size=32, num_downs=5, ngf=4, ndf=4, batch_size=2)  # emulated 
 
 
 @pytest.fixture(autouse=True)
-def one_thread_two_rounds(monkeypatch):
-    """Pinned: one thread (tiny nets gain nothing from more, and a busy machine's other threads
-    stall each op), the tuner's fewest timed rounds (what is timed is tested, not how long)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-
+def two_rounds(monkeypatch):
+    """Pinned: the tuner's fewest timed rounds (what is timed is tested, not how long)."""
     monkeypatch.setattr(tune, "MAX_ROUNDS", 2)
-    yield
-    torch.set_num_threads(threads)
 
 
 def spy_nets(monkeypatch) -> list:
