@@ -33,7 +33,9 @@ def fake_machine(monkeypatch):
     monkeypatch.setattr(tune.Runner, "__call__", call)
     monkeypatch.setattr(tune, "clock", lambda: now[0])
     monkeypatch.setattr(tune, "native_bf16", lambda: True)
-    torch.set_num_threads(2)
+    threads = [2]  # torch's default, as on a 2-core machine; the work itself runs on one thread
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads[0])
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: threads.__setitem__(0, n))
     return ran
 
 
