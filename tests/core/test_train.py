@@ -128,15 +128,6 @@ def test_ctrl_c_mid_epoch_then_resume_matches_an_unbroken_run(tmp_path, pairs_di
     assert resumed["val_l1"][-1] == unbroken["val_l1"][-1]
 
 
-def test_resume_refuses_a_checkpoint_of_another_shape(tmp_path, pairs_dir):
-    train.main(tiny_config(tmp_path, pairs_dir, epochs=1))
-    with pytest.raises(ValueError, match=r"last\.pt: cannot resume.*ngf=8 \(now 16\)"):
-        train.main(tiny_config(tmp_path, pairs_dir, epochs=2, ngf=16, resume=True))
-    for field, value in (("upsample", "resize"), ("spectral_norm", True), ("generator", "resnet")):
-        with pytest.raises(ValueError, match=rf"last\.pt: cannot resume.*{field}="):
-            train.main(tiny_config(tmp_path, pairs_dir, epochs=2, resume=True, **{field: value}))
-
-
 def test_nan_loss_stops_with_the_step_and_saves_nothing(tmp_path, pairs_dir, monkeypatch):
     calls, l1_loss = [], F.l1_loss
 
