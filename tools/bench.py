@@ -15,35 +15,12 @@ r"""Speed of pix2pix: the training step, the input pipeline and CPU inference.
     # ms to prepare a sketch (find, fit, thin), per kind and size of input, beside the generator
     python -m tools.bench prepare
 
-train: times train.gan_step (G and D forward and backward, both Adam steps, fused on CUDA,
-GradScaler for fp16) on random batches already on the device, for every combination of the options,
-eager configurations first. Warm-up steps come first (torch.compile compiles there; the first step's
-time is reported apart); the timed steps of all configurations are interleaved, so that a busy
-machine slows them alike (all of them stay in memory for that: about 0.9 GB of weights, gradients
-and Adam state each at ngf 64); with --no-interleave each is built, timed, written and freed in turn
-(batches that would not fit together; a time limit loses only the unmeasured). Medians are reported;
-a configuration that runs out of memory is a record with "error" and the next one goes on. FLOPs
-per image are counted once by FlopCounterMode on the real step (on the meta device, so it costs
-nothing; it counts convolutions and matmuls, not batch norm, activations or Adam) and compared with
---peak_tflops (800: an H100's dense bf16). Peak memory is CUDA's max_memory_allocated during the
-warm-up above what was allocated before the configuration was built; on CPU the growth of resident
-memory instead. A reduce-overhead row on CUDA says whether CUDA graphs really replayed
-(cuda_graphs: inductor's count of skipped graphs, and the graph launches that the profiler sees in
-one step): a skipped graph runs its kernels one by one and times something else.
-loader: images/s of train.py's input pipeline alone, up to the uint8 batch on the device: the files
-(JPEG -> dataset.PairDataset -> DataLoader) per worker count and, with --cache, train.py --cache's
-path (dataset.PairCache, built first and timed, read by dataset.CachedLoader, crop and flip on the
-device), with and without jitter, interleaved; ratios against the 2-worker file loader.
-infer: ms per image on the CPU, side by side: plain fp32 eager translate() (the reference), the
-tuner's pick (tune.py, tuned in the worker) and onnxruntime on the exported generator
-(tools.export), in paper and eval mode, at each --batch; plain runs twice, in two worker processes
-(OpenMP reads its wait policy once, at start-up): under torch's default policy, as a user's own
-loop runs, and under the passive waits infer.py sets; every timed batch alternates between variants
-and processes; then the sketch pad's POST /generate end to end (--app). Ratios are against the
-faster of the two plain loops, at batch 1 and at the same batch.
-prepare: wall and CPU ms of sketch.prepare_sketch for synthetic inputs from 32² to a 12-megapixel
-phone photo, interleaved with one generator call (eval and paper mode) at --size: the preparation
-is near-constant in the input's size.
+train: train.gan_step on random batches already on the device, per configuration (warmed up, then
+their timed steps interleaved; --no-interleave: one at a time), with FLOPs, memory and whether CUDA
+graphs replayed; loader: train.py's input pipeline alone, the files per worker count beside --cache;
+infer: CPU ms per image of plain fp32 eager, the tuner's pick and onnxruntime, under two OpenMP
+policies, then the sketch pad end to end; prepare: sketch.prepare_sketch per kind of input, beside
+the generator. What each measures and how: docs/tools.md (Benchmarks).
 Every configuration prints one readable line and one JSON line (also appended to --out FILE.jsonl).
 """
 
