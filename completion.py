@@ -46,12 +46,13 @@ from dataset import to_float, to_image  # noqa: E402
 from generator import init_weights as init_conv_weights  # noqa: E402
 from generator import seeded  # noqa: E402
 from infer import collect_inputs  # noqa: E402
-from save import (CHECKPOINT_KEYS, ResumeClasses, atomic_save, check_fits,  # noqa: E402
-                  load_checkpoint, restore, rng_state)
+from loop import (RunLog, after_step, check_start, end_epoch, epoch_batches,  # noqa: E402
+                  resume_position, running)
+from save import (CHECKPOINT_KEYS, ResumeClasses, check_fits, load_checkpoint,  # noqa: E402
+                  restore, save_checkpoint)
 from sketch import prepare_sketch, put_back  # noqa: E402
-from train import (PRECISION_NAMES, RunLog, after_step, check_start, end_epoch,  # noqa: E402
-                   epoch_batches, load_data, make_optimizers, mixed_precision, pick_precision,
-                   resume_position, running)
+from train import (PRECISION_NAMES, load_data, make_optimizers, mixed_precision,  # noqa: E402
+                   pick_precision)
 
 METHODS = ("direct", "search")
 GAN_LOSSES = ("bce", "saturating", "softmax")
@@ -110,45 +111,34 @@ class CompletionConfig:
 
     def __post_init__(self):
         """Reject values that cannot work, in one line that names the field."""
+        def refuse(problem):
+            raise ValueError(f"completion config: {problem}")
         for field in dataclasses.fields(self):
             value, kind = getattr(self, field.name), field.type
-            ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                ok = True
-            if not ok:
-                raise ValueError(f"completion config: {field.name} must be {kind.__name__}, got "
-                                 f"{value!r}")
+            if not ((isinstance(value, kind) and (kind is bool or not isinstance(value, bool)))
+                    or (kind is float and isinstance(value, int) and not isinstance(value, bool))):
+                refuse(f"{field.name} must be {kind.__name__}, got {value!r}")
         choices = dict(direction=("AtoB", "BtoA"), method=METHODS, gan_loss=GAN_LOSSES,
                        precision=("auto", "fp32", "bf16", "fp16"))
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"completion config: {name} must be one of {', '.join(allowed)}; "
-                                 f"got {getattr(self, name)!r}")
+                refuse(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if self.image_size < 16 or self.image_size & (self.image_size - 1):
-            raise ValueError(f"completion config: image_size must be a power of two, at least 16 "
-                             f"(D halves it four times); got {self.image_size}")
-        for name in ("z_dim", "ngf", "ndf", "batch_size", "epochs", "search_starts", "log_every",
-                     "n_samples", "val_images"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"completion config: {name} must be at least 1, got "
-                                 f"{getattr(self, name)}")
-        for name in ("search_steps", "alternate_epochs", "save_every", "num_workers"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"completion config: {name} must be at least 0, got "
-                                 f"{getattr(self, name)}")
-        # written so that NaN fails too
+            refuse(f"image_size must be a power of two, at least 16 (D halves it four times); got "
+                   f"{self.image_size}")
+        least = {**dict.fromkeys(("z_dim", "ngf", "ndf", "batch_size", "epochs", "search_starts",
+                                  "log_every", "n_samples", "val_images"), 1),
+                 **dict.fromkeys(("search_steps", "alternate_epochs", "save_every", "num_workers",
+                                  "lambda_contextual", "lambda_perceptual", "lambda_photo"), 0)}
+        for name, low in least.items():
+            if not getattr(self, name) >= low:  # written so that NaN fails too
+                refuse(f"{name} must be at least {low}, got {getattr(self, name)}")
         if not (self.lr > 0 and self.search_lr > 0 and 0 <= self.beta1 < 1
                 and 0 <= self.beta2 < 1):
-            raise ValueError("completion config: need lr > 0, search_lr > 0 and betas in [0, 1); "
-                             f"got lr={self.lr}, search_lr={self.search_lr}, "
-                             f"beta1={self.beta1}, beta2={self.beta2}")
-        for name in ("lambda_contextual", "lambda_perceptual", "lambda_photo"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"completion config: {name} must be at least 0, got "
-                                 f"{getattr(self, name)}")
+            refuse(f"need lr > 0, search_lr > 0 and betas in [0, 1); got lr={self.lr}, "
+                   f"search_lr={self.search_lr}, beta1={self.beta1}, beta2={self.beta2}")
         if self.jitter and self.load_size < self.image_size:
-            raise ValueError(f"completion config: load_size {self.load_size} is smaller than "
-                             f"image_size {self.image_size}")
+            refuse(f"load_size {self.load_size} is smaller than image_size {self.image_size}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -439,25 +429,6 @@ def completion_step(G, D, opt_g, opt_d, scaler, sketch, photo, cfg: CompletionCo
                         loss_contextual.detach()]).float()
 
 
-def save_completion(path, *, generator, discriminator, opt_g, opt_d, scaler, epoch: int,
-                    batch: int, step: int, cfg: CompletionConfig) -> None:
-    """last.pt (everything to resume) and completer.pt beside it (what completion needs: G, and D
-    for the search), both atomic."""
-    if not all(torch.isfinite(t).all() for t in generator.state_dict().values()
-               if t.is_floating_point()):
-        raise FloatingPointError(f"not saving {path}: the generator has NaN or Inf weights at "
-                                 f"step {step}")
-    device = next(generator.parameters()).device
-    nets = {"generator": generator.state_dict(), "discriminator": discriminator.state_dict()}
-    atomic_save({"kind": "completion", **nets, "opt_g": opt_g.state_dict(),
-                 "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                 "batch": batch, "step": step, "rng": rng_state(device),
-                 "config": cfg.to_dict()}, path)
-    needed = nets if cfg.method == "search" else {"generator": nets["generator"]}
-    atomic_save({"kind": "completion", **needed, "config": cfg.to_dict(), "step": step},
-                Path(path).parent / "completer.pt")
-
-
 def load_completer(path, steps: int = None, starts: int = None) -> tuple:
     """(Completer on CPU in eval mode, config) rebuilt from a completer.pt or last.pt alone."""
     ckpt = load_checkpoint(path, kind="completion", config_class=CompletionConfig)
@@ -521,8 +492,11 @@ def main(cfg: CompletionConfig) -> dict:
     if resuming:
         restore(last_path, G, D, opt_g, opt_d, scaler, device, **family)
         print(f"resumed from {last_path} at epoch {start_epoch} batch {start_batch} (step {step})")
-    save = partial(save_completion, last_path, generator=G, discriminator=D, opt_g=opt_g,
-                   opt_d=opt_d, scaler=scaler, cfg=cfg)
+    # completer.pt: what completion needs (G, and D for the search)
+    needed = ("generator", "discriminator") if cfg.method == "search" else ("generator",)
+    save = partial(save_checkpoint, last_path, generator=G, discriminator=D, opt_g=opt_g,
+                   opt_d=opt_d, scaler=scaler, config=cfg, kind="completion",
+                   weights=("completer.pt", needed))
 
     # ---------------------------------------------------------------- training loop
     val_l1s = []

@@ -38,8 +38,7 @@ def loss_d_of(gan_loss: str, logits_real: torch.Tensor, logits_fake: torch.Tenso
     if gan_loss == "lsgan":  # least squares to the same targets (Mao et al. 2017), halved like bce
         return 0.5 * (F.mse_loss(logits_real, torch.ones_like(logits_real))
                       + F.mse_loss(logits_fake, torch.zeros_like(logits_fake)))
-    # real pushed above +1, fake below -1 (Lim & Ye 2017; Miyato et al. 2018)
-    if gan_loss == "hinge":
+    if gan_loss == "hinge":  # real pushed above +1, fake below -1 (Lim & Ye 2017; Miyato 2018)
         return F.relu(1 - logits_real).mean() + F.relu(1 + logits_fake).mean()
     if gan_loss == "wgan-gp":  # the critic's estimate of -W(real, fake): fake scores down, real up
         return logits_fake.mean() - logits_real.mean()
@@ -64,15 +63,12 @@ def gradient_penalty(D, real_pair: torch.Tensor, fake_pair: torch.Tensor, scaler
     the losses use; the gradient is taken w.r.t. the whole pair (sketch and photo channels).
     create_graph=True keeps the gradient differentiable, so the penalty's own backward reaches D's
     weights (a double backward)."""
-    # torch.compile does not support double backward: the plain module
-    D = getattr(D, "_orig_mod", D)
+    D = getattr(D, "_orig_mod", D)  # the plain module: torch.compile has no double backward
     eps = torch.rand(real_pair.shape[0], 1, 1, 1, device=real_pair.device, dtype=real_pair.dtype)
     mixed = (eps * real_pair + (1 - eps) * fake_pair.detach()).requires_grad_(True)  # (B, 6, H, W)
     with autocast:
-        # (B,) one score per sample: samples do not mix
-        scores = D(mixed).float().flatten(1).mean(1)
-    # Under fp16 the GradScaler scales the loss; scale here too, then unscale, so small gradients
-    # survive.
+        scores = D(mixed).float().flatten(1).mean(1)  # (B,): one score a sample, none mixed
+    # under fp16 the GradScaler scales the loss: scale here too, then unscale (small gradients live)
     (grad,) = torch.autograd.grad(scaler.scale(scores.sum()), mixed, create_graph=True)
     # the scale as a device tensor (1 when the scaler is off): get_scale() would sync every step
     grad = grad.float() / scaler.scale(torch.ones((), device=grad.device))
@@ -81,14 +77,12 @@ def gradient_penalty(D, real_pair: torch.Tensor, fake_pair: torch.Tensor, scaler
 
 # ---------------------------------------------------------------------------------- perceptual loss
 
-# VGG19's convolutional part as torchvision numbers it ("features.N"): widths, "M" for a 2×2 max
-# pool.
+# VGG19's convolutional part as torchvision numbers it (features.N): widths, "M" a 2×2 max pool
 VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
                 512, 512, 512, 512)
-# The layers compared and their weights: relu1_1 ... relu5_1 with 1/32 ... 1, as pix2pixHD and SPADE
-# use (Wang et al. 2018): the first ReLU of each scale, edges up to object parts, deeper counting
-# more.
-# index in features
+# The layers compared (their index in features) and their weights: relu1_1 ... relu5_1 with 1/32
+# ... 1, as pix2pixHD and SPADE use (Wang et al. 2018): the first ReLU of each scale, edges up to
+# object parts, deeper counting more.
 VGG_LAYERS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_1": 29}
 VGG_WEIGHTS = {"relu1_1": 1 / 32, "relu2_1": 1 / 16, "relu3_1": 1 / 8, "relu4_1": 1 / 4,
                "relu5_1": 1.0}
@@ -109,8 +103,7 @@ def vgg_layers(layout) -> list:
 
 
 class VGGFeatures(nn.Module):
-    """Frozen VGG19 up to relu5_1, loaded from torchvision's vgg19 state dict file (features.*
-    keys).
+    """Frozen VGG19 up to relu5_1, loaded from torchvision's vgg19 state dict file (features.*).
 
     Built here rather than with torchvision.models so the core needs no torchvision and never
     downloads: the user supplies the file (e.g. torchvision's vgg19-dcbb9e9d.pth). Images come in on
@@ -136,9 +129,8 @@ class VGGFeatures(nn.Module):
             state = {k: v for k, v in state.items() if int(k.split(".")[0]) < len(self.features)}
             self.features.load_state_dict(state)
         except Exception as e:  # not a file torch can read safely, or not a vgg19 state dict
-            reason = first_line(e)
             raise ValueError(f"vgg_weights {path}: not torchvision's vgg19 state dict "
-                             f"({reason})") from None
+                             f"({first_line(e)})") from None
         # frozen; up to relu5_1 VGG19 has no norm nor dropout, so no mode to mind
         self.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

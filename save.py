@@ -36,11 +36,6 @@ from config import Config, first_line, memory_short, short_repr
 from dataset import to_image
 from generator import build_generator
 
-try:
-    import fcntl  # POSIX: the lock that keeps a run folder to one training at a time
-except ImportError:  # Windows: no lock, and lock_run_dir says so
-    fcntl = None
-
 PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE 0 would be +inf): keeps means and JSON finite
 # Keys every resumable checkpoint has; "world_size" joined later and reads as 1 where it is missing.
 LOSS_KEYS = ("loss_d", "loss_g_gan", "loss_g_l1")  # the losses each log record of train.py holds
@@ -165,101 +160,26 @@ def atomic_save(obj, path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-# ---------------------------------------------------------------- the run folder: one writer
-
-LOCK_NAME = ".lock"  # in a run folder: locked by the one training that writes there, its pid in it
-
-
-def held(run_dir: Path, file) -> OSError:
-    """The refusal of a run folder whose lock file another training holds."""
-    file.seek(0)
-    pid = file.read().strip()
-    return OSError(f"{run_dir}: in use by another training{f' (pid {pid})' if pid else ''}; wait "
-                   f"for it to end, or use another --name")
-
-
-def check_not_held(run_dir: Path) -> None:
-    """Refuse a run folder that another training holds, writing nothing (lock_run_dir locks it)."""
-    if fcntl is None or not (run_dir / LOCK_NAME).is_file():
-        return
-    with open(run_dir / LOCK_NAME) as file:
-        try:
-            fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)  # let go of as the file closes
-        except BlockingIOError:
-            raise held(run_dir, file) from None
-
-
-def lock_run_dir(run_dir: Path, log=print):
-    """Hold run_dir for this process until unlock, or its end (a crash lets go of it too; its
-    loader workers, which share the file, end within seconds): a second training of the folder is
-    refused in one line. None where the system has no flock, said in one line."""
-    if fcntl is None:
-        log(f"warning: this system has no fcntl.flock: nothing stops a second training from "
-            f"writing into {run_dir} at the same time")
-        return None
-    path = run_dir / LOCK_NAME
-    try:  # never through a link: truncating it below would empty the file it points to
-        file = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")
-    except OSError as e:
-        raise OSError(f"{path}: cannot open it as the run's lock file ("
-                      f"{'a link' if path.is_symlink() else e.strerror}); remove it") from None
-    try:
-        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        error = held(run_dir, file) if isinstance(e, BlockingIOError) else OSError(
-            f"{path}: cannot lock it ({e.strerror})")
-        file.close()
-        raise error from None
-    file.truncate(0)
-    file.write(f"{os.getpid()}\n")
-    file.flush()
-    return file
-
-
-def unlock(file) -> None:
-    """Let go of lock_run_dir's lock at once (loader workers that share the file included)."""
-    if file is not None:
-        fcntl.flock(file, fcntl.LOCK_UN)
-        file.close()
-
-
-def check_writable(*folders: Path) -> None:
-    """Make each folder and create a file in it as atomic_write does: a folder the run cannot
-    write is one OSError line before its first step, not after an epoch's work."""
-    for folder in folders:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")  # not .tmp: never swept
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as e:
-            raise OSError(f"{folder}: the run cannot write there ({e.strerror or e})") from None
-
-
-def start_over(run_dir: Path, samples_dir: Path, outputs: tuple) -> None:
-    """--overwrite: delete what an earlier run of the name wrote: outputs (file names in run_dir),
-    its TensorBoard events and its sample grids. Anything else in the folders stays."""
-    for path in [*(run_dir / name for name in outputs), *samples_dir.glob("epoch_*.png"),
-                 *run_dir.glob("tensorboard/events.out.tfevents.*")]:
-        path.unlink(missing_ok=True)
-
-
 def save_checkpoint(path, *, generator, discriminator, opt_g, opt_d, scaler, epoch: int, batch: int,
-                    step: int, config: Config, world_size: int = 1) -> None:
-    """Everything needed to resume, of the unwrapped modules, plus generator.pt for inference."""
-    generator_state = generator.state_dict()
-    finite = [torch.isfinite(t).all() for t in generator_state.values() if t.is_floating_point()]
+                    step: int, config, world_size: int = 1, kind: str = None,
+                    weights=("generator.pt", ("generator",))) -> None:
+    """Everything needed to resume, of the unwrapped modules, plus the file beside it that
+    inference needs: weights = (its name, the nets it holds), with config and step. kind: the
+    family of a checkpoint other than pix2pix's (completion.py's)."""
+    nets = {"generator": generator.state_dict(), "discriminator": discriminator.state_dict()}
+    finite = [torch.isfinite(t).all() for t in nets["generator"].values() if t.is_floating_point()]
     if not torch.stack(finite).all():  # one host sync for the whole check, not one per tensor
         raise FloatingPointError(f"not saving {path}: the generator has NaN or Inf weights "
                                  f"at step {step}")
     device = next(generator.parameters()).device
-    atomic_save({"generator": generator_state, "discriminator": discriminator.state_dict(),
-                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                 "scaler": scaler.state_dict(),
-                 "epoch": epoch, "batch": batch, "step": step, "world_size": world_size,
-                 "rng": rng_state(device), "config": config.to_dict()}, path)
-    atomic_save({"generator": generator_state, "config": config.to_dict(), "step": step},
-                Path(path).parent / "generator.pt")
+    family = {"kind": kind} if kind else {}
+    atomic_save({**family, **nets, "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                 "scaler": scaler.state_dict(), "epoch": epoch, "batch": batch, "step": step,
+                 "world_size": world_size, "rng": rng_state(device), "config": config.to_dict()},
+                path)
+    name, held = weights
+    atomic_save({**family, **{net: nets[net] for net in held}, "config": config.to_dict(),
+                 "step": step}, Path(path).parent / name)
 
 
 def rng_state(device: torch.device) -> dict:
@@ -413,25 +333,19 @@ def checkpoint_kind(path) -> str:
     return kind
 
 
-def is_state_dict(value) -> bool:
-    """Whether value is what load_state_dict takes: names mapped to tensors."""
-    return isinstance(value, dict) and all(isinstance(k, str) and torch.is_tensor(v)
-                                           for k, v in value.items())
-
-
 def is_count(value, least: int = 0) -> bool:
     return type(value) is int and value >= least  # True is no count
 
 
+STATE_DICT = (lambda v: isinstance(v, dict) and all(isinstance(k, str) and torch.is_tensor(t)
+                                                    for k, t in v.items()),
+              "a state dict (parameter names mapped to tensors)")  # what load_state_dict takes
+OPTIMIZER = (lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
+             and isinstance(v.get("param_groups"), list), "an optimizer state")
 ENTRIES = {  # what each entry a checkpoint may hold must be: (test, what it is)
-    "generator": (is_state_dict, "a state dict (parameter names mapped to tensors)"),
-    "discriminator": (is_state_dict, "a state dict (parameter names mapped to tensors)"),
-    "opt_g": (lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
-              and isinstance(v.get("param_groups"), list), "an optimizer state"),
-    "opt_d": (lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
-              and isinstance(v.get("param_groups"), list), "an optimizer state"),
+    "generator": STATE_DICT, "discriminator": STATE_DICT, "opt_g": OPTIMIZER, "opt_d": OPTIMIZER,
     "scaler": (lambda v: isinstance(v, dict), "a GradScaler state"),
-    "epoch": (is_count, "a count"), "batch": (is_count, "a count"), "step": (is_count, "a count"),
+    **dict.fromkeys(("epoch", "batch", "step"), (is_count, "a count")),
     "world_size": (lambda v: is_count(v, 1), "a count of processes"),
     "rng": (lambda v: isinstance(v, dict) and torch.is_tensor(v.get("torch"))
             and isinstance(v.get("python"), tuple) and torch.is_tensor(v.get("cuda")),
@@ -529,7 +443,15 @@ def restore(path, G, D, opt_g, opt_d, scaler, device: torch.device, **family) ->
     """Weights, Adam moments, loss scale and random states from the checkpoint at path (checked
     by check_resume). The optimizers keep this run's settings (see load_optimizer)."""
     ckpt = load_checkpoint(path, keys=CHECKPOINT_KEYS, **family)
-    restore_states(path, ckpt, G, D, opt_g, opt_d, scaler)
+    try:
+        G.load_state_dict(ckpt["generator"])
+        D.load_state_dict(ckpt["discriminator"])
+        load_optimizer(opt_g, ckpt["opt_g"])
+        load_optimizer(opt_d, ckpt["opt_d"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+        raise ValueError(f"{path}: does not fit this run ({first_line(e)})") from None
+    if ckpt["scaler"] and scaler.is_enabled():  # empty when the run that saved it did not use fp16
+        scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"], device, path)
     del ckpt  # about 1.1 GB at full size: the run must not hold on to it
 
@@ -552,20 +474,6 @@ def batch_for_world_size(path, batch: int, saved_world_size: int, world_size: in
                          f"the epoch, not a whole number of steps of {world_size} × {batch_size} "
                          f"images; resume with {saved_world_size} process(es)")
     return seen // (batch_size * world_size)
-
-
-def restore_states(path, ckpt: dict, G, D, opt_g, opt_d, scaler) -> None:
-    """Load both nets, both optimizers and the scaler from ckpt; a misfit is one line naming
-    path."""
-    try:
-        G.load_state_dict(ckpt["generator"])
-        D.load_state_dict(ckpt["discriminator"])
-        load_optimizer(opt_g, ckpt["opt_g"])
-        load_optimizer(opt_d, ckpt["opt_d"])
-    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
-        raise ValueError(f"{path}: does not fit this run ({first_line(e)})") from None
-    if ckpt["scaler"] and scaler.is_enabled():  # empty when the run that saved it did not use fp16
-        scaler.load_state_dict(ckpt["scaler"])
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:

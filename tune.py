@@ -17,9 +17,9 @@ the job is big enough to pay for it, it times the candidate settings on that ver
 It keeps the fastest whose output stays within BF16_BOUND_DB of the plain fp32 output of the same
 batch (paper mode: the same seeds, so the same dropout masks), and a challenger must beat plain fp32
 by MARGIN in both its median and its best time, so that a loaded machine's noise does not make it
-slower. The
-winner is cached per machine (CPU model, ISA capability, core count, torch version) and per model
-shape, mode and batch shape in ~/.cache/pix2pix/tune.json ($XDG_CACHE_HOME respected), and kept.
+slower. The winner is cached per machine (CPU model, ISA capability, core count, torch version)
+and per model shape, mode and batch shape in ~/.cache/pix2pix/tune.json ($XDG_CACHE_HOME
+respected), and kept.
 Not tuned, and why:
     OpenMP wait policy  libgomp reads OMP_WAIT_POLICY once, when torch loads it; there is no call to
                         change it afterwards, so trying both would mean restarting the process.
@@ -39,6 +39,7 @@ import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -263,7 +264,6 @@ class Tuner:
                            + (f"cached in {self.cache}" if cached else
                               f"not cached: {self.cache} cannot be written"))
 
-
     def chosen(self, setting: Setting, why: str, say: bool = True) -> Runner:
         self.setting, self.why = setting, why
         if say:
@@ -286,7 +286,7 @@ class Tuner:
                 runners.setdefault(setting, Runner(self.generator, self.paper, setting,
                                                    self.device))
                 quality[setting] = psnr(runners[setting](sketch, seeds), reference).min().item()
-            times = self.timed_rounds({s: runners[s] for s in settings}, sketch, seeds, start)
+            times = timed_rounds({s: partial(runners[s], sketch, seeds) for s in settings}, start)
             best = choose(times, quality, plain, bound)
             # then the thread count, for the winner alone
             if self.tune_threads:
@@ -295,8 +295,8 @@ class Tuner:
                     runners[setting] = runners[best].with_setting(setting)
                     runners[setting](sketch, seeds)
                     quality[setting] = quality[best]
-                more = self.timed_rounds({s: runners[s] for s in [best, *others]}, sketch, seeds,
-                                         clock(), min_rounds=3)
+                more = timed_rounds({s: partial(runners[s], sketch, seeds)
+                                     for s in [best, *others]}, clock(), min_rounds=3)
                 for setting, runs in more.items():
                     times[setting] = times.get(setting, []) + runs
                 best = choose({s: times[s] for s in [best, *others]}, quality, best, bound,
@@ -312,19 +312,20 @@ class Tuner:
                   "tuning_s": clock() - start}
         return best, report
 
-    def timed_rounds(self, runners: dict, sketch, seeds, start: float,
-                     min_rounds: int = 2) -> dict:
-        """{setting: [seconds]}: timed runs, one per candidate a round, interleaved so that a busy
-        machine slows them alike, until BUDGET_S has passed since start (min_rounds at least)."""
-        times = {setting: [] for setting in runners}
-        for round_ in range(MAX_ROUNDS):
-            if round_ >= min_rounds and clock() - start > BUDGET_S:
-                break
-            for setting, runner in runners.items():
-                began = clock()
-                runner(sketch, seeds)
-                times[setting].append(clock() - began)
-        return times
+
+def timed_rounds(jobs: dict, start: float, min_rounds: int = 2, max_rounds: int = None) -> dict:
+    """{key: [seconds]}: one timed call of each job a round, interleaved so that a busy machine
+    slows them alike, until BUDGET_S has passed since start; min_rounds at least, max_rounds
+    (MAX_ROUNDS) at most."""
+    times = {key: [] for key in jobs}
+    for round_ in range(MAX_ROUNDS if max_rounds is None else max_rounds):
+        if round_ >= min_rounds and clock() - start > BUDGET_S:
+            break
+        for key, job in jobs.items():
+            began = clock()
+            job()
+            times[key].append(clock() - began)
+    return times
 
 
 def training_precision(make_step, native=None, rounds: int = 3) -> str:
@@ -335,13 +336,8 @@ def training_precision(make_step, native=None, rounds: int = 3) -> str:
     if not (native_bf16() if native is None else native):
         return "fp32"
     steps = {precision: make_step(precision) for precision in ("fp32", "bf16")}
-    times = {precision: [] for precision in steps}
-    for precision, step in steps.items():
+    for step in steps.values():
         step()  # warm-up: oneDNN builds its primitives
-    for _ in range(rounds):
-        for precision, step in steps.items():
-            began = clock()
-            step()
-            times[precision].append(clock() - began)
+    times = timed_rounds(steps, clock(), min_rounds=rounds, max_rounds=rounds)
     faster = statistics.median(times["bf16"]) < (1 - MARGIN) * statistics.median(times["fp32"])
     return "bf16" if faster else "fp32"

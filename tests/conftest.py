@@ -1,6 +1,7 @@
 """Shared test helpers: small synthetic pair folders in tmp dirs, tiny configs. No download, no
 ../shared."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,12 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# one thread, here and in every process a test starts (read by torch at import): tiny nets gain
+# nothing from a second one, and on a shared 2-core machine two threads wait on each other whenever
+# another process holds a core (the whole suite: 4.5 min with one, 19 min with two under load)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
 
 from config import Config  # noqa: E402
 
@@ -31,6 +38,16 @@ def make_pairs(folder, n: int, size: int = 64, seed: int = 0) -> Path:
         shape((size + x0, y0, size + x1, y1), fill=colour)
         pair.save(folder / f"{i + 1}_AB.png")
     return folder
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread for each test (threads are not under test; a test of them sets its own), and
+    again after it, for the fixtures of wider scope set up next: a tuner's pick sets it for the
+    process."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -15,35 +15,12 @@ r"""Speed of pix2pix: the training step, the input pipeline and CPU inference.
     # ms to prepare a sketch (find, fit, thin), per kind and size of input, beside the generator
     python -m tools.bench prepare
 
-train: times train.gan_step (G and D forward and backward, both Adam steps, fused on CUDA,
-GradScaler for fp16) on random batches already on the device, for every combination of the options,
-eager configurations first. Warm-up steps come first (torch.compile compiles there; the first step's
-time is reported apart); the timed steps of all configurations are interleaved, so that a busy
-machine slows them alike (all of them stay in memory for that: about 0.9 GB of weights, gradients
-and Adam state each at ngf 64); with --no-interleave each is built, timed, written and freed in turn
-(batches that would not fit together; a time limit loses only the unmeasured). Medians are reported;
-a configuration that runs out of memory is a record with "error" and the next one goes on. FLOPs
-per image are counted once by FlopCounterMode on the real step (on the meta device, so it costs
-nothing; it counts convolutions and matmuls, not batch norm, activations or Adam) and compared with
---peak_tflops (800: an H100's dense bf16). Peak memory is CUDA's max_memory_allocated during the
-warm-up above what was allocated before the configuration was built; on CPU the growth of resident
-memory instead. A reduce-overhead row on CUDA says whether CUDA graphs really replayed
-(cuda_graphs: inductor's count of skipped graphs, and the graph launches that the profiler sees in
-one step): a skipped graph runs its kernels one by one and times something else.
-loader: images/s of train.py's input pipeline alone, up to the uint8 batch on the device: the files
-(JPEG -> dataset.PairDataset -> DataLoader) per worker count and, with --cache, train.py --cache's
-path (dataset.PairCache, built first and timed, read by dataset.CachedLoader, crop and flip on the
-device), with and without jitter, interleaved; ratios against the 2-worker file loader.
-infer: ms per image on the CPU, side by side: plain fp32 eager translate() (the reference), the
-tuner's pick (tune.py, tuned in the worker) and onnxruntime on the exported generator
-(tools.export), in paper and eval mode, at each --batch; plain runs twice, in two worker processes
-(OpenMP reads its wait policy once, at start-up): under torch's default policy, as a user's own
-loop runs, and under the passive waits infer.py sets; every timed batch alternates between variants
-and processes; then the sketch pad's POST /generate end to end (--app). Ratios are against the
-faster of the two plain loops, at batch 1 and at the same batch.
-prepare: wall and CPU ms of sketch.prepare_sketch for synthetic inputs from 32² to a 12-megapixel
-phone photo, interleaved with one generator call (eval and paper mode) at --size: the preparation
-is near-constant in the input's size.
+train: train.gan_step on random batches already on the device, per configuration (warmed up, then
+their timed steps interleaved; --no-interleave: one at a time), with FLOPs, memory and whether CUDA
+graphs replayed; loader: train.py's input pipeline alone, the files per worker count beside --cache;
+infer: CPU ms per image of plain fp32 eager, the tuner's pick and onnxruntime, under two OpenMP
+policies, then the sketch pad end to end; prepare: sketch.prepare_sketch per kind of input, beside
+the generator. What each measures and how: docs/tools.md (Benchmarks).
 Every configuration prints one readable line and one JSON line (also appended to --out FILE.jsonl).
 """
 
@@ -104,13 +81,18 @@ def rss_mb() -> float:
         return math.nan
 
 
-def emit(record: dict, out) -> None:
-    """One JSON line to stdout, and appended to the --out file if there is one."""
-    line = json.dumps(record)
-    print(line, flush=True)
+def emit(record: dict, out, line: str = "", records: list = None) -> dict:
+    """The readable line, if any, then the record's JSON line to stdout, the JSON line appended to
+    the --out file if there is one; the record added to records."""
+    if line:
+        print(line, flush=True)
+    print(json.dumps(record), flush=True)
     if out:
         with open(out, "a") as f:
-            f.write(line + "\n")
+            f.write(json.dumps(record) + "\n")
+    if records is not None:
+        records.append(record)
+    return record
 
 
 def default_num_downs(size: int) -> int:
@@ -209,10 +191,8 @@ class StepSetup:
         amp_dtype, self.autocast, self.scaler = train.mixed_precision(precision, device)
         self.amp_dtype = str(amp_dtype).removeprefix("torch.")
         shape = (batch, 3, cfg.image_size, cfg.image_size)
-        self.sketch = ((torch.rand(shape, device=device) * 2 - 1)
-                       .contiguous(memory_format=memory_format))
-        self.photo = ((torch.rand(shape, device=device) * 2 - 1)
-                      .contiguous(memory_format=memory_format))
+        self.sketch, self.photo = ((torch.rand(shape, device=device) * 2 - 1)
+                                   .contiguous(memory_format=memory_format) for _ in range(2))
         self.G_step, self.D_step = self.G, self.D
         if compile_mode != "off":
             self.G_step, self.D_step = (compile_static(self.G, compile_mode),
@@ -299,10 +279,8 @@ def bench_train(args) -> list:
         record = {**base, "batch": batch, "precision": amp_dtype,
                   "channels_last": int(channels_last), "compile": compile_mode,
                   "img_per_s": None, "error": "out of memory", "message": message}
-        print(f"{config_name(batch, amp_dtype, channels_last, compile_mode)} | out of memory: "
-              f"{message}", flush=True)
-        emit(record, args.out)
-        records.append(record)
+        emit(record, args.out, f"{config_name(batch, amp_dtype, channels_last, compile_mode)} | "
+                               f"out of memory: {message}", records)
 
     def warm_up(config: tuple):
         """The configuration built and warmed up, its peak memory read: (setup, warm-up step
@@ -331,9 +309,8 @@ def bench_train(args) -> list:
     def report(setup: StepSetup, warm: list, timed: list) -> None:
         graphs = (setup.cuda_graphs(setup.skips)
                   if setup.compile == "reduce-overhead" and device.type == "cuda" else None)
-        record = step_record(setup, warm, timed, graphs, flops_per_image, args, base)
-        emit(record, args.out)
-        records.append(record)
+        emit(step_record(setup, warm, timed, graphs, flops_per_image, args, base), args.out,
+             records=records)
 
     if args.interleave:  # all in memory, their timed steps interleaved: a busy machine slows all
         warmed = [w for w in map(warm_up, configs) if w is not None]
@@ -493,11 +470,10 @@ def bench_loader(args) -> list:
                   "first_batch_s": statistics.median(results[name]["first_batch_s"]),
                   "epoch_min": EDGES2SHOES_TRAIN_IMAGES / img_per_s / 60}
         ratio = f" (×{record['vs_files_2_workers']:.1f} vs files, 2 workers)" if files else ""
-        print(f"{name} | {img_per_s:.1f} img/s{ratio} | {record['cpu_ms_per_img']:.2f} CPU ms/img "
-              f"| first batch {record['first_batch_s']:.2f} s | edges2shoes epoch "
-              f"{record['epoch_min']:.1f} min", flush=True)
-        emit(record, args.out)
-        records.append(record)
+        emit(record, args.out, f"{name} | {img_per_s:.1f} img/s{ratio} | "
+                               f"{record['cpu_ms_per_img']:.2f} CPU ms/img | first batch "
+                               f"{record['first_batch_s']:.2f} s | edges2shoes epoch "
+                               f"{record['epoch_min']:.1f} min", records)
     return builds + records
 
 
@@ -511,14 +487,13 @@ def record_build(cache: PairCache, data: PairDataset, jitter: bool, out) -> dict
               "edges2shoes_build_min": cache.build_s * scale / 60,
               "edges2shoes_check_s": check_s * scale,
               "edges2shoes_gib": cache.nbytes() * scale / 2**30}
-    print(f"cache build | {len(data)} pairs at {cache.size}×{cache.size} | "
-          f"{record['build_s']:.1f} s with {record['workers']} processes | {record['mib']:.0f} MiB "
-          f"| checksums checked at open in {check_s:.2f} s | edges2shoes "
-          f"({EDGES2SHOES_TRAIN_IMAGES:,} pairs): ~{record['edges2shoes_build_min']:.0f} min, "
-          f"{record['edges2shoes_gib']:.1f} GiB, checked in ~{record['edges2shoes_check_s']:.0f} s",
-          flush=True)
-    emit(record, out)
-    return record
+    return emit(record, out, f"cache build | {len(data)} pairs at {cache.size}×{cache.size} | "
+                             f"{record['build_s']:.1f} s with {record['workers']} processes | "
+                             f"{record['mib']:.0f} MiB | checksums checked at open in "
+                             f"{check_s:.2f} s | edges2shoes ({EDGES2SHOES_TRAIN_IMAGES:,} pairs): "
+                             f"~{record['edges2shoes_build_min']:.0f} min, "
+                             f"{record['edges2shoes_gib']:.1f} GiB, checked in "
+                             f"~{record['edges2shoes_check_s']:.0f} s")
 
 
 def cpu_s() -> float:
@@ -761,20 +736,17 @@ def bench_infer(args) -> list:
                   "speedup_vs_plain": 1000 * plain_s / ms,
                   "speedup_vs_plain_same_batch": 1000 * same_s / ms,
                   "plain_reference_omp": same_omp, "cpu": cpu_name()}
-        print(f"OpenMP {omp:7s} | {name:42s} | batch {batch} | threads {t} | {ms:7.1f} ms/image "
-              f"(min {record['ms_min']:.1f}) | ×{record['speedup_vs_plain']:.2f} vs the faster "
-              f"plain at batch {min(args.batch)}, ×{record['speedup_vs_plain_same_batch']:.2f} "
-              f"at batch {batch} (plain {same_omp})", flush=True)
-        emit(record, args.out)
-        records.append(record)
+        emit(record, args.out, f"OpenMP {omp:7s} | {name:42s} | batch {batch} | threads {t} | "
+                               f"{ms:7.1f} ms/image (min {record['ms_min']:.1f}) | "
+                               f"×{record['speedup_vs_plain']:.2f} vs the faster plain at batch "
+                               f"{min(args.batch)}, ×{record['speedup_vs_plain_same_batch']:.2f} "
+                               f"at batch {batch} (plain {same_omp})", records)
     if args.app:
         for mode, ms in time_app(args, folder).items():
-            record = {"mode": "app", "variant": f"{mode} POST /generate", "ms": ms,
-                      "size": cfg.image_size, "cpu": cpu_name()}
-            print(f"sketch pad, {mode} mode: POST /generate end to end {ms:.0f} ms (median); a "
-                  f"finished stroke waits the page's 300 ms debounce first", flush=True)
-            emit(record, args.out)
-            records.append(record)
+            emit({"mode": "app", "variant": f"{mode} POST /generate", "ms": ms,
+                  "size": cfg.image_size, "cpu": cpu_name()}, args.out,
+                 f"sketch pad, {mode} mode: POST /generate end to end {ms:.0f} ms (median); a "
+                 f"finished stroke waits the page's 300 ms debounce first", records)
     shutil.rmtree(folder, ignore_errors=True)
     return records
 
@@ -851,10 +823,8 @@ def bench_prepare(args) -> list:
         record = {"mode": "prepare", "job": name, "size": size,
                   "threads": torch.get_num_threads(), "ms": 1000 * statistics.median(wall),
                   "cpu_ms": 1000 * statistics.median(cpu), "repeats": args.repeats}
-        print(f"{name:28s} | {record['ms']:8.1f} ms (median wall) | {record['cpu_ms']:8.1f} ms CPU",
-              flush=True)
-        emit(record, args.out)
-        records.append(record)
+        emit(record, args.out, f"{name:28s} | {record['ms']:8.1f} ms (median wall) | "
+                               f"{record['cpu_ms']:8.1f} ms CPU", records)
     return records
 
 
@@ -868,13 +838,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     modes = parser.add_subparsers(dest="mode", required=True)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    t = modes.add_parser("train", help="time the full training step (train.gan_step)",
-                         formatter_class=fmt)
-    d = modes.add_parser("loader", help="time the input pipeline alone", formatter_class=fmt)
-    i = modes.add_parser("infer", help="CPU ms/image: plain vs fast inference", formatter_class=fmt)
-    r = modes.add_parser("prepare", help="ms of sketch.prepare_sketch per kind of input, beside "
-                                         "the generator's", formatter_class=fmt)
+    t, d, i, r = (modes.add_parser(mode, help=text,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                  for mode, text in (("train", "time the full training step (train.gan_step)"),
+                                     ("loader", "time the input pipeline alone"),
+                                     ("infer", "CPU ms/image: plain vs fast inference"),
+                                     ("prepare", "ms of sketch.prepare_sketch per kind of input, "
+                                                 "beside the generator's")))
     t.add_argument("--batch", type=int, nargs="+", default=[1, 4, 16], help="images per step")
     t.add_argument("--precision", nargs="+", default=["fp32", "bf16"],
                    choices=["auto", "fp32", "bf16", "fp16"])

@@ -5,16 +5,11 @@
     python -m tools.export models/NAME/generator.pt --mode eval --out exported/
     python infer.py sketch.png --onnx models/NAME/generator.paper.onnx   # run it with onnxruntime
 
-eval: G with batch norm folded into the convs; input sketch (B, 3, S, S), output photo.
-paper: per-image statistics (instance norm with the batch norm's affine parameters) and dropout.
-Its random draws cannot be exported as such: an exported graph has no torch.Generator, and ONNX's
-RandomUniform draws from its own stream, so the photos would not match torch's for a seed. The masks
-are therefore inputs (mask0, mask1, ...: one per dropout layer, scaled by 1 / (1 - p)), which
-infer.py --onnx draws with generator.draw_masks exactly as torch draws them: the same seed gives the
-same photo. The batch dimension is dynamic; the image size is the training size.
-Each file is checked on a batch of two against the eager generator (TOLERANCE); the ONNX file holds
-the config, the mode and the dropout rates as metadata, so it needs no checkpoint to run. onnx,
-onnxscript and onnxruntime are optional: without them only the torch.export programs are written.
+eval: batch norm folded into the convs. paper: per-image statistics and dropout, whose masks are
+inputs (mask0, mask1, ...: an exported graph draws no torch.Generator stream), drawn by infer.py
+--onnx with generator.draw_masks as torch draws them: the same seed, the same photo. Each file is
+checked against the eager generator (TOLERANCE); the ONNX file holds the config, mode and dropout
+rates. onnx, onnxscript and onnxruntime are optional. Details: docs/tools.md (Export).
 """
 
 import argparse

@@ -9,34 +9,11 @@
 #   bash tools/gpu_check.sh train    # one stage alone, for a rerun: tests, bench or train
 #   GPU_CHECK_SIZE=tiny DEVICE=cpu DATA=some/pairs bash tools/gpu_check.sh   # rehearsal on a CPU
 #
-# Knobs (environment), full-size default / tiny default:
-#   GPU_CHECK_SIZE full|tiny; DEVICE cuda; PYTHON python3; OUT gpu_out; COMMIT (git's HEAD)
-#   DATA       data/edges2shoes-1k: pairs in train/ and val/ (bench's loaders, train, evaluate)
-#   BUDGET_S   540 / 300  seconds for the whole command: every stage is carved from what is left
-#   TESTS_S    180 / 120  the tests stage at most      TESTS: the pytest targets (see below)
-#   BENCH_S    150 / 90   the bench stage at most, LOADER_S (40 / 30) of it for the loaders
-#   TRAIN_S    (unset)    training at most; unset: all that is left, less the three below
-#   STOP_S 20 / 15, EVAL_S 45 / 30, PACK_S 10 / 5: kept after training for its save at the
-#              limit, the evaluation and the packing
-#   MIN_S      60 / 10    the least a stage is given: a budget that cannot give it is refused
-#   TRAIN_EPOCHS 200 / 2; TRAIN_COMPILE off|default|reduce-overhead|max-autotune (off)
-#   BENCH_CONFIGS         tools.bench train --config values (eager ones run first)
-# Each stage is capped so that the ones after it keep MIN_S (train: MIN_S plus the three kept):
-# tests at min(TESTS_S, what is left less that), bench likewise, train with all the rest.
-#
-# What comes back: at most 5 plain files in $OUT, no folder. NAME is gpu_check for the whole
-# command, else the stage's name:
-#   NAME.jsonl  records as they happen: {"gpu_check": "info"} first (machine, torch, GPU, memory,
-#               /dev/shm, the knobs); per stage {"gpu_check": "stage", "cap_s", "left_s"} and
-#               {"gpu_check": "stage_end", "rc", "s"}; tests one {"gpu_check": "test", "test",
-#               "outcome", "s", "message"} each (and "collected" first); bench tools.bench's lines
-#               (mode train: one per configuration, "error" where it ran out of memory; mode
-#               loader); train the run's log.jsonl as it grows and {"gpu_check": "evaluate"};
-#               {"gpu_check": "status", "rc", "wall_s", "files"} last (also stdout's last line)
-#   NAME.log    everything the commands printed, as they printed it
-#   grid.png, curves.png  the newest validation grid and loss curves, copied as they appear
-#   train.tar.gz  config.json, log.jsonl, evaluate's results.json, index.html and thumbnails
-# The exit status is the first failed stage's (a command stopped at its limit is a failure, but
+# Knobs are environment variables (each `knob NAME FULL TINY` below gives its two defaults); the
+# stages, the knobs and the files and records that come back in $OUT (at most 5 plain files):
+# docs/gpu.md. Each stage is capped so that the ones after it keep MIN_S (train: MIN_S plus
+# STOP_S, EVAL_S and PACK_S, kept for its save at the limit, the evaluation and the packing). The
+# exit status is the first failed stage's (a command stopped at its limit is a failure, but
 # training that reaches its limit is not: it saves and is evaluated); the other stages still run.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2

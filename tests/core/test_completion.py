@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 import completion
 import config
 import dataset
+import loop
 import save
 from completion import (CompletionConfig, JointDiscriminator, JointGenerator, contextual_loss,
                         joint, photo_mask, search)
@@ -307,10 +308,10 @@ def test_a_second_run_is_refused_a_refused_resume_writes_nothing_and_overwrite_s
         completion.main(CompletionConfig(**{**cfg.to_dict(), "resume": True, "epochs": 2,
                                             "direction": "BtoA"}))
     assert files() == before
-    held = save.lock_run_dir(run_dir)  # as another training would (a second open file)
+    held = loop.lock_run_dir(run_dir)  # as another training would (a second open file)
     with pytest.raises(OSError, match=r"models/test: in use by another training \(pid \d+\)"):
         completion.main(CompletionConfig(**{**cfg.to_dict(), "resume": True, "epochs": 2}))
-    save.unlock(held)
+    loop.unlock(held)
     completion.main(CompletionConfig(**{**cfg.to_dict(), "overwrite": True, "log_every": 1}))
     steps = [r["step"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
              if "loss_d" in r]

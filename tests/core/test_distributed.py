@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import save
+import loop
 import train
 from config import Config
 from conftest import tiny_config
@@ -18,11 +18,34 @@ from test_faults import free_port
 pytestmark = pytest.mark.slow  # real processes: seconds each; `-m "not slow"` skips them
 
 
-def failing_worker(rank: int, port: int, cfg_dict: dict, out_dir: str) -> None:
-    """A torchrun-like process whose rank 0 cannot write its sample grid (a full disk)."""
+def as_rank(rank: int, port: int, cfg_dict: dict) -> str:
+    """train.main as rank `rank` of a torchrun-like group of two: "finished" or what it raised."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
+    try:
+        train.main(Config(**cfg_dict))
+        return "finished"
+    except Exception as e:  # noqa: BLE001 -- the test compares what each rank raised
+        return f"{type(e).__name__}: {e}"
+
+
+def run_two(worker, cfg, out_dir, timeout: float = 120) -> list:
+    """worker(rank, port, cfg_dict, out_dir) in two spawned processes; what each wrote to
+    out_dir/rankN.json. One still in a collective after timeout seconds fails the test."""
+    context = mp.start_processes(worker, args=(free_port(), cfg.to_dict(), str(out_dir)),
+                                 nprocs=2, join=False, start_method="spawn")
+    deadline = time.time() + timeout
+    while not context.join(timeout=1):
+        if time.time() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"a rank is still waiting in a collective {timeout} s after the other left")
+    return [json.loads((out_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def failing_worker(rank: int, port: int, cfg_dict: dict, out_dir: str) -> None:
+    """A rank whose rank 0 cannot write its sample grid (a full disk)."""
     ddp_settings, real_ddp = {}, train.DDP
 
     def ddp(module, **kwargs):
@@ -41,33 +64,15 @@ def failing_worker(rank: int, port: int, cfg_dict: dict, out_dir: str) -> None:
 
     train.dist.barrier = barrier
     if rank == 0:
-        train.save_grid = disk_full
-    try:
-        train.main(Config(**cfg_dict))
-        outcome = "finished"
-    except Exception as e:  # noqa: BLE001 -- the test compares what each rank raised
-        outcome = f"{type(e).__name__}: {e}"
+        loop.save_grid = disk_full
+    outcome = as_rank(rank, port, cfg_dict)
     with open(f"{out_dir}/rank{rank}.json", "w") as f:
         json.dump({"outcome": outcome, "ddp": {k: repr(v) for k, v in ddp_settings.items()},
                    "barriers": len(barriers)}, f)
 
 
-def join_or_fail(context, timeout: float = 120) -> None:
-    """Wait for every rank; one still in a collective after timeout seconds fails the test."""
-    deadline = time.time() + timeout
-    while not context.join(timeout=1):
-        if time.time() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f"a rank is still waiting in a collective {timeout} s after the other left")
-
-
 def test_a_write_failing_on_rank_0_stops_every_rank_with_its_error(tmp_path, pairs_dir):
-    cfg = tiny_config(tmp_path, pairs_dir, batch_size=2)
-    join_or_fail(mp.start_processes(failing_worker, args=(free_port(), cfg.to_dict(),
-                                                          str(tmp_path)),
-                                    nprocs=2, join=False, start_method="spawn"))
-    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    results = run_two(failing_worker, tiny_config(tmp_path, pairs_dir, batch_size=2), tmp_path)
     for result in results:
         assert result["outcome"] == "OSError: [Errno 28] No space left on device", results
         # without it, gloo's threads could still hold the error broadcast's tensors at exit, where
@@ -78,36 +83,26 @@ def test_a_write_failing_on_rank_0_stops_every_rank_with_its_error(tmp_path, pai
 
 
 def held_folder_worker(rank: int, port: int, cfg_dict: dict, out_dir: str) -> None:
-    """A torchrun-like process training a folder that another process holds."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    try:
-        train.main(Config(**cfg_dict))
-        outcome = "finished"
-    except Exception as e:  # noqa: BLE001 -- the test compares what each rank raised
-        outcome = f"{type(e).__name__}: {e}"
+    """A rank training a folder that another process holds."""
+    outcome = as_rank(rank, port, cfg_dict)
     with open(f"{out_dir}/rank{rank}.json", "w") as f:
         json.dump({"outcome": outcome, "group_left": not train.dist.is_initialized()}, f)
 
 
 def test_a_folder_another_training_holds_is_refused_on_every_rank(tmp_path, pairs_dir):
-    cfg = tiny_config(tmp_path, pairs_dir, batch_size=2)
     run_dir = tmp_path / "models/test"
     run_dir.mkdir(parents=True)
-    held = save.lock_run_dir(run_dir)  # this process holds it: the ranks are other processes
+    held = loop.lock_run_dir(run_dir)  # this process holds it: the ranks are other processes
     try:
-        join_or_fail(mp.start_processes(held_folder_worker, args=(free_port(), cfg.to_dict(),
-                                                                  str(tmp_path)),
-                                        nprocs=2, join=False, start_method="spawn"))
+        results = run_two(held_folder_worker, tiny_config(tmp_path, pairs_dir, batch_size=2),
+                          tmp_path)
     finally:
-        save.unlock(held)
-    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+        loop.unlock(held)
     for result in results:  # rank 0 found it; rank 1 learnt it from rank 0
         assert result == {"outcome": f"OSError: {run_dir}: in use by another training (pid "
                                      f"{os.getpid()}); wait for it to end, or use another --name",
                           "group_left": True}, results
-    assert sorted(p.name for p in run_dir.iterdir()) == [save.LOCK_NAME]  # nothing written
+    assert sorted(p.name for p in run_dir.iterdir()) == [loop.LOCK_NAME]  # nothing written
 
 
 def test_an_error_before_training_still_leaves_the_process_group(tmp_path, pairs_dir,

@@ -27,8 +27,15 @@ def checkpoint(tmp_path):
 
 
 def run_infer(*args):
+    """infer.py as a command, for the tests of the command itself."""
     return subprocess.run([sys.executable, str(ROOT / "infer.py"), *map(str, args)],
                           capture_output=True, text=True, timeout=120)
+
+
+def infer_main(capsys, *args) -> tuple:
+    """infer.main in this process (no interpreter to start): (exit code, stderr lines)."""
+    code = infer.main(list(map(str, args)))
+    return code, capsys.readouterr().err.strip().splitlines()
 
 
 def test_without_a_checkpoint_flag_it_says_which_run_it_took(tmp_path, checkpoint, monkeypatch,
@@ -126,13 +133,12 @@ def test_pairs_use_their_left_half(tmp_path):
     assert prepare_sketch(tmp_path / "pair.png", 64, direction="BtoA").sketch.max() == -1.0
 
 
-def test_paper_mode_is_seeded(tmp_path, checkpoint):
+def test_paper_mode_is_seeded(tmp_path, checkpoint, capsys):
     path, _ = checkpoint
     make_pairs(tmp_path / "in", 1, size=64)
-    runs = [run_infer(tmp_path / "in", "-o", tmp_path / f"out{k}", "--checkpoint", path, "--seed",
-                      seed)
-            for k, seed in enumerate((1, 1, 2))]
-    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    for k, seed in enumerate((1, 1, 2)):
+        assert infer_main(capsys, tmp_path / "in", "-o", tmp_path / f"out{k}", "--checkpoint",
+                          path, "--seed", seed) == (0, [])
     a, b, c = (np.asarray(Image.open(tmp_path / f"out{k}/1_AB.png")) for k in range(3))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
@@ -143,7 +149,8 @@ def test_paper_mode_is_seeded(tmp_path, checkpoint):
     ("empty_folder", "empty: no images in this folder"),
     ("not_an_image", "notes.jpg: not a readable image"),
 ])
-def test_bad_inputs_give_one_line_and_exit_code_2(tmp_path, checkpoint, problem, expected):
+def test_bad_inputs_give_one_line_and_exit_code_2(tmp_path, checkpoint, capsys, problem,
+                                                   expected):
     path, _ = checkpoint
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.jpg").write_text("hello")
@@ -152,30 +159,27 @@ def test_bad_inputs_give_one_line_and_exit_code_2(tmp_path, checkpoint, problem,
             "missing_input": [tmp_path / "ghost.jpg", "--checkpoint", path],
             "empty_folder": [tmp_path / "empty", "--checkpoint", path],
             "not_an_image": [tmp_path / "notes.jpg", "--checkpoint", path]}[problem]
-    result = run_infer(*args, "-o", tmp_path / "out")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert (len(lines) == 1 and lines[0].startswith("infer.py: error:")
-            and expected in lines[0]), result.stderr
+    code, lines = infer_main(capsys, *args, "-o", tmp_path / "out")
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("infer.py: error:") and expected in lines[0]
 
 
-def test_bad_files_in_a_folder_are_named_and_the_rest_are_made(tmp_path, checkpoint):
+def test_bad_files_in_a_folder_are_named_and_the_rest_are_made(tmp_path, checkpoint, capsys):
     path, _ = checkpoint
     make_pairs(tmp_path / "in", 2, size=64)
     (tmp_path / "in/notes.jpg").write_text("hello")
     cut = (tmp_path / "in/1_AB.png").read_bytes()
     (tmp_path / "in/cut.png").write_bytes(cut[:len(cut) // 2])
-    result = run_infer(tmp_path / "in", tmp_path / "ghost.png", "-o", tmp_path / "out",
-                       "--checkpoint", path, "--eval")
-    assert result.returncode == 2
+    assert infer.main([str(tmp_path / "in"), str(tmp_path / "ghost.png"), "-o",
+                       str(tmp_path / "out"), "--checkpoint", str(path), "--eval"]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_AB.png", "2_AB.png"]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("infer.py: error: ")
-                                   for line in lines), result.stderr
+    assert len(lines) == 3 and all(line.startswith("infer.py: error: ") for line in lines), lines
     assert [line.split(": ")[2] for line in lines] == [str(tmp_path / "ghost.png"),
                                                        str(tmp_path / "in/cut.png"),
                                                        str(tmp_path / "in/notes.jpg")]
-    assert "3 of 5 inputs failed" in result.stdout
+    assert "3 of 5 inputs failed" in out
 
 
 # --- sizes, --native, batching and fitting: infer's steps after loading, with a stand-in runner --
@@ -281,7 +285,7 @@ def old_prepare(path, image_size):
     return to_tensor(img.resize((image_size, image_size), Image.BICUBIC))
 
 
-def test_fit_false_is_the_plain_preparation(tmp_path, checkpoint):
+def test_fit_false_is_the_plain_preparation(tmp_path, checkpoint, capsys):
     path, G = checkpoint
     for size in ((90, 61), (61, 90), (64, 64)):
         sketch = Image.new("L", size, 255)
@@ -291,9 +295,8 @@ def test_fit_false_is_the_plain_preparation(tmp_path, checkpoint):
         assert torch.equal(prepared.sketch, old_prepare(tmp_path / "s.png", 64))
     # At the model's size the output is exactly the generator's photo: nothing cropped, nothing
     # resized.
-    result = run_infer(tmp_path / "s.png", "-o", tmp_path / "out", "--checkpoint", path, "--eval",
-                       "--no-fit")
-    assert result.returncode == 0, result.stderr
+    assert infer_main(capsys, tmp_path / "s.png", "-o", tmp_path / "out", "--checkpoint", path,
+                      "--eval", "--no-fit") == (0, [])
     expected = np.asarray(to_image(translate(G, old_prepare(tmp_path / "s.png", 64)[None],
                                              paper=False)[0]))
     assert np.abs(np.asarray(Image.open(tmp_path / "out/s.png")).astype(int) - expected).max() <= 1

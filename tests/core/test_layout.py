@@ -4,8 +4,8 @@ import ast
 
 from conftest import ROOT
 
-CORE = ["config", "dataset", "generator", "discriminator", "losses", "train", "save", "pretrained",
-        "sketch", "infer", "completion", "tune", "hints"]
+CORE = ["config", "dataset", "generator", "discriminator", "losses", "train", "loop", "save",
+        "pretrained", "sketch", "infer", "completion", "tune", "hints"]
 TOOLS = {path.stem for path in (ROOT / "tools").glob("*.py")} - {"__init__"}
 
 

@@ -3,7 +3,7 @@ penalty against an analytic case (also under bf16 autocast), the perceptual loss
 the WGAN-GP + spectral norm + ResNet/resize system whose checkpoint infer.py then uses."""
 
 import math
-import subprocess
+import runpy
 import sys
 from contextlib import nullcontext
 
@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
+import infer
 import save
 import train
 from config import Config, parse_args
@@ -172,19 +173,20 @@ def test_perceptual_loss_is_zero_on_identical_images_and_its_gradient_reaches_G(
     assert all(p.grad is None for p in vgg.parameters())  # VGG stays frozen
 
 
-def test_missing_vgg_weights_give_one_clear_error(tmp_path, pairs_dir):
+def test_missing_vgg_weights_give_one_clear_error(tmp_path, pairs_dir, monkeypatch, capsys):
     with pytest.raises(FileNotFoundError, match="vgg_weights .*nope.pth.*: no such file"):
         VGGFeatures(tmp_path / "nope.pth")
     with pytest.raises(ValueError, match="lambda_perceptual > 0 needs vgg_weights"):
         Config(lambda_perceptual=1.0)
     cfg = tiny_config(tmp_path, pairs_dir, lambda_perceptual=1.0,
                       vgg_weights=str(tmp_path / "nope.pth"))
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *as_flags(
-        {k: v for k, v in cfg.to_dict().items() if v != Config.__dataclass_fields__[k].default})],
-        capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "train.py: error: vgg_weights"), result.stderr
+    monkeypatch.setattr(sys, "argv", ["train.py", *as_flags(
+        {k: v for k, v in cfg.to_dict().items() if v != Config.__dataclass_fields__[k].default})])
+    with pytest.raises(SystemExit) as exited:  # the command, in this process
+        runpy.run_path(str(ROOT / "train.py"), run_name="__main__")
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("train.py: error: vgg_weights"), err
     not_vgg = tmp_path / "not_vgg.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, not_vgg)
     with pytest.raises(ValueError, match="not_vgg.pth: not torchvision's vgg19 state dict"):
@@ -228,10 +230,6 @@ def test_wgan_gp_resnet_system_trains_resumes_and_infers(tmp_path, pairs_dir, vg
     generator, loaded_cfg = save.load_generator(tmp_path / "models/test/generator.pt")
     assert isinstance(generator, ResNetGenerator) and loaded_cfg == cfg
     make_pairs(tmp_path / "in", 1, size=64)
-    infer = subprocess.run([sys.executable, str(ROOT / "infer.py"), str(tmp_path / "in"), "-o",
-                            str(tmp_path / "out"),
-                            "--checkpoint", str(tmp_path / "models/test/generator.pt"), "--eval"],
-                           # eval mode: batch norm folded
-                           capture_output=True, text=True, timeout=120)
-    assert infer.returncode == 0, infer.stderr
+    assert infer.main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--checkpoint",
+                       str(tmp_path / "models/test/generator.pt"), "--eval"]) == 0  # norms folded
     assert (tmp_path / "out/1_AB.png").is_file()

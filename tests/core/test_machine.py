@@ -16,12 +16,13 @@ from PIL import Image, ImageFont
 
 import config
 import dataset
+import loop
 import train
 import tune
 from conftest import make_pairs, tiny_config
 from dataset import PairCache, PairDataset
 from generator import UNetGenerator
-from save import CHECKPOINT_KEYS, LOSS_KEYS, load_checkpoint, plot_curves
+from save import CHECKPOINT_KEYS, LOSS_KEYS, load_checkpoint, plot_curves, restore
 from tune import Tuner
 
 CPU = torch.device("cpu")
@@ -29,15 +30,9 @@ TINY = dict(image_size=32, num_downs=5, ngf=4, ndf=4, batch_size=2)  # emulated 
 
 
 @pytest.fixture(autouse=True)
-def one_thread_two_rounds(monkeypatch):
-    """Pinned: one thread (tiny nets gain nothing from more, and a busy machine's other threads
-    stall each op), the tuner's fewest timed rounds (what is timed is tested, not how long)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-
+def two_rounds(monkeypatch):
+    """Pinned: the tuner's fewest timed rounds (what is timed is tested, not how long)."""
     monkeypatch.setattr(tune, "MAX_ROUNDS", 2)
-    yield
-    torch.set_num_threads(threads)
 
 
 def spy_nets(monkeypatch) -> list:
@@ -249,19 +244,19 @@ def test_fp16_on_a_cpu_scales_the_loss_and_skips_a_non_finite_step(tmp_path):
         assert all(torch.equal(p, old[name]) for name, p in net.named_parameters())
     # train.py's loop: under an enabled scaler that is a line in the log, without one it stops
     record = {"epoch": 0, "step": 3, **dict(zip(LOSS_KEYS, losses.tolist()))}
-    train.check_losses(record, scaler, tmp_path / "last.pt")
+    loop.check_losses(record, scaler, tmp_path / "last.pt")
     with pytest.raises(FloatingPointError, match=r"loss is NaN or Inf by step 3 .*last\.pt"):
-        train.check_losses(record, torch.amp.GradScaler("cpu", enabled=False),
-                           tmp_path / "last.pt")
+        loop.check_losses(record, torch.amp.GradScaler("cpu", enabled=False),
+                          tmp_path / "last.pt")
 
 
 def test_check_losses_says_one_line_under_an_enabled_scaler(tmp_path, capsys):
     record = {"epoch": 0, "step": 7, "loss_d": math.inf, "loss_g_gan": 0.7, "loss_g_l1": 0.5}
-    train.check_losses(record, torch.amp.GradScaler("cpu", init_scale=4.0), tmp_path / "last.pt")
+    loop.check_losses(record, torch.amp.GradScaler("cpu", init_scale=4.0), tmp_path / "last.pt")
     assert capsys.readouterr().out == ("step 7: non-finite fp16 loss; the GradScaler skipped "
                                        "those updates\n")
     finite = {**record, "loss_d": 0.6}
-    train.check_losses(finite, torch.amp.GradScaler("cpu", enabled=False), tmp_path / "last.pt")
+    loop.check_losses(finite, torch.amp.GradScaler("cpu", enabled=False), tmp_path / "last.pt")
     assert capsys.readouterr().out == ""
 
 
@@ -269,8 +264,14 @@ def test_train_main_in_fp16_on_a_cpu_trains_and_saves_the_scaler(tmp_path, pairs
     result = train.main(tiny_config(tmp_path, pairs_dir, **{**TINY, "batch_size": 4},
                                     precision="fp16"))
     assert result["step"] == 4 and "precision float16" in capsys.readouterr().out
-    saved = load_checkpoint(tmp_path / "models/test/last.pt", keys=CHECKPOINT_KEYS)["scaler"]
+    path = tmp_path / "models/test/last.pt"
+    ckpt = load_checkpoint(path, keys=CHECKPOINT_KEYS)
+    saved, cfg = ckpt["scaler"], ckpt["config"]
     assert saved and saved["scale"] > 0  # an enabled scaler's state, for an exact resume
+    G, D = train.build_generator(cfg), train.build_discriminator(cfg)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    restore(path, G, D, *train.make_optimizers(G, D, cfg, CPU), scaler, CPU)
+    assert scaler.state_dict() == saved  # resumed with the saved scale and growth tracker
 
 
 # ---------------------------------------------------------------- the tuner's cache folder

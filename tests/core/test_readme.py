@@ -257,9 +257,10 @@ def test_the_layout_table_names_every_core_module():
 
 def test_tools_readme_names_the_core_modules_the_tools_import():
     text = (ROOT / "tools" / "README.md").read_text()
-    named = re.search(r"between them they import every core module: (.*?)\. ", text, re.DOTALL)
+    named = re.search(r"between them they import every core module but `(\w+)`:(.*?)\. ", text,
+                      re.DOTALL)
     imported = set().union(*map(imported_modules, (ROOT / "tools").glob("*.py"))) & set(CORE)
-    assert set(re.findall(r"`(\w+)`", named[1])) == imported == set(CORE)
+    assert set(re.findall(r"`(\w+)`", named[2])) == imported == set(CORE) - {named[1]}
 
 
 def test_every_page_that_reads_the_hand_sketches_says_where_they_come_from():

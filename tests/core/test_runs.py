@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import config
+import loop
 import save
 import train
 from conftest import ROOT, as_flags, save_run, tiny_config
@@ -75,10 +76,10 @@ def test_a_second_training_of_a_held_folder_is_refused_and_sweeps_nothing(tmp_pa
                                                                           monkeypatch):
     train.main(tiny_config(tmp_path, pairs_dir))
     run_dir = tmp_path / "models/test"
-    assert (run_dir / save.LOCK_NAME).read_text() == f"{os.getpid()}\n"  # the last holder
+    assert (run_dir / loop.LOCK_NAME).read_text() == f"{os.getpid()}\n"  # the last holder
     # another training holds it: flock locks an open file description, so a second open() of the
     # lock file, here in this process, conflicts as another process's would
-    held = save.lock_run_dir(run_dir)
+    held = loop.lock_run_dir(run_dir)
     in_flight = run_dir / ".last.pt.a1b2c3.tmp"  # its checkpoint half written
     in_flight.write_bytes(b"half")
     before = snapshot(run_dir, tmp_path / "samples")
@@ -91,11 +92,11 @@ def test_a_second_training_of_a_held_folder_is_refused_and_sweeps_nothing(tmp_pa
         train.main(resumed)
     assert snapshot(run_dir, tmp_path / "samples") == before and steps == loads == []  # at once
     # the check before any work and the lock itself each refuse it
-    monkeypatch.setattr(train, "check_not_held", lambda run_dir: None)
+    monkeypatch.setattr(loop, "check_not_held", lambda run_dir: None)
     with pytest.raises(OSError, match="in use by another training"):
         train.main(resumed)
     assert snapshot(run_dir, tmp_path / "samples") == before and steps == []
-    save.unlock(held)
+    loop.unlock(held)
     assert train.main(resumed)["step"] == 8
     assert not in_flight.exists()  # no one held the folder: a dead run's temp file, swept
 
@@ -104,35 +105,38 @@ def test_a_lock_file_that_is_a_link_is_refused_and_what_it_points_to_kept(tmp_pa
     run_dir, elsewhere = tmp_path / "models/test", tmp_path / "notes.txt"
     run_dir.mkdir(parents=True)
     elsewhere.write_text("a user's file\n")
-    (run_dir / save.LOCK_NAME).symlink_to(elsewhere)
-    with pytest.raises(OSError, match=rf"^{re.escape(str(run_dir / save.LOCK_NAME))}: cannot open "
+    (run_dir / loop.LOCK_NAME).symlink_to(elsewhere)
+    with pytest.raises(OSError, match=rf"^{re.escape(str(run_dir / loop.LOCK_NAME))}: cannot open "
                                       r"it as the run's lock file \(a link\); remove it$"):
-        save.lock_run_dir(run_dir)
+        loop.lock_run_dir(run_dir)
     assert elsewhere.read_text() == "a user's file\n"  # not truncated to a pid
 
 
 def test_without_fcntl_the_run_says_nothing_stops_a_second_one_and_trains(tmp_path, pairs_dir,
                                                                          monkeypatch, capsys):
-    monkeypatch.setattr(save, "fcntl", None)  # as on Windows
+    monkeypatch.setattr(loop, "fcntl", None)  # as on Windows
     assert train.main(tiny_config(tmp_path, pairs_dir))["step"] == 4
     run_dir = tmp_path / "models/test"
     warnings = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
     assert warnings == [f"warning: this system has no fcntl.flock: nothing stops a second "
                         f"training from writing into {run_dir} at the same time"]
-    assert not (run_dir / save.LOCK_NAME).exists()
+    assert not (run_dir / loop.LOCK_NAME).exists()
 
 
-@pytest.mark.parametrize("change", [dict(batch_size=2), dict(hints=True), dict(ngf=16)],
-                         ids=["batch_size", "hints", "ngf"])
-def test_a_refused_resume_leaves_every_file_as_it_was(tmp_path, pairs_dir, change):
+def test_a_refused_resume_leaves_every_file_as_it_was(tmp_path, pairs_dir):
     train.main(tiny_config(tmp_path, pairs_dir))
     folders = tmp_path / "models/test", tmp_path / "samples/test"
     before = snapshot(*folders)
     assert len(before) >= 7  # config, log, curves, last, generator, lock, grid
-    field = next(iter(change))
-    with pytest.raises(ValueError, match=rf"last\.pt: cannot resume, the checkpoint has {field}="):
-        train.main(tiny_config(tmp_path, pairs_dir, epochs=2, resume=True, **change))
-    assert snapshot(*folders) == before
+    # other images at the position, another input, other shapes (every field's class:
+    # test_resume_classes.py)
+    for change in (dict(batch_size=2), dict(hints=True), dict(ngf=16), dict(spectral_norm=True),
+                   dict(generator="resnet")):
+        field = next(iter(change))
+        with pytest.raises(ValueError, match=rf"last\.pt: cannot resume, the checkpoint has "
+                                             rf"{field}="):
+            train.main(tiny_config(tmp_path, pairs_dir, epochs=2, resume=True, **change))
+        assert snapshot(*folders) == before
 
 
 def test_an_unwritable_samples_folder_is_one_line_before_any_step(tmp_path, pairs_dir,
@@ -174,7 +178,7 @@ def test_a_grid_that_fails_at_the_epoch_end_still_leaves_the_checkpoint(tmp_path
     def disk_full(*args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(train, "save_grid", disk_full)
+    monkeypatch.setattr(loop, "save_grid", disk_full)
     with pytest.raises(OSError, match="No space left"):
         train.main(tiny_config(tmp_path, pairs_dir))
     ckpt = save.load_checkpoint(tmp_path / "models/test/last.pt", keys=save.CHECKPOINT_KEYS)
@@ -305,7 +309,7 @@ def test_the_sweep_takes_a_killed_runs_temporary_files_and_no_tools(tmp_path, pa
              run_dir / ".generator.eval.onnx.g7h8i9.tmp", run_dir / ".last.eval.pt2.j1k2l3.tmp"]
     for path in killed + tools:
         path.write_bytes(b"half")
-    train.prepare_run_dir(run_dir, tiny_config(tmp_path, pairs_dir), train.OUTPUTS)
+    loop.prepare_run_dir(run_dir, tiny_config(tmp_path, pairs_dir), train.OUTPUTS)
     assert [path.exists() for path in killed + tools] == [False] * len(killed) + [True] * 3
 
 
@@ -335,8 +339,8 @@ def test_an_earlier_runs_weights_or_grids_are_not_written_over_without_a_last_pt
         assert snapshot(tmp_path / "models", tmp_path / "samples") == before and steps == []
         assert not (tmp_path / "other").exists()
     # the way on that the line gives: --overwrite passes the check (its deletion: tested above)
-    train.check_start(tiny_config(tmp_path, pairs_dir, models_dir=str(models_dir),
-                                  overwrite=True), models_dir / "test")
+    loop.check_start(tiny_config(tmp_path, pairs_dir, models_dir=str(models_dir),
+                                 overwrite=True), models_dir / "test", train.OUTPUTS)
 
 
 @pytest.mark.parametrize("output", ["last.pt", "curves.png", "config.json", "tensorboard"])
@@ -370,6 +374,20 @@ def test_a_last_pt_that_does_not_load_is_not_sent_to_resume(tmp_path, pairs_dir)
         train.main(tiny_config(tmp_path, pairs_dir))
 
 
+@pytest.mark.parametrize("entry, value, what", [
+    ("opt_d", {"state": {}}, "an optimizer state but a dict with 'state': a dict"),
+    ("scaler", [], "a GradScaler state but a list"), ("batch", True, "a count but a bool"),
+    ("world_size", 0, "a count of processes but 0"),
+    ("rng", {"torch": 1}, "the random states of a run but a dict with 'torch': an int")])
+def test_a_resumable_checkpoint_with_a_wrong_entry_is_one_line_naming_it(tmp_path, entry, value,
+                                                                         what):
+    path, _ = save_run(tmp_path / "last.pt", tiny_config(tmp_path, tmp_path))
+    torch.save({**torch.load(path, weights_only=True), entry: value}, path)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: its {entry} entry is not "
+                                         rf"{re.escape(what)}$"):
+        save.load_checkpoint(path, keys=save.CHECKPOINT_KEYS)
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
 def test_a_checkpoint_that_is_a_folder_a_pipe_or_a_device_is_one_line_at_once(tmp_path):
     os.mkfifo(tmp_path / "pipe.pt")  # opening it to read would wait for a writer forever
@@ -386,16 +404,16 @@ def test_the_samples_folder_is_held_too_and_may_be_the_models_folder(tmp_path, p
     # two runs of one name in two models folders write one samples/NAME: the second is refused
     samples_dir = tmp_path / "samples/test"
     samples_dir.mkdir(parents=True)
-    held = save.lock_run_dir(samples_dir)
+    held = loop.lock_run_dir(samples_dir)
     refusal = rf"^{re.escape(str(samples_dir))}: in use by another training \(pid {os.getpid()}\)"
     with pytest.raises(OSError, match=refusal):
         train.main(tiny_config(tmp_path, pairs_dir, models_dir=str(tmp_path / "other")))
     assert not (tmp_path / "other").exists()
     with monkeypatch.context() as patch:  # both started before either held it: the lock refuses
-        patch.setattr(train, "check_not_held", lambda folder: None)
+        patch.setattr(loop, "check_not_held", lambda folder: None)
         with pytest.raises(OSError, match=refusal):
             train.main(tiny_config(tmp_path, pairs_dir, models_dir=str(tmp_path / "other")))
-    save.unlock(held)
+    loop.unlock(held)
     # one folder for both: held once, not refused by its own lock
     both = str(tmp_path / "runs")
     assert train.main(tiny_config(tmp_path, pairs_dir, models_dir=both, samples_dir=both,

@@ -33,7 +33,9 @@ def fake_machine(monkeypatch):
     monkeypatch.setattr(tune.Runner, "__call__", call)
     monkeypatch.setattr(tune, "clock", lambda: now[0])
     monkeypatch.setattr(tune, "native_bf16", lambda: True)
-    torch.set_num_threads(2)
+    threads = [2]  # torch's default, as on a 2-core machine; the work itself runs on one thread
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads[0])
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: threads.__setitem__(0, n))
     return ran
 
 
@@ -156,6 +158,19 @@ def fake_steps(seconds: dict, now: list):
             now[0] += seconds[precision]
         return step
     return make_step, made
+
+
+def test_timed_rounds_are_interleaved_at_least_min_rounds_then_within_the_budget(monkeypatch):
+    now, ran = [0.0], []
+    monkeypatch.setattr(tune, "clock", lambda: now[0])
+
+    def job(name, seconds):
+        return lambda: ran.append(name) or now.__setitem__(0, now[0] + seconds)
+    # the budget (3 s) is spent in the first round, yet two run
+    assert tune.timed_rounds({"a": job("a", 2.0), "b": job("b", 2.0)}, 0.0) == {
+        "a": [2.0, 2.0], "b": [2.0, 2.0]}
+    assert ran == ["a", "b", "a", "b"]
+    assert len(tune.timed_rounds({"a": job("a", 0.0)}, now[0])["a"]) == tune.MAX_ROUNDS
 
 
 def test_training_picks_bf16_only_where_native_and_measured_faster(monkeypatch):

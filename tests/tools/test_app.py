@@ -215,17 +215,6 @@ def test_generate_matches_infer_eval(eval_url, tiny, tmp_path):
                    {"Content-Type": "text/plain"})[2] == photo
 
 
-@pytest.fixture
-def one_thread():
-    """Threads pinned (they are not under test; one is fast on a busy machine and leaves the
-    tuner no thread counts to try), then torch's count put back: the tuner's pick sets it for the
-    process."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR of two 8-bit images, in dB (inf when equal)."""
     mse = np.mean((a.astype(float) - b) ** 2)
@@ -235,7 +224,7 @@ def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("native, precision", [(False, "auto"), (True, "auto"), (False, "bf16")],
                          ids=["auto-without-native-bf16", "auto-native-bf16", "bf16"])
 def test_paper_mode_is_seeded_per_request(native, precision, eval_url, tiny, tmp_path, monkeypatch,
-                                          capsys, one_thread):
+                                          capsys):
     """The promise: one sketch always gives the same photo, infer.py --seed 0's on this machine.
     On a CPU with native bf16 the app's start-up tuning may pick bf16 (timing decides, so either
     way here; --precision bf16 makes it bf16 on any CPU); infer.py reads the app's pick from the

@@ -21,15 +21,6 @@ from config import Config
 from generator import translate
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tensors here are tiny: one thread beats two threads contending for shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def smooth_image(size=48, seed=0):
     """A (3, size, size) photo-like image in [-1, 1]: shapes with hard edges over a smooth
     gradient."""

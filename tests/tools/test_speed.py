@@ -135,12 +135,16 @@ def test_flop_count_of_the_paper_step():
 
 
 def run_bench(*args, env=None) -> list:
-    """bench.py as a command (env: variables to add); returns its JSON lines, parsed."""
+    """bench.py as a command (env: variables to add); returns its JSON lines, parsed, each of which
+    follows its readable line."""
     result = subprocess.run([sys.executable, "-m", "tools.bench", *map(str, args)],
                             capture_output=True, text=True, timeout=180, cwd=ROOT,
                             env={**os.environ, **(env or {})})
     assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    lines = result.stdout.splitlines()
+    records = [k for k, line in enumerate(lines) if line.startswith("{")]
+    assert records and all(k and not lines[k - 1].startswith("{") for k in records), lines
+    return [json.loads(lines[k]) for k in records]
 
 
 def test_bench_train_runs(tmp_path):
