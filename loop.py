@@ -9,6 +9,7 @@ the run folder claimed and locked, the log, Ctrl-C, checkpoints on a cadence, th
             end_epoch(run, epoch, step, val_sketch, val_fake, val_photo)
 """
 
+import gc
 import glob
 import json
 import math
@@ -17,6 +18,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +60,20 @@ def setup_distributed(cfg: Config) -> tuple:
     else:
         dist.init_process_group("gloo")
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def leave_process_group() -> None:
+    """Leave the process group, if joined, however the run ended. DDP lives in a reference cycle:
+    left to the collector it can be freed during interpreter exit, its gloo work and buckets with
+    it, when freeing a tensor needs the GIL that exit has taken (the process aborts). So the frames
+    of an error are cleared and the cycles collected first, while the group and Python are alive."""
+    if not dist.is_initialized():
+        return
+    error = sys.exc_info()[1]
+    if error is not None:  # a training step's frames hold the DDP modules
+        traceback.clear_frames(error.__traceback__)
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def log0(*args, **kwargs) -> None:
