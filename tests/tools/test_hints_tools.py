@@ -1,5 +1,6 @@
 """Colour hints in the tools: tools.evaluate's colour error (CIE Lab against known values), --hints
-N and --asked_colors (what infer.py --color makes, measured), and the sketch pad's hint requests."""
+N and --asked_colors (what infer.py --color makes, measured), and the sketch pad's hint requests
+(the shoe transferred to their colour as infer.py transfers it)."""
 
 import base64
 import json
@@ -19,10 +20,11 @@ import infer  # noqa: E402
 import save  # noqa: E402
 from dataset import to_image, to_tensor  # noqa: E402
 from generator import build_generator, translate  # noqa: E402
-from sketch import prepare_sketch  # noqa: E402
+from sketch import prepare_sketch, put_back  # noqa: E402
 from tools import evaluate  # noqa: E402
-from test_app import (CHROMIUM, PHOTO_PNG, SHOE_STROKES, SHOWN, Chromium, pixels,  # noqa: E402
-                      png, request, serving, settled)  # noqa: F401 (settled: autouse)
+from test_app import (CANVAS_PNG, CHROMIUM, PHOTO_PNG, SERVERS, SHOE_STROKES, SHOWN,  # noqa: E402
+                      Chromium, pixels, png, request, serving, settled)  # noqa: F401 (settled: autouse)
+from tools import app  # noqa: E402
 
 
 def checkpoint(folder, hints: bool, contrasty: bool = False) -> Path:
@@ -252,7 +254,7 @@ def test_a_hint_model_scores_unpaired_sketches_and_their_asked_colours(tmp_path,
 @pytest.fixture(scope="module")
 def urls(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hints_app")
-    with serving(checkpoint(folder, True), paper=False, tune=False) as hinted, \
+    with serving(checkpoint(folder, True, contrasty=True), paper=False, tune=False) as hinted, \
             serving(checkpoint(folder, False), paper=False, tune=False) as plain:
         yield hinted, plain
 
@@ -270,9 +272,9 @@ def raw_hint(x: bytes) -> bytes:
         b'"red"}]}'
 
 
-def body(hints, sketch=None) -> bytes:
+def body(hints, sketch=None, **fields) -> bytes:
     url = "data:image/png;base64," + base64.b64encode(sketch or drawing()).decode()
-    return json.dumps({"sketch": url, "hints": hints}).encode()
+    return json.dumps({"sketch": url, "hints": hints, **fields}).encode()
 
 
 def test_hint_dots_reach_the_generator_where_they_were_drawn(urls, tmp_path):
@@ -363,6 +365,68 @@ def test_a_model_without_hints_refuses_them_in_one_line(urls):
     assert request(urls[1], "POST", "/generate", body([]))[0] == 200  # an empty list is none
 
 
+GREEN = (46, 139, 87)
+
+
+def median_colour_error(photo: np.ndarray, rgb, box=(62, 82, 198, 178)) -> float:
+    """ΔE of the median Lab colour of a served photo (H, W, 3) inside drawing()'s box to rgb."""
+    left, top, right, bottom = box
+    inside = to_tensor(Image.fromarray(photo.astype(np.uint8)))[None, :, top:bottom, left:right]
+    lab = hints.srgb_to_lab(inside)[0].flatten(1).median(1).values
+    return (lab - hints.srgb_to_lab(srgb(rgb))[0, :, 0, 0]).norm().item()
+
+
+def test_a_hint_click_makes_the_shoe_that_colour_as_infer_transfers_it(urls, tmp_path):
+    hinted = urls[0]
+    dot = {"x": 130, "y": 130, "color": "#2e8b57"}
+    on, off, default = (pixels(request(hinted, "POST", "/generate", data)[2]) for data in (
+        body([dot], transfer=True), body([dot], transfer=False), body([dot])))
+    assert np.array_equal(on, default)  # the transfer is on unless a request turns it off
+    # the same photo from the pieces: the app's hint dot, G, hints.transfer_colour, put back
+    shoe_app = SERVERS[hinted].app
+    (tmp_path / "s.png").write_bytes(drawing())
+    prepared = prepare_sketch(tmp_path / "s.png", 64)
+    given = shoe_app.hint_channels(prepared, [(130, 130, GREEN)])[None]
+    own = shoe_app.tuner(torch.cat([prepared.sketch[None], given], 1), [shoe_app.seed])
+    assert np.array_equal(off, np.asarray(put_back(to_image(own[0]), prepared)))
+    moved = hints.transfer_colour(own, given)[0]
+    assert np.array_equal(on, np.asarray(put_back(to_image(moved[0]), prepared)))
+    error = [median_colour_error(photo, GREEN) for photo in (on, off)]
+    assert error[0] < 5 < 30 < error[1], error  # the clicked colour (1.4), not G's own (48)
+    # a plain PNG or no hints: nothing to transfer, either way
+    assert np.array_equal(pixels(request(hinted, "POST", "/generate", body([], transfer=True))[2]),
+                          pixels(request(hinted, "POST", "/generate", drawing())[2]))
+
+
+def test_no_transfer_is_the_apps_default_when_asked_and_a_request_still_decides(urls, tmp_path,
+                                                                              capsys):
+    path = checkpoint(tmp_path, True, contrasty=True)
+    dot = {"x": 130, "y": 130, "color": "#2e8b57"}
+    with serving(path, paper=False, tune=False, transfer=False) as url:
+        default, on = (pixels(request(url, "POST", "/generate", data)[2])
+                       for data in (body([dot]), body([dot], transfer=True)))
+        assert 'type="checkbox">' in request(url)[2].decode()  # the page's box: unticked
+    assert 'type="checkbox" checked>' in request(urls[0])[2].decode()
+    error = [median_colour_error(photo, GREEN) for photo in (on, default)]
+    assert error[0] < 10 < 30 < error[1], error
+    with pytest.raises(SystemExit):
+        app.main(["--help"])
+    assert "--transfer, --no-transfer" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1", "null", "[]"])
+def test_a_transfer_that_is_not_a_boolean_gets_400_and_one_line(urls, value):
+    url = "data:image/png;base64," + base64.b64encode(drawing()).decode()
+    data = ('{"sketch": "%s", "hints": [], "transfer": %s}' % (url, value)).encode()
+    status, _, text = request(urls[0], "POST", "/generate", data)
+    if value == "null":  # JSON's null: not given, the app's default
+        assert status == 200
+        return
+    assert status == 400 and text.decode() == ('"transfer" must be true or false (whether the '
+                                               "shoe takes the hints' colour after the generator, "
+                                               "as infer.py --transfer)\n")
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")
 def test_the_hint_brush_sends_dots_and_undo_takes_them_back(urls, tmp_path):
     with Chromium(tmp_path) as browser:
@@ -385,3 +449,26 @@ def test_the_hint_brush_sends_dots_and_undo_takes_them_back(urls, tmp_path):
         browser.open(urls[1])  # a model without hints: the brush is off
         assert browser.evaluate("document.getElementById('hint').disabled")
 
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")
+def test_a_click_with_the_hint_brush_gives_the_transferred_photo_and_the_box_turns_it_off(
+        urls, tmp_path):
+    with Chromium(tmp_path) as browser:
+        browser.open(urls[0])
+        browser.draw(SHOE_STROKES)
+        browser.wait_for(SHOWN + str(len(SHOE_STROKES)))
+        browser.evaluate("document.getElementById('hint').click(); "
+                         "document.getElementById('hintColour').value = '#2e8b57'")
+        browser.draw([[(130, 160)]])  # one click: one dot
+        browser.wait_for(SHOWN + str(len(SHOE_STROKES) + 1))
+        dots = json.loads(browser.evaluate("JSON.stringify(hints)"))
+        assert dots == [{"x": 130, "y": 160, "color": "#2e8b57"}]
+        sketch = browser.image(CANVAS_PNG)
+        shown = pixels(browser.image(PHOTO_PNG))
+        for transfer in (True, False):  # the API's photo of the same canvas and dot
+            answer = pixels(request(urls[0], "POST", "/generate",
+                                    body(dots, sketch, transfer=transfer))[2])
+            assert np.array_equal(shown, answer) is transfer
+        browser.evaluate("document.getElementById('transfer').click()")  # untick: G's own
+        browser.wait_for(SHOWN + str(len(SHOE_STROKES) + 2))
+        assert np.array_equal(pixels(browser.image(PHOTO_PNG)), answer)
