@@ -10,7 +10,7 @@
     python infer.py wide.png --native                    # at the sketch's own resolution
     python infer.py photo.jpg --save_prepared prepared/  # + what the generator was given
     python infer.py sketch.png --hints painted.png       # colour where painted (--hints model)
-    python infer.py sketch.png --color "#b22222"
+    python infer.py sketch.png --color "#b22222"       # the shoe that colour (--no-transfer: G's)
 
 Inputs: plain sketches of any size (pen, pencil, marker or ink on paper, scanned or photographed;
 PNG, JPEG, BMP, WebP or TIFF, 8 or 16 bits a channel) or edges2shoes-style pairs, whose input half
@@ -25,7 +25,9 @@ own statistics), so a photo depends on its sketch and --seed alone; --eval is de
 Same-size inputs run --batch_size at a time, as tune.py picks for this machine. A file that cannot
 be made is named on its own line on stderr, the others are still made, and the exit code is 2.
 Colour hints (hints.py): --hints FILE paints them (its non-transparent, or non-white, pixels) at the
-sketch's size; --color puts one patch inside the drawing.
+sketch's size; --color puts one patch inside the drawing; then the generated shoe is moved to their
+colour (hints.transfer_colour, in the model's frame before the photo is put back; --no-transfer:
+G's own photo).
 """
 
 import argparse
@@ -51,7 +53,7 @@ from config import (HINT_CHANNELS, SWITCH, Config, add_device_flag, first_line, 
 from dataset import list_images, to_image  # noqa: E402
 from generator import build_generator, draw_masks  # noqa: E402
 from hints import (colour_patch, hints_from_image, overlay, parse_colour,  # noqa: E402
-                   patch_side, read_hints_image)
+                   patch_side, read_hints_image, transfer_colour)
 from pretrained import PRETRAINED, pretrained_checkpoint  # noqa: E402
 from save import load_generator, size_text  # noqa: E402
 from sketch import prepare_sketch, put_back  # noqa: E402
@@ -270,12 +272,27 @@ def hint_channels(prepared, cfg: Config, hints_image=None, colour=None, name: st
     return hints
 
 
-def generate(tuner: Tuner, batch: list, seed: int = 0) -> list:
-    """Photos (PIL, at the inputs' sizes) of a list of Prepared inputs that share one tensor size;
-    in paper mode every image's dropout noise is seeded by seed."""
+def translate_prepared(runner, batch: list, seed: int = 0, transfer: bool = True) -> tuple:
+    """(photos (B, 3, H, W) in [-1, 1] in the model's frame, clipped bool (B, 1, H, W)) of a list
+    of Prepared inputs that share one tensor size: in paper mode every image's dropout noise is
+    seeded by seed; with transfer, each photo given hints has its shoe moved to their colour
+    (hints.transfer_colour), clipped marking the pixels that left the sRGB gamut (none without)."""
     sketches = torch.stack([prepared.sketch if prepared.hints is None else  # (B, 3 or 7, H, W)
                             torch.cat([prepared.sketch, prepared.hints]) for prepared in batch])
-    fake_photos = tuner(sketches, [seed] * len(batch))
+    fake_photos = runner(sketches, [seed] * len(batch)).float()
+    clipped = torch.zeros_like(fake_photos[:, :1], dtype=torch.bool)
+    # a model without hint channels has none to follow, nor one given none
+    if transfer and any(prepared.hints is not None and prepared.hints[3].any()
+                        for prepared in batch):
+        given = torch.stack([prepared.hints for prepared in batch]).to(fake_photos.device)
+        fake_photos, clipped = transfer_colour(fake_photos, given)
+    return fake_photos, clipped
+
+
+def generate(runner, batch: list, seed: int = 0, transfer: bool = True) -> list:
+    """Photos (PIL, at the inputs' sizes) of a list of Prepared inputs that share one tensor size:
+    translate_prepared's, each put back into its input's frame."""
+    fake_photos, _ = translate_prepared(runner, batch, seed, transfer)
     return [put_back(to_image(photo), prepared) for photo, prepared in zip(fake_photos, batch)]
 
 
@@ -310,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="one colour hint inside the drawing (#b22222, #f00, rgb(178, 34, 34), "
                              "hsl(0, 68%%, 42%%) or a name such as red; opaque), for a model "
                              "trained with --hints")
+    parser.add_argument("--transfer", **{**SWITCH, "default": True},
+                        help="after G, move the shoe's colour to the hints' (hints.transfer_colour"
+                             ": shading and texture kept) where --hints or --color gives any; "
+                             "--no-transfer: G's own photo (default: on)")
     return parser
 
 
@@ -425,14 +446,14 @@ def saved(image, target: Path) -> bool:
     return True
 
 
-def run_batch(runner, group: list, photos: dict, seed: int) -> int:
+def run_batch(runner, group: list, photos: dict, seed: int, transfer: bool = True) -> int:
     """Generate and write the photos of [(path, Prepared)] together; how many were written. After
     a failure (out of memory included) one at a time: only an input that fails alone is lost."""
     try:
-        made = generate(runner, [prepared for _, prepared in group], seed)
+        made = generate(runner, [prepared for _, prepared in group], seed, transfer)
     except (RuntimeError, MemoryError, ValueError) as e:
         if len(group) > 1:
-            return sum(run_batch(runner, [item], photos, seed) for item in group)
+            return sum(run_batch(runner, [item], photos, seed, transfer) for item in group)
         print(f"infer.py: error: {group[0][0]}: generating it failed: {first_line(e)}",
               file=sys.stderr)
         return 0
@@ -456,7 +477,7 @@ def make_photos(runner, cfg: Config, args: argparse.Namespace, outputs: Outputs,
 
     def run(group):
         nonlocal failed, written
-        made = run_batch(runner, group, outputs.photos, args.seed)
+        made = run_batch(runner, group, outputs.photos, args.seed, args.transfer)
         failed, written = failed + len(group) - made, written + made
 
     for path in outputs.photos:

@@ -15,8 +15,10 @@ behind it:
     POST /generate?given   the same body -> image/png of what the generator is given: the sketch
                      fitted (or padded) at the model's size, shown under the photo
     POST /generate   body: JSON {"sketch": "data:image/png;base64,...", "hints": [{"x": 120,
-                     "y": 140, "color": "#b22222"}, ...]}: the same, with colour hints for a model
-                     trained with --hints (dots at sketch pixels x, y; the page's hint brush)
+                     "y": 140, "color": "#b22222"}, ...], "transfer": true}: the same, with
+                     colour hints for a model trained with --hints (dots at sketch pixels x, y;
+                     the page's hint brush), the shoe then moved to their colour as infer.py
+                     moves it ("transfer": false, or --no-transfer for every request: G's own)
     GET  /           the page
     GET  /examples/N.png   example sketch N (val-set sketches of the checkpoint's data, else drawn
                            shoes)
@@ -121,7 +123,8 @@ class ShoeApp:
 
     def __init__(self, checkpoint, paper: bool = True, seed: int = 0, device: str = "auto",
                  fit: bool = True, budget_s: float = GENERATE_BUDGET_S,
-                 max_generations: int = MAX_GENERATIONS, precision: str = "auto", tune=None):
+                 max_generations: int = MAX_GENERATIONS, precision: str = "auto", tune=None,
+                 transfer: bool = True):
         self.checkpoint = Path(checkpoint)
         self.device = pick_device(device)
         generator, self.cfg = load_generator(self.checkpoint)
@@ -129,6 +132,7 @@ class ShoeApp:
         self.tuner = Tuner(generator.to(self.device), paper=paper, device=self.device,
                            precision=precision, tune=tune)
         self.paper, self.seed, self.fit = paper, seed, fit
+        self.transfer = transfer  # infer.py's --transfer: a request's "transfer" overrides it
         # one generation at a time: the runner's thread count and masks are per call
         self.lock = threading.Lock()
         self.budget_s = budget_s
@@ -229,8 +233,10 @@ class ShoeApp:
         try:
             if time.monotonic() > deadline:
                 raise self.late()
-            # paper mode: the same dropout masks for every request
-            photo = generate(self.tuner, [prepared], self.seed)[0]  # at the upload's size
+            # paper mode: the same dropout masks for every request; the hints' colour transferred
+            # as infer.py transfers it
+            transfer = self.transfer if upload.transfer is None else upload.transfer
+            photo = generate(self.tuner, [prepared], self.seed, transfer)[0]  # upload's size
         finally:
             self.lock.release()
         if time.monotonic() > deadline:
@@ -249,6 +255,7 @@ class ShoeApp:
         return (PAGE.replace("%FACTS%", html.escape(facts)).replace("%EXAMPLES%", examples)
                 .replace("%SIZE%", str(CANVAS_SIZE)).replace("%INPUT_HALF%", half)
                 .replace("%HINTS%", "true" if self.cfg.hints else "false")
+                .replace("%TRANSFER%", " checked" if self.transfer else "")
                 .replace("%HINT_RADIUS%", f"{HINT_DOT * CANVAS_SIZE:g}").encode())
 
 
@@ -296,11 +303,12 @@ def decode_body(body: bytes) -> bytes:
 
 
 def parse_body(body: bytes) -> tuple:
-    """(image bytes, hint dots or None) of a request body: an image or its data: URL alone; or JSON
-    {"sketch": data: URL, "hints": [{"x": X, "y": Y, "color": "#rrggbb"}, ...]}, the dots as
-    [(x, y, (r, g, b))]. ValueError with one line for a body it cannot read."""
+    """(image bytes, hint dots or None, transfer or None) of a request body: an image or its data:
+    URL alone; or JSON {"sketch": data: URL, "hints": [{"x": X, "y": Y, "color": "#rrggbb"}, ...],
+    "transfer": true or false (optional)}, the dots as [(x, y, (r, g, b))]. ValueError with one
+    line for a body it cannot read."""
     if body.lstrip()[:1] != b"{":
-        return decode_body(body), None
+        return decode_body(body), None, None
     try:
         request = json.loads(body)
     except ValueError as e:
@@ -309,6 +317,10 @@ def parse_body(body: bytes) -> tuple:
         raise ValueError("the JSON body is nested too deeply (it needs three levels)") from None
     if not isinstance(request, dict) or not isinstance(request.get("sketch"), str):
         raise ValueError('a JSON body needs "sketch": the image as a data: URL')
+    transfer = request.get("transfer")
+    if transfer is not None and not isinstance(transfer, bool):
+        raise ValueError('"transfer" must be true or false (whether the shoe takes the hints\' '
+                         'colour after the generator, as infer.py --transfer)')
     points = request.get("hints", [])
     if not isinstance(points, list):
         raise ValueError('"hints" must be a list of {"x", "y", "color"}')
@@ -331,7 +343,7 @@ def parse_body(body: bytes) -> tuple:
         except ValueError as e:
             raise ValueError(f"hint {k}: {e}") from None
     # a lone surrogate (\ud800) has no UTF-8: replaced, it fails as the bytes it then is
-    return decode_body(request["sketch"].encode(errors="replace")), dots
+    return decode_body(request["sketch"].encode(errors="replace")), dots, transfer
 
 
 @dataclass
@@ -341,14 +353,15 @@ class Upload:
     image: bytes  # the sketch: an image file's bytes
     given: bool = False  # ?given: answer with the sketch the generator is given, not the photo
     hints: list | None = None  # colour hint dots [(x, y, (r, g, b))] at the upload's pixels
+    transfer: bool | None = None  # the shoe moved to the hints' colour after G; None: the app's
 
 
 def parse_upload(body: bytes, query: str) -> Upload:
     """The one place a POST /generate's body and query are read and checked: the body is an image
     file (of dataset.FORMATS, opened by dataset.open_image as every image given is) or a base64
     data: URL of one, or JSON with hints (parse_body); ValueError says what is wrong."""
-    image, hints = parse_body(body)
-    return Upload(image, given=query == "given", hints=hints)
+    image, hints, transfer = parse_body(body)
+    return Upload(image, given=query == "given", hints=hints, transfer=transfer)
 
 
 # RFC 9110's token (a header name) and a Content-Length (ASCII digits: str.isdigit() also takes
@@ -785,10 +798,11 @@ class AppServer(ThreadingHTTPServer):
 def make_server(checkpoint, host: str = "127.0.0.1", port: int = 8000, paper: bool = True,
                 seed: int = 0, device: str = "auto", fit: bool = True, allow_hosts=(),
                 budget_s: float = GENERATE_BUDGET_S, max_generations: int = MAX_GENERATIONS,
-                precision: str = "auto", tune=None) -> "AppServer":
+                precision: str = "auto", tune=None, transfer: bool = True) -> "AppServer":
     """An HTTP server with the app loaded, bound but not yet serving (port 0: any free port)."""
     app = ShoeApp(checkpoint, paper=paper, seed=seed, device=device, fit=fit, budget_s=budget_s,
-                  max_generations=max_generations, precision=precision, tune=tune)
+                  max_generations=max_generations, precision=precision, tune=tune,
+                  transfer=transfer)
     server = AppServer(host, port, allow_hosts)
     server.app = app
     return server
@@ -819,6 +833,10 @@ def main(argv=None) -> int:
     parser.add_argument("--fit", **{**SWITCH, "default": True},
                         help="fit the drawing to the training frame and redraw its lines (as "
                              "infer.py does)")
+    parser.add_argument("--transfer", **{**SWITCH, "default": True},
+                        help="as infer.py: after G, move the shoe to the hints' colour (default: "
+                             "on; the page's Transfer box and a request's \"transfer\" say it "
+                             "per photo); --no-transfer: G's own photo")
     add_device_flag(parser)
     add_tuning_flags(parser)
     args = parser.parse_args(argv)
@@ -826,7 +844,8 @@ def main(argv=None) -> int:
         checkpoint = chosen_checkpoint(args)
         server = make_server(checkpoint, args.host, args.port, paper=not args.eval, seed=args.seed,
                              device=args.device, fit=args.fit, allow_hosts=args.allow_host,
-                             precision=args.precision, tune=args.tune)
+                             precision=args.precision, tune=args.tune,
+                             transfer=args.transfer)
     except (OSError, ValueError) as e:
         print(f"app.py: error: {e}", file=sys.stderr)
         return 2
@@ -914,6 +933,9 @@ PAGE = """<!doctype html>
               >Hint</button>
       <input id="hintColour" type="color" value="#b22222" title="hint colour">
       <button id="clearHints" title="take every hint away">Clear hints</button>
+      <label id="transferLabel" title="the whole shoe takes the hints' colour, its shading kept, as
+        infer.py --transfer (off: the generator's own photo)"><input id="transfer"
+        type="checkbox"%TRANSFER%> Transfer</label>
       <button id="undo" title="Ctrl+Z" disabled>Undo</button>
       <button id="clear">Clear</button>
     </div>
@@ -944,6 +966,7 @@ const W = %SIZE%, H = %SIZE%, INPUT_HALF = "%INPUT_HALF%", DEBOUNCE_MS = 300;
 const HINTS = %HINTS%, HINT_RADIUS = %HINT_RADIUS%;  // whether the model takes colour hints
 const layer = document.getElementById("hintsLayer"), layerCtx = layer.getContext("2d");
 const colourInput = document.getElementById("hintColour");
+const transferBox = document.getElementById("transfer");
 const canvas = document.getElementById("sketch"),
       ctx = canvas.getContext("2d", {willReadFrequently: true});
 const photo = document.getElementById("photo"), statusLine = document.getElementById("status");
@@ -996,7 +1019,8 @@ async function generate() {
     // the sketch as a PNG; with hints, JSON: the PNG as a data: URL and the dots
     const type = hints.length ? "application/json" : "image/png";
     const sketch = hints.length
-        ? JSON.stringify({sketch: canvas.toDataURL("image/png"), hints})
+        ? JSON.stringify({sketch: canvas.toDataURL("image/png"), hints,
+                          transfer: transferBox.checked})
         : await new Promise(resolve => canvas.toBlob(resolve, "image/png"));
     const response = await fetch("generate", {method: "POST", headers: {"Content-Type": type},
                                               body: sketch, signal: controller.signal});
@@ -1073,6 +1097,7 @@ document.getElementById("pen").onclick = () => pick("pen");
 document.getElementById("eraser").onclick = () => pick("eraser");
 document.getElementById("hint").onclick = () => pick("hint");
 colourInput.addEventListener("input", () => pick("hint"));
+transferBox.addEventListener("change", () => { if (hints.length) changed(0); });
 undoButton.onclick = () => {
   if (!undoStack.length) return;
   const state = undoStack.pop();
@@ -1090,7 +1115,7 @@ document.getElementById("clearHints").onclick = () => {
   remember(); hints = []; drawHints(); changed();
 };
 if (!HINTS)  // a model trained without hints: the brush stays off
-  for (const id of ["hint", "hintColour", "clearHints"]) {
+  for (const id of ["hint", "hintColour", "clearHints", "transfer"]) {
     const control = document.getElementById(id);
     control.disabled = true;
     control.title = "this model was trained without colour hints (train with --hints)";

@@ -6,6 +6,7 @@ r"""Score a generator: L1, PSNR, SSIM, edge F1 and ΔE per image, FID and KID ov
     python -m tools.evaluate --checkpoint ... --data ... --inception FILE  # + FID, KID
     python -m tools.evaluate --checkpoint models/c/completer.pt --data ... --vgg16 vgg16.pth
     python -m tools.evaluate --checkpoint models/h/generator.pt --data ... --hints 5
+    python -m tools.evaluate --checkpoint models/h/generator.pt --data ... --asked_colors red "#00f"
     python -m tools.evaluate --checkpoint ... --sketches pencil/ \
         --references data/hand-sketches/sketches  # unpaired, edge F1 only (docs/sketches.md)
 
@@ -28,7 +29,14 @@ Per image, on images in [-1, 1] as the generator makes them:
     vgg_cos  with --vgg16 FILE (torchvision's vgg16 state dict): the cosine similarity of their
              VGG16 features without fc2 (losses.VGG16Features), Lu et al.'s completion measure
 --hints N (a model trained with colour hints): scored given no hints and given N patches sampled
-from each real photo (hints.py's training sampler, seeded by --seed and the pair's index).
+from each real photo (hints.py's training sampler, seeded by --seed and the pair's index), the
+shoe then moved to their colour as infer.py moves it (--no-transfer: G's own photo).
+--asked_colors C ... (a model trained with colour hints): each sketch made as `infer.py SKETCH
+--color C --seed SEED` makes it (infer.prepare_input and translate_prepared: the same patch at the
+same point, the same noise for every sketch, the same transfer), and per colour the means of: ΔE
+(CIE76) from C of the generated shoe's median Lab colour inside the drawing (hints.drawing_inside),
+edge F1 against the sketch and its change from the photo made without --color, the coloured
+photo's edges against that photo's (line_f1), and the share of pixels the transfer clipped.
 Over the set, with --inception FILE: FID and KID on Inception v3 pool features; pytorch-fid's
 pt_inception-2015-12-05 weights (pooled as TF does, so FIDs compare with published ones) or
 torchvision's inception_v3 state dict. Nothing is ever downloaded.
@@ -61,8 +69,10 @@ from dataset import (PairDataset, list_images, load_rgb, pad_to_square, square_r
                      to_tensor, train_val_folders)
 from tools.edges import detect_edges
 from generator import translate
-from hints import patch_side, sample_hints, shoe_mask, with_hints
-from infer import EVAL_HELP, add_checkpoint_flags, add_tuning_flags, chosen_checkpoint
+from hints import (drawing_inside, parse_colour, patch_side, sample_hints, shoe_mask,
+                   srgb_to_lab, transfer_colour, with_hints)
+from infer import (EVAL_HELP, add_checkpoint_flags, add_tuning_flags, chosen_checkpoint,
+                   prepare_input, translate_prepared)
 from completion import Completer, load_completer
 from losses import VGG16Features
 from save import checkpoint_kind, load_generator, psnr, safe_load
@@ -73,10 +83,6 @@ from tune import Tuner
 # name -> which is better
 METRICS = {"l1": "lower", "psnr": "higher", "ssim": "higher", "edge_f1": "higher",
            "delta_e": "lower", "delta_e_mean": "lower", "vgg_cos": "higher"}
-# sRGB (linear) -> CIE XYZ, D65 (IEC 61966-2-1), and the D65 white point
-SRGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375), (0.2126729, 0.7151522, 0.0721750),
-               (0.0193339, 0.1191920, 0.9503041))
-D65_WHITE = (0.95047, 1.0, 1.08883)
 THUMB_SIZE = 128  # pixels per side of the thumbnails on the HTML page
 
 
@@ -156,21 +162,6 @@ def line_f1(fake_photo: torch.Tensor, reference: torch.Tensor, tolerance: int = 
     f1 = torch.where(precision + recall > 0,
                      2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0)
     return torch.where((n_predicted == 0) & (n_reference == 0), 1.0, f1)
-
-
-def srgb_to_lab(images: torch.Tensor) -> torch.Tensor:
-    """CIE Lab (B, 3, H, W), float64, of sRGB images (B, 3, H, W) in [-1, 1]: the sRGB curve
-    undone, XYZ under D65, then L* a* b* (L 0..100)."""
-    rgb = to_unit(images).double().clamp(0, 1)
-    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    matrix = torch.tensor(SRGB_TO_XYZ, dtype=torch.float64, device=images.device)
-    white = torch.tensor(D65_WHITE, dtype=torch.float64, device=images.device).view(1, 3, 1, 1)
-    xyz = torch.einsum("ij,bjhw->bihw", matrix, linear) / white
-    delta = 6 / 29
-    f = torch.where(xyz > delta**3, xyz.clamp(min=delta**3) ** (1 / 3),
-                    xyz / (3 * delta**2) + 4 / 29)
-    fx, fy, fz = f.unbind(1)
-    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
 
 
 def delta_e(fake_photo: torch.Tensor, photo: torch.Tensor) -> tuple:
@@ -357,7 +348,8 @@ def summary(images: list, skipped: list, what: str, **extra) -> dict:
 @torch.no_grad()
 def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int = 0,
              batch_size: int = 16, device="cpu", on_batch=None, progress: bool = False,
-             vgg16=None, precision: str = "auto", tune=None, hints: int = 0) -> dict:
+             vgg16=None, precision: str = "auto", tune=None, hints: int = 0,
+             transfer: bool = True) -> dict:
     """Translate every pair in data_dir and score it: {"images": [{name, l1, psnr, ssim, edge_f1}],
     "mean": {metric: mean}, "skipped": [names that would not decode]}. Images in file order.
 
@@ -367,7 +359,9 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
     on_batch(names, sketch, fake_photo, photo), if given, sees every batch (for thumbnails,
     features). vgg16, if given (losses.VGG16Features on device), adds vgg_cos. precision, tune:
     tune.Tuner's overrides. A model trained with colour hints (cfg.hints) is given hints patches
-    sampled from each real photo as in training (pair k's seeded by seed and k), or none.
+    sampled from each real photo as in training (pair k's seeded by seed and k), or none; with
+    transfer, each photo given some is then moved to their colour as infer.py moves it
+    (hints.transfer_colour).
     """
     # no jitter: the images as they are
     data = PairDataset(data_dir, cfg.image_size, direction=cfg.direction)
@@ -384,9 +378,11 @@ def evaluate(generator: nn.Module, cfg, data_dir, paper: bool = True, seed: int 
         return with_hints(sketch[None], given)[0], photo, sketch
 
     images, skipped = [], []
-    for names, pairs, _, fake_photo in translated_batches(
+    for names, pairs, given, fake_photo in translated_batches(
             generator, data.files, load, paper, seed, batch_size, device, progress, skipped,
             precision, tune):
+        if transfer and side and hints:
+            fake_photo = transfer_colour(fake_photo, given[:, 3:].to(fake_photo.device))[0]
         sketch = torch.stack([sketch for *_, sketch in pairs]).to(fake_photo.device)
         photo = torch.stack([photo for _, photo, _ in pairs]).to(sketch.device)
         scores = {k: v.tolist() for k, v in score(fake_photo, photo, sketch,
@@ -434,12 +430,13 @@ def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True,
     size = cfg.image_size
     images, skipped = [], []
 
-    def load(path):
+    def load(path):  # a model trained with colour hints is given none
         prepared = prepare_sketch(path, size, cfg.direction, fit=fit)
         if path.stem not in reference_of:
             raise ValueError(f"{path}: no reference drawing {path.stem}.* in {references}")
         frame, lines = drawing_reference(reference_of[path.stem], size, cfg.direction)
-        return prepared.sketch, prepared, frame, lines
+        given = with_hints(prepared.sketch[None])[0] if getattr(cfg, "hints", False) else None
+        return prepared.sketch if given is None else given, prepared, frame, lines
 
     for names, loaded, sketch, fake_photo in translated_batches(
             generator, files, load, paper, seed, batch_size, device, progress, skipped,
@@ -450,9 +447,108 @@ def evaluate_sketches(generator: nn.Module, cfg, sketch_dir, paper: bool = True,
         f1s = line_f1(in_frame, reference).tolist()
         images += [{"name": name, "edge_f1": f1} for name, f1 in zip(names, f1s)]
         if on_batch is not None:
-            on_batch(names, sketch, fake_photo, None)
+            on_batch(names, sketch[:, :3], fake_photo, None)
     return summary(images, skipped, f"{sketch_dir}: none of the {len(files)} sketches",
                    unpaired=True)
+
+
+# ------------------------------------------------------------------------------- the asked colour
+
+def colour_text(rgb) -> str:
+    """'#rrggbb' of (r, g, b) 0..255."""
+    return "#" + "".join(f"{channel:02x}" for channel in rgb)
+
+
+def asked_colour_error(photo: torch.Tensor, sketch: torch.Tensor, rgb) -> float:
+    """CIE76 ΔE between colour rgb (0..255) and the median CIE Lab colour of a photo (3, H, W)
+    inside its sketch's (3, H, W) drawing (hints.drawing_inside: the closed outline filled, less
+    its strokes); where the drawing closes no shape, over the photo's shoe (hints.shoe_mask), and
+    where that finds none, over every pixel."""
+    inside = torch.from_numpy(drawing_inside(sketch)[1]).to(photo.device)
+    if not inside.any():
+        inside = shoe_mask(photo[None])[0, 0]
+    if not inside.any():
+        inside = torch.ones_like(inside)
+    median = srgb_to_lab(photo[None])[0][:, inside].median(dim=1).values
+    asked = torch.tensor(rgb, dtype=torch.float64, device=photo.device).view(1, 3, 1, 1)
+    return (median - srgb_to_lab(asked / 127.5 - 1)[0, :, 0, 0]).norm().item()
+
+
+def asked_colour_batches(runner, cfg, files: list, colour, seed: int, transfer: bool,
+                         fit: bool, batch_size: int, skipped: list):
+    """Yield (names, sketches, photos, clipped) per batch of files, each made as `infer.py FILE
+    --color C --seed seed` makes it (no --color for colour None), in the model's frame before it
+    is put back: infer.prepare_input's patch at its point, infer.translate_prepared's noise and
+    transfer. A file that will not do is warned about and added to skipped (once)."""
+    options = argparse.Namespace(fit=fit, native=False, colour=colour, hints=None)
+    for start in range(0, len(files), batch_size):
+        batch, names = [], []
+        for path in files[start:start + batch_size]:
+            try:
+                batch.append(prepare_input(path, cfg, options))
+                names.append(path.name)
+            except ValueError as e:
+                if path.name not in skipped:
+                    warnings.warn(f"skipping {e}", stacklevel=2)
+                    skipped.append(path.name)
+        if batch:
+            photos, clipped = translate_prepared(runner, batch, seed, transfer)
+            yield names, torch.stack([p.sketch for p in batch]), photos, clipped
+
+
+def sketch_f1(photo: torch.Tensor, sketch: torch.Tensor, unpaired: bool) -> torch.Tensor:
+    """edge_f1 (B,) of photos against their sketches' lines: a pair's dark lines, as score() finds
+    them; an unpaired sketch's strokes as hints.drawing_inside finds them (any gray: fitted, its
+    lines are redrawn faint at the model's size)."""
+    if not unpaired:
+        return edge_f1(photo, sketch)
+    strokes = torch.stack([torch.from_numpy(drawing_inside(one)[0]) for one in sketch])
+    return line_f1(photo, strokes[:, None].to(photo.device))
+
+
+@torch.no_grad()
+def asked_colours(generator: nn.Module, cfg, files: list, colours: list, paper: bool = True,
+                  seed: int = 0, transfer: bool = True, fit: bool = True, batch_size: int = 16,
+                  device="cpu", precision: str = "auto", tune=None, progress: bool = False,
+                  unpaired: bool = False) -> dict:
+    """What a person asking for a colour gets: for each (r, g, b) of colours, every file made as
+    infer.py makes it given --color C (asked_colour_batches: each seeded by seed, as infer.py's
+    --seed seeds every input), then per colour the means of: delta_e (asked_colour_error),
+    edge_f1 against the sketch (sketch_f1) and its change from the uncoloured photo's (infer.py
+    without --color), edges (the coloured photo's edges against the uncoloured photo's: line_f1) and
+    clipped (the share of pixels the transfer clipped to the sRGB gamut). {"transfer", "seed",
+    "edge_f1" (uncoloured), "colors": [{"color", "rgb", "delta_e", "edge_f1", "edge_f1_change",
+    "edges", "clipped", "images": [{"name", ...}]}], "skipped"}."""
+    device = torch.device(device)
+    runner = Tuner(generator.to(device), paper=paper, device=device, precision=precision,
+                   n_images=len(files) * (len(colours) + 1), tune=tune)
+    skipped: list = []
+    plain_f1, plain_edges = {}, {}  # per name: the uncoloured photo's F1 and edges
+    for names, sketch, photo, _ in asked_colour_batches(runner, cfg, files, None, seed, transfer,
+                                                        fit, batch_size, skipped):
+        plain_f1.update(zip(names, sketch_f1(photo, sketch, unpaired).tolist()))
+        plain_edges.update(zip(names, detect_edges(to_unit(photo)).cpu()))
+    if not plain_f1:
+        raise ValueError(f"--asked_colors: none of the {len(files)} files could be read")
+    results = []
+    for rgb in tqdm(colours, desc="asked colours", leave=False, disable=not progress,
+                    file=sys.stderr):
+        images = []
+        for names, sketch, photo, clipped in asked_colour_batches(
+                runner, cfg, files, rgb, seed, transfer, fit, batch_size, skipped):
+            lines = torch.stack([plain_edges[name] for name in names]).to(photo.device)
+            scores = zip(names, sketch, photo, sketch_f1(photo, sketch, unpaired).tolist(),
+                         line_f1(photo, lines).tolist(), clipped.flatten(1).float().mean(1))
+            images += [{"name": name, "delta_e": asked_colour_error(one, drawn, rgb),
+                        "edge_f1": f1, "edge_f1_change": f1 - plain_f1[name], "edges": edges,
+                        "clipped": share.item()}
+                       for name, drawn, one, f1, edges, share in scores]
+        mean = {key: sum(image[key] for image in images) / len(images)
+                for key in ("delta_e", "edge_f1", "edge_f1_change", "edges", "clipped")}
+        results.append({"color": colour_text(rgb), "rgb": list(rgb), **mean, "images": images})
+    return {"transfer": transfer, "seed": seed,
+            "edge_f1": sum(plain_f1.values()) / len(plain_f1), "colors": results,
+            "skipped": skipped}
 
 
 def load_photos(photo_dir, image_size: int) -> torch.Tensor:
@@ -497,12 +593,13 @@ for (const th of document.querySelectorAll("#scores th.sort")) {
 
 
 def write_html(results: list, out_dir, title: str = "pix2pix evaluation",
-               notes: tuple = ()) -> Path:
+               notes: tuple = (), asked: tuple = ()) -> Path:
     """out_dir/index.html: one row per image (worst L1 of results[0] first) with sketch | generated
     (one per result) | real thumbnails from save_thumbnails (kinds sketch, fake0, fake1, ..., real)
     and the scores.
     results: evaluate()'s dicts, each with a "label"; notes: lines shown under the title. Unpaired
-    results (evaluate_sketches) have no real column and list the worst edge F1 first."""
+    results (evaluate_sketches) have no real column and list the worst edge F1 first. asked:
+    run_asked's results, a table each under the means."""
     esc = html.escape  # quote=True by default: safe in text and in attribute values
 
     def img(name, kind):
@@ -557,6 +654,7 @@ img {{ display: block; image-rendering: auto; }}
 <h1>{esc(title)}</h1>
 {"".join(f"<p>{esc(note)}</p>" for note in notes)}
 <table>{"".join(summary)}</table>
+{"".join(asked_html(entry) for entry in asked)}
 <p>Worst {"L1" if worst == "l1" else worst.replace("_", " ")} first;
 click a blue column header to sort.</p>
 <table id="scores"><thead><tr>{"".join(head)}</tr></thead>
@@ -570,6 +668,23 @@ click a blue column header to sort.</p>
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def asked_html(asked: dict) -> str:
+    """One asked_colours() result as an HTML table, a row per colour with a swatch."""
+    esc = html.escape
+    transfer = "the transfer on" if asked["transfer"] else "--no-transfer"
+    rows = "".join(
+        f'<tr><td><span style="background:{row["color"]}">&emsp;</span> {row["color"]}</td>'
+        f'<td>{row["delta_e"]:.2f}</td><td>{row["edge_f1"]:.4f}</td>'
+        f'<td>{row["edge_f1_change"]:+.4f}</td><td>{row["edges"]:.4f}</td>'
+        f'<td>{row["clipped"]:.2%}</td></tr>' for row in asked["colors"])
+    return (f"<h2>Asked colours: {esc(asked['label'])}</h2><p>Each sketch as infer.py --color C "
+            f"--seed {asked['seed']} makes it ({transfer}); ΔE: the shoe's median colour inside "
+            f"the drawing to C; edge F1 against the sketch, and its change from the uncoloured "
+            f"photo's ({asked['edge_f1']:.4f}); edges: against the uncoloured photo's.</p>"
+            "<table><tr><th>color</th><th>ΔE ↓</th><th>edge F1 ↑</th><th>change</th>"
+            f"<th>edges vs uncoloured ↑</th><th>clipped</th></tr>{rows}</table>")
 
 
 # ------------------------------------------------------------------------------------- command line
@@ -627,6 +742,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hints", type=int, metavar="N",
                         help="for a model trained with colour hints: also score it given N hint "
                              "patches sampled from each real photo (seeded), beside none")
+    parser.add_argument("--asked_colors", "--asked-colors", nargs="+", metavar="COLOUR",
+                        help="for a model trained with colour hints: each sketch made as infer.py "
+                             "--color COLOUR --seed SEED makes it, and the ΔE of the shoe's "
+                             "median colour inside the drawing to COLOUR, with its edge F1")
+    parser.add_argument("--transfer", **{**SWITCH, "default": True},
+                        help="as infer.py: after G, move the shoe to the hints' colour, for "
+                             "--hints and --asked_colors (default: on); --no-transfer: G's own")
     add_device_flag(parser)
     add_tuning_flags(parser)
     return parser
@@ -634,6 +756,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     """A ValueError for flags that do not go together, before any file is read."""
+    try:
+        args.asked_rgb = [parse_colour(text) for text in args.asked_colors or ()]
+    except ValueError as e:
+        raise ValueError(f"--asked_colors: {e}") from None
     if args.hints is not None and args.hints < 1:
         raise ValueError(f"--hints must be at least 1 (0 hints is the plain evaluation), got "
                          f"{args.hints}")
@@ -662,9 +788,13 @@ def load_runs(args: argparse.Namespace) -> list:
     if (a.image_size, a.direction) != (b.image_size, b.direction):
         raise ValueError(f"cannot compare: {paths[0]} has image_size {a.image_size} and "
                          f"direction {a.direction}, {paths[-1]} {b.image_size} and {b.direction}")
-    if args.hints and not any(getattr(cfg, "hints", False) for _, (_, cfg) in runs):
-        raise ValueError(f"--hints: trained without colour hints (no hint channels), give a "
-                         f"model trained with --hints: {paths[0]}")
+    for flag, given in (("--hints", args.hints), ("--asked_colors", args.asked_colors)):
+        if given and not any(getattr(cfg, "hints", False) for _, (_, cfg) in runs):
+            raise ValueError(f"{flag}: trained without colour hints (no hint channels), give a "
+                             f"model trained with --hints: {paths[0]}")
+    if args.asked_colors and a.direction != "AtoB":
+        raise ValueError(f"--asked_colors: {paths[0]} turns photos into sketches (direction "
+                         "BtoA); a colour is asked of a sketch")
     return runs
 
 
@@ -719,7 +849,7 @@ def run_job(args: argparse.Namespace, k: int, job: tuple, measures: Measures) ->
                                    references=args.references, **common)
     else:
         result = evaluate(generator, cfg, measures.data_dir, vgg16=measures.vgg16, hints=n_hints,
-                          **common)
+                          transfer=args.transfer, **common)
     result = {"label": label, "checkpoint": str(path), "hints": n_hints, **result}
     if inception is not None:
         fake, real = torch.cat(fake_features), torch.cat(measures.real_features)
@@ -729,14 +859,45 @@ def run_job(args: argparse.Namespace, k: int, job: tuple, measures: Measures) ->
     return result
 
 
-def write_report(args: argparse.Namespace, runs: list, results: list, measures: Measures) -> None:
-    """Print the table of means and write results.json and index.html under measures.out_dir."""
+def run_asked(args: argparse.Namespace, job: tuple, measures: Measures) -> dict:
+    """asked_colours() of a hint model's job of plan_jobs on the --data pairs' sketches or the
+    --sketches, labelled."""
+    path, (generator, cfg), _, label = job
+    files = (list_images(measures.data_dir) if args.sketches else
+             PairDataset(measures.data_dir, cfg.image_size, direction=cfg.direction).files)
+    result = asked_colours(generator, cfg, files, args.asked_rgb, paper=not args.eval,
+                           seed=args.seed, transfer=args.transfer, fit=args.fit,
+                           batch_size=args.batch_size, device=measures.device,
+                           precision=args.precision, tune=args.tune, progress=True,
+                           unpaired=bool(args.sketches))
+    generator.cpu()
+    return {"label": label.removesuffix(" (0 hints)"), "checkpoint": str(path), **result}
+
+
+def print_asked(asked: dict) -> None:
+    """One asked_colours() result as a table, a row per colour."""
+    transfer = "the transfer on" if asked["transfer"] else "--no-transfer"
+    print(f"asked colours, {asked['label']}: each sketch as infer.py --color C --seed "
+          f"{asked['seed']} makes it ({transfer}); uncoloured edge F1 {asked['edge_f1']:.4f}")
+    print(f"{'color':<10}{'ΔE ↓':>8}{'edge F1 ↑':>11}{'change':>9}{'edges vs uncoloured ↑':>23}"
+          f"{'clipped':>9}")
+    for row in asked["colors"]:
+        print(f"{row['color']:<10}{row['delta_e']:>8.2f}{row['edge_f1']:>11.4f}"
+              f"{row['edge_f1_change']:>+9.4f}{row['edges']:>23.4f}{row['clipped']:>9.2%}")
+
+
+def write_report(args: argparse.Namespace, runs: list, results: list, measures: Measures,
+                 asked: list = ()) -> None:
+    """Print the table of means and write results.json and index.html under measures.out_dir;
+    asked: run_asked's results, each a table and an entry asked_colors."""
     mode = "eval mode" if args.eval else f"paper mode (dropout on, seed {args.seed})"
     if any(isinstance(model, Completer) for _, (model, _) in runs):
         mode += f"; completion in eval mode (search seed {args.seed})"
     kind = "unpaired sketches" if args.sketches else "pairs"
     print(f"{len(results[0]['images'])} {kind} from {measures.data_dir}, {mode}")
     print_table(results)
+    for entry in asked:
+        print_asked(entry)
     if measures.inception is not None and 0 < sum(map(len, measures.real_features)) < 2048:
         print("note: FID on fewer than 2048 images is biased upward; compare FIDs only at "
               "equal image counts")
@@ -749,11 +910,14 @@ def write_report(args: argparse.Namespace, runs: list, results: list, measures: 
         report["compare"] = others[0]
     if args.hints:
         report["with_hints"] = [r for r in results if r["hints"]]
+    if asked:
+        report["asked_colors"] = list(asked)
     out_dir = measures.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     labels = " vs ".join(result["label"] for result in results)
-    write_html(results, out_dir, title=f"{labels} on {measures.data_dir}", notes=(mode,))
+    write_html(results, out_dir, title=f"{labels} on {measures.data_dir}", notes=(mode,),
+               asked=asked)
     print(f"wrote {out_dir / 'results.json'} and {out_dir / 'index.html'}")
 
 
@@ -779,8 +943,11 @@ def main(argv=None) -> int:
         if inception is None:
             print("FID/KID skipped: no --inception weights file given (they need Inception "
                   "v3 weights, which evaluate.py never downloads)")
-        results = [run_job(args, k, job, measures) for k, job in enumerate(plan_jobs(args, runs))]
-        write_report(args, runs, results, measures)
+        jobs = plan_jobs(args, runs)
+        results = [run_job(args, k, job, measures) for k, job in enumerate(jobs)]
+        asked = [run_asked(args, job, measures) for job in jobs
+                 if args.asked_colors and job[2] == 0 and getattr(job[1][1], "hints", False)]
+        write_report(args, runs, results, measures, asked)
     except (OSError, ValueError) as e:
         print(f"evaluate.py: error: {first_line(e, 400)}", file=sys.stderr)
         return 2

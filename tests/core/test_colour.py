@@ -1,12 +1,22 @@
 """The colour a person asks for: CIE Lab both ways, the training recolouring of the shoe (hints then
-the only source of its hue), the global hint input, and the colour transfer after G."""
+the only source of its hue), the global hint input, the colour transfer after G, and infer.py's
+--color and --hints with it (--transfer / --no-transfer)."""
+
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image, ImageDraw
 
 import hints
+import infer
+import save
+import tune
 from config import Config, parse_args
+from conftest import tiny_config
+from dataset import to_image, to_tensor
 from generator import build_generator
+from sketch import prepare_sketch
 
 
 def rng(seed=0):
@@ -198,3 +208,85 @@ def test_drawing_inside_is_the_closed_outline_filled_without_its_strokes():
     assert not inside[:10].any() and not inside[55:].any() and not inside[:, :10].any()
     blank_ink, blank_inside = hints.drawing_inside(torch.ones(3, 16, 16))
     assert not blank_ink.any() and not blank_inside.any()
+
+
+# --- infer.py: the asked colour, transferred ---------------------------------------------------
+
+def contrasty_checkpoint(folder, hints_on: bool = True):
+    """A tiny generator.pt (random weights) trained with hints or without, its last layer scaled
+    so that its photos have contrast: a shoe unlike the paper, edges."""
+    cfg = tiny_config(folder, folder, hints=hints_on, name="hints" if hints_on else "plain")
+    torch.manual_seed(0)
+    generator = build_generator(cfg).train()
+    generator(torch.randn(4, 3 + 4 * hints_on, 64, 64))  # running statistics off 0 and 1
+    with torch.no_grad():
+        [p for p in generator.parameters() if p.dim() == 4][-1].mul_(5)
+    path = Path(folder) / "models" / cfg.name / "generator.pt"
+    save.atomic_save({"generator": generator.state_dict(), "config": cfg.to_dict(), "step": 0},
+                     path)
+    return path
+
+
+def box_sketch(path, size=64):
+    """A closed outline on white paper, at the model's size (unfitted: the model's frame)."""
+    img = Image.new("RGB", (size, size), "white")
+    ImageDraw.Draw(img).rectangle((10, 12, 54, 50), outline="black", width=1)
+    img.save(path)
+    return path
+
+
+def photo_of(folder):
+    """The photo infer.py wrote to folder/s.png, (1, 3, H, W) in [-1, 1]."""
+    return to_tensor(Image.open(folder / "s.png").convert("RGB"))[None]
+
+
+def test_infer_color_makes_the_shoe_that_colour_and_no_transfer_gives_gs_own(tmp_path):
+    torch.set_num_threads(1)
+    path, sketch, green = contrasty_checkpoint(tmp_path), box_sketch(tmp_path / "s.png"), "#2e8b57"
+    base = [str(sketch), "--checkpoint", str(path), "--eval", "--no-tune", "--no-fit"]
+    for out, flags in (("on", ["--color", green]), ("off", ["--color", green, "--no-transfer"]),
+                       ("plain", []), ("plain_off", ["--no-transfer"])):
+        assert infer.main([*base, "-o", str(tmp_path / out), *flags]) == 0
+    on, off, plain, plain_off = (photo_of(tmp_path / out) for out in ("on", "off", "plain",
+                                                                      "plain_off"))
+    # G's own photo, as infer.py made it before the transfer, in the model's frame (64×64 here)
+    G, cfg = save.load_generator(path)
+    prepared = prepare_sketch(sketch, 64, fit=False)
+    given = infer.hint_channels(prepared, cfg, colour=hints.parse_colour(green))[None]
+    own = tune.Tuner(G, paper=False, tune=False)(torch.cat([prepared.sketch[None], given], 1), [0])
+    assert torch.equal(off, to_tensor(to_image(own[0]))[None])  # --no-transfer: as before
+    moved = hints.transfer_colour(own, given)[0]
+    assert torch.equal(on, to_tensor(to_image(moved[0]))[None])  # the same function
+    assert torch.equal(plain, plain_off)  # no hint: nothing to transfer
+    inside = torch.from_numpy(hints.drawing_inside(prepared.sketch)[1])[None, None]
+    error = [(median_lab(photo, inside) - lab_of(hints.parse_colour(green))).norm().item()
+             for photo in (on, off)]
+    assert error[0] < 3 < 15 < error[1], error  # the asked colour inside the drawing, not G's
+
+
+def test_infer_hints_file_is_transferred_and_a_model_without_hints_takes_no_transfer(tmp_path):
+    torch.set_num_threads(1)
+    path, sketch = contrasty_checkpoint(tmp_path), box_sketch(tmp_path / "s.png")
+    painted = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    ImageDraw.Draw(painted).rectangle((30, 28, 33, 31), fill=(30, 80, 200, 255))
+    painted.save(tmp_path / "h.png")
+    base = [str(sketch), "--checkpoint", str(path), "--eval", "--no-tune", "--no-fit",
+            "--hints", str(tmp_path / "h.png")]
+    assert infer.main([*base, "-o", str(tmp_path / "on")]) == 0
+    assert infer.main([*base, "-o", str(tmp_path / "off"), "--no-transfer"]) == 0
+    inside = torch.from_numpy(hints.drawing_inside(prepare_sketch(sketch, 64).sketch)[1])
+    error = [(median_lab(photo_of(tmp_path / out), inside[None, None]) - lab_of((30, 80, 200)))
+             .norm().item() for out in ("on", "off")]
+    assert error[0] < 3 < 15 < error[1], error
+    plain = contrasty_checkpoint(tmp_path, hints_on=False)
+    for out, flags in (("a", []), ("b", ["--no-transfer"]), ("c", ["--transfer"])):
+        assert infer.main([str(sketch), "--checkpoint", str(plain), "--eval", "--no-tune",
+                           "-o", str(tmp_path / out), *flags]) == 0
+    assert torch.equal(photo_of(tmp_path / "a"), photo_of(tmp_path / "b"))
+    assert torch.equal(photo_of(tmp_path / "a"), photo_of(tmp_path / "c"))
+
+
+def test_transfer_is_a_proper_boolean_flag():
+    assert infer.parse_args(["s.png"]).transfer is True
+    assert infer.parse_args(["s.png", "--no-transfer"]).transfer is False
+    assert infer.parse_args(["s.png", "--no-transfer", "--transfer"]).transfer is True

@@ -1,5 +1,6 @@
-"""Colour hints in the tools: tools.evaluate's colour error (CIE Lab against known values) and
---hints N, and the sketch pad's hint requests."""
+"""Colour hints in the tools: tools.evaluate's colour error (CIE Lab against known values), --hints
+N and --asked_colors (what infer.py --color makes, measured), and the sketch pad's hint requests
+(the shoe transferred to their colour as infer.py transfers it)."""
 
 import base64
 import json
@@ -17,21 +18,28 @@ from conftest import make_pairs, tiny_config  # noqa: E402
 import hints  # noqa: E402
 import infer  # noqa: E402
 import save  # noqa: E402
-from generator import build_generator  # noqa: E402
-from sketch import prepare_sketch  # noqa: E402
+from dataset import to_image, to_tensor  # noqa: E402
+from generator import build_generator, translate  # noqa: E402
+from sketch import prepare_sketch, put_back  # noqa: E402
 from tools import evaluate  # noqa: E402
-from test_app import (CHROMIUM, PHOTO_PNG, SHOE_STROKES, SHOWN, Chromium, pixels,  # noqa: E402
-                      png, request, serving, settled)  # noqa: F401 (settled: autouse)
+from test_app import (CANVAS_PNG, CHROMIUM, PHOTO_PNG, SERVERS, SHOE_STROKES, SHOWN,  # noqa: E402
+                      Chromium, pixels, png, request, serving, settled)  # noqa: F401 (settled: autouse)
+from tools import app  # noqa: E402
 
 
-def checkpoint(folder, hints: bool) -> Path:
-    """A tiny generator.pt (random weights) trained with or without hints, its val data beside."""
+def checkpoint(folder, hints: bool, contrasty: bool = False) -> Path:
+    """A tiny generator.pt (random weights) trained with or without hints, its val data beside;
+    contrasty: its last layer scaled so that its photos have contrast (a shoe unlike the paper,
+    edges to score)."""
     folder = Path(folder)
     make_pairs(folder / "data" / "val", 2, size=64, seed=3)
     cfg = tiny_config(folder, folder / "data", hints=hints, name="hints" if hints else "plain")
     torch.manual_seed(0)
     generator = build_generator(cfg).train()
     generator(torch.randn(4, cfg.hints * 4 + 3, 64, 64))  # running statistics away from 0 and 1
+    if contrasty:
+        with torch.no_grad():
+            [p for p in generator.parameters() if p.dim() == 4][-1].mul_(5)
     path = folder / "models" / cfg.name / "generator.pt"
     save.atomic_save({"generator": generator.state_dict(), "config": cfg.to_dict(), "step": 0},
                      path)
@@ -50,7 +58,7 @@ def test_srgb_to_lab_gives_the_published_values():
     known = {(255, 255, 255): (100.0, 0.0, 0.0), (0, 0, 0): (0.0, 0.0, 0.0),
              (255, 0, 0): (53.2408, 80.0925, 67.2032), (0, 255, 0): (87.7347, -86.1827, 83.1793),
              (0, 0, 255): (32.2970, 79.1875, -107.8602), (128, 128, 128): (53.5850, 0.0, 0.0)}
-    lab = evaluate.srgb_to_lab(srgb(*known))[:, :, 0, 0]
+    lab = hints.srgb_to_lab(srgb(*known))[:, :, 0, 0]
     assert torch.allclose(lab, torch.tensor(list(known.values()), dtype=torch.float64), atol=2e-3)
 
 
@@ -60,7 +68,7 @@ def test_delta_e_is_measured_on_the_shoe_only():
     fake = real.clone()
     fake[:, :, 8:24, 8:24] = srgb((0, 0, 255))[0]  # painted blue
     fake[:, :, :4] = -1  # and a black stripe on the background: not the shoe, not counted
-    red, blue = evaluate.srgb_to_lab(srgb((255, 0, 0), (0, 0, 255)))[:, :, 0, 0]
+    red, blue = hints.srgb_to_lab(srgb((255, 0, 0), (0, 0, 255)))[:, :, 0, 0]
     pixels, means = evaluate.delta_e(fake, real)
     assert pixels.item() == pytest.approx((red - blue).norm().item()) == means.item()
     assert evaluate.delta_e(real, real)[0].item() == 0
@@ -108,12 +116,145 @@ def test_evaluate_hints_scores_with_none_and_with_n_side_by_side(tmp_path, capsy
     assert len(error) == 1 and "trained without colour hints" in error[0]
 
 
+def test_evaluate_hints_n_transfers_the_photos_unless_no_transfer(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    G, cfg = save.load_generator(checkpoint(tmp_path, True, contrasty=True))
+    data, given, original = tmp_path / "data" / "val", [], evaluate.sample_hints
+
+    def sample(photo, generator, **kwargs):
+        given.append(original(photo, generator, **kwargs))
+        return given[-1]
+
+    monkeypatch.setattr(evaluate, "sample_hints", sample)
+    made = {}
+    for transfer in (True, False):
+        made[transfer] = []
+        result = evaluate.evaluate(G, cfg, data, hints=3, transfer=transfer, batch_size=2,
+                                   on_batch=lambda *batch: made[transfer].append(batch[2]))
+        made[transfer].append(result["mean"]["delta_e_mean"])
+    moved = hints.transfer_colour(made[False][0], torch.cat(given[:2]))[0]
+    assert torch.equal(made[True][0], moved) and not torch.equal(moved, made[False][0])
+    assert made[True][1] < made[False][1]  # the colour of the hints it was given, more nearly
+    # the command line's --no-transfer is the same switch
+    for flags, transfer in (([], True), (["--no-transfer"], False)):
+        out = tmp_path / f"out{transfer}"
+        assert evaluate.main(["--checkpoint", str(tmp_path / "models/hints/generator.pt"),
+                              "--data", str(data), "--hints", "3", "--no-tune", "--out", str(out),
+                              "--precision", "fp32", *flags]) == 0
+        report = json.loads((out / "results.json").read_text())
+        assert report["with_hints"][0]["mean"]["delta_e_mean"] == pytest.approx(
+            made[transfer][1], rel=1e-6)
+
+
+ASKED = ("#b22222", "rgb(30, 80, 200)")
+
+
+def asked_directly(G, cfg, files, rgb, seed, transfer) -> list:
+    """[{delta_e, edge_f1, edge_f1_change, edges, clipped}] of each file for colour rgb, computed
+    here from the pieces: the pair's sketch, one patch inside its drawing, G in paper mode with
+    the one seed, the transfer, the median Lab inside the drawing."""
+    scores = []
+    for path in files:
+        sketch = prepare_sketch(path, cfg.image_size).sketch[None]
+        patch = hints.colour_patch(sketch[0], rgb, hints.patch_side(cfg.hint_patch, 64))[None]
+        photo, plain = (translate(G, torch.cat([sketch, given], 1), seeds=[seed])
+                        for given in (patch, torch.zeros_like(patch)))
+        photo, clipped = hints.transfer_colour(photo, patch) if transfer else (
+            photo, torch.zeros(1, 1, 64, 64, dtype=torch.bool))
+        inside = torch.from_numpy(hints.drawing_inside(sketch[0])[1])
+        median = hints.srgb_to_lab(photo)[0][:, inside].median(1).values
+        f1, plain_f1 = (evaluate.edge_f1(one, sketch).item() for one in (photo, plain))
+        lines = evaluate.detect_edges(evaluate.to_unit(plain))
+        asked = hints.srgb_to_lab(srgb(rgb))[0, :, 0, 0]
+        scores.append({"delta_e": (median - asked).norm().item(),
+                       "edge_f1": f1, "edge_f1_change": f1 - plain_f1,
+                       "edges": evaluate.line_f1(photo, lines).item(),
+                       "clipped": clipped.float().mean().item(), "photo": photo})
+    return scores
+
+
+def test_asked_colors_score_what_infer_makes_of_each_sketch(tmp_path, capsys):
+    torch.set_num_threads(1)
+    path = checkpoint(tmp_path, True, contrasty=True)
+    data = tmp_path / "data" / "val"
+    G, cfg = save.load_generator(path)
+    files = sorted(data.glob("*.png"))
+    for flags, transfer in (([], True), (["--no-transfer"], False)):
+        out = tmp_path / f"out{transfer}"
+        assert evaluate.main(["--checkpoint", str(path), "--data", str(data), "--no-tune",
+                              "--precision", "fp32", "--seed", "3", "--out", str(out),
+                              "--asked_colors", *ASKED, *flags]) == 0
+        printed = capsys.readouterr().out
+        report = json.loads((out / "results.json").read_text())["asked_colors"]
+        assert len(report) == 1 and report[0]["transfer"] is transfer and report[0]["seed"] == 3
+        page = (out / "index.html").read_text()
+        for text, row in zip(ASKED, report[0]["colors"]):
+            rgb = hints.parse_colour(text)
+            assert row["color"] == "#%02x%02x%02x" % rgb and row["rgb"] == list(rgb)
+            expected = asked_directly(G, cfg, files, rgb, seed=3, transfer=transfer)
+            for image, direct in zip(row["images"], expected):
+                for key in ("delta_e", "edge_f1", "edge_f1_change", "edges", "clipped"):
+                    assert image[key] == pytest.approx(direct[key], rel=1e-5, abs=1e-9), key
+            for key in ("delta_e", "edge_f1", "edge_f1_change", "edges", "clipped"):
+                assert row[key] == pytest.approx(sum(d[key] for d in expected) / 2, abs=1e-9)
+            assert f"{row['color']}   {row['delta_e']:>8.2f}" in printed
+            assert f"<td>{row['delta_e']:.2f}</td>" in page
+        assert (report[0]["colors"][0]["clipped"] > 0) is transfer
+        assert "Asked colours: hints/generator.pt" in page
+        if transfer:
+            asked_on = report[0]["colors"]
+    # the shoe takes the asked colour (all but what clips: 60-70% of this random model's pixels,
+    # 6.4-6.5 ΔE), G's own photo does not (61-69)
+    assert all(row["delta_e"] < 10 for row in asked_on)
+    assert all(row["delta_e"] > 40 for row in report[0]["colors"])
+    assert any(abs(row["edge_f1_change"]) > 0 for row in asked_on)
+    # what was measured is infer.py's photo of the pair, pixel for pixel
+    assert infer.main([str(files[1]), "--checkpoint", str(path), "--no-tune", "--seed", "3",
+                       "-o", str(tmp_path / "infer"), "--color", ASKED[1]]) == 0
+    made = to_tensor(Image.open(tmp_path / "infer" / "2_AB.png").convert("RGB"))
+    direct = asked_directly(G, cfg, files[1:], hints.parse_colour(ASKED[1]), 3, True)[0]
+    assert torch.equal(made, to_tensor(to_image(direct["photo"][0])))
+
+
+@pytest.mark.parametrize("model, colours, says", [
+    ("plain", ["red"], "--asked_colors: trained without colour hints (no hint channels)"),
+    ("hints", ["red", "#12"], "--asked_colors: '#12' is not a colour"),
+    ("hints", ["rgb(999,0,0)"], "--asked_colors: 'rgb(999,0,0)': red 999 is out of range"),
+])
+def test_asked_colors_are_refused_in_one_line(tmp_path, capsys, model, colours, says):
+    path = checkpoint(tmp_path, model == "hints")
+    assert evaluate.main(["--checkpoint", str(path), "--data", str(tmp_path / "data" / "val"),
+                          "--out", str(tmp_path / "out"), "--asked_colors", *colours]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and says in error[0], error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_hint_model_scores_unpaired_sketches_and_their_asked_colours(tmp_path, capsys):
+    torch.set_num_threads(1)
+    path = checkpoint(tmp_path, True, contrasty=True)
+    sketches = tmp_path / "sketches"
+    sketches.mkdir()
+    for k, box in enumerate(((20, 30, 90, 80), (10, 10, 60, 70))):
+        img = Image.new("RGB", (100, 90), "white")
+        ImageDraw.Draw(img).rectangle(box, outline="black", width=2)
+        img.save(sketches / f"s{k}.png")
+    assert evaluate.main(["--checkpoint", str(path), "--sketches", str(sketches), "--no-tune",
+                          "--out", str(tmp_path / "out"), "--asked_colors", "green"]) == 0
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(report["images"]) == 2 and "edge_f1" in report["mean"]  # given no hints
+    asked = report["asked_colors"][0]
+    # fitted, the lines are redrawn faint: scored as drawing_inside finds them, not as pairs' are
+    assert asked["edge_f1"] > 0.1 and asked["colors"][0]["delta_e"] < 10  # (clipping: 8.5)
+    assert (tmp_path / "out" / "images" / "s0.png.sketch.png").exists()
+
+
 # --- the sketch pad's hint requests -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def urls(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hints_app")
-    with serving(checkpoint(folder, True), paper=False, tune=False) as hinted, \
+    with serving(checkpoint(folder, True, contrasty=True), paper=False, tune=False) as hinted, \
             serving(checkpoint(folder, False), paper=False, tune=False) as plain:
         yield hinted, plain
 
@@ -131,9 +272,9 @@ def raw_hint(x: bytes) -> bytes:
         b'"red"}]}'
 
 
-def body(hints, sketch=None) -> bytes:
+def body(hints, sketch=None, **fields) -> bytes:
     url = "data:image/png;base64," + base64.b64encode(sketch or drawing()).decode()
-    return json.dumps({"sketch": url, "hints": hints}).encode()
+    return json.dumps({"sketch": url, "hints": hints, **fields}).encode()
 
 
 def test_hint_dots_reach_the_generator_where_they_were_drawn(urls, tmp_path):
@@ -224,6 +365,68 @@ def test_a_model_without_hints_refuses_them_in_one_line(urls):
     assert request(urls[1], "POST", "/generate", body([]))[0] == 200  # an empty list is none
 
 
+GREEN = (46, 139, 87)
+
+
+def median_colour_error(photo: np.ndarray, rgb, box=(62, 82, 198, 178)) -> float:
+    """ΔE of the median Lab colour of a served photo (H, W, 3) inside drawing()'s box to rgb."""
+    left, top, right, bottom = box
+    inside = to_tensor(Image.fromarray(photo.astype(np.uint8)))[None, :, top:bottom, left:right]
+    lab = hints.srgb_to_lab(inside)[0].flatten(1).median(1).values
+    return (lab - hints.srgb_to_lab(srgb(rgb))[0, :, 0, 0]).norm().item()
+
+
+def test_a_hint_click_makes_the_shoe_that_colour_as_infer_transfers_it(urls, tmp_path):
+    hinted = urls[0]
+    dot = {"x": 130, "y": 130, "color": "#2e8b57"}
+    on, off, default = (pixels(request(hinted, "POST", "/generate", data)[2]) for data in (
+        body([dot], transfer=True), body([dot], transfer=False), body([dot])))
+    assert np.array_equal(on, default)  # the transfer is on unless a request turns it off
+    # the same photo from the pieces: the app's hint dot, G, hints.transfer_colour, put back
+    shoe_app = SERVERS[hinted].app
+    (tmp_path / "s.png").write_bytes(drawing())
+    prepared = prepare_sketch(tmp_path / "s.png", 64)
+    given = shoe_app.hint_channels(prepared, [(130, 130, GREEN)])[None]
+    own = shoe_app.tuner(torch.cat([prepared.sketch[None], given], 1), [shoe_app.seed])
+    assert np.array_equal(off, np.asarray(put_back(to_image(own[0]), prepared)))
+    moved = hints.transfer_colour(own, given)[0]
+    assert np.array_equal(on, np.asarray(put_back(to_image(moved[0]), prepared)))
+    error = [median_colour_error(photo, GREEN) for photo in (on, off)]
+    assert error[0] < 5 < 30 < error[1], error  # the clicked colour (1.4), not G's own (48)
+    # a plain PNG or no hints: nothing to transfer, either way
+    assert np.array_equal(pixels(request(hinted, "POST", "/generate", body([], transfer=True))[2]),
+                          pixels(request(hinted, "POST", "/generate", drawing())[2]))
+
+
+def test_no_transfer_is_the_apps_default_when_asked_and_a_request_still_decides(urls, tmp_path,
+                                                                              capsys):
+    path = checkpoint(tmp_path, True, contrasty=True)
+    dot = {"x": 130, "y": 130, "color": "#2e8b57"}
+    with serving(path, paper=False, tune=False, transfer=False) as url:
+        default, on = (pixels(request(url, "POST", "/generate", data)[2])
+                       for data in (body([dot]), body([dot], transfer=True)))
+        assert 'type="checkbox">' in request(url)[2].decode()  # the page's box: unticked
+    assert 'type="checkbox" checked>' in request(urls[0])[2].decode()
+    error = [median_colour_error(photo, GREEN) for photo in (on, default)]
+    assert error[0] < 10 < 30 < error[1], error
+    with pytest.raises(SystemExit):
+        app.main(["--help"])
+    assert "--transfer, --no-transfer" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1", "null", "[]"])
+def test_a_transfer_that_is_not_a_boolean_gets_400_and_one_line(urls, value):
+    url = "data:image/png;base64," + base64.b64encode(drawing()).decode()
+    data = ('{"sketch": "%s", "hints": [], "transfer": %s}' % (url, value)).encode()
+    status, _, text = request(urls[0], "POST", "/generate", data)
+    if value == "null":  # JSON's null: not given, the app's default
+        assert status == 200
+        return
+    assert status == 400 and text.decode() == ('"transfer" must be true or false (whether the '
+                                               "shoe takes the hints' colour after the generator, "
+                                               "as infer.py --transfer)\n")
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")
 def test_the_hint_brush_sends_dots_and_undo_takes_them_back(urls, tmp_path):
     with Chromium(tmp_path) as browser:
@@ -245,3 +448,27 @@ def test_the_hint_brush_sends_dots_and_undo_takes_them_back(urls, tmp_path):
         assert np.array_equal(pixels(browser.image(PHOTO_PNG)), pixels(plain))
         browser.open(urls[1])  # a model without hints: the brush is off
         assert browser.evaluate("document.getElementById('hint').disabled")
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed")
+def test_a_click_with_the_hint_brush_gives_the_transferred_photo_and_the_box_turns_it_off(
+        urls, tmp_path):
+    with Chromium(tmp_path) as browser:
+        browser.open(urls[0])
+        browser.draw(SHOE_STROKES)
+        browser.wait_for(SHOWN + str(len(SHOE_STROKES)))
+        browser.evaluate("document.getElementById('hint').click(); "
+                         "document.getElementById('hintColour').value = '#2e8b57'")
+        browser.draw([[(130, 160)]])  # one click: one dot
+        browser.wait_for(SHOWN + str(len(SHOE_STROKES) + 1))
+        dots = json.loads(browser.evaluate("JSON.stringify(hints)"))
+        assert dots == [{"x": 130, "y": 160, "color": "#2e8b57"}]
+        sketch = browser.image(CANVAS_PNG)
+        shown = pixels(browser.image(PHOTO_PNG))
+        for transfer in (True, False):  # the API's photo of the same canvas and dot
+            answer = pixels(request(urls[0], "POST", "/generate",
+                                    body(dots, sketch, transfer=transfer))[2])
+            assert np.array_equal(shown, answer) is transfer
+        browser.evaluate("document.getElementById('transfer').click()")  # untick: G's own
+        browser.wait_for(SHOWN + str(len(SHOE_STROKES) + 2))
+        assert np.array_equal(pixels(browser.image(PHOTO_PNG)), answer)
