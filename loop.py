@@ -9,7 +9,6 @@ the run folder claimed and locked, the log, Ctrl-C, checkpoints on a cadence, th
             end_epoch(run, epoch, step, val_sketch, val_fake, val_photo)
 """
 
-import gc
 import glob
 import json
 import math
@@ -18,7 +17,6 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,18 +60,29 @@ def setup_distributed(cfg: Config) -> tuple:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def leave_process_group() -> None:
-    """Leave the process group, if joined, however the run ended. DDP lives in a reference cycle:
-    left to the collector it can be freed during interpreter exit, its gloo work and buckets with
-    it, when freeing a tensor needs the GIL that exit has taken (the process aborts). So the frames
-    of an error are cleared and the cycles collected first, while the group and Python are alive."""
-    if not dist.is_initialized():
-        return
-    error = sys.exc_info()[1]
-    if error is not None:  # a training step's frames hold the DDP modules
-        traceback.clear_frames(error.__traceback__)
-    gc.collect()
-    dist.destroy_process_group()
+KEPT: dict = {}  # the tensors this process's collectives are given, one of each kind and size
+MESSAGE_BYTES = 4096  # of an error's text sent from rank 0 to the others
+
+
+def kept(kind: str, values, device: torch.device, dtype=None) -> torch.Tensor:
+    """values (a list or a tensor) in a tensor this process keeps for its life, to give to a
+    collective. A gloo worker thread can let go of a collective's tensors after the collective has
+    returned, on a loaded machine past the process's exit; letting go of the last reference to a
+    tensor Python made needs the GIL, which exit has taken: the process aborts (SIGABRT). A kept
+    tensor's last reference is never the worker's."""
+    values = values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=dtype)
+    key = (kind, str(device), values.dtype, values.numel())
+    if key not in KEPT:
+        KEPT[key] = torch.empty(values.numel(), dtype=values.dtype, device=device)
+    return KEPT[key].copy_(values.reshape(-1))
+
+
+def broadcast_text(text: str, device: torch.device) -> str:
+    """Rank 0's text (its first MESSAGE_BYTES bytes) on every rank, through a kept tensor."""
+    data = text.encode()[:MESSAGE_BYTES] if dist.get_rank() == 0 else b""
+    buffer = kept("text", list(data.ljust(MESSAGE_BYTES, b"\0")), device, torch.uint8)
+    dist.broadcast(buffer, src=0)
+    return bytes(buffer.tolist()).rstrip(b"\0").decode(errors="replace")
 
 
 def log0(*args, **kwargs) -> None:
@@ -93,13 +102,13 @@ def on_rank0(work, device: torch.device) -> None:
         except Exception as e:  # noqa: BLE001 -- re-raised below, on every rank
             error = e
     if world_size > 1:
-        failed = torch.tensor([float(error is not None)], device=device)
+        failed = kept("failed", [float(error is not None)], device)
         dist.all_reduce(failed, op=dist.ReduceOp.MAX)
         if failed.item():
-            message = [f"{type(error).__name__}:{error}" if rank == 0 else None]
-            dist.broadcast_object_list(message, src=0)
+            message = broadcast_text(f"{type(error).__name__}:{error}" if rank == 0 else "",
+                                     device)
             if rank != 0:
-                name, text = message[0].split(":", 1)
+                name, text = message.split(":", 1)
                 error = ERRORS.get(name, RuntimeError)(text)
             leave_together()
     if error is not None:
@@ -108,15 +117,14 @@ def on_rank0(work, device: torch.device) -> None:
 
 def leave_together() -> None:
     """Every rank is at the same point and about to leave: a last barrier, whose wait lets gloo's
-    worker threads let go of the tensors of the collectives before it while Python still runs
-    (letting go during interpreter exit needs the GIL that exit has taken: the process aborts)."""
+    worker threads finish with the collectives before it while the ranks still run (see kept)."""
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
 
 
 def check_same_start(step: int, last_path: Path, device: torch.device) -> None:
     """Every process must resume from the same step (models/ on a filesystem all of them see)."""
-    start = torch.tensor([step, -step], device=device)
+    start = kept("start", [step, -step], device, torch.int64)
     dist.all_reduce(start, op=dist.ReduceOp.MAX)
     if start[0] != -start[1]:
         leave_together()
@@ -318,8 +326,9 @@ class LossMeter:
     def record(self, epoch: int, step: int, lr: float) -> dict:
         """The interval's mean losses over all processes and its speed as one record; then reset."""
         if dist.is_initialized():
-            dist.all_reduce(self.sums)
-            self.sums /= dist.get_world_size()
+            total = kept("losses", self.sums, self.device)
+            dist.all_reduce(total)
+            self.sums.copy_(total).div_(dist.get_world_size())
         means = (self.sums / self.steps).tolist()  # the one host-device sync
         seconds = time.perf_counter() - self.start
         speed = {"img_per_s": self.timed_steps * self.images_per_step / seconds} \
@@ -421,7 +430,7 @@ class StopFlag:
             return self.signal_name is not None
         if not check_now:
             return False
-        flag = torch.tensor([float(self.signal_name is not None)], device=self.device)
+        flag = kept("stop", [float(self.signal_name is not None)], self.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return flag.item() > 0
 

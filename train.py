@@ -32,9 +32,8 @@ from dataset import (CachedLoader, EpochSampler, PairCache, PairDataset, ignore_
 from discriminator import build_discriminator
 from generator import build_generator, seeded, translate
 from hints import patch_side, training_hints, with_hints
-from loop import (after_step, check_same_start, check_start, end_epoch, epoch_batches,
-                  leave_process_group, log0, on_rank0, resume_position, running, set_lr,
-                  setup_distributed)
+from loop import (after_step, check_same_start, check_start, end_epoch, epoch_batches, log0,
+                  on_rank0, resume_position, running, set_lr, setup_distributed)
 from losses import VGGFeatures, gradient_penalty, loss_d_of, loss_g_gan_of
 from save import check_fits, generator_fields, restore, save_checkpoint, saved_config
 from tune import training_precision
@@ -350,9 +349,9 @@ def main(cfg: Config) -> dict:
                 val_fake = validate(G, val_sketch, cfg, autocast, device, memory_format)
                 val_l1s.append(end_epoch(run, epoch, step, val_sketch, val_fake, val_photo))
         return {**run.last_record, "val_l1": val_l1s, "step": step}
-    finally:  # torchrun with one process joined a group too
-        G_train = D_train = None  # noqa: F841 -- the DDP modules: collected before the group goes
-        leave_process_group()
+    finally:
+        if dist.is_initialized():  # torchrun with one process joined a group too
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":
