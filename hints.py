@@ -203,6 +203,17 @@ def move_colour(lab: torch.Tensor, target: torch.Tensor, region: torch.Tensor,
     return torch.where(region, lab + target - median[..., None, None], lab)
 
 
+def recoloured(photo: torch.Tensor, target: torch.Tensor, region: torch.Tensor,
+               weight: torch.Tensor) -> tuple:
+    """(photos, outside): photos (B, 3, H, W) in [-1, 1] with their region moved in Lab to the
+    sRGB colours target (move_colour, weighted by weight), clipped to the gamut; outside: the
+    pixels that needed it."""
+    lab = srgb_to_lab(photo, torch.float32)
+    moved, outside = lab_to_srgb(move_colour(lab, srgb_to_lab(target, torch.float32), region,
+                                             weight))
+    return torch.where(region, moved.to(photo.dtype), photo), outside
+
+
 def recolour_shoes(photo: torch.Tensor, generator: torch.Generator, p: float) -> tuple:
     """(photos, chosen (B,) bool): each real photo (B, 3, H, W) in [-1, 1] chosen with probability
     p gets its shoe (shoe_mask) moved in Lab to a random colour (uniform in the sRGB cube: any hue,
@@ -212,12 +223,8 @@ def recolour_shoes(photo: torch.Tensor, generator: torch.Generator, p: float) ->
     batch = photo.shape[0]
     chosen = torch.rand(batch, generator=generator, device=photo.device) < p
     target = torch.rand(batch, 3, 1, 1, generator=generator, device=photo.device) * 2 - 1
-    shoe = shoe_mask(photo)
-    lab = srgb_to_lab(photo, torch.float32)
-    moved, _ = lab_to_srgb(move_colour(lab, srgb_to_lab(target, torch.float32), shoe,
-                                       shoe.float()))
-    changed = shoe & chosen[:, None, None, None]
-    return torch.where(changed, moved.to(photo.dtype), photo), chosen
+    shoe = shoe_mask(photo) & chosen[:, None, None, None]
+    return recoloured(photo, target, shoe, shoe.float())[0], chosen
 
 
 def training_hints(photo: torch.Tensor, generator: torch.Generator, p: float = 0.125,
@@ -244,10 +251,8 @@ def transfer_colour(photo: torch.Tensor, hints: torch.Tensor) -> tuple:
     (B, 1, H, W): the pixels clipped to the sRGB gamut. An image without hints is unchanged."""
     colour, near = spread(hints)
     shoe = shoe_mask(photo) & (hints[:, 3:].flatten(1).amax(1) > 0)[:, None, None, None]
-    lab = srgb_to_lab(photo, torch.float32)
-    moved, outside = lab_to_srgb(move_colour(lab, srgb_to_lab(colour, torch.float32), shoe,
-                                             near + 1e-3))
-    return torch.where(shoe, moved.to(photo.dtype), photo), outside & shoe
+    moved, outside = recoloured(photo, colour, shoe, near + 1e-3)
+    return moved, outside & shoe
 
 
 # --- hints a person gives -----------------------------------------------------------------------
