@@ -79,10 +79,10 @@ def kept(kind: str, values, device: torch.device, dtype=None) -> torch.Tensor:
 
 def broadcast_text(text: str, device: torch.device) -> str:
     """Rank 0's text (its first MESSAGE_BYTES bytes) on every rank, through a kept tensor."""
-    data = text.encode()[:MESSAGE_BYTES] if dist.get_rank() == 0 else b""
-    buffer = kept("text", list(data.ljust(MESSAGE_BYTES, b"\0")), device, torch.uint8)
+    data = bytearray(text.encode()[:MESSAGE_BYTES].ljust(MESSAGE_BYTES, b"\0"))
+    buffer = kept("text", torch.frombuffer(data, dtype=torch.uint8), device)
     dist.broadcast(buffer, src=0)
-    return bytes(buffer.tolist()).rstrip(b"\0").decode(errors="replace")
+    return bytes(buffer.cpu().numpy()).rstrip(b"\0").decode(errors="replace")
 
 
 def log0(*args, **kwargs) -> None:
